@@ -1,0 +1,235 @@
+//! The server's handle to one client connection, given to the service factory.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use http::{HeaderMap, Uri};
+
+use crate::contract::NoCallbacks;
+use crate::hub::HubCore;
+use crate::peer::{CloseReason, Peer};
+
+/// Identifies one connection, unique across processes (a random per-process
+/// part, then a counter), so ids from several server nodes never collide.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId {
+    node: u32,
+    sequence: u64,
+}
+
+impl ConnectionId {
+    pub(crate) fn next() -> Self {
+        static NODE: OnceLock<u32> = OnceLock::new();
+        static SEQUENCE: AtomicU64 = AtomicU64::new(1);
+        // RandomState is seeded from the OS: a random node part without a dependency.
+        let node = *NODE.get_or_init(|| RandomState::new().hash_one(std::process::id()) as u32);
+        ConnectionId { node, sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// The per-process counter part.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}-{}", self.node, self.sequence)
+    }
+}
+
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionId({self})")
+    }
+}
+
+/// The text of a [`ConnectionId`] was not `node-sequence`.
+#[derive(Debug, thiserror::Error)]
+#[error("not a connection id: {0:?}")]
+pub struct ParseConnectionIdError(String);
+
+impl FromStr for ConnectionId {
+    type Err = ParseConnectionIdError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || ParseConnectionIdError(text.to_owned());
+        let (node, sequence) = text.split_once('-').ok_or_else(error)?;
+        Ok(ConnectionId {
+            node: u32::from_str_radix(node, 16).map_err(|_| error())?,
+            sequence: sequence.parse().map_err(|_| error())?,
+        })
+    }
+}
+
+impl serde::Serialize for ConnectionId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ConnectionId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the HTTP upgrade request said.
+#[derive(Debug, Default)]
+pub(crate) struct Handshake {
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+}
+
+struct Inner {
+    peer: Peer,
+    handshake: Handshake,
+    data: Mutex<HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>>,
+    hub: Arc<HubCore>,
+}
+
+/// The server's handle to one connected client: its id, where it came from,
+/// the typed proxy for calling it back, per-connection data, and its groups.
+///
+/// `CB` is the callback contract's stub (`ChatEventsClient` for a
+/// `ChatEvents` contract). Cheap to clone.
+pub struct Connection<CB = NoCallbacks> {
+    inner: Arc<Inner>,
+    callback: CB,
+}
+
+impl<CB: Clone> Clone for Connection<CB> {
+    fn clone(&self) -> Self {
+        Connection { inner: self.inner.clone(), callback: self.callback.clone() }
+    }
+}
+
+impl<CB> fmt::Debug for Connection<CB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id())
+            .field("remote_addr", &self.inner.handshake.remote_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<CB> Connection<CB> {
+    pub(crate) fn new(peer: Peer, handshake: Handshake, hub: Arc<HubCore>, callback: CB) -> Self {
+        let inner = Inner { peer, handshake, data: Mutex::default(), hub };
+        Connection { inner: Arc::new(inner), callback }
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.inner.peer.id()
+    }
+
+    /// The typed proxy for calling this client back (WCF's `GetCallbackChannel`).
+    pub fn callback(&self) -> &CB {
+        &self.callback
+    }
+
+    /// The untyped engine handle, for calls outside the callback contract.
+    pub fn peer(&self) -> &Peer {
+        &self.inner.peer
+    }
+
+    /// The client's address, when the transport knows it (with axum, serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.handshake.remote_addr
+    }
+
+    /// The headers of the HTTP upgrade request.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.inner.handshake.headers
+    }
+
+    /// The URI of the HTTP upgrade request (path and query string).
+    pub fn uri(&self) -> &Uri {
+        &self.inner.handshake.uri
+    }
+
+    /// Stores a value of type `T` with this connection, replacing any earlier one.
+    pub fn insert_data<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        let old = self.data_map().insert(std::any::TypeId::of::<T>(), Box::new(value));
+        old.and_then(|b| (b as Box<dyn Any>).downcast().ok()).map(|b| *b)
+    }
+
+    /// A clone of the stored value of type `T`.
+    pub fn data<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.data_map().get(&std::any::TypeId::of::<T>()).and_then(|b| b.downcast_ref::<T>()).cloned()
+    }
+
+    /// Removes and returns the stored value of type `T`.
+    pub fn remove_data<T: Send + Sync + 'static>(&self) -> Option<T> {
+        let old = self.data_map().remove(&std::any::TypeId::of::<T>());
+        old.and_then(|b| (b as Box<dyn Any>).downcast().ok()).map(|b| *b)
+    }
+
+    fn data_map(&self) -> std::sync::MutexGuard<'_, HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>> {
+        // Nothing panics while holding this lock; recover rather than propagate.
+        self.inner.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds this connection to a hub group; false if it already was a member.
+    pub fn join_group(&self, group: &str) -> bool {
+        self.inner.hub.add_to_group(self.id(), group)
+    }
+
+    /// Removes this connection from a hub group; false if it was not a member.
+    pub fn leave_group(&self, group: &str) -> bool {
+        self.inner.hub.remove_from_group(self.id(), group)
+    }
+
+    /// The groups this connection is in.
+    pub fn groups(&self) -> Vec<String> {
+        self.inner.hub.groups_of(self.id())
+    }
+
+    /// Closes the connection with a close code and reason.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.inner.peer.close(code, reason);
+    }
+
+    /// Waits until the connection has ended, and says how.
+    pub async fn closed(&self) -> CloseReason {
+        self.inner.peer.closed().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_distinct_and_round_trip_through_text() {
+        let a = ConnectionId::next();
+        let b = ConnectionId::next();
+        assert_ne!(a, b);
+        assert_eq!(a.to_string().parse::<ConnectionId>().unwrap(), a);
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<ConnectionId>(&json).unwrap(), b);
+        assert!("nonsense".parse::<ConnectionId>().is_err());
+        assert!("zz-1".parse::<ConnectionId>().is_err());
+    }
+
+    #[tokio::test]
+    async fn per_connection_data_is_typed() {
+        let (peer, _parts) = Peer::new(ConnectionId::next(), &Default::default());
+        let conn = Connection::new(peer, Handshake::default(), HubCore::new_local(), ());
+        assert_eq!(conn.insert_data(5u32), None);
+        assert_eq!(conn.insert_data(6u32), Some(5));
+        conn.insert_data(String::from("alice"));
+        assert_eq!(conn.data::<u32>(), Some(6));
+        assert_eq!(conn.remove_data::<String>().as_deref(), Some("alice"));
+        assert_eq!(conn.data::<String>(), None);
+    }
+}

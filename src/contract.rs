@@ -1,0 +1,172 @@
+//! What the macros generate against: contracts, their stubs, their dispatch
+//! tables, and the metadata they record.
+//!
+//! For a contract trait `X`, the macros generate the stub `XClient<C>`. The stub
+//! type also names the contract at the type level: it implements [`Contract`]
+//! (and [`ServiceContract`] for a service), and `XClient<C>: Dispatch<S>` for
+//! every `S: X`, which is how a server or client reaches the user's methods.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::dispatch::{Handler, HandlerFuture, IncomingCall};
+use crate::peer::Peer;
+
+/// A contract, named by its typed stub.
+///
+/// Implemented by the macros for `XClient<C>`, for every caller `C`.
+pub trait Contract: Sized {
+    /// What this stub sends through.
+    type Caller;
+    /// The same contract's stub over another caller.
+    type Stub<C>: Contract<Caller = C>;
+    /// Wraps a caller in this stub.
+    fn from_caller(caller: Self::Caller) -> Self;
+    /// The contract's metadata, recorded at compile time.
+    fn info() -> &'static ContractInfo;
+}
+
+/// A service contract: the side clients call, with the callback contract its
+/// connections carry.
+pub trait ServiceContract: Contract {
+    /// The callback stub a service's [`Connection`](crate::Connection) carries.
+    type Callback: Contract<Caller = Peer> + Clone + Send + Sync + 'static;
+}
+
+/// The dispatch table of a contract for implementation `S`.
+#[diagnostic::on_unimplemented(
+    message = "`{S}` does not implement the contract of `{Self}`",
+    label = "implement the contract trait for `{S}`"
+)]
+pub trait Dispatch<S>: Contract {
+    /// Starts `method`, or gives the call back when the contract has no such method.
+    #[doc(hidden)]
+    fn dispatch<'a>(
+        service: &Arc<S>,
+        method: &str,
+        call: IncomingCall<'a>,
+    ) -> Result<HandlerFuture, IncomingCall<'a>>;
+}
+
+/// An implementation of contract `M`, ready to answer calls on one connection.
+///
+/// Made by the `into_service()` method every contract trait gets.
+pub struct ServiceInstance<M, S> {
+    service: Arc<S>,
+    _contract: PhantomData<fn() -> M>,
+}
+
+impl<M, S> ServiceInstance<M, S> {
+    /// Wraps `service`; generated `into_service()` calls this.
+    pub fn new(service: S) -> Self {
+        ServiceInstance { service: Arc::new(service), _contract: PhantomData }
+    }
+
+    /// The implementation.
+    pub fn service(&self) -> &Arc<S> {
+        &self.service
+    }
+}
+
+impl<M, S> Handler for ServiceInstance<M, S>
+where
+    M: Dispatch<S> + 'static,
+    S: Send + Sync + 'static,
+{
+    fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
+        M::dispatch(&self.service, method, call)
+    }
+}
+
+/// The callback contract of a service that declares none: it has no methods.
+#[derive(Clone, Debug)]
+pub struct NoCallbacks<C = Peer>(C);
+
+impl<C> Contract for NoCallbacks<C> {
+    type Caller = C;
+    type Stub<T> = NoCallbacks<T>;
+    fn from_caller(caller: C) -> Self {
+        NoCallbacks(caller)
+    }
+    fn info() -> &'static ContractInfo {
+        static INFO: ContractInfo = ContractInfo {
+            name: "NoCallbacks",
+            namespace: None,
+            kind: ContractKind::Callback,
+            docs: "A callback contract without methods.",
+            methods: &[],
+        };
+        &INFO
+    }
+}
+
+impl<C, S> Dispatch<S> for NoCallbacks<C> {
+    fn dispatch<'a>(_: &Arc<S>, _: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
+        Err(call)
+    }
+}
+
+impl NoCallbacks {
+    /// An implementation of no callbacks, for a client of a service without a callback contract.
+    pub fn service() -> ServiceInstance<NoCallbacks, ()> {
+        ServiceInstance::new(())
+    }
+}
+
+/// Which side of the socket implements a contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContractKind {
+    /// Implemented by the server; clients call it.
+    Service,
+    /// Implemented by clients; the server calls it.
+    Callback,
+}
+
+/// A contract's metadata, recorded by the macros at compile time and
+/// available at run time (for schemas, generated clients and introspection).
+#[derive(Debug)]
+pub struct ContractInfo {
+    /// The Rust trait's name.
+    pub name: &'static str,
+    /// The wire namespace, if any.
+    pub namespace: Option<&'static str>,
+    /// Service or callback.
+    pub kind: ContractKind,
+    /// The trait's doc comment.
+    pub docs: &'static str,
+    /// Every method, in declaration order.
+    pub methods: &'static [MethodInfo],
+}
+
+/// One method of a contract.
+#[derive(Debug)]
+pub struct MethodInfo {
+    /// The Rust method name.
+    pub name: &'static str,
+    /// The method name on the wire (`namespace.method` or the renamed name).
+    pub wire_name: &'static str,
+    /// Parameters, in order.
+    pub params: &'static [ParamInfo],
+    /// The declared return type, as written in the trait.
+    pub returns: &'static str,
+    /// Sent as a notification, without a reply.
+    pub oneway: bool,
+    /// The method's doc comment.
+    pub docs: &'static str,
+}
+
+/// One parameter of a method.
+#[derive(Debug)]
+pub struct ParamInfo {
+    /// The name, which is also its key on the wire.
+    pub name: &'static str,
+    /// The type, as written in the trait.
+    pub ty: &'static str,
+}
+
+impl ContractInfo {
+    /// The method with this wire name.
+    pub fn method(&self, wire_name: &str) -> Option<&MethodInfo> {
+        self.methods.iter().find(|m| m.wire_name == wire_name)
+    }
+}

@@ -1,0 +1,148 @@
+//! Connection-level errors and the JSON-RPC error codes wsduplex uses.
+
+use std::time::Duration;
+
+use jsonrpsee_types::ErrorObjectOwned;
+
+/// Why a call, notification or connection attempt failed.
+///
+/// Handlers return their own error types; this enum is what a *caller* sees.
+/// The peer's own error object arrives as [`Error::Rpc`] with its code, message
+/// and data intact.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer answered with a JSON-RPC error object.
+    #[error("the peer answered with error {}: {}", .0.code(), .0.message())]
+    Rpc(ErrorObjectOwned),
+    /// The connection is closed, or closed before the reply arrived.
+    #[error("the connection is closed")]
+    Closed,
+    /// No reply arrived before the call's deadline.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The WebSocket or the socket under it failed.
+    #[error("transport error: {0}")]
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The reply did not decode into the expected type.
+    #[error("could not decode the reply: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The parameters could not be encoded as JSON.
+    #[error("could not encode the parameters: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// A method that needs one connection's reply was sent to a target that has none.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+impl Error {
+    pub(crate) fn transport(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Transport(Box::new(error))
+    }
+
+    /// The error object a handler that propagates this error answers with.
+    pub fn to_error_object(&self) -> ErrorObjectOwned {
+        match self {
+            Error::Rpc(object) => object.clone(),
+            Error::Closed => ErrorObjectOwned::owned(codes::PEER_CLOSED, self.to_string(), None::<()>),
+            Error::Timeout(_) => ErrorObjectOwned::owned(codes::TIMED_OUT, self.to_string(), None::<()>),
+            Error::Transport(_) => ErrorObjectOwned::owned(codes::TRANSPORT, self.to_string(), None::<()>),
+            Error::Decode(_) => ErrorObjectOwned::owned(codes::BAD_REPLY, self.to_string(), None::<()>),
+            Error::Encode(_) | Error::Unsupported(_) => {
+                ErrorObjectOwned::owned(codes::INTERNAL_ERROR, self.to_string(), None::<()>)
+            }
+        }
+    }
+}
+
+/// A handler that awaits a callback and propagates its failure with `?` answers
+/// its own caller with the matching implementation error code.
+impl From<Error> for ErrorObjectOwned {
+    fn from(error: Error) -> Self {
+        error.to_error_object()
+    }
+}
+
+impl From<jsonrpsee_core::client::Error> for Error {
+    fn from(error: jsonrpsee_core::client::Error) -> Self {
+        use jsonrpsee_core::client::Error as J;
+        match error {
+            J::Call(object) => Error::Rpc(object),
+            J::ParseError(e) => Error::Decode(e),
+            J::RequestTimeout => Error::Timeout(Duration::ZERO),
+            J::RestartNeeded(_) | J::ServiceDisconnect => Error::Closed,
+            J::Transport(e) => match e.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(e) => Error::Transport(e),
+            },
+            other => Error::Transport(Box::new(other)),
+        }
+    }
+}
+
+impl From<Error> for jsonrpsee_core::client::Error {
+    fn from(error: Error) -> Self {
+        use jsonrpsee_core::client::Error as J;
+        match error {
+            Error::Rpc(object) => J::Call(object),
+            Error::Decode(e) | Error::Encode(e) => J::ParseError(e),
+            Error::Timeout(_) => J::RequestTimeout,
+            // Boxed whole, so converting back (above) restores the exact variant.
+            other => J::Transport(Box::new(other)),
+        }
+    }
+}
+
+/// Error codes on the wire.
+///
+/// The standard JSON-RPC 2.0 codes, plus the implementation codes wsduplex
+/// itself answers with (all within the spec's -32000..-32099 server range).
+/// Where jsonrpsee already defines a code for the same condition, wsduplex
+/// uses jsonrpsee's number.
+pub mod codes {
+    /// Invalid JSON was received.
+    pub const PARSE_ERROR: i32 = jsonrpsee_types::error::PARSE_ERROR_CODE;
+    /// The JSON sent is not a valid request object.
+    pub const INVALID_REQUEST: i32 = jsonrpsee_types::error::INVALID_REQUEST_CODE;
+    /// The method does not exist on this peer.
+    pub const METHOD_NOT_FOUND: i32 = jsonrpsee_types::error::METHOD_NOT_FOUND_CODE;
+    /// Invalid method parameters; `data` names the parameter.
+    pub const INVALID_PARAMS: i32 = jsonrpsee_types::error::INVALID_PARAMS_CODE;
+    /// The handler failed in an unexpected way (for example, it panicked).
+    pub const INTERNAL_ERROR: i32 = jsonrpsee_types::error::INTERNAL_ERROR_CODE;
+    /// A call the handler made to another peer timed out.
+    pub const TIMED_OUT: i32 = -32020;
+    /// A call the handler made went to a connection that closed.
+    pub const PEER_CLOSED: i32 = -32021;
+    /// The request was cancelled by `$/cancelRequest` before it finished.
+    pub const REQUEST_CANCELLED: i32 = -32022;
+    /// A call the handler made failed in the transport.
+    pub const TRANSPORT: i32 = -32023;
+    /// A call the handler made got a reply it could not decode.
+    pub const BAD_REPLY: i32 = -32024;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_errors_map_to_implementation_codes() {
+        assert_eq!(Error::Closed.to_error_object().code(), codes::PEER_CLOSED);
+        assert_eq!(
+            Error::Timeout(Duration::from_secs(1)).to_error_object().code(),
+            codes::TIMED_OUT
+        );
+        let peer = ErrorObjectOwned::owned(1001, "nick taken", Some("bob"));
+        assert_eq!(Error::Rpc(peer.clone()).to_error_object(), peer);
+    }
+
+    #[test]
+    fn errors_survive_a_round_trip_through_jsonrpsee() {
+        let back = Error::from(jsonrpsee_core::client::Error::from(Error::Closed));
+        assert!(matches!(back, Error::Closed), "{back:?}");
+        let rpc = ErrorObjectOwned::owned(7, "seven", None::<()>);
+        let back = Error::from(jsonrpsee_core::client::Error::from(Error::Rpc(rpc.clone())));
+        assert!(matches!(back, Error::Rpc(o) if o == rpc));
+    }
+}

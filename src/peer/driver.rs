@@ -1,0 +1,559 @@
+//! The task that owns one socket: reads, writes, and runs incoming calls.
+//!
+//! One task per connection does everything, with no hop to another task per
+//! message: it reads a frame, starts the handler, and writes the handler's
+//! response in the same task. Reading never waits for a handler, so a handler
+//! that awaits a reply on this same connection cannot deadlock it. Reading
+//! pauses (TCP backpressure) only while `max_in_flight` calls are running or
+//! as many responses wait for the socket; writing never blocks reading.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use jsonrpsee_core::server::{MethodCallback, MethodResponse, Methods};
+use jsonrpsee_types::{ErrorObjectOwned, Extensions, Params};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tracing::Span;
+
+use super::{CloseReason, Control, Peer, PeerConfig, PeerParts, Reply};
+use crate::dispatch::{Handler, HandlerFuture, IncomingCall};
+use crate::error::codes;
+use crate::wire::{self, RequestId};
+
+/// How long a close handshake may take before the socket is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A WebSocket as the engine sees it: tokio-tungstenite's stream, or channels in tests.
+pub(crate) trait Transport:
+    Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send + 'static
+{
+}
+
+impl<T> Transport for T where
+    T: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send + 'static
+{
+}
+
+/// Why the driver loop stopped.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The peer sent a close frame.
+    ByPeer(Option<CloseFrame>),
+    /// We sent a close frame.
+    ByUs(u16),
+    /// The socket failed.
+    Transport(WsError),
+    /// The stream ended without a close frame.
+    Eof,
+}
+
+impl Ended {
+    fn reason(&self) -> CloseReason {
+        match self {
+            Ended::ByPeer(Some(frame)) => {
+                CloseReason::ClosedByPeer { code: frame.code.into(), reason: frame.reason.to_string() }
+            }
+            Ended::ByPeer(None) => CloseReason::ClosedByPeer { code: 1005, reason: String::new() },
+            Ended::ByUs(code) => CloseReason::ClosedLocally { code: *code },
+            Ended::Transport(e) => CloseReason::Transport(e.to_string()),
+            Ended::Eof => CloseReason::Transport("the stream ended without a close frame".into()),
+        }
+    }
+}
+
+/// One incoming call (or batch) being run.
+struct Running {
+    /// The request's id, for `$/cancelRequest`; `None` for notifications and batches.
+    key: Option<RequestId>,
+    span: Span,
+    /// `None` once cancelled: the handler is dropped at once.
+    future: Option<HandlerFuture>,
+    /// The last waker, so a cancellation can get this entry polled (and removed).
+    waker: Option<Waker>,
+}
+
+impl Future for Running {
+    type Output = Option<String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<String>> {
+        let this = &mut *self;
+        let Some(future) = this.future.as_mut() else { return Poll::Ready(None) };
+        let polled = {
+            let _entered = this.span.enter();
+            future.as_mut().poll(cx)
+        };
+        if polled.is_pending() && this.key.is_some() {
+            match &this.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => this.waker = Some(cx.waker().clone()),
+            }
+        }
+        polled
+    }
+}
+
+/// What one incoming message asks of the driver.
+enum Action {
+    Nothing,
+    /// Answer at once with this frame.
+    Reply(String),
+    /// Run this call.
+    Run(Running),
+}
+
+/// Displays an optional request id for tracing without allocating.
+struct ShowId<'a>(&'a Option<RequestId>);
+
+impl fmt::Display for ShowId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => id.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The engine of one connection.
+pub(crate) struct Driver<T, H> {
+    transport: T,
+    peer: Peer,
+    outbound: mpsc::Receiver<Message>,
+    control: mpsc::UnboundedReceiver<Control>,
+    handler: H,
+    methods: Option<Methods>,
+    running: FuturesUnordered<Running>,
+    /// Frames made by this task (responses, cancel notices) waiting for the socket.
+    backlog: VecDeque<Message>,
+    max_in_flight: usize,
+    unflushed: bool,
+    /// Set once a close was asked for, with the time the handshake is allowed.
+    closing: Option<(Closing, Pin<Box<Sleep>>)>,
+}
+
+/// Where a close this side asked for stands.
+enum Closing {
+    /// The close frame waits for room in the socket.
+    Queued(CloseFrame),
+    /// The close frame with this code went out.
+    Sent(u16),
+}
+
+impl Closing {
+    fn code(&self) -> u16 {
+        match self {
+            Closing::Queued(frame) => frame.code.into(),
+            Closing::Sent(code) => *code,
+        }
+    }
+}
+
+impl<T: Transport, H: Handler> Driver<T, H> {
+    pub(crate) fn new(
+        transport: T,
+        peer: Peer,
+        parts: PeerParts,
+        handler: H,
+        methods: Option<Methods>,
+        config: &PeerConfig,
+    ) -> Self {
+        Driver {
+            transport,
+            peer,
+            outbound: parts.outbound,
+            control: parts.control,
+            handler,
+            methods,
+            running: FuturesUnordered::new(),
+            backlog: VecDeque::new(),
+            max_in_flight: config.max_in_flight.max(1),
+            unflushed: false,
+            closing: None,
+        }
+    }
+
+    /// Runs the connection to its end. `on_end` runs after the loop stops and
+    /// before the service is dropped (the server leaves the hub there); then
+    /// waiting calls fail with `Closed`, and the close handshake is finished.
+    pub(crate) async fn run(mut self, on_end: impl FnOnce()) -> CloseReason {
+        let ended = poll_fn(|cx| self.poll_drive(cx)).await;
+        let reason = ended.reason();
+        tracing::debug!(conn = %self.peer.id(), ?reason, "connection ended");
+        on_end();
+        self.peer.shared().mark_closed(reason.clone());
+        let Driver { mut transport, running, handler, .. } = self;
+        drop(running);
+        drop(handler);
+        finish_close(&mut transport, &ended).await;
+        reason
+    }
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        loop {
+            let mut progress = false;
+
+            while let Poll::Ready(Some(control)) = self.control.poll_recv(cx) {
+                progress = true;
+                match control {
+                    Control::Cancel(id) => self.backlog.push_back(Message::Text(wire::cancel(id).into())),
+                    Control::Close(frame) => self.start_closing(frame),
+                }
+            }
+
+            if self.closing.is_some() {
+                return self.poll_close(cx);
+            }
+
+            while let Poll::Ready(Some(response)) = self.running.poll_next_unpin(cx) {
+                progress = true;
+                if let Some(frame) = response {
+                    self.backlog.push_back(Message::Text(frame.into()));
+                }
+            }
+
+            match self.poll_write(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Ended::Transport(e)),
+                Poll::Ready(Ok(true)) => progress = true,
+                _ => {}
+            }
+
+            if self.running.len() < self.max_in_flight && self.backlog.len() < self.max_in_flight {
+                match Pin::new(&mut self.transport).poll_next(cx) {
+                    Poll::Ready(Some(Ok(message))) => {
+                        progress = true;
+                        if let Some(ended) = self.on_message(message) {
+                            return Poll::Ready(ended);
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Ended::Transport(e)),
+                    Poll::Ready(None) => return Poll::Ready(Ended::Eof),
+                    Poll::Pending => {}
+                }
+            }
+
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn start_closing(&mut self, frame: CloseFrame) {
+        if self.closing.is_none() {
+            // Nothing more is read or answered; frames not yet written go with the connection.
+            self.backlog.clear();
+            self.closing = Some((Closing::Queued(frame), Box::pin(tokio::time::sleep(CLOSE_TIMEOUT))));
+        }
+    }
+
+    /// Sends the close frame once the socket takes it and flushes it out, or
+    /// gives up on a socket that stays blocked past [`CLOSE_TIMEOUT`].
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        let Driver { transport, closing, .. } = self;
+        let Some((state, timer)) = closing else { return Poll::Pending };
+        if let Closing::Queued(frame) = state {
+            match Pin::new(&mut *transport).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let frame = std::mem::replace(frame, CloseFrame { code: 1000.into(), reason: "".into() });
+                    let code = frame.code.into();
+                    if let Err(e) = Pin::new(&mut *transport).start_send(Message::Close(Some(frame))) {
+                        return Poll::Ready(Ended::Transport(e));
+                    }
+                    *state = Closing::Sent(code);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Ended::Transport(e)),
+                Poll::Pending => {}
+            }
+        }
+        if let Closing::Sent(code) = state {
+            if Pin::new(&mut *transport).poll_flush(cx).is_ready() {
+                return Poll::Ready(Ended::ByUs(*code));
+            }
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Ended::ByUs(state.code())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes what is waiting while the socket takes it; `Ok(true)` if anything was written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, WsError>> {
+        let mut wrote = false;
+        loop {
+            match Pin::new(&mut self.transport).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+            let message = match self.backlog.pop_front() {
+                Some(message) => message,
+                None => match self.outbound.poll_recv(cx) {
+                    Poll::Ready(Some(message)) => message,
+                    // `None` cannot happen while `self.peer` holds a sender.
+                    Poll::Ready(None) | Poll::Pending => break,
+                },
+            };
+            Pin::new(&mut self.transport).start_send(message)?;
+            wrote = true;
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.transport).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Ready(Ok(wrote))
+    }
+
+    /// Handles one frame; `Some` when it ends the connection.
+    fn on_message(&mut self, message: Message) -> Option<Ended> {
+        match message {
+            Message::Text(text) => self.on_json(&text),
+            Message::Binary(data) => match Utf8Bytes::try_from(data) {
+                Ok(text) => self.on_json(&text),
+                Err(_) => self.reply_parse_error(),
+            },
+            Message::Close(frame) => return Some(Ended::ByPeer(frame)),
+            // tungstenite answers pings itself.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+        None
+    }
+
+    fn reply_parse_error(&mut self) {
+        let error = ErrorObjectOwned::owned(codes::PARSE_ERROR, "Parse error", None::<()>);
+        self.backlog.push_back(Message::Text(wire::failure(&RequestId::Null, &error).into()));
+    }
+
+    fn on_json(&mut self, text: &Utf8Bytes) {
+        match wire::parse_frame(text) {
+            wire::Frame::ParseError => self.reply_parse_error(),
+            wire::Frame::Single(message) => match self.on_single(message, text) {
+                Action::Nothing => {}
+                Action::Reply(frame) => self.backlog.push_back(Message::Text(frame.into())),
+                Action::Run(running) => self.running.push(running),
+            },
+            wire::Frame::Batch(items) => self.on_batch(items, text),
+        }
+    }
+
+    fn on_single(&mut self, message: wire::Message<'_>, text: &Utf8Bytes) -> Action {
+        match message {
+            wire::Message::Request { id, method, params } => {
+                if method == wire::CANCEL_METHOD {
+                    self.cancel(params);
+                    return Action::Reply(wire::success(&id, &()));
+                }
+                self.start(Some(id), &method, params)
+            }
+            wire::Message::Notification { method, params } => {
+                if method == wire::CANCEL_METHOD {
+                    self.cancel(params);
+                    return Action::Nothing;
+                }
+                self.start(None, &method, params)
+            }
+            wire::Message::Response { id, outcome } => {
+                self.route_response(id, outcome, text);
+                Action::Nothing
+            }
+            wire::Message::BadResponse { reason } => {
+                tracing::debug!(conn = %self.peer.id(), reason, "dropping a malformed response");
+                Action::Nothing
+            }
+            wire::Message::Invalid { id, reason } => {
+                let error = ErrorObjectOwned::owned(codes::INVALID_REQUEST, "Invalid request", Some(reason));
+                Action::Reply(wire::failure(&id, &error))
+            }
+        }
+    }
+
+    fn route_response(&self, id: &RawValue, outcome: Result<&RawValue, &RawValue>, text: &Utf8Bytes) {
+        let Some(call) = wire::own_call_id(id) else {
+            tracing::debug!(conn = %self.peer.id(), id = id.get(), "dropping a response to an id this side never used");
+            return;
+        };
+        let reply = match outcome {
+            Ok(result) => Reply::Ok(slice_of(text, result.get())),
+            Err(error) => match wire::error_object(error) {
+                Ok(object) => Reply::Err(object),
+                Err(e) => Reply::Undecodable(e),
+            },
+        };
+        if !self.peer.shared().pending.resolve(call, reply) {
+            tracing::debug!(conn = %self.peer.id(), id = call, "dropping a response no call waits for");
+        }
+    }
+
+    /// Starts an incoming call; answers -32601 at once if no method has the name.
+    fn start(&mut self, id: Option<RequestId>, method: &str, params: Option<&RawValue>) -> Action {
+        let span = tracing::debug_span!("rpc.in", conn = %self.peer.id(), method, id = %ShowId(&id));
+        let key = id.clone();
+        let dispatched = {
+            let _entered = span.enter();
+            let call = IncomingCall { id, params };
+            match self.handler.dispatch(method, call) {
+                Ok(future) => Ok(future),
+                Err(call) => self.dispatch_jsonrpsee(method, call),
+            }
+        };
+        match dispatched {
+            Ok(future) => Action::Run(Running { key, span, future: Some(future), waker: None }),
+            Err(call) => {
+                tracing::debug!(conn = %self.peer.id(), method, "method not found");
+                match call.id {
+                    Some(id) => {
+                        let error = ErrorObjectOwned::owned(codes::METHOD_NOT_FOUND, "Method not found", Some(method));
+                        Action::Reply(wire::failure(&id, &error))
+                    }
+                    None => Action::Nothing,
+                }
+            }
+        }
+    }
+
+    /// Tries the merged jsonrpsee methods.
+    fn dispatch_jsonrpsee<'a>(
+        &self,
+        method: &str,
+        call: IncomingCall<'a>,
+    ) -> Result<HandlerFuture, IncomingCall<'a>> {
+        let Some(callback) = self.methods.as_ref().and_then(|m| m.method(method)) else {
+            return Err(call);
+        };
+        let IncomingCall { id, params } = call;
+        // jsonrpsee's Id has no negative or fractional numbers: such ids are put back below.
+        let jsonrpsee_id = id.as_ref().and_then(RequestId::to_jsonrpsee).unwrap_or(jsonrpsee_types::Id::Null);
+        let params = Params::new(params.map(RawValue::get)).into_owned();
+        let connection = jsonrpsee_core::server::ConnectionId(self.peer.id().sequence() as usize);
+        let response: Pin<Box<dyn Future<Output = Option<MethodResponse>> + Send>> = match callback {
+            MethodCallback::Sync(f) => {
+                let f = f.clone();
+                let out = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    f(jsonrpsee_id, params, usize::MAX, Extensions::new())
+                }));
+                Box::pin(std::future::ready(out.ok()))
+            }
+            MethodCallback::Async(f) => {
+                let running = f(jsonrpsee_id, params, connection, usize::MAX, Extensions::new());
+                Box::pin(AssertUnwindSafe(running).catch_unwind().map(Result::ok))
+            }
+            MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => {
+                let error = ErrorObjectOwned::owned(
+                    codes::METHOD_NOT_FOUND,
+                    "jsonrpsee subscriptions are not served by wsduplex; use a callback contract",
+                    Some(method),
+                );
+                return Ok(Box::pin(std::future::ready(id.map(|id| wire::failure(&id, &error)))));
+            }
+        };
+        Ok(Box::pin(async move {
+            let response = response.await;
+            let id = id?;
+            Some(match response {
+                Some(response) => jsonrpsee_frame(&id, response),
+                None => wire::failure(
+                    &id,
+                    &ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error: the handler panicked", None::<()>),
+                ),
+            })
+        }))
+    }
+
+    fn cancel(&mut self, params: Option<&RawValue>) {
+        let Some(target) = wire::cancel_target(params) else {
+            tracing::debug!(conn = %self.peer.id(), "ignoring $/cancelRequest without a usable id");
+            return;
+        };
+        let found = self.running.iter_mut().find(|r| r.key.as_ref() == Some(&target));
+        if let Some(running) = found {
+            tracing::debug!(conn = %self.peer.id(), id = %target, "request cancelled by the peer");
+            running.future = None;
+            if let Some(waker) = running.waker.take() {
+                waker.wake();
+            }
+            let error = ErrorObjectOwned::owned(codes::REQUEST_CANCELLED, "Request cancelled", None::<()>);
+            self.backlog.push_back(Message::Text(wire::failure(&target, &error).into()));
+        }
+    }
+
+    fn on_batch(&mut self, items: Vec<&RawValue>, text: &Utf8Bytes) {
+        let mut answers = Vec::new();
+        let mut calls = Vec::new();
+        for item in items {
+            match self.on_single(wire::classify(item), text) {
+                Action::Nothing => {}
+                Action::Reply(frame) => answers.push(frame),
+                Action::Run(running) => calls.push(running),
+            }
+        }
+        if calls.is_empty() {
+            if !answers.is_empty() {
+                self.backlog.push_back(Message::Text(wire::batch(&answers).into()));
+            }
+            return;
+        }
+        let future = Box::pin(async move {
+            answers.extend(futures_util::future::join_all(calls).await.into_iter().flatten());
+            (!answers.is_empty()).then(|| wire::batch(&answers))
+        });
+        self.running.push(Running { key: None, span: Span::none(), future: Some(future), waker: None });
+    }
+}
+
+/// The bytes of `part` (a slice of `text`) without copying them.
+fn slice_of(text: &Utf8Bytes, part: &str) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let frame = Bytes::from(text.clone());
+    match start.checked_add(part.len()) {
+        Some(end) if end <= frame.len() => frame.slice(start..end),
+        _ => Bytes::copy_from_slice(part.as_bytes()),
+    }
+}
+
+/// A jsonrpsee response as our frame, with our exact id put back if jsonrpsee could not hold it.
+fn jsonrpsee_frame(id: &RequestId, response: MethodResponse) -> String {
+    let json = String::from(Box::<str>::from(response.into_json()));
+    if id.to_jsonrpsee().is_some() {
+        return json;
+    }
+    match serde_json::from_str::<&RawValue>(&json).map(wire::classify) {
+        Ok(wire::Message::Response { outcome: Ok(result), .. }) => wire::success(id, &result),
+        Ok(wire::Message::Response { outcome: Err(error), .. }) => match wire::error_object(error) {
+            Ok(object) => wire::failure(id, &object),
+            Err(_) => json,
+        },
+        _ => json,
+    }
+}
+
+/// Finishes the close handshake, within [`CLOSE_TIMEOUT`].
+async fn finish_close<T: Transport>(transport: &mut T, ended: &Ended) {
+    let finish = async {
+        match ended {
+            Ended::ByPeer(_) => {
+                // Flushes the close reply tungstenite queued when it read the peer's close.
+                let _ = transport.close().await;
+            }
+            Ended::ByUs(_) => {
+                let _ = transport.flush().await;
+                // Wait for the peer's answering close (or the end of the stream).
+                while let Some(Ok(_)) = transport.next().await {}
+            }
+            Ended::Transport(_) | Ended::Eof => {}
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
+}

@@ -1,0 +1,263 @@
+//! One connection's engine, the same on both ends: a [`Peer`] handle for making
+//! calls and sending notifications, and the driver task that owns the socket.
+//!
+//! Calls register a oneshot in the pending map before their frame is queued; the
+//! driver routes each response to the call it answers and, when the connection
+//! ends, fails every call still waiting at once.
+
+mod driver;
+mod pending;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::Instrument;
+
+use crate::connection::ConnectionId;
+use crate::error::Error;
+use crate::wire;
+
+pub(crate) use driver::{Driver, Transport};
+pub(crate) use pending::Reply;
+use pending::{CallGuard, Pending};
+
+/// Settings for one connection's engine.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerConfig {
+    /// Deadline of a call made without its own.
+    pub call_timeout: Duration,
+    /// Incoming requests running at once; past it the engine stops reading.
+    pub max_in_flight: usize,
+    /// Frames waiting for the socket, per connection.
+    pub outbound_capacity: usize,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig { call_timeout: Duration::from_secs(30), max_in_flight: 128, outbound_capacity: 256 }
+    }
+}
+
+/// Requests to the driver that must not wait behind a full outbound queue.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Send `$/cancelRequest` for one of our calls that its caller gave up on.
+    Cancel(u64),
+    /// Close the connection with this code and reason.
+    Close(CloseFrame),
+}
+
+/// How a connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer sent a close frame with this code (1005 when it gave none).
+    ClosedByPeer {
+        /// The close code.
+        code: u16,
+        /// The reason text.
+        reason: String,
+    },
+    /// This side closed it, with this code.
+    ClosedLocally {
+        /// The close code.
+        code: u16,
+    },
+    /// The socket failed or ended without a close frame.
+    Transport(String),
+}
+
+pub(crate) struct Shared {
+    pub(crate) id: ConnectionId,
+    outbound: mpsc::Sender<Message>,
+    control: mpsc::UnboundedSender<Control>,
+    pending: Pending,
+    next_id: AtomicU64,
+    call_timeout: Duration,
+    closed: watch::Sender<Option<CloseReason>>,
+}
+
+/// A handle to one live connection: makes calls and sends notifications to the
+/// peer at the other end, on either side of the socket.
+///
+/// Cheap to clone; every clone drives the same connection. Calls through it
+/// are multiplexed: any number can be in flight, answered in any order.
+#[derive(Clone)]
+pub struct Peer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer").field("id", &self.shared.id).finish_non_exhaustive()
+    }
+}
+
+/// The receiving ends a driver needs, made together with the [`Peer`].
+pub(crate) struct PeerParts {
+    pub(crate) outbound: mpsc::Receiver<Message>,
+    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+}
+
+impl Peer {
+    pub(crate) fn new(id: ConnectionId, config: &PeerConfig) -> (Peer, PeerParts) {
+        let (outbound_tx, outbound_rx) = mpsc::channel(config.outbound_capacity.max(1));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            id,
+            outbound: outbound_tx,
+            control: control_tx,
+            pending: Pending::default(),
+            next_id: AtomicU64::new(1),
+            call_timeout: config.call_timeout,
+            closed: watch::Sender::new(None),
+        };
+        (Peer { shared: Arc::new(shared) }, PeerParts { outbound: outbound_rx, control: control_rx })
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.shared.id
+    }
+
+    /// The deadline of a call made without one of its own.
+    pub fn default_timeout(&self) -> Duration {
+        self.shared.call_timeout
+    }
+
+    /// Calls `method` and awaits its reply; `None` params leaves the member out.
+    pub(crate) async fn call_with<P, R>(
+        &self,
+        method: &str,
+        params: Option<P>,
+        timeout: Option<Duration>,
+    ) -> Result<R, Error>
+    where
+        P: Serialize,
+        R: DeserializeOwned,
+    {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = wire::request(id, method, params).map_err(Error::Encode)?;
+        let timeout = timeout.unwrap_or(self.shared.call_timeout);
+        let span = tracing::debug_span!("rpc.out", conn = %self.shared.id, method, id);
+        match self.call_raw(id, frame, timeout).instrument(span).await? {
+            Reply::Ok(bytes) => serde_json::from_slice(&bytes).map_err(Error::Decode),
+            Reply::Err(object) => Err(Error::Rpc(object)),
+            Reply::Undecodable(e) => Err(Error::Decode(e)),
+        }
+    }
+
+    /// Sends a request frame with id `id` (already serialized) and awaits its reply.
+    pub(crate) async fn call_raw(&self, id: u64, frame: String, timeout: Duration) -> Result<Reply, Error> {
+        let deadline = Instant::now() + timeout;
+        let receiver = self.shared.pending.register(id)?;
+        let mut guard = CallGuard::new(&self.shared, id);
+        self.send_before(Message::Text(frame.into()), deadline, timeout).await?;
+        guard.mark_sent();
+        let reply = tokio::time::timeout_at(deadline, receiver)
+            .await
+            .map_err(|_| Error::Timeout(timeout))?
+            .map_err(|_| Error::Closed)?;
+        guard.mark_answered();
+        Ok(reply)
+    }
+
+    /// Sends several calls as one batch frame and awaits every reply, in order.
+    pub(crate) async fn call_batch(
+        &self,
+        calls: &[(&str, Option<Box<serde_json::value::RawValue>>)],
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut frames = Vec::with_capacity(calls.len());
+        let mut waiting = Vec::with_capacity(calls.len());
+        for (method, params) in calls {
+            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+            frames.push(wire::request(id, method, params.as_deref()).map_err(Error::Encode)?);
+            waiting.push((self.shared.pending.register(id)?, CallGuard::new(&self.shared, id)));
+        }
+        self.send_before(Message::Text(wire::batch(&frames).into()), deadline, timeout).await?;
+        let mut replies = Vec::with_capacity(waiting.len());
+        for (_, guard) in &mut waiting {
+            guard.mark_sent();
+        }
+        for (receiver, guard) in &mut waiting {
+            let reply = tokio::time::timeout_at(deadline, receiver)
+                .await
+                .map_err(|_| Error::Timeout(timeout))?
+                .map_err(|_| Error::Closed)?;
+            guard.mark_answered();
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    /// Sends a notification, returning once it is queued; `None` params leaves the member out.
+    pub(crate) async fn notify_with<P: Serialize>(&self, method: &str, params: Option<P>) -> Result<(), Error> {
+        let frame = wire::notification(method, params).map_err(Error::Encode)?;
+        let timeout = self.shared.call_timeout;
+        self.send_before(Message::Text(frame.into()), Instant::now() + timeout, timeout).await
+    }
+
+    /// Queues a frame, waiting for room until `deadline`.
+    async fn send_before(&self, message: Message, deadline: Instant, timeout: Duration) -> Result<(), Error> {
+        match self.shared.outbound.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed),
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                tokio::time::timeout_at(deadline, self.shared.outbound.send(message))
+                    .await
+                    .map_err(|_| Error::Timeout(timeout))?
+                    .map_err(|_| Error::Closed)
+            }
+        }
+    }
+
+    /// Queues an already serialized frame without waiting: the hub's fan-out path.
+    pub(crate) fn try_send_frame(&self, frame: Message) -> Result<(), mpsc::error::TrySendError<Message>> {
+        self.shared.outbound.try_send(frame)
+    }
+
+    /// Closes the connection with a close code and reason. Calls waiting on it fail with [`Error::Closed`].
+    pub fn close(&self, code: u16, reason: &str) {
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        // An error means the driver is gone: the connection is already closed.
+        let _ = self.shared.control.send(Control::Close(frame));
+    }
+
+    /// True once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.borrow().is_some()
+    }
+
+    /// Waits until the connection has ended, and says how.
+    pub async fn closed(&self) -> CloseReason {
+        let mut watcher = self.shared.closed.subscribe();
+        match watcher.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or(CloseReason::Transport(String::new())),
+            // Unreachable: `shared` owns the sender.
+            Err(_) => CloseReason::Transport(String::new()),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Shared {
+    /// Marks the connection ended: pending calls fail at once, new ones fail with `Closed`.
+    pub(crate) fn mark_closed(&self, reason: CloseReason) {
+        self.pending.close_all();
+        self.closed.send_replace(Some(reason));
+    }
+}
