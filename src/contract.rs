@@ -170,3 +170,12 @@ impl ContractInfo {
         self.methods.iter().find(|m| m.wire_name == wire_name)
     }
 }
+
+/// Marks the stubs of callback contracts, so `#[service(callback = X)]` can
+/// check that `X` is one.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not the stub of a callback contract",
+    label = "`callback = ...` names a trait declared with #[wsduplex::callback]"
+)]
+pub trait CallbackContract {}

@@ -20,6 +20,7 @@ pub use contract::{
     ServiceInstance,
 };
 pub use error::{Error, codes};
+pub use wsduplex_macros::{callback, service};
 pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
 pub use peer::{CloseReason, Peer};
@@ -28,6 +29,7 @@ pub use server::{Endpoint, Server, ServerBuilder};
 /// What generated code reaches for; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::contract::CallbackContract;
     pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, handle};
     pub use crate::wire::ByName;
     pub use serde;

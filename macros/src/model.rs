@@ -1,0 +1,244 @@
+//! The contract as the macros understand it, keeping the original syn nodes
+//! so every error can point at the user's own tokens.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, FnArg, GenericArgument, Ident, ItemTrait, LitStr, Pat, Path, PathArguments, ReturnType, TraitItem,
+    TraitItemFn, Type,
+};
+
+use crate::attrs::{self, ContractArgs};
+use crate::check::Errors;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Service,
+    Callback,
+}
+
+impl Kind {
+    pub fn macro_name(self) -> &'static str {
+        match self {
+            Kind::Service => "service",
+            Kind::Callback => "callback",
+        }
+    }
+}
+
+pub struct Contract {
+    pub kind: Kind,
+    /// The user's trait, with our attributes removed from its methods.
+    pub item: ItemTrait,
+    pub namespace: Option<LitStr>,
+    pub callback: Option<Path>,
+    pub methods: Vec<Method>,
+    pub docs: String,
+}
+
+pub struct Method {
+    /// The user's method, without our attributes.
+    pub item: TraitItemFn,
+    pub wire_name: String,
+    /// Where the wire name comes from: the `name = "…"` literal, or the method's ident.
+    pub wire_span: Span,
+    pub params: Vec<Param>,
+    pub returns: Returns,
+    /// The `#[oneway]` attribute's span, when present.
+    pub oneway: Option<Span>,
+    pub docs: String,
+}
+
+pub struct Param {
+    /// `None` when the parameter is a pattern rather than a plain name (an error).
+    pub ident: Option<Ident>,
+    pub ty: Type,
+    pub span: Span,
+}
+
+impl Param {
+    /// The name on the wire: the Rust name without `r#`.
+    pub fn wire_name(&self) -> String {
+        self.ident.as_ref().map(|i| i.unraw().to_string()).unwrap_or_default()
+    }
+}
+
+/// What a method's declared return type means for the wire.
+pub enum Returns {
+    /// No return type: the result is `null`.
+    Unit,
+    /// A plain value: always a success.
+    Value(Type),
+    /// `Result<T, E>` or an alias ending in `Result`: an error becomes an error object.
+    Fallible { ty: Type, ok: OkType },
+}
+
+/// The success type of a fallible return.
+pub enum OkType {
+    /// Written out, as in `Result<T, E>`.
+    Written(Type),
+    /// Only the reply trait knows it, as in `MyResult<T>` for an arbitrary alias.
+    Projected,
+}
+
+impl Returns {
+    fn of(output: &ReturnType) -> Returns {
+        let ty = match output {
+            ReturnType::Default => return Returns::Unit,
+            ReturnType::Type(_, ty) => (**ty).clone(),
+        };
+        if let Type::Tuple(t) = &ty {
+            if t.elems.is_empty() {
+                return Returns::Unit;
+            }
+        }
+        let Type::Path(path) = &ty else { return Returns::Value(ty) };
+        let Some(last) = path.path.segments.last() else { return Returns::Value(ty) };
+        let name = last.ident.to_string();
+        let first_arg = match &last.arguments {
+            PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+                GenericArgument::Type(t) => Some(t.clone()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        match first_arg {
+            Some(ok) if name == "Result" => Returns::Fallible { ty, ok: OkType::Written(ok) },
+            Some(_) if name.ends_with("Result") => Returns::Fallible { ty, ok: OkType::Projected },
+            _ => Returns::Value(ty),
+        }
+    }
+
+    /// True when nothing but `()` can come back (a valid one-way signature).
+    pub fn is_unit_success(&self) -> bool {
+        match self {
+            Returns::Unit => true,
+            Returns::Value(_) => false,
+            Returns::Fallible { ok: OkType::Written(Type::Tuple(t)), .. } => t.elems.is_empty(),
+            Returns::Fallible { .. } => false,
+        }
+    }
+}
+
+/// Extracts the doc comment of a set of attributes.
+pub fn docs(attrs: &[Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|line| line.strip_prefix(' ').map(str::to_owned).unwrap_or(line))
+        .collect();
+    lines.join("\n").trim().to_owned()
+}
+
+impl Contract {
+    pub fn new(kind: Kind, args: ContractArgs, mut item: ItemTrait, errors: &mut Errors) -> Self {
+        let namespace = args.namespace;
+        let mut methods = Vec::new();
+        for trait_item in &mut item.items {
+            if let TraitItem::Fn(method) = trait_item {
+                methods.push(Method::new(method, namespace.as_ref(), errors));
+            }
+        }
+        let docs = docs(&item.attrs);
+        Contract { kind, item, namespace, callback: args.callback, methods, docs }
+    }
+
+    pub fn ident(&self) -> &Ident {
+        &self.item.ident
+    }
+
+    /// `XClient`, the stub of contract `X`.
+    pub fn stub_ident(&self) -> Ident {
+        stub_ident(&self.item.ident)
+    }
+}
+
+/// The stub's name for a contract's name: `X` → `XClient`.
+pub fn stub_ident(contract: &Ident) -> Ident {
+    Ident::new(&format!("{}Client", contract.unraw()), contract.span())
+}
+
+/// The stub path for a contract path: `a::X` → `a::XClient`.
+pub fn stub_path(contract: &Path) -> Path {
+    let mut path = contract.clone();
+    if let Some(last) = path.segments.last_mut() {
+        last.ident = stub_ident(&last.ident);
+        last.arguments = PathArguments::None;
+    }
+    path
+}
+
+impl Method {
+    /// Reads the method and strips our attributes (`#[oneway]`, `#[method]`) from it.
+    fn new(method: &mut TraitItemFn, namespace: Option<&LitStr>, errors: &mut Errors) -> Self {
+        let mut oneway = None;
+        let mut rename: Option<LitStr> = None;
+        method.attrs.retain(|attr| {
+            if attr.path().is_ident("oneway") {
+                if !matches!(attr.meta, syn::Meta::Path(_)) {
+                    errors.error(attr.span(), "`#[oneway]` takes no arguments");
+                }
+                oneway = Some(attr.span());
+                false
+            } else if attr.path().is_ident("method") {
+                match &attr.meta {
+                    syn::Meta::List(list) => {
+                        for arg in attrs::parse_args(list.tokens.clone(), &["name"], errors) {
+                            rename = attrs::lit_str(&arg, errors);
+                        }
+                    }
+                    _ => errors.error(attr.span(), "expected `#[method(name = \"...\")]`"),
+                }
+                false
+            } else {
+                true
+            }
+        });
+
+        let base = rename.as_ref().map(LitStr::value).unwrap_or_else(|| method.sig.ident.unraw().to_string());
+        let wire_name = match namespace {
+            Some(ns) => format!("{}.{base}", ns.value()),
+            None => base,
+        };
+        let wire_span = rename.as_ref().map(LitStr::span).unwrap_or_else(|| method.sig.ident.span());
+
+        let params = method
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Typed(typed) => Some(Param {
+                    ident: match &*typed.pat {
+                        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+                        _ => None,
+                    },
+                    ty: (*typed.ty).clone(),
+                    span: typed.pat.span(),
+                }),
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+
+        Method {
+            wire_name,
+            wire_span,
+            params,
+            returns: Returns::of(&method.sig.output),
+            oneway,
+            docs: docs(&method.attrs),
+            item: method.clone(),
+        }
+    }
+
+    pub fn ident(&self) -> &Ident {
+        &self.item.sig.ident
+    }
+}

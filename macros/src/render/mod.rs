@@ -1,0 +1,61 @@
+//! Emits the generated items, one function per item. Nothing here fails: every
+//! rule was checked before rendering began.
+
+mod connect;
+mod contract_impl;
+mod dispatch;
+mod stub;
+mod trait_def;
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::Ident;
+
+use crate::model::{Contract, Method, OkType, Returns};
+
+/// Everything generated for one contract.
+pub fn contract(contract: &Contract) -> TokenStream {
+    let items = [
+        trait_def::trait_def(contract),
+        stub::stub_struct(contract),
+        stub::stub_basics(contract),
+        stub::stub_methods(contract),
+        contract_impl::contract_impl(contract),
+        contract_impl::kind_impl(contract),
+        dispatch::dispatch_impl(contract),
+        connect::connect_impl(contract),
+        connect::callback_check(contract),
+    ];
+    quote!(#(#items)*)
+}
+
+/// The user's trait without our attributes: emitted next to errors so the
+/// rest of the crate still compiles against it.
+pub fn stripped_trait(contract: &Contract) -> TokenStream {
+    let item = &contract.item;
+    quote!(#item)
+}
+
+/// A name for generated local variables that cannot clash with the user's names.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// The success type a caller gets back.
+fn ok_type(method: &Method) -> TokenStream {
+    match &method.returns {
+        Returns::Unit => quote!(()),
+        Returns::Value(ty) => quote!(#ty),
+        Returns::Fallible { ok: OkType::Written(ok), .. } => quote!(#ok),
+        Returns::Fallible { ty, ok: OkType::Projected } => quote!(<#ty as ::wsduplex::__private::IntoReply>::Ok),
+    }
+}
+
+/// A type as readable text, for metadata.
+fn type_text(tokens: TokenStream) -> String {
+    let mut text = tokens.to_string();
+    for (from, to) in [(" < ", "<"), ("< ", "<"), (" <", "<"), (" >", ">"), (" :: ", "::"), (":: ", "::"), (" ,", ","), ("& ", "&"), ("( ", "("), (" )", ")")] {
+        text = text.replace(from, to);
+    }
+    text
+}

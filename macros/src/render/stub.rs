@@ -1,0 +1,108 @@
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::ok_type;
+use crate::model::{Contract, Kind, Method};
+
+/// `XClient<C>`: the typed stub that calls a remote implementor of `X`.
+pub fn stub_struct(contract: &Contract) -> TokenStream {
+    let vis = &contract.item.vis;
+    let ident = contract.ident();
+    let stub = contract.stub_ident();
+    let (default_caller, role) = match contract.kind {
+        Kind::Service => (
+            quote!(::wsduplex::Client),
+            "A client calls a server with it: `connect` makes one over a new connection.",
+        ),
+        Kind::Callback => (
+            quote!(::wsduplex::Peer),
+            "A server calls its clients back with it: each `Connection` carries one, and a `Hub` makes them for groups.",
+        ),
+    };
+    let doc = format!(
+        "Typed stub of the [`{ident}`] contract: each method sends one JSON-RPC message to the peer that implements `{ident}`.\n\n{role} `C` is what it sends through; one-way methods need `C: Notify`, the others `C: Call`."
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+        #vis struct #stub<C = #default_caller> {
+            caller: C,
+            timeout: ::core::option::Option<::core::time::Duration>,
+        }
+    }
+}
+
+/// Constructors and settings every stub has.
+pub fn stub_basics(contract: &Contract) -> TokenStream {
+    let stub = contract.stub_ident();
+    quote! {
+        impl<__C> #stub<__C> {
+            /// Wraps a caller: a `wsduplex::Client` or `Peer`, a hub target, or a
+            /// jsonrpsee client in `wsduplex::Jsonrpsee`.
+            pub fn new(caller: __C) -> Self {
+                #stub { caller, timeout: ::core::option::Option::None }
+            }
+
+            /// What this stub sends through.
+            pub fn caller(&self) -> &__C {
+                &self.caller
+            }
+
+            /// A copy of this stub whose calls fail with `Error::Timeout` after
+            /// `timeout`, instead of the caller's default deadline.
+            pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self
+            where
+                __C: ::core::clone::Clone,
+            {
+                #stub { caller: ::core::clone::Clone::clone(&self.caller), timeout: ::core::option::Option::Some(timeout) }
+            }
+        }
+    }
+}
+
+/// The contract's methods on the stub, split by what the caller must support.
+pub fn stub_methods(contract: &Contract) -> TokenStream {
+    let stub = contract.stub_ident();
+    let (oneway, calls): (Vec<&Method>, Vec<&Method>) = contract.methods.iter().partition(|m| m.oneway.is_some());
+    let oneway = oneway.into_iter().map(stub_method);
+    let calls = calls.into_iter().map(stub_method);
+    quote! {
+        impl<__C: ::wsduplex::Notify> #stub<__C> {
+            #(#oneway)*
+        }
+
+        impl<__C: ::wsduplex::Call> #stub<__C> {
+            #(#calls)*
+        }
+    }
+}
+
+fn stub_method(method: &Method) -> TokenStream {
+    let docs = method.item.attrs.iter().filter(|a| a.path().is_ident("doc"));
+    let ident = method.ident();
+    let wire = &method.wire_name;
+    let names = method.params.iter().map(|p| p.wire_name());
+    let idents: Vec<_> = method.params.iter().map(|p| &p.ident).collect();
+    let types = method.params.iter().map(|p| &p.ty);
+    let params = quote!(::wsduplex::__private::ByName(&[#(#names),*], (#(&#idents,)*)));
+    let (note, send, ok) = match method.oneway {
+        Some(_) => (
+            format!("Sends `{wire}` one-way: returns once the message is queued."),
+            quote!(::wsduplex::Notify::notify(&self.caller, #wire, #params).await),
+            quote!(()),
+        ),
+        None => (
+            format!("Calls `{wire}` and awaits the reply."),
+            quote!(::wsduplex::Call::call(&self.caller, #wire, #params, self.timeout).await),
+            ok_type(method),
+        ),
+    };
+    quote! {
+        #(#docs)*
+        #[doc = ""]
+        #[doc = #note]
+        pub async fn #ident(&self, #(#idents: #types),*) -> ::core::result::Result<#ok, ::wsduplex::Error> {
+            #send
+        }
+    }
+}

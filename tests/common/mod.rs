@@ -1,0 +1,228 @@
+//! A small contract pair and helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify as Signal, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsduplex::{Connection, ErrorObjectOwned, Hub, Server};
+
+/// Every await in a test goes through this: a hung test fails instead of hanging CI.
+pub async fn within<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(20), future).await.expect("timed out")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl From<TestError> for ErrorObjectOwned {
+    fn from(e: TestError) -> Self {
+        match e {
+            TestError::Refused(why) => ErrorObjectOwned::owned(4001, "refused", Some(why)),
+        }
+    }
+}
+
+/// The server side of the test contract.
+#[wsduplex::service(namespace = "t", callback = Events)]
+pub trait Service {
+    /// Echoes its argument.
+    async fn echo(&self, text: String) -> String;
+    async fn add(&self, a: i64, b: i64, c: Option<i64>) -> i64;
+    async fn refuse(&self, why: String) -> Result<u8, TestError>;
+    #[oneway]
+    async fn note(&self, text: String);
+    /// Asks the caller a question through a callback and returns its answer.
+    async fn ask(&self, question: String) -> Result<String, wsduplex::Error>;
+    /// Sleeps, then returns its argument: replies come back out of order.
+    async fn sleep(&self, millis: u64) -> u64;
+    /// Never returns; tells the test when its future is dropped.
+    async fn hang(&self);
+    #[method(name = "renamed")]
+    async fn original(&self) -> String;
+    async fn join(&self, group: String) -> bool;
+    /// Sends `heard(text)` one-way to every member of the group.
+    async fn shout(&self, group: String, text: String);
+    async fn panic(&self) -> bool;
+}
+
+/// The client side of the test contract.
+#[wsduplex::callback(namespace = "t")]
+pub trait Events {
+    async fn answer(&self, question: String) -> String;
+    #[oneway]
+    async fn heard(&self, text: String);
+}
+
+/// What the test server records.
+#[derive(Default)]
+pub struct Observed {
+    pub notes: Mutex<Vec<String>>,
+    pub noted: Signal,
+    pub hang_started: Signal,
+    pub hang_dropped: Signal,
+    pub hangs_dropped: AtomicUsize,
+}
+
+use std::sync::Mutex;
+
+pub struct Session {
+    pub conn: Connection<EventsClient>,
+    pub hub: Hub<EventsClient>,
+    pub observed: Arc<Observed>,
+}
+
+struct DropSignal(Arc<Observed>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        self.0.hangs_dropped.fetch_add(1, Ordering::SeqCst);
+        self.0.hang_dropped.notify_one();
+    }
+}
+
+impl Service for Session {
+    async fn echo(&self, text: String) -> String {
+        text
+    }
+
+    async fn add(&self, a: i64, b: i64, c: Option<i64>) -> i64 {
+        a + b + c.unwrap_or(0)
+    }
+
+    async fn refuse(&self, why: String) -> Result<u8, TestError> {
+        Err(TestError::Refused(why))
+    }
+
+    async fn note(&self, text: String) {
+        self.observed.notes.lock().unwrap().push(text);
+        self.observed.noted.notify_one();
+    }
+
+    async fn ask(&self, question: String) -> Result<String, wsduplex::Error> {
+        self.conn.callback().answer(question).await
+    }
+
+    async fn sleep(&self, millis: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        millis
+    }
+
+    async fn hang(&self) {
+        let _signal = DropSignal(self.observed.clone());
+        self.observed.hang_started.notify_one();
+        std::future::pending::<()>().await;
+    }
+
+    async fn original(&self) -> String {
+        "renamed on the wire".into()
+    }
+
+    async fn join(&self, group: String) -> bool {
+        self.conn.join_group(&group)
+    }
+
+    async fn shout(&self, group: String, text: String) {
+        self.hub.group(&group).heard(text).await.unwrap();
+    }
+
+    async fn panic(&self) -> bool {
+        panic!("this handler panics on purpose")
+    }
+}
+
+/// A running test server.
+pub struct TestServer {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    pub hub: Hub<EventsClient>,
+    pub observed: Arc<Observed>,
+    pub connections: mpsc::UnboundedReceiver<Connection<EventsClient>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn start_server() -> TestServer {
+    start_server_with(Server::builder()).await
+}
+
+pub async fn start_server_with(builder: wsduplex::ServerBuilder) -> TestServer {
+    let hub = Hub::<EventsClient>::new();
+    let observed = Arc::new(Observed::default());
+    let server = within(builder.hub(&hub).build("127.0.0.1:0")).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, connections) = mpsc::unbounded_channel();
+    let (hub2, observed2) = (hub.clone(), observed.clone());
+    let task = tokio::spawn(server.serve(move |conn: Connection<EventsClient>| {
+        let _ = tx.send(conn.clone());
+        Session { conn, hub: hub2.clone(), observed: observed2.clone() }.into_service()
+    }));
+    TestServer { url: format!("ws://{addr}/ws"), addr, hub, observed, connections, task }
+}
+
+/// A client-side implementation of the callbacks that records what it hears.
+#[derive(Clone, Default)]
+pub struct Listener {
+    pub heard: Arc<Mutex<Vec<String>>>,
+    pub heard_signal: Arc<Signal>,
+}
+
+impl Events for Listener {
+    async fn answer(&self, question: String) -> String {
+        format!("answer to {question}")
+    }
+
+    async fn heard(&self, text: String) {
+        self.heard.lock().unwrap().push(text);
+        self.heard_signal.notify_one();
+    }
+}
+
+/// A raw WebSocket client: sends exact text, reads exact JSON.
+pub struct Raw {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Raw {
+    pub async fn connect(url: &str) -> Raw {
+        let (socket, _) = within(tokio_tungstenite::connect_async(url)).await.unwrap();
+        Raw { socket }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        within(self.socket.send(Message::Text(text.into()))).await.unwrap();
+    }
+
+    /// The next text or binary frame, parsed.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            match within(self.socket.next()).await {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+                Some(Ok(Message::Binary(data))) => return serde_json::from_slice(&data).unwrap(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends `text` and returns the next frame.
+    pub async fn exchange(&mut self, text: &str) -> Value {
+        self.send(text).await;
+        self.recv().await
+    }
+}
