@@ -110,6 +110,8 @@ pub mod codes {
     pub const INVALID_PARAMS: i32 = jsonrpsee_types::error::INVALID_PARAMS_CODE;
     /// The handler failed in an unexpected way (for example, it panicked).
     pub const INTERNAL_ERROR: i32 = jsonrpsee_types::error::INTERNAL_ERROR_CODE;
+    /// The connection is at its limit of running calls; try again later (jsonrpsee's code).
+    pub const SERVER_BUSY: i32 = jsonrpsee_types::error::SERVER_IS_BUSY_CODE;
     /// A call the handler made to another peer timed out.
     pub const TIMED_OUT: i32 = -32020;
     /// A call the handler made went to a connection that closed.

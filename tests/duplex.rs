@@ -1,13 +1,320 @@
-//! Calls, callbacks, one-way messages and fan-out between a typed client and a
-//! server over real loopback sockets.
+//! Calls, callbacks, one-way messages, fan-out, cancellation and closing,
+//! between typed clients and a server over real loopback sockets.
 
 mod common;
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
 use common::*;
+use wsduplex::{Call, Client, CloseReason, Error, Server};
+
+async fn client(server: &TestServer) -> (ServiceClient, Listener) {
+    let listener = Listener::default();
+    let client = within(ServiceClient::connect(&server.url, listener.clone())).await.unwrap();
+    (client, listener)
+}
 
 #[tokio::test]
-async fn a_typed_call_round_trips() {
+async fn typed_calls_round_trip() {
     let server = start_server().await;
-    let client = within(ServiceClient::connect(&server.url, Listener::default())).await.unwrap();
+    let (client, _) = client(&server).await;
     assert_eq!(within(client.echo("hi".into())).await.unwrap(), "hi");
+    assert_eq!(within(client.add(1, 2, Some(3))).await.unwrap(), 6);
+    assert_eq!(within(client.add(1, 2, None)).await.unwrap(), 3);
+    assert_eq!(within(client.original()).await.unwrap(), "renamed on the wire");
+}
+
+#[tokio::test]
+async fn a_handler_error_arrives_as_its_own_error_object() {
+    let server = start_server().await;
+    let (client, _) = client(&server).await;
+    match within(client.refuse("no reason".into())).await {
+        Err(Error::Rpc(object)) => {
+            assert_eq!(object.code(), 4001);
+            assert_eq!(object.message(), "refused");
+            assert_eq!(object.data().map(|d| d.get()), Some("\"no reason\""));
+        }
+        other => panic!("expected the handler's error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_internal_error_and_the_connection_lives_on() {
+    let server = start_server().await;
+    let (client, _) = client(&server).await;
+    match within(client.panic()).await {
+        Err(Error::Rpc(object)) => assert_eq!(object.code(), wsduplex::codes::INTERNAL_ERROR),
+        other => panic!("expected an internal error, got {other:?}"),
+    }
+    assert_eq!(within(client.echo("still here".into())).await.unwrap(), "still here");
+}
+
+#[tokio::test]
+async fn the_server_calls_the_client_back_and_awaits_its_answer() {
+    let server = start_server().await;
+    let (client, _) = client(&server).await;
+    assert_eq!(within(client.ask("life".into())).await.unwrap(), "answer to life");
+}
+
+#[tokio::test]
+async fn one_way_messages_go_both_ways() {
+    let mut server = start_server().await;
+    let (client, listener) = client(&server).await;
+    let noted = server.observed.noted.notified();
+    within(client.note("from the client".into())).await.unwrap();
+    within(noted).await;
+    assert_eq!(*server.observed.notes.lock().unwrap(), ["from the client"]);
+
+    let conn = within(server.connections.recv()).await.unwrap();
+    let heard = listener.heard_signal.notified();
+    within(conn.callback().heard("from the server".into())).await.unwrap();
+    within(heard).await;
+    assert_eq!(*listener.heard.lock().unwrap(), ["from the server"]);
+}
+
+/// Waits until `listener` has heard `count` messages.
+async fn heard(listener: &Listener, count: usize) -> Vec<String> {
+    within(async {
+        loop {
+            let signal = listener.heard_signal.notified();
+            if listener.heard.lock().unwrap().len() >= count {
+                return listener.heard.lock().unwrap().clone();
+            }
+            signal.await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_hub_fans_out_to_a_group_and_to_everyone() {
+    let server = start_server().await;
+    let (alice, alice_hears) = client(&server).await;
+    let (bob, bob_hears) = client(&server).await;
+    let (_carol, carol_hears) = client(&server).await;
+    assert!(within(alice.join("g".into())).await.unwrap());
+    assert!(within(bob.join("g".into())).await.unwrap());
+    assert!(!within(bob.join("g".into())).await.unwrap(), "joining twice is a no-op");
+
+    within(alice.shout("g".into(), "to the group".into())).await.unwrap();
+    // Then a message to everyone: carol's first message shows she got nothing before it.
+    within(server.hub.all().heard("to all".into())).await.unwrap();
+
+    assert_eq!(heard(&alice_hears, 2).await, ["to the group", "to all"]);
+    assert_eq!(heard(&bob_hears, 2).await, ["to the group", "to all"]);
+    assert_eq!(heard(&carol_hears, 1).await, ["to all"]);
+}
+
+#[tokio::test]
+async fn a_connection_leaves_its_groups_when_it_closes() {
+    let mut server = start_server().await;
+    let (alice, _) = client(&server).await;
+    let conn = within(server.connections.recv()).await.unwrap();
+    within(alice.join("g".into())).await.unwrap();
+    assert_eq!(server.hub.group_members("g"), [conn.id()]);
+    alice.caller().close();
+    within(conn.closed()).await;
+    assert!(server.hub.group_members("g").is_empty());
+    assert!(!server.hub.contains(conn.id()));
+}
+
+#[tokio::test]
+async fn hub_targets_reach_one_connection_or_all_but_one() {
+    let mut server = start_server().await;
+    let (_a, a_hears) = client(&server).await;
+    let a = within(server.connections.recv()).await.unwrap();
+    let (_b, b_hears) = client(&server).await;
+
+    within(server.hub.except(a.id()).heard("not for a".into())).await.unwrap();
+    within(server.hub.connection(a.id()).heard("only for a".into())).await.unwrap();
+    let answer = within(server.hub.connection(a.id()).answer("q".into())).await.unwrap();
+    assert_eq!(answer, "answer to q");
+
+    assert_eq!(heard(&a_hears, 1).await, ["only for a"]);
+    assert_eq!(heard(&b_hears, 1).await, ["not for a"]);
+}
+
+/// A callback handler that calls the server back while answering.
+#[derive(Clone, Default)]
+struct Reentrant {
+    client: Arc<OnceLock<ServiceClient>>,
+}
+
+impl Events for Reentrant {
+    async fn answer(&self, question: String) -> String {
+        let client = self.client.get().expect("client set before the first call");
+        let echoed = client.echo(question).await.unwrap();
+        format!("{echoed}, echoed from inside a callback")
+    }
+
+    async fn heard(&self, _: String) {}
+}
+
+#[tokio::test]
+async fn a_handler_awaiting_a_callback_does_not_block_other_calls_on_its_connection() {
+    let server = start_server().await;
+    let handler = Reentrant::default();
+    let client = within(ServiceClient::connect(&server.url, handler.clone())).await.unwrap();
+    handler.client.set(client.clone()).unwrap();
+    // client -> server.ask -> client.answer -> server.echo -> back up the chain,
+    // all on one connection, with both ends waiting on each other.
+    let answer = within(client.ask("ping".into())).await.unwrap();
+    assert_eq!(answer, "ping, echoed from inside a callback");
+}
+
+#[tokio::test]
+async fn callbacks_keep_flowing_while_requests_wait_for_a_slot() {
+    // Two slots and twenty calls, each waiting for a callback whose reply
+    // arrives behind the queued requests: the server keeps reading to see it.
+    let server = start_server_with(Server::builder().max_in_flight(2)).await;
+    let (client, _) = client(&server).await;
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.ask(format!("q{i}")).await })
+        })
+        .collect();
+    let mut answered = 0;
+    for (i, call) in calls.into_iter().enumerate() {
+        match within(call).await.unwrap() {
+            Ok(answer) => {
+                assert_eq!(answer, format!("answer to q{i}"));
+                answered += 1;
+            }
+            // Past the slots and the parked frames, excess requests are refused, not stalled.
+            Err(Error::Rpc(object)) if object.code() == wsduplex::codes::SERVER_BUSY => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert!(answered >= 4, "the running and the parked calls are answered; got {answered}");
+}
+
+#[tokio::test]
+async fn calls_past_the_limit_queue_instead_of_failing() {
+    let server = start_server_with(Server::builder().max_in_flight(8)).await;
+    let (client, _) = client(&server).await;
+    let calls: Vec<_> = (0..16)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.ask(format!("q{i}")).await })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(within(call).await.unwrap().unwrap(), format!("answer to q{i}"));
+    }
+}
+
+#[tokio::test]
+async fn later_calls_are_answered_while_an_earlier_one_is_still_running() {
+    let server = start_server().await;
+    let (client, _) = client(&server).await;
+    let started = server.observed.hang_started.notified();
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move { client.hang().await })
+    };
+    within(started).await;
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.echo(format!("call {i}")).await })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(within(call).await.unwrap().unwrap(), format!("call {i}"));
+    }
+    assert!(!first.is_finished(), "the first call never gets an answer");
+    first.abort();
+}
+
+#[tokio::test]
+async fn dropping_a_call_stops_its_handler_on_the_server() {
+    let server = start_server().await;
+    let (client, _) = client(&server).await;
+    let started = server.observed.hang_started.notified();
+    let call = tokio::spawn(async move { client.hang().await });
+    within(started).await;
+    let dropped = server.observed.hang_dropped.notified();
+    call.abort();
+    within(dropped).await;
+    assert_eq!(server.observed.hangs_dropped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_fails_with_timeout_and_is_cancelled() {
+    let server = start_server().await;
+    let (client, _) = client(&server).await;
+    let dropped = server.observed.hang_dropped.notified();
+    // The handler never answers, so the outcome cannot depend on timing.
+    let error = within(client.with_timeout(Duration::from_millis(100)).hang()).await.unwrap_err();
+    assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+    within(dropped).await;
+}
+
+#[tokio::test]
+async fn waiting_calls_fail_with_closed_as_soon_as_the_connection_closes() {
+    let mut server = start_server().await;
+    let builder = Client::builder().timeout(Duration::from_secs(3600));
+    let client = within(ServiceClient::connect_with(builder, &server.url, Listener::default())).await.unwrap();
+    let conn = within(server.connections.recv()).await.unwrap();
+    let started = server.observed.hang_started.notified();
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.hang().await })
+    };
+    within(started).await;
+    conn.close(1000, "bye");
+    let error = within(waiting).await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::Closed), "{error:?}");
+    assert_eq!(
+        within(client.caller().closed()).await,
+        CloseReason::ClosedByPeer { code: 1000, reason: "bye".into() }
+    );
+    // A call on a closed connection fails at once.
+    assert!(matches!(within(client.echo("x".into())).await, Err(Error::Closed)));
+}
+
+#[tokio::test]
+async fn a_callback_to_a_closed_client_fails_with_closed() {
+    let mut server = start_server().await;
+    let (client, _) = client(&server).await;
+    let conn = within(server.connections.recv()).await.unwrap();
+    client.caller().close();
+    within(conn.closed()).await;
+    let error = within(conn.callback().answer("anyone?".into())).await.unwrap_err();
+    assert!(matches!(error, Error::Closed), "{error:?}");
+    let error = within(server.hub.connection(conn.id()).answer("anyone?".into())).await.unwrap_err();
+    assert!(matches!(error, Error::Closed), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_connection_handle_describes_the_handshake() {
+    let mut server = start_server().await;
+    let builder = Client::builder().header(
+        http::HeaderName::from_static("x-test"),
+        http::HeaderValue::from_static("yes"),
+    );
+    let _client = within(Client::builder().connect(&format!("{}?room=1", server.url), wsduplex::NoCallbacks::service()))
+        .await
+        .unwrap();
+    let first = within(server.connections.recv()).await.unwrap();
+    assert_eq!(first.uri().query(), Some("room=1"));
+    let _second = within(builder.connect(&server.url, wsduplex::NoCallbacks::service())).await.unwrap();
+    let second = within(server.connections.recv()).await.unwrap();
+    assert_eq!(second.headers().get("x-test").unwrap(), "yes");
+    assert_eq!(second.remote_addr().map(|a| a.ip()), Some([127, 0, 0, 1].into()));
+    assert_ne!(first.id(), second.id());
+}
+
+#[tokio::test]
+async fn untyped_calls_use_the_same_engine() {
+    let server = start_server().await;
+    let client = within(Client::builder().connect(&server.url, wsduplex::NoCallbacks::service())).await.unwrap();
+    // By position this time, as any JSON-RPC client may send them.
+    let sum: i64 = within(client.call("t.add", (2, 3), None)).await.unwrap();
+    assert_eq!(sum, 5);
+    let error = within(client.call::<_, ()>("t.nope", (), None)).await.unwrap_err();
+    assert!(matches!(error, Error::Rpc(o) if o.code() == wsduplex::codes::METHOD_NOT_FOUND));
 }

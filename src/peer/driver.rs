@@ -3,9 +3,17 @@
 //! One task per connection does everything, with no hop to another task per
 //! message: it reads a frame, starts the handler, and writes the handler's
 //! response in the same task. Reading never waits for a handler, so a handler
-//! that awaits a reply on this same connection cannot deadlock it. Reading
-//! pauses (TCP backpressure) only while `max_in_flight` calls are running or
-//! as many responses wait for the socket; writing never blocks reading.
+//! that awaits a reply on this same connection cannot deadlock it.
+//!
+//! At most `max_in_flight` calls run at once. Past that, the driver keeps
+//! reading: responses are routed at once (a running handler may be waiting
+//! for one), other frames are parked, in order, until a call finishes. When
+//! as many frames are parked, it stops reading (TCP backpressure), unless
+//! this side is waiting for replies from the peer: those replies may sit
+//! behind the peer's requests, so it keeps reading and answers the excess
+//! requests with -32009 (server busy) rather than deadlock. It also stops
+//! reading while `max_in_flight` responses wait for the socket. Writing
+//! never blocks reading.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -136,6 +144,8 @@ pub(crate) struct Driver<T, H> {
     running: FuturesUnordered<Running>,
     /// Frames made by this task (responses, cancel notices) waiting for the socket.
     backlog: VecDeque<Message>,
+    /// Frames read while `max_in_flight` calls were running, in arrival order.
+    parked: VecDeque<Utf8Bytes>,
     max_in_flight: usize,
     unflushed: bool,
     /// Set once a close was asked for, with the time the handshake is allowed.
@@ -177,6 +187,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             methods,
             running: FuturesUnordered::new(),
             backlog: VecDeque::new(),
+            parked: VecDeque::new(),
             max_in_flight: config.max_in_flight.max(1),
             unflushed: false,
             closing: None,
@@ -228,7 +239,13 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 _ => {}
             }
 
-            if self.running.len() < self.max_in_flight && self.backlog.len() < self.max_in_flight {
+            while self.running.len() < self.max_in_flight {
+                let Some(text) = self.parked.pop_front() else { break };
+                progress = true;
+                self.on_json(&text);
+            }
+
+            if self.may_read() {
                 match Pin::new(&mut self.transport).poll_next(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
@@ -320,9 +337,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// Handles one frame; `Some` when it ends the connection.
     fn on_message(&mut self, message: Message) -> Option<Ended> {
         match message {
-            Message::Text(text) => self.on_json(&text),
+            Message::Text(text) => self.on_text(text),
             Message::Binary(data) => match Utf8Bytes::try_from(data) {
-                Ok(text) => self.on_json(&text),
+                Ok(text) => self.on_text(text),
                 Err(_) => self.reply_parse_error(),
             },
             Message::Close(frame) => return Some(Ended::ByPeer(frame)),
@@ -335,6 +352,57 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     fn reply_parse_error(&mut self) {
         let error = ErrorObjectOwned::owned(codes::PARSE_ERROR, "Parse error", None::<()>);
         self.backlog.push_back(Message::Text(wire::failure(&RequestId::Null, &error).into()));
+    }
+
+    /// Whether to read another frame now (see the module docs).
+    fn may_read(&self) -> bool {
+        self.backlog.len() < self.max_in_flight
+            && (self.parked.len() < self.max_in_flight || self.peer.shared().pending.is_waiting())
+    }
+
+    /// Handles a frame now, parks it while the connection is at its call
+    /// limit, or refuses it when even the parking is full.
+    fn on_text(&mut self, text: Utf8Bytes) {
+        if self.running.len() < self.max_in_flight && self.parked.is_empty() {
+            return self.on_json(&text);
+        }
+        match wire::parse_frame(&text) {
+            wire::Frame::Single(wire::Message::Response { id, outcome }) => self.route_response(id, outcome, &text),
+            _ if self.parked.len() < self.max_in_flight => self.parked.push_back(text),
+            wire::Frame::Single(message) => {
+                if let Some(refusal) = self.refuse(message, &text) {
+                    self.backlog.push_back(Message::Text(refusal.into()));
+                }
+            }
+            wire::Frame::Batch(items) => {
+                let refusals: Vec<String> =
+                    items.into_iter().filter_map(|item| self.refuse(wire::classify(item), &text)).collect();
+                if !refusals.is_empty() {
+                    self.backlog.push_back(Message::Text(wire::batch(&refusals).into()));
+                }
+            }
+            wire::Frame::ParseError => self.reply_parse_error(),
+        }
+    }
+
+    /// Answers a message that arrived while the connection could take no more
+    /// calls: requests get -32009, responses are still routed.
+    fn refuse(&mut self, message: wire::Message<'_>, text: &Utf8Bytes) -> Option<String> {
+        match message {
+            wire::Message::Request { id, method, .. } => {
+                tracing::debug!(conn = %self.peer.id(), %method, "busy: refusing a request");
+                let error = ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is busy, try again later", None::<()>);
+                Some(wire::failure(&id, &error))
+            }
+            wire::Message::Notification { method, .. } => {
+                tracing::warn!(conn = %self.peer.id(), %method, "busy: dropping a notification");
+                None
+            }
+            other => match self.on_single(other, text) {
+                Action::Reply(frame) => Some(frame),
+                Action::Nothing | Action::Run(_) => None,
+            },
+        }
     }
 
     fn on_json(&mut self, text: &Utf8Bytes) {

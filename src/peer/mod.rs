@@ -261,3 +261,6 @@ impl Shared {
         self.closed.send_replace(Some(reason));
     }
 }
+
+#[cfg(test)]
+mod tests;

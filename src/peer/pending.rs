@@ -67,6 +67,11 @@ impl Pending {
         self.lock().calls.remove(&id).is_some()
     }
 
+    /// True while any call waits for its reply.
+    pub(crate) fn is_waiting(&self) -> bool {
+        !self.lock().calls.is_empty()
+    }
+
     /// Fails every waiting call with `Closed` (their senders drop) and refuses new ones.
     pub(crate) fn close_all(&self) {
         let calls = {

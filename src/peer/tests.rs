@@ -1,0 +1,215 @@
+//! The engine driven in-process over channels, on tokio's paused clock.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{Sink, Stream};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::*;
+use crate::caller::Call;
+use crate::dispatch::{Handler, HandlerFuture, IncomingCall, handle};
+
+/// One end of an in-memory WebSocket.
+struct ChannelTransport {
+    tx: Option<mpsc::UnboundedSender<Message>>,
+    rx: mpsc::UnboundedReceiver<Message>,
+}
+
+fn transport_pair() -> (ChannelTransport, ChannelTransport) {
+    let (a_tx, b_rx) = mpsc::unbounded_channel();
+    let (b_tx, a_rx) = mpsc::unbounded_channel();
+    (ChannelTransport { tx: Some(a_tx), rx: a_rx }, ChannelTransport { tx: Some(b_tx), rx: b_rx })
+}
+
+impl Stream for ChannelTransport {
+    type Item = Result<Message, WsError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|m| m.map(Ok))
+    }
+}
+
+impl Sink<Message> for ChannelTransport {
+    type Error = WsError;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(if self.tx.is_some() { Ok(()) } else { Err(WsError::AlreadyClosed) })
+    }
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), WsError> {
+        match &self.tx {
+            Some(tx) => tx.send(message).map_err(|_| WsError::ConnectionClosed),
+            None => Err(WsError::AlreadyClosed),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        self.tx = None;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[derive(Default)]
+struct Signals {
+    hang_started: Notify,
+    hang_dropped: Notify,
+    hangs_dropped: AtomicUsize,
+}
+
+struct OnDrop(Arc<Signals>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.hangs_dropped.fetch_add(1, Ordering::SeqCst);
+        self.0.hang_dropped.notify_one();
+    }
+}
+
+/// `echo(text)`, `sleep(millis)` and `hang()`.
+struct TestHandler(Arc<Signals>);
+
+impl Handler for TestHandler {
+    fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
+        let signals = Arc::new(self.0.clone());
+        Ok(match method {
+            "echo" => handle(&signals, call, &["text"], |_, (text,): (String,)| async move {
+                Ok::<_, Infallible>(text)
+            }),
+            "sleep" => handle(&signals, call, &["millis"], |_, (millis,): (u64,)| async move {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                Ok::<_, Infallible>(millis)
+            }),
+            "hang" => handle(&signals, call, &[], |signals: Arc<Arc<Signals>>, (): ()| async move {
+                let _guard = OnDrop((*signals).clone());
+                signals.hang_started.notify_one();
+                std::future::pending::<Result<(), Infallible>>().await
+            }),
+            _ => return Err(call),
+        })
+    }
+}
+
+struct Pair {
+    a: Peer,
+    b: Peer,
+    signals: Arc<Signals>,
+    a_ended: tokio::task::JoinHandle<CloseReason>,
+}
+
+fn pair(config: PeerConfig) -> Pair {
+    let (ta, tb) = transport_pair();
+    let signals = Arc::new(Signals::default());
+    let (a, a_parts) = Peer::new(ConnectionId::next(), &config);
+    let (b, b_parts) = Peer::new(ConnectionId::next(), &config);
+    let a_driver = Driver::new(ta, a.clone(), a_parts, TestHandler(signals.clone()), None, &config);
+    let b_driver = Driver::new(tb, b.clone(), b_parts, TestHandler(signals.clone()), None, &config);
+    let a_ended = tokio::spawn(a_driver.run(|| {}));
+    tokio::spawn(b_driver.run(|| {}));
+    Pair { a, b, signals, a_ended }
+}
+
+#[derive(serde::Serialize)]
+struct Text<'a> {
+    text: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Millis {
+    millis: u64,
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_go_both_ways_on_one_connection() {
+    let p = pair(PeerConfig::default());
+    let from_a: String = p.a.call("echo", Text { text: "to b" }, None).await.unwrap();
+    let from_b: String = p.b.call("echo", Text { text: "to a" }, None).await.unwrap();
+    assert_eq!((from_a.as_str(), from_b.as_str()), ("to b", "to a"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn replies_arrive_out_of_order_and_reach_their_own_call() {
+    let p = pair(PeerConfig::default());
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slow = {
+        let (peer, order) = (p.a.clone(), order.clone());
+        tokio::spawn(async move {
+            let r: u64 = peer.call("sleep", Millis { millis: 300 }, None).await.unwrap();
+            order.lock().unwrap().push(r);
+        })
+    };
+    let fast: u64 = p.a.call("sleep", Millis { millis: 100 }, None).await.unwrap();
+    order.lock().unwrap().push(fast);
+    slow.await.unwrap();
+    assert_eq!(*order.lock().unwrap(), [100, 300]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_past_its_deadline_times_out_and_stops_the_handler() {
+    let p = pair(PeerConfig { call_timeout: Duration::from_secs(5), ..PeerConfig::default() });
+    let started = tokio::time::Instant::now();
+    let error = p.a.call::<_, ()>("hang", (), None).await.unwrap_err();
+    assert!(matches!(error, Error::Timeout(t) if t == Duration::from_secs(5)), "{error:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    // The deadline sent $/cancelRequest: the other side drops the handler.
+    p.signals.hang_dropped.notified().await;
+    assert_eq!(p.signals.hangs_dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(p.a.shared().pending.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_per_call_deadline_overrides_the_default() {
+    let p = pair(PeerConfig::default());
+    let started = tokio::time::Instant::now();
+    let error = p.a.call::<_, ()>("hang", (), Some(Duration::from_millis(250))).await.unwrap_err();
+    assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_call_cancels_it_on_the_peer() {
+    let p = pair(PeerConfig::default());
+    let peer = p.a.clone();
+    let call = tokio::spawn(async move { peer.call::<_, ()>("hang", (), None).await });
+    p.signals.hang_started.notified().await;
+    call.abort();
+    p.signals.hang_dropped.notified().await;
+    assert_eq!(p.a.shared().pending.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_fails_waiting_calls_at_once_and_later_calls_immediately() {
+    let p = pair(PeerConfig { call_timeout: Duration::from_secs(3600), ..PeerConfig::default() });
+    let peer = p.a.clone();
+    let waiting = tokio::spawn(async move { peer.call::<_, ()>("hang", (), None).await });
+    p.signals.hang_started.notified().await;
+    let started = tokio::time::Instant::now();
+    p.b.close(1000, "done");
+    let error = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::Closed), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(matches!(p.a.call::<_, String>("echo", Text { text: "x" }, None).await, Err(Error::Closed)));
+    assert_eq!(
+        p.a_ended.await.unwrap(),
+        CloseReason::ClosedByPeer { code: 1000, reason: "done".into() }
+    );
+    assert_eq!(p.a.closed().await, CloseReason::ClosedByPeer { code: 1000, reason: "done".into() });
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_past_the_in_flight_limit_wait_their_turn() {
+    let p = pair(PeerConfig { max_in_flight: 2, ..PeerConfig::default() });
+    let calls: Vec<_> = (1..=10u64)
+        .map(|i| {
+            let peer = p.a.clone();
+            tokio::spawn(async move { peer.call::<_, u64>("sleep", Millis { millis: i * 10 }, None).await })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), (i as u64 + 1) * 10);
+    }
+}
