@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use proc_macro2::Span;
-use syn::spanned::Spanned;
 use syn::{FnArg, TraitItem, Type};
 
 use crate::model::{Contract, Kind, Method};
@@ -20,6 +19,11 @@ impl Errors {
 
     pub fn error(&mut self, span: Span, message: impl std::fmt::Display) {
         self.0.push(syn::Error::new(span, message));
+    }
+
+    /// An error spanning all of `node`'s tokens.
+    pub fn spanned(&mut self, node: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.0.push(syn::Error::new_spanned(node, message));
     }
 
     pub fn combine(self) -> Option<syn::Error> {
@@ -39,11 +43,12 @@ const MAX_PARAMS: usize = 12;
 pub fn contract(contract: &Contract, errors: &mut Errors) {
     let item = &contract.item;
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-        errors.error(item.generics.span(), "contract traits cannot be generic");
+        errors.spanned(&item.generics, "contract traits cannot be generic");
     }
     if let Some(colon) = &item.colon_token {
-        errors.error(
-            colon.span().join(item.supertraits.span()).unwrap_or(colon.span),
+        let supertraits = &item.supertraits;
+        errors.spanned(
+            quote::quote!(#colon #supertraits),
             "contract traits cannot have supertraits (the macro adds `Send + Sync + 'static`)",
         );
     }
@@ -65,7 +70,7 @@ pub fn contract(contract: &Contract, errors: &mut Errors) {
     for trait_item in &item.items {
         match trait_item {
             TraitItem::Fn(_) => {}
-            other => errors.error(other.span(), "contract traits hold only `async fn` methods"),
+            other => errors.spanned(other, "contract traits hold only `async fn` methods"),
         }
     }
 
@@ -98,13 +103,13 @@ fn method(method: &Method, errors: &mut Errors) {
         errors.error(unsafety.span, "contract methods cannot be `unsafe`");
     }
     if let Some(abi) = &sig.abi {
-        errors.error(abi.span(), "contract methods cannot have an ABI");
+        errors.spanned(abi, "contract methods cannot have an ABI");
     }
     if let Some(variadic) = &sig.variadic {
-        errors.error(variadic.span(), "contract methods cannot be variadic");
+        errors.spanned(variadic, "contract methods cannot be variadic");
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.error(sig.generics.span(), "contract methods cannot be generic");
+        errors.spanned(&sig.generics, "contract methods cannot be generic");
     }
     let name = sig.ident.to_string();
     if RESERVED.contains(&name.as_str()) {
@@ -128,35 +133,35 @@ fn method(method: &Method, errors: &mut Errors) {
     match sig.inputs.first() {
         Some(FnArg::Receiver(receiver))
             if receiver.reference.is_some() && receiver.mutability.is_none() && receiver.colon_token.is_none() => {}
-        Some(FnArg::Receiver(receiver)) => errors.error(receiver.span(), "contract methods take `&self`"),
+        Some(FnArg::Receiver(receiver)) => errors.spanned(receiver, "contract methods take `&self`"),
         _ => errors.error(sig.ident.span(), "contract methods take `&self` first"),
     }
 
     if method.params.len() > MAX_PARAMS {
-        errors.error(sig.inputs.span(), format!("contract methods take at most {MAX_PARAMS} parameters"));
+        errors.spanned(&sig.inputs, format!("contract methods take at most {MAX_PARAMS} parameters"));
     }
     for param in &method.params {
         if param.ident.is_none() {
-            errors.error(
-                param.span,
+            errors.spanned(
+                &param.pat,
                 "parameters must be plain names (`name: Type`): the names are the parameter keys on the wire",
             );
         }
         if contains_reference(&param.ty) {
-            errors.error(
-                param.ty.span(),
+            errors.spanned(
+                &param.ty,
                 "parameters must be owned types (`String`, not `&str`): they are decoded from the message",
             );
         }
         if let Type::ImplTrait(t) = &param.ty {
-            errors.error(t.span(), "parameters cannot be `impl Trait`");
+            errors.spanned(t, "parameters cannot be `impl Trait`");
         }
     }
 
     if let Some(oneway) = method.oneway {
         if !method.returns.is_unit_success() {
-            errors.error(
-                sig.output.span(),
+            errors.spanned(
+                &sig.output,
                 "a #[oneway] method sends no reply: it returns nothing, or `Result<(), E>` to report errors to callers that send an id",
             );
             errors.error(oneway, "marked #[oneway] here");

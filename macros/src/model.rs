@@ -53,8 +53,8 @@ pub struct Method {
 pub struct Param {
     /// `None` when the parameter is a pattern rather than a plain name (an error).
     pub ident: Option<Ident>,
+    pub pat: Pat,
     pub ty: Type,
-    pub span: Span,
 }
 
 impl Param {
@@ -220,8 +220,8 @@ impl Method {
                         Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
                         _ => None,
                     },
+                    pat: (*typed.pat).clone(),
                     ty: (*typed.ty).clone(),
-                    span: typed.pat.span(),
                 }),
                 FnArg::Receiver(_) => None,
             })

@@ -2,6 +2,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
+use super::callback_alias;
 use crate::model::{Contract, Kind, stub_path};
 
 /// `connect` and `connect_with` on a service's stub.
@@ -13,6 +14,7 @@ pub fn connect_impl(contract: &Contract) -> TokenStream {
     let ident = contract.ident();
     match &contract.callback {
         Some(callback) => {
+            let alias = callback_alias(contract);
             let doc = format!(
                 "Connects to a `{ident}` server at `url` (`ws://host:port/path`); `handler` answers the server's callbacks."
             );
@@ -29,7 +31,8 @@ pub fn connect_impl(contract: &Contract) -> TokenStream {
                         url: &str,
                         handler: __H,
                     ) -> ::core::result::Result<Self, ::wsduplex::Error> {
-                        let client = builder.connect(url, <__H as #callback>::into_service(handler)).await?;
+                        let handler = ::wsduplex::ServiceInstance::<#alias, __H>::new(handler);
+                        let client = builder.connect(url, handler).await?;
                         ::core::result::Result::Ok(Self::new(client))
                     }
                 }
@@ -58,16 +61,21 @@ pub fn connect_impl(contract: &Contract) -> TokenStream {
     }
 }
 
-/// A compile-time check, pointing at `callback = X`, that `X` was declared
-/// with `#[wsduplex::callback]`.
+/// The callback stub's alias, and a compile-time check, pointing at
+/// `callback = X`, that `X` was declared with `#[wsduplex::callback]`.
 pub fn callback_check(contract: &Contract) -> TokenStream {
     let Some(callback) = &contract.callback else { return TokenStream::new() };
     let stub = stub_path(callback);
+    // Spanned at the path, so the check's error points at `callback = X`.
+    let alias = syn::Ident::new(&callback_alias(contract).to_string(), callback.span());
     quote_spanned! {callback.span()=>
+        #[doc(hidden)]
+        type #alias = #stub<::wsduplex::Peer>;
+
         const _: () = {
             fn callback_contract<T: ::wsduplex::__private::CallbackContract>() {}
             fn check() {
-                callback_contract::<#stub>();
+                callback_contract::<#alias>();
             }
         };
     }

@@ -1,8 +1,8 @@
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 
-use super::type_text;
-use crate::model::{Contract, Kind, Method, stub_path};
+use super::{callback_alias, type_text};
+use crate::model::{Contract, Kind, Method};
 
 /// `Contract` for the stub, with the metadata recorded at compile time.
 pub fn contract_impl(contract: &Contract) -> TokenStream {
@@ -31,9 +31,9 @@ pub fn kind_impl(contract: &Contract) -> TokenStream {
     match contract.kind {
         Kind::Service => {
             let callback = match &contract.callback {
-                Some(path) => {
-                    let stub_path = stub_path(path);
-                    quote!(#stub_path<::wsduplex::Peer>)
+                Some(_) => {
+                    let alias = callback_alias(contract);
+                    quote!(#alias)
                 }
                 None => quote!(::wsduplex::NoCallbacks),
             };

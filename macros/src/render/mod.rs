@@ -9,7 +9,7 @@ mod trait_def;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
-use syn::Ident;
+use syn::{FnArg, Ident, Pat, TraitItem, parse_quote};
 
 use crate::model::{Contract, Method, OkType, Returns};
 
@@ -32,8 +32,29 @@ pub fn contract(contract: &Contract) -> TokenStream {
 /// The user's trait without our attributes: emitted next to errors so the
 /// rest of the crate still compiles against it.
 pub fn stripped_trait(contract: &Contract) -> TokenStream {
-    let item = &contract.item;
+    let mut item = contract.item.clone();
+    // A pattern parameter was reported already; rustc would repeat it
+    // ("patterns aren't allowed in functions without bodies").
+    for trait_item in &mut item.items {
+        let TraitItem::Fn(method) = trait_item else { continue };
+        if method.default.is_some() {
+            continue;
+        }
+        for input in &mut method.sig.inputs {
+            if let FnArg::Typed(typed) = input {
+                if !matches!(*typed.pat, Pat::Ident(_)) {
+                    *typed.pat = parse_quote!(_);
+                }
+            }
+        }
+    }
     quote!(#item)
+}
+
+/// The alias a service gives its callback stub, so a wrong `callback = X`
+/// is reported once, at `X`.
+fn callback_alias(contract: &Contract) -> Ident {
+    quote::format_ident!("__WsduplexCallbackOf{}", contract.ident())
 }
 
 /// A name for generated local variables that cannot clash with the user's names.
