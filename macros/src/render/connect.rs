@@ -74,9 +74,7 @@ pub fn callback_check(contract: &Contract) -> TokenStream {
 
         const _: () = {
             fn callback_contract<T: ::wsduplex::__private::CallbackContract>() {}
-            fn check() {
-                callback_contract::<#alias>();
-            }
+            let _ = callback_contract::<#alias>;
         };
     }
 }

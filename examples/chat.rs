@@ -1,0 +1,237 @@
+//! Run with: cargo run --example chat
+//!
+//! A chat server with rooms, nicks, messages and invites, speaking exactly the
+//! wire contract of shared/DESIGN.md section 4. The WebSocket endpoint is
+//! mounted at `/ws` on an axum router, next to a page at `/`.
+//!
+//! Flags: `--listen ADDR` (default 127.0.0.1:8080) and `--callback-timeout-ms N`
+//! (default 10000), how long an invite waits for the invitee's answer. The
+//! first line printed is `listening on http://ADDR`, with the bound address.
+
+#[path = "shared/chat_contract.rs"]
+mod chat_contract;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::Html;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use chat_contract::{Chat, ChatError, ChatEventsClient};
+use wsduplex::{Connection, ConnectionId, Hub, Server};
+
+struct Options {
+    listen: String,
+    callback_timeout: Duration,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options { listen: "127.0.0.1:8080".into(), callback_timeout: Duration::from_millis(10_000) };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => options.listen = value()?,
+            "--callback-timeout-ms" => {
+                let millis = value()?.parse().map_err(|e| format!("--callback-timeout-ms: {e}"))?;
+                options.callback_timeout = Duration::from_millis(millis);
+            }
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(options)
+}
+
+/// Who is connected, under which nick, in which room.
+#[derive(Default)]
+struct Registry {
+    nicks: HashMap<String, ConnectionId>,
+    members: HashMap<ConnectionId, Member>,
+    rooms: HashMap<String, BTreeSet<String>>,
+}
+
+struct Member {
+    nick: String,
+    room: Option<String>,
+}
+
+/// A move into a room, worked out under the registry's lock; the others hear
+/// about it after the lock is released.
+struct Moved {
+    left: Option<(String, String)>,
+    joined: Option<(String, String)>,
+    members: Vec<String>,
+}
+
+impl Registry {
+    /// Takes `room` out of a member's record and returns `(room, nick)`.
+    fn exit_room(&mut self, id: ConnectionId, hub: &Hub<ChatEventsClient>) -> Option<(String, String)> {
+        let member = self.members.get_mut(&id)?;
+        let room = member.room.take()?;
+        if let Some(nicks) = self.rooms.get_mut(&room) {
+            nicks.remove(&member.nick);
+            if nicks.is_empty() {
+                self.rooms.remove(&room);
+            }
+        }
+        hub.remove_from_group(id, &room);
+        Some((room, member.nick.clone()))
+    }
+
+    /// Puts connection `id` in `room` under `nick`, out of its previous room.
+    fn enter(&mut self, id: ConnectionId, room: &str, nick: &str, hub: &Hub<ChatEventsClient>) -> Result<Moved, ChatError> {
+        if self.nicks.get(nick).is_some_and(|holder| *holder != id) {
+            return Err(ChatError::NickTaken(nick.to_owned()));
+        }
+        if let Some(member) = self.members.get(&id) {
+            if member.room.as_deref() == Some(room) && member.nick == nick {
+                return Ok(Moved { left: None, joined: None, members: self.nicks_in(room) });
+            }
+        }
+        let left = self.exit_room(id, hub);
+        let old_nick = self.members.insert(id, Member { nick: nick.to_owned(), room: Some(room.to_owned()) });
+        if let Some(old) = old_nick.filter(|old| old.nick != nick) {
+            self.nicks.remove(&old.nick);
+        }
+        self.nicks.insert(nick.to_owned(), id);
+        self.rooms.entry(room.to_owned()).or_default().insert(nick.to_owned());
+        hub.add_to_group(id, room);
+        Ok(Moved { left, joined: Some((room.to_owned(), nick.to_owned())), members: self.nicks_in(room) })
+    }
+
+    fn nicks_in(&self, room: &str) -> Vec<String> {
+        self.rooms.get(room).map(|nicks| nicks.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The caller's room and nick.
+    fn whereabouts(&self, id: ConnectionId) -> Result<(String, String), ChatError> {
+        let member = self.members.get(&id).ok_or(ChatError::NotInRoom)?;
+        let room = member.room.clone().ok_or(ChatError::NotInRoom)?;
+        Ok((room, member.nick.clone()))
+    }
+
+    /// Forgets a connection that closed: its nick is free again.
+    fn forget(&mut self, id: ConnectionId, hub: &Hub<ChatEventsClient>) -> Option<(String, String)> {
+        let left = self.exit_room(id, hub);
+        if let Some(member) = self.members.remove(&id) {
+            self.nicks.remove(&member.nick);
+        }
+        left
+    }
+}
+
+/// One connection's session (WCF's PerSession instance).
+struct ChatSession {
+    conn: Connection<ChatEventsClient>,
+    hub: Hub<ChatEventsClient>,
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl ChatSession {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Moves connection `id` into `room` and tells both rooms.
+    async fn move_to(&self, id: ConnectionId, room: &str, nick: &str) -> Result<Vec<String>, ChatError> {
+        let moved = self.registry().enter(id, room, nick, &self.hub)?;
+        if let Some((old_room, old_nick)) = moved.left {
+            self.hub.group(&old_room).left(old_room.clone(), old_nick).await?;
+        }
+        if let Some((room, nick)) = moved.joined {
+            self.hub.group_except(&room, id).joined(room.clone(), nick).await?;
+        }
+        Ok(moved.members)
+    }
+}
+
+impl Chat for ChatSession {
+    async fn join(&self, room: String, nick: String) -> Result<Vec<String>, ChatError> {
+        self.move_to(self.conn.id(), &room, &nick).await
+    }
+
+    async fn say(&self, text: String) -> Result<(), ChatError> {
+        let (room, nick) = self.registry().whereabouts(self.conn.id())?;
+        self.hub.group(&room).message(room.clone(), nick, text).await?;
+        Ok(())
+    }
+
+    async fn invite(&self, nick: String) -> Result<bool, ChatError> {
+        let (room, from) = self.registry().whereabouts(self.conn.id())?;
+        let invitee = *self.registry().nicks.get(&nick).ok_or_else(|| ChatError::NoSuchUser(nick.clone()))?;
+        // Waits up to --callback-timeout-ms for the invitee's own answer.
+        let accepted = self.hub.connection(invitee).invited(from, room.clone()).await?;
+        if accepted {
+            let invitee_nick = self.registry().members.get(&invitee).map(|m| m.nick.clone());
+            if let Some(invitee_nick) = invitee_nick {
+                self.move_to(invitee, &room, &invitee_nick).await?;
+            }
+        }
+        Ok(accepted)
+    }
+
+    async fn leave(&self) -> Result<(), ChatError> {
+        let (room, nick) = self.registry().exit_room(self.conn.id(), &self.hub).ok_or(ChatError::NotInRoom)?;
+        self.hub.group(&room).left(room.clone(), nick).await?;
+        Ok(())
+    }
+}
+
+/// The connection closed: free the nick and tell the room.
+impl Drop for ChatSession {
+    fn drop(&mut self) {
+        let Some((room, nick)) = self.registry().forget(self.conn.id(), &self.hub) else { return };
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let _ = hub.group(&room).left(room.clone(), nick).await;
+        });
+    }
+}
+
+async fn index() -> Html<&'static str> {
+    Html(concat!(
+        "<!doctype html><meta charset=utf-8><title>wsduplex chat</title>",
+        "<h1>wsduplex chat</h1><p>JSON-RPC 2.0 over the WebSocket at <code>/ws</code>: ",
+        "<code>chat.join</code>, <code>chat.say</code>, <code>chat.invite</code>, <code>chat.leave</code>; ",
+        "the server sends <code>chat.joined</code>, <code>chat.left</code>, <code>chat.message</code> ",
+        "and asks <code>chat.invited</code>.</p>"
+    ))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(problem) => {
+            eprintln!("{problem}\nusage: chat [--listen ADDR] [--callback-timeout-ms N]");
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+
+    let hub = Hub::<ChatEventsClient>::new();
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let endpoint = Server::builder().hub(&hub).callback_timeout(options.callback_timeout).endpoint(
+        move |conn: Connection<ChatEventsClient>| {
+            ChatSession { conn, hub: hub.clone(), registry: registry.clone() }.into_service()
+        },
+    );
+    let app = Router::new().route("/", get(index)).route_service("/ws", endpoint);
+
+    let listener = tokio::net::TcpListener::bind(&options.listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    // Small frames: send them at once rather than wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    Ok(())
+}

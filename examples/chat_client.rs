@@ -1,0 +1,130 @@
+//! Run with: cargo run --example chat_client -- --nick alice --room lobby
+//!
+//! A terminal client for the chat example. Lines typed on stdin are said to
+//! the room; `/join ROOM`, `/invite NICK`, `/leave` and `/quit` do the rest.
+//! Messages, joins and leaves are printed as they arrive. An invite is
+//! answered at a prompt (`y` or `n`), or always accepted with `--accept-invites`.
+//!
+//! Flags: `--url URL` (default ws://127.0.0.1:8080/ws), `--nick NICK`,
+//! `--room ROOM` (default lobby), `--accept-invites`.
+
+#[path = "shared/chat_contract.rs"]
+mod chat_contract;
+
+use std::sync::{Arc, Mutex};
+
+use chat_contract::{ChatClient, ChatEvents};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+
+struct Options {
+    url: String,
+    nick: String,
+    room: String,
+    accept_invites: bool,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        url: "ws://127.0.0.1:8080/ws".into(),
+        nick: String::new(),
+        room: "lobby".into(),
+        accept_invites: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => options.url = value()?,
+            "--nick" => options.nick = value()?,
+            "--room" => options.room = value()?,
+            "--accept-invites" => options.accept_invites = true,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if options.nick.is_empty() {
+        return Err("--nick is required".into());
+    }
+    Ok(options)
+}
+
+/// Prints what the server says, and answers invites.
+struct Terminal {
+    accept_invites: bool,
+    /// The pending invite's answer, filled by the next line typed.
+    invite_answer: Arc<Mutex<Option<oneshot::Sender<bool>>>>,
+}
+
+impl ChatEvents for Terminal {
+    async fn joined(&self, room: String, nick: String) {
+        println!("* {nick} joined {room}");
+    }
+
+    async fn left(&self, room: String, nick: String) {
+        println!("* {nick} left {room}");
+    }
+
+    async fn message(&self, room: String, from: String, text: String) {
+        println!("[{room}] <{from}> {text}");
+    }
+
+    async fn invited(&self, from: String, room: String) -> bool {
+        if self.accept_invites {
+            println!("* {from} invited you to {room}: accepted");
+            return true;
+        }
+        println!("* {from} invites you to {room}. Accept? [y/N]");
+        let (answer, answered) = oneshot::channel();
+        *self.invite_answer.lock().unwrap() = Some(answer);
+        // The server gives up after its callback timeout; so does an unanswered prompt.
+        answered.await.unwrap_or(false)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(problem) => {
+            eprintln!("{problem}\nusage: chat_client --nick NICK [--url URL] [--room ROOM] [--accept-invites]");
+            std::process::exit(2);
+        }
+    };
+    let invite_answer = Arc::new(Mutex::new(None));
+    let terminal = Terminal { accept_invites: options.accept_invites, invite_answer: invite_answer.clone() };
+    let chat = ChatClient::connect(&options.url, terminal).await?;
+    let members = chat.join(options.room.clone(), options.nick.clone()).await?;
+    println!("* joined {} as {}: {}", options.room, options.nick, members.join(", "));
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line?,
+            reason = chat.caller().closed() => {
+                println!("* disconnected: {reason:?}");
+                return Ok(());
+            }
+        };
+        let Some(line) = line else { return Ok(()) };
+        let line = line.trim();
+        if let Some(answer) = invite_answer.lock().unwrap().take() {
+            let _ = answer.send(matches!(line, "y" | "Y" | "yes"));
+            continue;
+        }
+        let outcome = match line.split_once(' ').unwrap_or((line, "")) {
+            ("", _) => continue,
+            ("/quit", _) => return Ok(()),
+            ("/join", room) => chat.join(room.into(), options.nick.clone()).await.map(|members| {
+                println!("* joined {room}: {}", members.join(", "));
+            }),
+            ("/invite", nick) => chat.invite(nick.into()).await.map(|accepted| {
+                println!("* {nick} {}", if accepted { "accepted" } else { "declined" });
+            }),
+            ("/leave", _) => chat.leave().await,
+            _ => chat.say(line.into()).await,
+        };
+        if let Err(e) = outcome {
+            println!("! {e}");
+        }
+    }
+}

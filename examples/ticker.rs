@@ -1,0 +1,179 @@
+//! Run with: cargo run --example ticker -- --demo
+//!
+//! Server-initiated callbacks from a background task: clients subscribe to
+//! symbols (one hub group per symbol) and a publisher sends each group
+//! one-way `ticker.price(symbol, price, seq)` callbacks, serialized once per
+//! tick whatever the number of subscribers.
+//!
+//! Flags: `--listen ADDR` (default 127.0.0.1:8081) serves until stopped;
+//! `--demo` also starts three clients in-process, prints what they receive
+//! for a few seconds, and exits.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wsduplex::{Connection, ErrorObjectOwned, Hub, Server};
+
+/// Live prices by subscription.
+#[wsduplex::service(namespace = "ticker", callback = Prices)]
+pub trait Ticker {
+    /// Adds symbols to this connection's subscriptions; returns them all.
+    async fn subscribe(&self, symbols: Vec<String>) -> Result<Vec<String>, UnknownSymbol>;
+    /// Removes symbols from this connection's subscriptions; returns those left.
+    async fn unsubscribe(&self, symbols: Vec<String>) -> Vec<String>;
+}
+
+/// What subscribers receive.
+#[wsduplex::callback(namespace = "ticker")]
+pub trait Prices {
+    /// The latest price of `symbol`; `seq` counts ticks.
+    #[oneway]
+    async fn price(&self, symbol: String, price: f64, seq: u64);
+}
+
+const SYMBOLS: [&str; 4] = ["ACME", "GLOBEX", "INITECH", "UMBRELLA"];
+
+/// A symbol the ticker does not quote: error 2001, with the symbol as data.
+#[derive(Debug)]
+pub struct UnknownSymbol(String);
+
+impl From<UnknownSymbol> for ErrorObjectOwned {
+    fn from(e: UnknownSymbol) -> Self {
+        ErrorObjectOwned::owned(2001, "unknown symbol", Some(e.0))
+    }
+}
+
+struct TickerSession {
+    conn: Connection<PricesClient>,
+}
+
+impl Ticker for TickerSession {
+    async fn subscribe(&self, symbols: Vec<String>) -> Result<Vec<String>, UnknownSymbol> {
+        if let Some(unknown) = symbols.iter().find(|s| !SYMBOLS.contains(&s.as_str())) {
+            return Err(UnknownSymbol(unknown.clone()));
+        }
+        for symbol in &symbols {
+            self.conn.join_group(symbol);
+        }
+        Ok(self.subscriptions())
+    }
+
+    async fn unsubscribe(&self, symbols: Vec<String>) -> Vec<String> {
+        for symbol in &symbols {
+            self.conn.leave_group(symbol);
+        }
+        self.subscriptions()
+    }
+}
+
+impl TickerSession {
+    fn subscriptions(&self) -> Vec<String> {
+        let mut groups = self.conn.groups();
+        groups.sort();
+        groups
+    }
+}
+
+/// Publishes a random walk for every symbol, every `period`, to its subscribers.
+async fn publish(hub: Hub<PricesClient>, period: Duration) {
+    let mut prices: Vec<f64> = vec![100.0; SYMBOLS.len()];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut ticks = tokio::time::interval(period);
+    for seq in 1.. {
+        ticks.tick().await;
+        for (symbol, price) in SYMBOLS.iter().zip(&mut prices) {
+            // xorshift: a cheap deterministic walk, no dependency needed.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let step = (seed % 201) as f64 / 100.0 - 1.0;
+            *price = (*price + step).max(1.0);
+            if !hub.group_members(symbol).is_empty() {
+                let rounded = (*price * 100.0).round() / 100.0;
+                let _ = hub.group(symbol).price(symbol.to_string(), rounded, seq).await;
+            }
+        }
+    }
+}
+
+/// A demo subscriber that prints what it receives.
+#[derive(Clone)]
+struct Screen {
+    name: &'static str,
+    received: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Prices for Screen {
+    async fn price(&self, symbol: String, price: f64, seq: u64) {
+        println!("{:>6} got {symbol:<8} {price:>8.2} (tick {seq})", self.name);
+        self.received.lock().unwrap().insert(symbol);
+    }
+}
+
+async fn demo(url: String) -> Result<(), Box<dyn std::error::Error>> {
+    let plan: [(&'static str, &[&str]); 3] =
+        [("alice", &["ACME", "GLOBEX"]), ("bob", &["INITECH"]), ("carol", &["ACME", "UMBRELLA"])];
+    let mut clients = Vec::new();
+    for (name, symbols) in plan {
+        let screen = Screen { name, received: Arc::default() };
+        let client = TickerClient::connect(&url, screen.clone()).await?;
+        let subscribed = client.subscribe(symbols.iter().map(|s| s.to_string()).collect()).await?;
+        println!("{name:>6} subscribed to {}", subscribed.join(", "));
+        clients.push((client, screen, symbols));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (alice, ..) = &clients[0];
+    let left = alice.unsubscribe(vec!["GLOBEX".into()]).await?;
+    println!(" alice now follows {}", left.join(", "));
+    match alice.subscribe(vec!["NOPE".into()]).await {
+        Err(e) => println!(" alice subscribing to NOPE: {e}"),
+        Ok(_) => return Err("an unknown symbol was accepted".into()),
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (_, screen, symbols) in &clients {
+        let received = screen.received.lock().unwrap().clone();
+        let expected: BTreeSet<String> = symbols.iter().map(|s| s.to_string()).collect();
+        if received != expected {
+            return Err(format!("{} received {received:?}, expected {expected:?}", screen.name).into());
+        }
+    }
+    println!("demo done: every client got exactly its subscriptions");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut listen = "127.0.0.1:8081".to_string();
+    let mut run_demo = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--demo" => run_demo = true,
+            "--listen" => listen = args.next().ok_or("--listen needs a value")?,
+            other => {
+                eprintln!("unknown flag {other}\nusage: ticker [--listen ADDR] [--demo]");
+                std::process::exit(2);
+            }
+        }
+    }
+    if run_demo {
+        listen = "127.0.0.1:0".into();
+    }
+
+    let hub = Hub::<PricesClient>::new();
+    let server = Server::builder().hub(&hub).build(&listen).await?;
+    let addr = server.local_addr()?;
+    println!("listening on ws://{addr}");
+    std::io::stdout().flush()?;
+    tokio::spawn(publish(hub, Duration::from_millis(250)));
+    let serving = tokio::spawn(server.serve(|conn: Connection<PricesClient>| TickerSession { conn }.into_service()));
+
+    if run_demo {
+        demo(format!("ws://{addr}")).await
+    } else {
+        serving.await??;
+        Ok(())
+    }
+}
