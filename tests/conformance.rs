@@ -144,6 +144,17 @@ async fn a_renamed_method_answers_to_its_wire_name() {
     assert_eq!(reply["error"]["code"], json!(-32601));
 }
 
+#[tokio::test]
+async fn a_handlers_messages_to_its_caller_arrive_before_its_reply() {
+    let server = start_server().await;
+    let mut raw = Raw::connect(&server.url).await;
+    let joined = raw.exchange(r#"{"jsonrpc":"2.0","id":1,"method":"t.join","params":{"group":"g"}}"#).await;
+    assert_eq!(joined, json!({"jsonrpc":"2.0","id":1,"result":true}));
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"t.shout","params":{"group":"g","text":"first"}}"#).await;
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","method":"t.heard","params":{"text":"first"}}));
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","id":2,"result":null}));
+}
+
 /// The elements of a batch response, by id (the spec allows any order).
 fn by_id(reply: Value) -> Vec<(String, Value)> {
     let Value::Array(items) = reply else { panic!("expected a batch, got {reply}") };

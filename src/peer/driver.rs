@@ -142,7 +142,8 @@ pub(crate) struct Driver<T, H> {
     handler: H,
     methods: Option<Methods>,
     running: FuturesUnordered<Running>,
-    /// Frames made by this task (responses, cancel notices) waiting for the socket.
+    /// Frames waiting for the socket: those this task made (responses, cancel
+    /// notices) and those queued before them, in order.
     backlog: VecDeque<Message>,
     /// Frames read while `max_in_flight` calls were running, in arrival order.
     parked: VecDeque<Utf8Bytes>,
@@ -217,7 +218,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             while let Poll::Ready(Some(control)) = self.control.poll_recv(cx) {
                 progress = true;
                 match control {
-                    Control::Cancel(id) => self.backlog.push_back(Message::Text(wire::cancel(id).into())),
+                    Control::Cancel(id) => self.enqueue(wire::cancel(id)),
                     Control::Close(frame) => self.start_closing(frame),
                 }
             }
@@ -229,7 +230,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             while let Poll::Ready(Some(response)) = self.running.poll_next_unpin(cx) {
                 progress = true;
                 if let Some(frame) = response {
-                    self.backlog.push_back(Message::Text(frame.into()));
+                    self.enqueue(frame);
                 }
             }
 
@@ -351,7 +352,17 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
     fn reply_parse_error(&mut self) {
         let error = ErrorObjectOwned::owned(codes::PARSE_ERROR, "Parse error", None::<()>);
-        self.backlog.push_back(Message::Text(wire::failure(&RequestId::Null, &error).into()));
+        self.enqueue(wire::failure(&RequestId::Null, &error));
+    }
+
+    /// Queues a frame this task made. Frames other tasks queued before it go
+    /// first, so one connection's frames leave in the order they were made
+    /// (a handler's notifications to its caller arrive before its reply).
+    fn enqueue(&mut self, frame: String) {
+        while let Ok(earlier) = self.outbound.try_recv() {
+            self.backlog.push_back(earlier);
+        }
+        self.backlog.push_back(Message::Text(frame.into()));
     }
 
     /// Whether to read another frame now (see the module docs).
@@ -371,14 +382,14 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             _ if self.parked.len() < self.max_in_flight => self.parked.push_back(text),
             wire::Frame::Single(message) => {
                 if let Some(refusal) = self.refuse(message, &text) {
-                    self.backlog.push_back(Message::Text(refusal.into()));
+                    self.enqueue(refusal);
                 }
             }
             wire::Frame::Batch(items) => {
                 let refusals: Vec<String> =
                     items.into_iter().filter_map(|item| self.refuse(wire::classify(item), &text)).collect();
                 if !refusals.is_empty() {
-                    self.backlog.push_back(Message::Text(wire::batch(&refusals).into()));
+                    self.enqueue(wire::batch(&refusals));
                 }
             }
             wire::Frame::ParseError => self.reply_parse_error(),
@@ -410,7 +421,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             wire::Frame::ParseError => self.reply_parse_error(),
             wire::Frame::Single(message) => match self.on_single(message, text) {
                 Action::Nothing => {}
-                Action::Reply(frame) => self.backlog.push_back(Message::Text(frame.into())),
+                Action::Reply(frame) => self.enqueue(frame),
                 Action::Run(running) => self.running.push(running),
             },
             wire::Frame::Batch(items) => self.on_batch(items, text),
@@ -553,7 +564,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 waker.wake();
             }
             let error = ErrorObjectOwned::owned(codes::REQUEST_CANCELLED, "Request cancelled", None::<()>);
-            self.backlog.push_back(Message::Text(wire::failure(&target, &error).into()));
+            self.enqueue(wire::failure(&target, &error));
         }
     }
 
@@ -569,7 +580,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         }
         if calls.is_empty() {
             if !answers.is_empty() {
-                self.backlog.push_back(Message::Text(wire::batch(&answers).into()));
+                self.enqueue(wire::batch(&answers));
             }
             return;
         }

@@ -1,0 +1,275 @@
+//! The chat example, driven from outside as a separate process by raw
+//! WebSocket clients: its flags, its first line, and the exact wire contract
+//! of shared/DESIGN.md section 4.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::{Raw, within};
+use serde_json::{Value, json};
+
+/// The chat example running as a child process; killed on drop.
+struct ChatProcess {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for ChatProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds the example once per run (a no-op when `cargo test` already did).
+fn build_chat() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--example", "chat"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the chat example failed");
+    });
+}
+
+/// Starts the chat example on a free port and reads its first line.
+fn start_chat(args: &[&str]) -> ChatProcess {
+    build_chat();
+    // target/debug/deps/<this test> -> target/debug/examples/chat
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("chat");
+    let mut child = Command::new(&binary)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr = first
+        .trim_end()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
+    ChatProcess { child, addr }
+}
+
+/// A raw chat participant with its own request ids.
+struct User {
+    raw: Raw,
+    next_id: u64,
+}
+
+impl User {
+    async fn connect(chat: &ChatProcess) -> User {
+        User { raw: Raw::connect(&format!("ws://{}/ws", chat.addr)).await, next_id: 1 }
+    }
+
+    /// Sends a request and returns its id.
+    async fn request(&mut self, method: &str, params: Value) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+        self.raw.send(&message.to_string()).await;
+        id
+    }
+
+    /// Sends a request and expects its response as the very next frame.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, params).await;
+        let reply = self.raw.recv().await;
+        assert_eq!(reply["id"], json!(id), "expected the reply to {method}, got {reply}");
+        reply
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) {
+        let message = json!({"jsonrpc":"2.0","method":method,"params":params});
+        self.raw.send(&message.to_string()).await;
+    }
+
+    async fn expect(&mut self, expected: Value) {
+        assert_eq!(self.raw.recv().await, expected);
+    }
+
+    async fn join(&mut self, room: &str, nick: &str) -> Value {
+        self.call("chat.join", json!({"room":room,"nick":nick})).await
+    }
+}
+
+fn assert_ok(reply: Value, result: Value) {
+    assert_eq!(reply.get("result"), Some(&result), "{reply}");
+    assert_eq!(reply["jsonrpc"], json!("2.0"));
+}
+
+fn error_code(reply: &Value) -> i64 {
+    reply["error"]["code"].as_i64().unwrap_or_else(|| panic!("expected an error, got {reply}"))
+}
+
+fn joined(room: &str, nick: &str) -> Value {
+    json!({"jsonrpc":"2.0","method":"chat.joined","params":{"room":room,"nick":nick}})
+}
+
+fn left(room: &str, nick: &str) -> Value {
+    json!({"jsonrpc":"2.0","method":"chat.left","params":{"room":room,"nick":nick}})
+}
+
+fn message(room: &str, from: &str, text: &str) -> Value {
+    json!({"jsonrpc":"2.0","method":"chat.message","params":{"room":room,"from":from,"text":text}})
+}
+
+#[tokio::test]
+async fn the_page_the_socket_and_plain_http() {
+    let chat = start_chat(&[]);
+    let page = within(http_get(&chat.addr, "/")).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let not_upgraded = within(http_get(&chat.addr, "/ws")).await;
+    assert!(not_upgraded.starts_with("HTTP/1.1 400"), "{not_upgraded}");
+    assert!(not_upgraded.contains("WebSocket upgrade"), "{not_upgraded}");
+}
+
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn join_say_and_leave() {
+    let chat = start_chat(&[]);
+    let mut alice = User::connect(&chat).await;
+    let mut bob = User::connect(&chat).await;
+    let mut carol = User::connect(&chat).await;
+
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    assert_ok(bob.join("lobby", "bob").await, json!(["alice", "bob"]));
+    alice.expect(joined("lobby", "bob")).await;
+
+    // Nicks are unique among connected users.
+    let taken = carol.join("lobby", "alice").await;
+    assert_eq!(error_code(&taken), 1001, "{taken}");
+    assert_ok(carol.join("kitchen", "carol").await, json!(["carol"]));
+
+    // A message reaches every member, the sender included, and no one else.
+    alice.notify("chat.say", json!({"text":"hi all"})).await;
+    alice.expect(message("lobby", "alice", "hi all")).await;
+    bob.expect(message("lobby", "alice", "hi all")).await;
+
+    // Joining while in a room moves: the old room hears `left`, the new one `joined`.
+    assert_ok(bob.join("kitchen", "bob").await, json!(["bob", "carol"]));
+    alice.expect(left("lobby", "bob")).await;
+    carol.expect(joined("kitchen", "bob")).await;
+
+    // A connection may re-join with its own nick.
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+
+    // Leaving answers null and tells the rest; leaving again is 1002.
+    assert_ok(carol.call("chat.leave", json!({})).await, Value::Null);
+    bob.expect(left("kitchen", "carol")).await;
+    assert_eq!(error_code(&carol.call("chat.leave", json!({})).await), 1002);
+
+    // Saying with an id while in no room is 1002; carol heard nothing meanwhile.
+    assert_eq!(error_code(&carol.call("chat.say", json!({"text":"anyone?"})).await), 1002);
+    // Said as a notification, it is dropped silently; by position works too.
+    carol.notify("chat.say", json!(["into the void"])).await;
+    assert_ok(carol.join("lobby", "carol").await, json!(["alice", "carol"]));
+    alice.expect(joined("lobby", "carol")).await;
+}
+
+#[tokio::test]
+async fn invites_ask_the_invitee_and_move_them_on_yes() {
+    let chat = start_chat(&[]);
+    let mut alice = User::connect(&chat).await;
+    let mut bob = User::connect(&chat).await;
+    let mut carol = User::connect(&chat).await;
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    assert_ok(bob.join("kitchen", "bob").await, json!(["bob"]));
+    assert_ok(carol.join("kitchen", "carol").await, json!(["bob", "carol"]));
+    bob.expect(joined("kitchen", "carol")).await;
+
+    // The invitee gets a request and answers it itself.
+    let invite = alice.request("chat.invite", json!({"nick":"bob"})).await;
+    let asked = bob.raw.recv().await;
+    assert_eq!(asked["method"], json!("chat.invited"));
+    assert_eq!(asked["params"], json!({"from":"alice","room":"lobby"}));
+    let asked_id = asked["id"].clone();
+    assert!(!asked_id.is_null(), "{asked}");
+    bob.raw.send(&json!({"jsonrpc":"2.0","id":asked_id,"result":true}).to_string()).await;
+
+    // Accepted: bob moves to the lobby; the kitchen hears he left, alice that he joined.
+    carol.expect(left("kitchen", "bob")).await;
+    alice.expect(joined("lobby", "bob")).await;
+    assert_eq!(alice.raw.recv().await, json!({"jsonrpc":"2.0","id":invite,"result":true}));
+    assert_ok(bob.join("lobby", "bob").await, json!(["alice", "bob"]));
+
+    // Declined: nothing moves.
+    let invite = alice.request("chat.invite", json!({"nick":"carol"})).await;
+    let asked = carol.raw.recv().await;
+    assert_eq!(asked["params"], json!({"from":"alice","room":"lobby"}));
+    carol.raw.send(&json!({"jsonrpc":"2.0","id":asked["id"],"result":false}).to_string()).await;
+    assert_eq!(alice.raw.recv().await, json!({"jsonrpc":"2.0","id":invite,"result":false}));
+    assert_ok(carol.join("kitchen", "carol").await, json!(["carol"]));
+
+    // No such user, and inviting from no room.
+    let nobody = alice.call("chat.invite", json!({"nick":"zed"})).await;
+    assert_eq!(error_code(&nobody), 1003, "{nobody}");
+    let mut dave = User::connect(&chat).await;
+    assert_eq!(error_code(&dave.call("chat.invite", json!({"nick":"alice"})).await), 1002);
+}
+
+#[tokio::test]
+async fn an_unanswered_invite_fails_with_an_implementation_error() {
+    // The invitee never answers: the outcome does not depend on timing.
+    let chat = start_chat(&["--callback-timeout-ms", "200"]);
+    let mut alice = User::connect(&chat).await;
+    let mut bob = User::connect(&chat).await;
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    assert_ok(bob.join("kitchen", "bob").await, json!(["bob"]));
+    let reply = alice.call("chat.invite", json!({"nick":"bob"})).await;
+    let code = error_code(&reply);
+    assert!((-32099..=-32000).contains(&code), "{reply}");
+    // bob was asked, then told to stop (the deadline passed), and stays where he is.
+    let asked = bob.raw.recv().await;
+    assert_eq!(asked["method"], json!("chat.invited"));
+    let cancel = json!({"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":asked["id"]}});
+    assert_eq!(bob.raw.recv().await, cancel);
+    assert_ok(bob.join("kitchen", "bob").await, json!(["bob"]));
+}
+
+#[tokio::test]
+async fn a_disconnect_frees_the_nick_and_tells_the_room() {
+    let chat = start_chat(&[]);
+    let mut alice = User::connect(&chat).await;
+    let mut bob = User::connect(&chat).await;
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    assert_ok(bob.join("lobby", "bob").await, json!(["alice", "bob"]));
+    alice.expect(joined("lobby", "bob")).await;
+
+    within(bob.raw.socket.close(None)).await.unwrap();
+    alice.expect(left("lobby", "bob")).await;
+
+    let mut bob_again = User::connect(&chat).await;
+    assert_ok(bob_again.join("lobby", "bob").await, json!(["alice", "bob"]));
+    alice.expect(joined("lobby", "bob")).await;
+}
+
+#[tokio::test]
+async fn invalid_params_name_the_parameter() {
+    let chat = start_chat(&[]);
+    let mut alice = User::connect(&chat).await;
+    let reply = alice.call("chat.join", json!({"room": 1, "nick": "alice"})).await;
+    assert_eq!(error_code(&reply), -32602);
+    assert_eq!(reply["error"]["data"]["param"], json!("room"));
+    let reply = alice.call("chat.join", json!({"room": "lobby"})).await;
+    assert_eq!(reply["error"]["data"]["param"], json!("nick"));
+}
