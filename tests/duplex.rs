@@ -318,3 +318,46 @@ async fn untyped_calls_use_the_same_engine() {
     let error = within(client.call::<_, ()>("t.nope", (), None)).await.unwrap_err();
     assert!(matches!(error, Error::Rpc(o) if o.code() == wsduplex::codes::METHOD_NOT_FOUND));
 }
+
+#[tokio::test]
+async fn the_endpoint_mounts_on_an_axum_router_next_to_other_routes() {
+    use axum::routing::get;
+    use std::net::SocketAddr;
+
+    let hub = wsduplex::Hub::<EventsClient>::new();
+    let observed = Arc::new(Observed::default());
+    let (connections, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let endpoint = Server::builder().hub(&hub).endpoint({
+        let hub = hub.clone();
+        move |conn: wsduplex::Connection<EventsClient>| {
+            let _ = connections.send(conn.clone());
+            Session { conn, hub: hub.clone(), observed: observed.clone() }.into_service()
+        }
+    });
+    let app = axum::Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route_service("/api/v1/rpc", endpoint);
+    let listener = within(tokio::net::TcpListener::bind("127.0.0.1:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    });
+
+    let client = within(ServiceClient::connect(&format!("ws://{addr}/api/v1/rpc"), Listener::default()))
+        .await
+        .unwrap();
+    assert_eq!(within(client.ask("mounted".into())).await.unwrap(), "answer to mounted");
+    let conn = within(opened.recv()).await.unwrap();
+    assert_eq!(conn.remote_addr().map(|a| a.ip()), Some([127, 0, 0, 1].into()));
+    assert_eq!(conn.uri().path(), "/api/v1/rpc");
+    assert_eq!(hub.connection_ids(), [conn.id()]);
+
+    // The app's other routes still answer plain HTTP.
+    let mut stream = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    within(stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await.unwrap();
+    let mut response = String::new();
+    within(stream.read_to_string(&mut response)).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200") && response.ends_with("ok"), "{response}");
+    serving.abort();
+}

@@ -213,3 +213,45 @@ async fn calls_past_the_in_flight_limit_wait_their_turn() {
         assert_eq!(call.await.unwrap().unwrap(), (i as u64 + 1) * 10);
     }
 }
+
+/// Records the name and fields of every span created.
+#[derive(Clone, Default)]
+struct SpanRecorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanRecorder {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={:?}", field.name(), value));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.push_str(&format!(" {}={}", field.name(), value));
+            }
+        }
+        let mut fields = Fields(attrs.metadata().name().to_owned());
+        attrs.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_call_has_a_span_on_each_side_with_method_id_and_connection() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let recorder = SpanRecorder::default();
+    let _default = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(recorder.clone()).with(tracing_subscriber::filter::LevelFilter::DEBUG),
+    );
+    let p = pair(PeerConfig::default());
+    let _: String = p.a.call("echo", Text { text: "traced" }, None).await.unwrap();
+    let spans = recorder.0.lock().unwrap().clone();
+    let outgoing = format!("rpc.out conn={} method=echo id=1", p.a.id());
+    let incoming = format!("rpc.in conn={} method=echo id=1", p.b.id());
+    assert!(spans.contains(&outgoing), "{spans:#?}");
+    assert!(spans.contains(&incoming), "{spans:#?}");
+}
