@@ -83,7 +83,13 @@ impl Registry {
     }
 
     /// Puts connection `id` in `room` under `nick`, out of its previous room.
-    fn enter(&mut self, id: ConnectionId, room: &str, nick: &str, hub: &Hub<ChatEventsClient>) -> Result<Moved, ChatError> {
+    fn enter(
+        &mut self,
+        id: ConnectionId,
+        room: &str,
+        nick: &str,
+        hub: &Hub<ChatEventsClient>,
+    ) -> Result<Moved, ChatError> {
         if self.nicks.get(nick).is_some_and(|holder| *holder != id) {
             return Err(ChatError::NickTaken(nick.to_owned()));
         }

@@ -150,7 +150,9 @@ impl<C: ClientT + Send + Sync> Call for Jsonrpsee<C> {
         let request = self.0.request(method, params);
         match timeout {
             None => Ok(request.await?),
-            Some(limit) => tokio::time::timeout(limit, request).await.map_err(|_| Error::Timeout(limit))?.map_err(Error::from),
+            Some(limit) => {
+                tokio::time::timeout(limit, request).await.map_err(|_| Error::Timeout(limit))?.map_err(Error::from)
+            }
         }
     }
 }

@@ -41,11 +41,7 @@ pub trait ServiceContract: Contract {
 pub trait Dispatch<S>: Contract {
     /// Starts `method`, or gives the call back when the contract has no such method.
     #[doc(hidden)]
-    fn dispatch<'a>(
-        service: &Arc<S>,
-        method: &str,
-        call: IncomingCall<'a>,
-    ) -> Result<HandlerFuture, IncomingCall<'a>>;
+    fn dispatch<'a>(service: &Arc<S>, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>>;
 }
 
 /// An implementation of contract `M`, ready to answer calls on one connection.

@@ -73,11 +73,7 @@ impl ParamsError {
             Some(param) => format!("Invalid params: `{param}`: {}", self.reason),
             None => format!("Invalid params: {}", self.reason),
         };
-        ErrorObjectOwned::owned(
-            codes::INVALID_PARAMS,
-            message,
-            Some(Data { param: self.param, reason: &self.reason }),
-        )
+        ErrorObjectOwned::owned(codes::INVALID_PARAMS, message, Some(Data { param: self.param, reason: &self.reason }))
     }
 }
 
@@ -91,8 +87,7 @@ fn without_position(mut reason: String) -> String {
 
 /// The value of a parameter the peer left out: `None` for an `Option`, else an error.
 fn missing<T: DeserializeOwned>(name: &'static str) -> Result<T, ParamsError> {
-    T::deserialize(serde_json::Value::Null)
-        .map_err(|_| ParamsError::about(name, "missing required parameter"))
+    T::deserialize(serde_json::Value::Null).map_err(|_| ParamsError::about(name, "missing required parameter"))
 }
 
 enum Shape {
@@ -438,10 +433,7 @@ mod tests {
         let fut = handle(&svc, call, &[], |_s: Arc<Echo>, (): ()| async move {
             Err::<(), _>(ErrorObjectOwned::owned(1002, "not in a room", None::<()>))
         });
-        assert_eq!(
-            run(fut).await,
-            json!({"jsonrpc":"2.0","id":2,"error":{"code":1002,"message":"not in a room"}})
-        );
+        assert_eq!(run(fut).await, json!({"jsonrpc":"2.0","id":2,"error":{"code":1002,"message":"not in a room"}}));
 
         let call = IncomingCall { id: Some(RequestId::Number(3)), params: None };
         let fut = handle(&svc, call, &[], |_s: Arc<Echo>, (): ()| async move {
@@ -454,9 +446,8 @@ mod tests {
 
         // A notification runs the method and produces no frame.
         let call = IncomingCall { id: None, params: None };
-        let fut = handle(&svc, call, &[], |_s: Arc<Echo>, (): ()| async move {
-            Ok::<(), std::convert::Infallible>(())
-        });
+        let fut =
+            handle(&svc, call, &[], |_s: Arc<Echo>, (): ()| async move { Ok::<(), std::convert::Infallible>(()) });
         assert_eq!(fut.await, None);
     }
 

@@ -55,6 +55,13 @@ impl Error {
     }
 }
 
+/// Socket errors (binding, accepting, connecting) are transport errors.
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Error::transport(error)
+    }
+}
+
 /// A handler that awaits a callback and propagates its failure with `?` answers
 /// its own caller with the matching implementation error code.
 impl From<Error> for ErrorObjectOwned {
@@ -131,10 +138,7 @@ mod tests {
     #[test]
     fn connection_errors_map_to_implementation_codes() {
         assert_eq!(Error::Closed.to_error_object().code(), codes::PEER_CLOSED);
-        assert_eq!(
-            Error::Timeout(Duration::from_secs(1)).to_error_object().code(),
-            codes::TIMED_OUT
-        );
+        assert_eq!(Error::Timeout(Duration::from_secs(1)).to_error_object().code(), codes::TIMED_OUT);
         let peer = ErrorObjectOwned::owned(1001, "nick taken", Some("bob"));
         assert_eq!(Error::Rpc(peer.clone()).to_error_object(), peer);
     }

@@ -134,11 +134,7 @@ impl LocalConnections {
 
 impl HubCore {
     pub(crate) fn new(backplane: Arc<dyn Backplane>) -> Arc<Self> {
-        let core = Arc::new_cyclic(|myself| HubCore {
-            state: RwLock::default(),
-            backplane,
-            myself: myself.clone(),
-        });
+        let core = Arc::new_cyclic(|myself| HubCore { state: RwLock::default(), backplane, myself: myself.clone() });
         core.backplane.attach(core.local());
         core
     }
@@ -259,11 +255,9 @@ impl HubCore {
         };
         match audience {
             Audience::All => state.connections.values().for_each(|m| offer(&m.peer)),
-            Audience::AllExcept(excluded) => state
-                .connections
-                .iter()
-                .filter(|(id, _)| !excluded.contains(id))
-                .for_each(|(_, m)| offer(&m.peer)),
+            Audience::AllExcept(excluded) => {
+                state.connections.iter().filter(|(id, _)| !excluded.contains(id)).for_each(|(_, m)| offer(&m.peer))
+            }
             Audience::Group(group) => {
                 if let Some(members) = state.groups.get(group) {
                     members.values().for_each(&mut offer);
@@ -290,6 +284,29 @@ impl HubCore {
 /// builder ([`ServerBuilder::hub`](crate::ServerBuilder::hub)) so connections
 /// join it when they open and leave it, and all their groups, when they close.
 /// Cheap to clone.
+///
+/// ```
+/// use wsduplex::Hub;
+///
+/// #[wsduplex::callback(namespace = "feed")]
+/// pub trait Feed {
+///     #[oneway]
+///     async fn item(&self, text: String);
+///     async fn ack(&self) -> bool;
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let hub = Hub::<FeedClient>::new();
+/// // Fan-out offers the one-way methods only; it reaches whoever is in the
+/// // group now (nobody yet) and never waits for them.
+/// hub.group("news").item("hello".into()).await.unwrap();
+/// assert!(hub.group_members("news").is_empty());
+/// // One connection can also be asked and awaited; this one is not connected.
+/// # let id = "00000000-1".parse().unwrap();
+/// assert!(matches!(hub.connection(id).ack().await, Err(wsduplex::Error::Closed)));
+/// # }
+/// ```
 pub struct Hub<M> {
     core: Arc<HubCore>,
     _contract: PhantomData<fn() -> M>,

@@ -1,4 +1,110 @@
-//! wsduplex: typed two-way JSON-RPC 2.0 over one WebSocket.
+//! Typed, two-way JSON-RPC 2.0 over one WebSocket.
+//!
+//! wsduplex is the Rust counterpart of a WCF duplex service
+//! (`ServiceContract` + `CallbackContract`) and of ASP.NET Core SignalR's typed
+//! hubs (`Hub<IClient>`, groups, client results). You declare two traits: the
+//! service that clients call, and the callback contract the server calls back
+//! on each client. [`macro@service`] and [`macro@callback`] generate everything
+//! between them:
+//!
+//! - for a contract `X`, the typed stub `XClient` that calls a remote
+//!   implementor of `X` (a client's `ChatClient`, a connection's
+//!   `ChatEventsClient`, a hub group's fan-out);
+//! - the dispatch table that decodes parameters (by name or by position) and
+//!   calls your implementation;
+//! - `into_service()` on the trait, which binds an implementation to its contract;
+//! - the contract's metadata, available at run time through [`Contract::info`].
+//!
+//! Calls and callbacks travel as standard JSON-RPC 2.0 over one WebSocket, in
+//! both directions at once: any number in flight, answered in any order.
+//!
+//! ```
+//! use wsduplex::{Connection, ErrorObjectOwned, Hub, Server};
+//!
+//! #[wsduplex::service(namespace = "greet", callback = Listener)]
+//! pub trait Greeter {
+//!     async fn hello(&self, name: String) -> Result<String, ErrorObjectOwned>;
+//! }
+//!
+//! #[wsduplex::callback(namespace = "greet")]
+//! pub trait Listener {
+//!     async fn confirm(&self, question: String) -> bool;
+//!     #[oneway]
+//!     async fn news(&self, text: String);
+//! }
+//!
+//! // One instance per connection, built from the connection's handle.
+//! struct Session {
+//!     conn: Connection<ListenerClient>,
+//!     hub: Hub<ListenerClient>,
+//! }
+//!
+//! impl Greeter for Session {
+//!     async fn hello(&self, name: String) -> Result<String, ErrorObjectOwned> {
+//!         // Ask this caller and await its answer ...
+//!         let sure = self.conn.callback().confirm(format!("are you {name}?")).await?;
+//!         // ... and tell everyone, without waiting for anyone.
+//!         self.hub.all().news(format!("{name} said hello")).await?;
+//!         Ok(if sure { format!("hello, {name}") } else { "hello, stranger".into() })
+//!     }
+//! }
+//!
+//! struct Me;
+//!
+//! impl Listener for Me {
+//!     async fn confirm(&self, _question: String) -> bool {
+//!         true
+//!     }
+//!     async fn news(&self, text: String) {
+//!         println!("news: {text}");
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::<ListenerClient>::new();
+//! let server = Server::builder().hub(&hub).build("127.0.0.1:0").await?;
+//! let url = format!("ws://{}/", server.local_addr()?);
+//! tokio::spawn(server.serve(move |conn| Session { conn, hub: hub.clone() }.into_service()));
+//!
+//! let greeter = GreeterClient::connect(&url, Me).await?;
+//! assert_eq!(greeter.hello("ada".into()).await?, "hello, ada");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The pieces
+//!
+//! - [`Server`] listens on its own, or [`ServerBuilder::endpoint`] gives an
+//!   [`Endpoint`] to mount on an axum `Router` at any path.
+//! - [`Connection`] is the server's handle to one client: id, address,
+//!   handshake headers, per-connection data, groups, and the typed callback
+//!   proxy ([`Connection::callback`]).
+//! - [`Hub`] tracks live connections and groups, and fans one-way callbacks
+//!   out to them: serialized once, the same bytes queued for every recipient,
+//!   never waiting on a slow one. Its fan-out goes through a [`Backplane`].
+//! - [`Client`] connects and serves the callback contract; generated stubs
+//!   wrap it. Every call has a deadline (30 s by default, per client with
+//!   [`ClientBuilder::timeout`], per call with the stub's `with_timeout`).
+//! - [`Peer`] is the engine's handle to one connection, the same on both ends.
+//! - [`Error`] is what a caller sees: the peer's error object, or
+//!   `Closed`, `Timeout`, transport and decode failures.
+//!
+//! # Interop with jsonrpsee
+//!
+//! Messages and error objects are `jsonrpsee-types`. A jsonrpsee `RpcModule`
+//! is served next to a contract with [`ServerBuilder::rpc_module`]; a plain
+//! jsonrpsee client can call a wsduplex service; a generated stub drives a
+//! jsonrpsee client through [`Jsonrpsee`]; and [`Client`] and [`Peer`]
+//! implement jsonrpsee's `ClientT`, so jsonrpsee `#[rpc(client)]` traits run
+//! over a wsduplex connection.
+//!
+//! # The wire
+//!
+//! One JSON-RPC message or batch per WebSocket frame. Wire names are
+//! `namespace.method`; stubs send parameters by name; `#[oneway]` methods are
+//! notifications; dropping a call's future sends `$/cancelRequest`. Error
+//! codes are in [`codes`].
 #![deny(missing_docs)]
 
 mod caller;
@@ -20,11 +126,144 @@ pub use contract::{
     ServiceInstance,
 };
 pub use error::{Error, codes};
-pub use wsduplex_macros::{callback, service};
 pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
 pub use peer::{CloseReason, Peer};
 pub use server::{Endpoint, Server, ServerBuilder};
+
+/// Declares a service contract: the methods clients call on the server.
+///
+/// ```text
+/// #[wsduplex::service(namespace = "chat", callback = ChatEvents)]
+/// ```
+///
+/// - `namespace = "..."`: wire names become `namespace.method`; without it, the method name alone.
+/// - `callback = Trait`: the callback contract (declared with [`macro@callback`])
+///   each connection carries; leave it out for a service without callbacks.
+///
+/// Every method is an `async fn` taking `&self` and owned, named parameters,
+/// and returns a serializable value or `Result<T, E>` where `E` converts into
+/// an [`ErrorObjectOwned`] (the error then reaches the caller with its own
+/// code, message and data). On a method:
+///
+/// - `#[oneway]` sends it as a notification, with no reply; it returns
+///   nothing, or `Result<(), E>` to answer callers that send an id anyway.
+/// - `#[method(name = "...")]` sets the wire name (the namespace still applies).
+///
+/// For a trait `Chat` it generates:
+///
+/// - the trait, with `Send` futures and `into_service()`, which binds an
+///   implementation for [`Server::serve`] and [`ServerBuilder::endpoint`];
+/// - `ChatClient<C = Client>`, the typed stub, with `connect(url, handler)`
+///   (the handler implements the callback contract), `connect_with`,
+///   `new(caller)` and `with_timeout(duration)`;
+/// - [`Contract`] and [`ServiceContract`] for the stub, and [`Dispatch`] for
+///   every implementation.
+///
+/// Compile errors point at the offending tokens: a method that is not
+/// `async`, lacks `&self`, takes a pattern or a borrowed parameter, repeats a
+/// wire name, or is `#[oneway]` with a return value; an unknown argument; a
+/// `callback` that is not a callback contract.
+///
+/// # Example
+///
+/// A service without callbacks, served and called over loopback:
+///
+/// ```
+/// use wsduplex::{Connection, Server};
+///
+/// #[wsduplex::service(namespace = "math")]
+/// pub trait Calculator {
+///     /// Adds two numbers; `c` may be left out.
+///     async fn add(&self, a: i64, b: i64, c: Option<i64>) -> i64;
+///     #[method(name = "neg")]
+///     async fn negate(&self, x: i64) -> i64;
+/// }
+///
+/// struct Calc;
+///
+/// impl Calculator for Calc {
+///     async fn add(&self, a: i64, b: i64, c: Option<i64>) -> i64 {
+///         a + b + c.unwrap_or(0)
+///     }
+///     async fn negate(&self, x: i64) -> i64 {
+///         -x
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), wsduplex::Error> {
+/// let server = Server::builder().build("127.0.0.1:0").await?;
+/// let url = format!("ws://{}/", server.local_addr()?);
+/// tokio::spawn(server.serve(|_conn: Connection| Calc.into_service()));
+///
+/// let calc = CalculatorClient::connect(&url).await?;
+/// assert_eq!(calc.add(1, 2, None).await?, 3);
+/// assert_eq!(calc.negate(5).await?, -5);
+/// # Ok(())
+/// # }
+/// ```
+pub use wsduplex_macros::service;
+
+/// Declares a callback contract: the methods the server calls on a client.
+///
+/// ```text
+/// #[wsduplex::callback(namespace = "chat")]
+/// ```
+///
+/// The rules are those of [`macro@service`] (`namespace`, `#[oneway]`,
+/// `#[method(name = "...")]`), without `callback`. For a trait `ChatEvents`
+/// it generates the trait (implemented by clients, passed to the service
+/// stub's `connect`) and `ChatEventsClient<C = Peer>`, the stub the server
+/// calls through: each [`Connection`] carries one, and a [`Hub`] makes them
+/// for fan-out (one-way methods only) and for single connections.
+///
+/// # Example
+///
+/// A server asking its client a question in the middle of a call:
+///
+/// ```
+/// use wsduplex::{Connection, ErrorObjectOwned, Server};
+///
+/// #[wsduplex::callback]
+/// pub trait Prompt {
+///     async fn ask(&self, question: String) -> String;
+/// }
+///
+/// #[wsduplex::service(callback = Prompt)]
+/// pub trait Wizard {
+///     async fn run(&self) -> Result<String, ErrorObjectOwned>;
+/// }
+///
+/// struct Session(Connection<PromptClient>);
+///
+/// impl Wizard for Session {
+///     async fn run(&self) -> Result<String, ErrorObjectOwned> {
+///         let name = self.0.callback().ask("name?".into()).await?;
+///         Ok(format!("welcome, {name}"))
+///     }
+/// }
+///
+/// struct Terminal;
+///
+/// impl Prompt for Terminal {
+///     async fn ask(&self, _question: String) -> String {
+///         "ada".into()
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), wsduplex::Error> {
+/// let server = Server::builder().build("127.0.0.1:0").await?;
+/// let url = format!("ws://{}/", server.local_addr()?);
+/// tokio::spawn(server.serve(|conn| Session(conn).into_service()));
+///
+/// let wizard = WizardClient::connect(&url, Terminal).await?;
+/// assert_eq!(wizard.run().await?, "welcome, ada");
+/// # Ok(())
+/// # }
+/// ```
+pub use wsduplex_macros::callback;
 
 /// What generated code reaches for; not a public API.
 #[doc(hidden)]
@@ -32,5 +271,9 @@ pub mod __private {
     pub use crate::contract::CallbackContract;
     pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, handle};
     pub use crate::wire::ByName;
-    pub use serde;
 }
+
+/// The README's example, compiled and run as a doc test so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -19,9 +19,9 @@ use hyper_util::rt::TokioIo;
 use jsonrpsee_core::server::Methods;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
 use tracing::Instrument;
 
 use crate::connection::{Connection, ConnectionId, Handshake};
@@ -110,10 +110,7 @@ impl ServerBuilder {
 
     /// Serves the methods of a jsonrpsee `RpcModule` (or `Methods`) on the same
     /// sockets, next to the contract's own. Fails if a method name is taken.
-    pub fn rpc_module(
-        mut self,
-        methods: impl Into<Methods>,
-    ) -> Result<Self, jsonrpsee_core::RegisterMethodError> {
+    pub fn rpc_module(mut self, methods: impl Into<Methods>) -> Result<Self, jsonrpsee_core::RegisterMethodError> {
         let merged = match self.methods.take() {
             Some(mut existing) => {
                 existing.merge(methods)?;
@@ -135,7 +132,37 @@ impl ServerBuilder {
     /// `router.route_service("/ws", endpoint)`.
     ///
     /// `factory` builds one service instance per connection from the
-    /// connection's handle.
+    /// connection's handle. Serve the router with connect info to give
+    /// [`Connection::remote_addr`] the client's address:
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use axum::routing::get;
+    /// use wsduplex::{Connection, Server};
+    ///
+    /// #[wsduplex::service(namespace = "status")]
+    /// pub trait Status {
+    ///     async fn uptime(&self) -> u64;
+    /// }
+    ///
+    /// struct Up;
+    ///
+    /// impl Status for Up {
+    ///     async fn uptime(&self) -> u64 {
+    ///         42
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let endpoint = Server::builder().endpoint(|_conn: Connection| Up.into_service());
+    /// let app = axum::Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .route_service("/api/ws", endpoint);
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+    /// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    /// # }
+    /// ```
     pub fn endpoint<F, M, S>(self, factory: F) -> Endpoint
     where
         F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
@@ -229,10 +256,9 @@ async fn accept_failed(error: io::Error) {
     }
 }
 
-type StartConnection =
-    dyn Fn(WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, Handshake) -> Pin<Box<dyn Future<Output = ()> + Send>>
-        + Send
-        + Sync;
+type StartConnection = dyn Fn(WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, Handshake) -> Pin<Box<dyn Future<Output = ()> + Send>>
+    + Send
+    + Sync;
 
 struct EndpointInner {
     start: Box<StartConnection>,
@@ -260,7 +286,7 @@ impl Endpoint {
     pub fn handle<B>(&self, mut request: Request<B>) -> Response<String> {
         let key = match check_upgrade(&request) {
             Ok(key) => key,
-            Err(rejection) => return rejection,
+            Err(rejection) => return rejection.response(),
         };
         let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) else {
             return plain(StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key\n");
@@ -278,7 +304,8 @@ impl Endpoint {
             match upgrading.await {
                 Ok(upgraded) => {
                     let config = websocket_config(inner.max_message_size);
-                    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                    let socket =
+                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
                     (inner.start)(socket, handshake).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "the WebSocket upgrade did not complete"),
@@ -326,27 +353,47 @@ fn header_has_token<B>(request: &Request<B>, name: http::header::HeaderName, tok
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Why an HTTP request is not a WebSocket upgrade we accept.
+#[derive(Debug, PartialEq, Eq)]
+enum Rejection {
+    NotAnUpgrade,
+    UnsupportedVersion,
+    BadKey,
+}
+
+impl Rejection {
+    fn response(&self) -> Response<String> {
+        match self {
+            Rejection::NotAnUpgrade => plain(
+                StatusCode::BAD_REQUEST,
+                "This is a WebSocket endpoint (JSON-RPC 2.0): a WebSocket upgrade request is expected.\n",
+            ),
+            Rejection::UnsupportedVersion => {
+                let mut response = plain(StatusCode::UPGRADE_REQUIRED, "Only WebSocket version 13 is supported.\n");
+                response.headers_mut().insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                response
+            }
+            Rejection::BadKey => plain(StatusCode::BAD_REQUEST, "missing or malformed Sec-WebSocket-Key\n"),
+        }
+    }
+}
+
 /// Checks a WebSocket upgrade request (RFC 6455 section 4.2.1); returns its key.
-fn check_upgrade<B>(request: &Request<B>) -> Result<String, Response<String>> {
+fn check_upgrade<B>(request: &Request<B>) -> Result<String, Rejection> {
     let is_upgrade = request.method() == Method::GET
         && request.version() == Version::HTTP_11
         && header_has_token(request, CONNECTION, "upgrade")
         && header_has_token(request, UPGRADE, "websocket");
     if !is_upgrade {
-        return Err(plain(
-            StatusCode::BAD_REQUEST,
-            "This is a WebSocket endpoint (JSON-RPC 2.0): a WebSocket upgrade request is expected.\n",
-        ));
+        return Err(Rejection::NotAnUpgrade);
     }
     if request.headers().get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        let mut response = plain(StatusCode::UPGRADE_REQUIRED, "Only WebSocket version 13 is supported.\n");
-        response.headers_mut().insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return Err(response);
+        return Err(Rejection::UnsupportedVersion);
     }
     match request.headers().get(SEC_WEBSOCKET_KEY).and_then(|k| k.to_str().ok()) {
         // A key is 16 random bytes in base64: 24 characters.
         Some(key) if key.trim().len() == 24 => Ok(key.trim().to_owned()),
-        _ => Err(plain(StatusCode::BAD_REQUEST, "missing or malformed Sec-WebSocket-Key\n")),
+        _ => Err(Rejection::BadKey),
     }
 }
 
@@ -382,4 +429,44 @@ where
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri("/ws");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "WebSocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    #[test]
+    fn a_valid_upgrade_yields_its_key() {
+        assert_eq!(check_upgrade(&request("GET", GOOD)), Ok("dGhlIHNhbXBsZSBub25jZQ==".into()));
+    }
+
+    #[test]
+    fn everything_else_is_rejected_with_the_right_status() {
+        assert_eq!(check_upgrade(&request("POST", GOOD)), Err(Rejection::NotAnUpgrade));
+        assert_eq!(check_upgrade(&request("GET", &GOOD[1..])), Err(Rejection::NotAnUpgrade));
+        assert_eq!(check_upgrade(&request("GET", &[GOOD[0], GOOD[2], GOOD[3]])), Err(Rejection::NotAnUpgrade));
+        let old = [GOOD[0], GOOD[1], ("sec-websocket-version", "8"), GOOD[3]];
+        assert_eq!(check_upgrade(&request("GET", &old)), Err(Rejection::UnsupportedVersion));
+        let short = [GOOD[0], GOOD[1], GOOD[2], ("sec-websocket-key", "abc")];
+        assert_eq!(check_upgrade(&request("GET", &short)), Err(Rejection::BadKey));
+        assert_eq!(Rejection::NotAnUpgrade.response().status(), StatusCode::BAD_REQUEST);
+        let upgrade_required = Rejection::UnsupportedVersion.response();
+        assert_eq!(upgrade_required.status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(upgrade_required.headers()[SEC_WEBSOCKET_VERSION], "13");
+    }
 }

@@ -88,21 +88,11 @@ impl Serialize for RequestId {
 #[derive(Debug)]
 pub(crate) enum Message<'a> {
     /// A call that wants a response.
-    Request {
-        id: RequestId,
-        method: Cow<'a, str>,
-        params: Option<&'a RawValue>,
-    },
+    Request { id: RequestId, method: Cow<'a, str>, params: Option<&'a RawValue> },
     /// A call without an id: no response, ever.
-    Notification {
-        method: Cow<'a, str>,
-        params: Option<&'a RawValue>,
-    },
+    Notification { method: Cow<'a, str>, params: Option<&'a RawValue> },
     /// A response to a call this side made.
-    Response {
-        id: &'a RawValue,
-        outcome: Result<&'a RawValue, &'a RawValue>,
-    },
+    Response { id: &'a RawValue, outcome: Result<&'a RawValue, &'a RawValue> },
     /// Looks like a response but is malformed; logged and dropped, never answered.
     BadResponse { reason: &'static str },
     /// Not a valid request: answered with -32600 (and the id when it was readable).
@@ -146,10 +136,9 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 pub(crate) fn parse_frame(text: &str) -> Frame<'_> {
     match first_byte(text) {
         Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) if items.is_empty() => Frame::Single(Message::Invalid {
-                id: RequestId::Null,
-                reason: "empty batch",
-            }),
+            Ok(items) if items.is_empty() => {
+                Frame::Single(Message::Invalid { id: RequestId::Null, reason: "empty batch" })
+            }
             Ok(items) => Frame::Batch(items),
             Err(_) => Frame::ParseError,
         },
@@ -289,19 +278,12 @@ struct FailureOut<'a> {
 }
 
 /// `{"jsonrpc":"2.0","id":…,"method":…,"params":…}`
-pub(crate) fn request<P: Serialize>(
-    id: u64,
-    method: &str,
-    params: Option<P>,
-) -> Result<String, serde_json::Error> {
+pub(crate) fn request<P: Serialize>(id: u64, method: &str, params: Option<P>) -> Result<String, serde_json::Error> {
     serde_json::to_string(&RequestOut { jsonrpc: TwoPointZero, id, method, params })
 }
 
 /// `{"jsonrpc":"2.0","method":…,"params":…}`
-pub(crate) fn notification<P: Serialize>(
-    method: &str,
-    params: Option<P>,
-) -> Result<String, serde_json::Error> {
+pub(crate) fn notification<P: Serialize>(method: &str, params: Option<P>) -> Result<String, serde_json::Error> {
     serde_json::to_string(&NotificationOut { jsonrpc: TwoPointZero, method, params })
 }
 
@@ -311,11 +293,7 @@ pub(crate) fn success<T: Serialize>(id: &RequestId, result: &T) -> String {
     serde_json::to_string(&SuccessOut { jsonrpc: TwoPointZero, id, result }).unwrap_or_else(|e| {
         failure(
             id,
-            &ErrorObjectOwned::owned(
-                codes::INTERNAL_ERROR,
-                format!("could not encode the result: {e}"),
-                None::<()>,
-            ),
+            &ErrorObjectOwned::owned(codes::INTERNAL_ERROR, format!("could not encode the result: {e}"), None::<()>),
         )
     })
 }
@@ -408,10 +386,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            single(r#"{"jsonrpc":"2.0","method":"a.b"}"#),
-            Message::Notification { params: None, .. }
-        ));
+        assert!(matches!(single(r#"{"jsonrpc":"2.0","method":"a.b"}"#), Message::Notification { params: None, .. }));
         // A null id is still a request.
         assert!(matches!(
             single(r#"{"jsonrpc":"2.0","id":null,"method":"m"}"#),
@@ -462,10 +437,7 @@ mod tests {
     #[test]
     fn batches_and_broken_json() {
         assert!(matches!(parse_frame("[1,2]"), Frame::Batch(items) if items.len() == 2));
-        assert!(matches!(
-            parse_frame("  []"),
-            Frame::Single(Message::Invalid { id: RequestId::Null, .. })
-        ));
+        assert!(matches!(parse_frame("  []"), Frame::Single(Message::Invalid { id: RequestId::Null, .. })));
         for text in ["", "{", r#"{"jsonrpc":"2.0","method":"m""#, "[1,", "nul", "\u{0}"] {
             assert!(matches!(parse_frame(text), Frame::ParseError), "{text:?}");
         }
@@ -481,19 +453,13 @@ mod tests {
             single(r#"{"jsonrpc":"2.0","id":3,"error":{"code":1,"message":"x"}}"#),
             Message::Response { outcome: Err(_), .. }
         ));
-        assert!(matches!(
-            single(r#"{"jsonrpc":"2.0","id":3,"result":1,"error":{}}"#),
-            Message::BadResponse { .. }
-        ));
+        assert!(matches!(single(r#"{"jsonrpc":"2.0","id":3,"result":1,"error":{}}"#), Message::BadResponse { .. }));
         assert!(matches!(single(r#"{"jsonrpc":"2.0","result":1}"#), Message::BadResponse { .. }));
     }
 
     #[test]
     fn method_names_with_escapes_are_decoded() {
-        let Message::Notification { method, .. } = single(r#"{"jsonrpc":"2.0","method":"a\u002eb"}"#)
-        else {
-            panic!()
-        };
+        let Message::Notification { method, .. } = single(r#"{"jsonrpc":"2.0","method":"a\u002eb"}"#) else { panic!() };
         assert_eq!(method, "a.b");
     }
 
@@ -539,10 +505,7 @@ mod tests {
 
     #[test]
     fn string_ids_convert_to_jsonrpsee() {
-        assert_eq!(
-            RequestId::Raw("\"a\"".into()).to_jsonrpsee(),
-            Some(jsonrpsee_types::Id::Str("a".into()))
-        );
+        assert_eq!(RequestId::Raw("\"a\"".into()).to_jsonrpsee(), Some(jsonrpsee_types::Id::Str("a".into())));
         assert_eq!(RequestId::Raw("-1".into()).to_jsonrpsee(), None);
     }
 }

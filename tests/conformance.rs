@@ -21,7 +21,9 @@ async fn parse_error() {
     let mut raw = Raw::connect(&server.url).await;
     let reply = raw.exchange(r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#).await;
     assert_eq!(reply, json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}));
-    let reply = raw.exchange(r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method""#).await;
+    let reply = raw
+        .exchange(r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method""#)
+        .await;
     assert_eq!(reply, json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}));
     still_serving(&mut raw).await;
 }
@@ -114,7 +116,8 @@ async fn params_by_name_and_by_position() {
 async fn ids_of_every_legal_type_are_echoed_exactly() {
     let server = start_server().await;
     let mut raw = Raw::connect(&server.url).await;
-    for id in ["0", "7", "-5", "1.5", "1e3", "123456789012345678901234567890", "\"abc\"", "\"\"", "\"\\u00e9\"", "null"] {
+    for id in ["0", "7", "-5", "1.5", "1e3", "123456789012345678901234567890", "\"abc\"", "\"\"", "\"\\u00e9\"", "null"]
+    {
         raw.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"t.echo","params":["x"]}}"#)).await;
         let text = match within(futures_util::StreamExt::next(&mut raw.socket)).await {
             Some(Ok(Message::Text(text))) => text.to_string(),
@@ -213,8 +216,10 @@ async fn empty_and_junk_batches() {
 async fn a_batch_of_notifications_gets_no_reply() {
     let server = start_server().await;
     let mut raw = Raw::connect(&server.url).await;
-    raw.send(r#"[{"jsonrpc":"2.0","method":"t.note","params":["a"]},{"jsonrpc":"2.0","method":"t.note","params":["b"]}]"#)
-        .await;
+    raw.send(
+        r#"[{"jsonrpc":"2.0","method":"t.note","params":["a"]},{"jsonrpc":"2.0","method":"t.note","params":["b"]}]"#,
+    )
+    .await;
     // The next frame is the answer to the next request: nothing came for the batch.
     still_serving(&mut raw).await;
     let mut notes = server.observed.notes.lock().unwrap().clone();

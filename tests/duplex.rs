@@ -268,10 +268,7 @@ async fn waiting_calls_fail_with_closed_as_soon_as_the_connection_closes() {
     conn.close(1000, "bye");
     let error = within(waiting).await.unwrap().unwrap_err();
     assert!(matches!(error, Error::Closed), "{error:?}");
-    assert_eq!(
-        within(client.caller().closed()).await,
-        CloseReason::ClosedByPeer { code: 1000, reason: "bye".into() }
-    );
+    assert_eq!(within(client.caller().closed()).await, CloseReason::ClosedByPeer { code: 1000, reason: "bye".into() });
     // A call on a closed connection fails at once.
     assert!(matches!(within(client.echo("x".into())).await, Err(Error::Closed)));
 }
@@ -292,13 +289,12 @@ async fn a_callback_to_a_closed_client_fails_with_closed() {
 #[tokio::test]
 async fn the_connection_handle_describes_the_handshake() {
     let mut server = start_server().await;
-    let builder = Client::builder().header(
-        http::HeaderName::from_static("x-test"),
-        http::HeaderValue::from_static("yes"),
-    );
-    let _client = within(Client::builder().connect(&format!("{}?room=1", server.url), wsduplex::NoCallbacks::service()))
-        .await
-        .unwrap();
+    let builder =
+        Client::builder().header(http::HeaderName::from_static("x-test"), http::HeaderValue::from_static("yes"));
+    let _client =
+        within(Client::builder().connect(&format!("{}?room=1", server.url), wsduplex::NoCallbacks::service()))
+            .await
+            .unwrap();
     let first = within(server.connections.recv()).await.unwrap();
     assert_eq!(first.uri().query(), Some("room=1"));
     let _second = within(builder.connect(&server.url, wsduplex::NoCallbacks::service())).await.unwrap();
@@ -334,18 +330,15 @@ async fn the_endpoint_mounts_on_an_axum_router_next_to_other_routes() {
             Session { conn, hub: hub.clone(), observed: observed.clone() }.into_service()
         }
     });
-    let app = axum::Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route_service("/api/v1/rpc", endpoint);
+    let app = axum::Router::new().route("/health", get(|| async { "ok" })).route_service("/api/v1/rpc", endpoint);
     let listener = within(tokio::net::TcpListener::bind("127.0.0.1:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
-    });
+    let serving =
+        tokio::spawn(
+            async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await },
+        );
 
-    let client = within(ServiceClient::connect(&format!("ws://{addr}/api/v1/rpc"), Listener::default()))
-        .await
-        .unwrap();
+    let client = within(ServiceClient::connect(&format!("ws://{addr}/api/v1/rpc"), Listener::default())).await.unwrap();
     assert_eq!(within(client.ask("mounted".into())).await.unwrap(), "answer to mounted");
     let conn = within(opened.recv()).await.unwrap();
     assert_eq!(conn.remote_addr().map(|a| a.ip()), Some([127, 0, 0, 1].into()));

@@ -65,6 +65,7 @@ impl Param {
 }
 
 /// What a method's declared return type means for the wire.
+#[allow(clippy::large_enum_variant, reason = "a handful per macro call, at compile time")]
 pub enum Returns {
     /// No return type: the result is `null`.
     Unit,
@@ -75,6 +76,7 @@ pub enum Returns {
 }
 
 /// The success type of a fallible return.
+#[allow(clippy::large_enum_variant, reason = "a handful per macro call, at compile time")]
 pub enum OkType {
     /// Written out, as in `Result<T, E>`.
     Written(Type),

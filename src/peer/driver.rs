@@ -504,11 +504,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     }
 
     /// Tries the merged jsonrpsee methods.
-    fn dispatch_jsonrpsee<'a>(
-        &self,
-        method: &str,
-        call: IncomingCall<'a>,
-    ) -> Result<HandlerFuture, IncomingCall<'a>> {
+    fn dispatch_jsonrpsee<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
         let Some(callback) = self.methods.as_ref().and_then(|m| m.method(method)) else {
             return Err(call);
         };

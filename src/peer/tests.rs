@@ -77,9 +77,9 @@ impl Handler for TestHandler {
     fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
         let signals = Arc::new(self.0.clone());
         Ok(match method {
-            "echo" => handle(&signals, call, &["text"], |_, (text,): (String,)| async move {
-                Ok::<_, Infallible>(text)
-            }),
+            "echo" => {
+                handle(&signals, call, &["text"], |_, (text,): (String,)| async move { Ok::<_, Infallible>(text) })
+            }
             "sleep" => handle(&signals, call, &["millis"], |_, (millis,): (u64,)| async move {
                 tokio::time::sleep(Duration::from_millis(millis)).await;
                 Ok::<_, Infallible>(millis)
@@ -193,10 +193,7 @@ async fn closing_fails_waiting_calls_at_once_and_later_calls_immediately() {
     assert!(matches!(error, Error::Closed), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(matches!(p.a.call::<_, String>("echo", Text { text: "x" }, None).await, Err(Error::Closed)));
-    assert_eq!(
-        p.a_ended.await.unwrap(),
-        CloseReason::ClosedByPeer { code: 1000, reason: "done".into() }
-    );
+    assert_eq!(p.a_ended.await.unwrap(), CloseReason::ClosedByPeer { code: 1000, reason: "done".into() });
     assert_eq!(p.a.closed().await, CloseReason::ClosedByPeer { code: 1000, reason: "done".into() });
 }
 

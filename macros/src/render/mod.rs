@@ -75,7 +75,18 @@ fn ok_type(method: &Method) -> TokenStream {
 /// A type as readable text, for metadata.
 fn type_text(tokens: TokenStream) -> String {
     let mut text = tokens.to_string();
-    for (from, to) in [(" < ", "<"), ("< ", "<"), (" <", "<"), (" >", ">"), (" :: ", "::"), (":: ", "::"), (" ,", ","), ("& ", "&"), ("( ", "("), (" )", ")")] {
+    for (from, to) in [
+        (" < ", "<"),
+        ("< ", "<"),
+        (" <", "<"),
+        (" >", ">"),
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" ,", ","),
+        ("& ", "&"),
+        ("( ", "("),
+        (" )", ")"),
+    ] {
         text = text.replace(from, to);
     }
     text

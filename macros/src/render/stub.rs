@@ -10,10 +10,9 @@ pub fn stub_struct(contract: &Contract) -> TokenStream {
     let ident = contract.ident();
     let stub = contract.stub_ident();
     let (default_caller, role) = match contract.kind {
-        Kind::Service => (
-            quote!(::wsduplex::Client),
-            "A client calls a server with it: `connect` makes one over a new connection.",
-        ),
+        Kind::Service => {
+            (quote!(::wsduplex::Client), "A client calls a server with it: `connect` makes one over a new connection.")
+        }
         Kind::Callback => (
             quote!(::wsduplex::Peer),
             "A server calls its clients back with it: each `Connection` carries one, and a `Hub` makes them for groups.",
