@@ -354,3 +354,25 @@ async fn the_endpoint_mounts_on_an_axum_router_next_to_other_routes() {
     assert!(response.starts_with("HTTP/1.1 200") && response.ends_with("ok"), "{response}");
     serving.abort();
 }
+
+#[test]
+fn contract_metadata_is_available_at_run_time() {
+    use wsduplex::{Contract, ContractKind};
+    let info = <ServiceClient as Contract>::info();
+    assert_eq!((info.name, info.namespace, info.kind), ("Service", Some("t"), ContractKind::Service));
+    assert_eq!(info.docs, "The server side of the test contract.");
+    let add = info.method("t.add").unwrap();
+    let params: Vec<_> = add.params.iter().map(|p| (p.name, p.ty)).collect();
+    assert_eq!(params, [("a", "i64"), ("b", "i64"), ("c", "Option<i64>")]);
+    assert_eq!(add.returns, "i64");
+    assert!(!add.oneway);
+    assert!(info.method("t.note").unwrap().oneway);
+    assert_eq!(info.method("t.renamed").unwrap().name, "original");
+    assert_eq!(info.method("t.echo").unwrap().docs, "Echoes its argument.");
+    assert_eq!(info.method("t.refuse").unwrap().returns, "Result<u8, TestError>");
+
+    let events = <EventsClient as Contract>::info();
+    assert_eq!(events.kind, ContractKind::Callback);
+    let wire_names: Vec<_> = events.methods.iter().map(|m| m.wire_name).collect();
+    assert_eq!(wire_names, ["t.answer", "t.heard"]);
+}

@@ -1,8 +1,11 @@
 //! Generated code names everything by absolute path: the contracts below are
 //! declared in a module with no prelude and with look-alikes of every name the
-//! generated code uses, and they still compile and serve.
+//! generated code uses, and they still compile and serve. Every public item
+//! the macros generate carries docs (`missing_docs` is denied here).
+#![deny(missing_docs)]
 
-mod contracts {
+/// Contracts in a module without a prelude.
+pub mod contracts {
     #![no_implicit_prelude]
     #![allow(dead_code)]
 
@@ -32,23 +35,32 @@ mod contracts {
     mod core {}
     mod std {}
 
+    /// A service.
     #[::wsduplex::service(namespace = "h", callback = Events)]
     pub trait Service {
+        /// Echoes.
         async fn echo(&self, text: ::std::string::String) -> ::std::string::String;
+        /// Returns `n`.
         async fn checked(&self, n: u8) -> ::core::result::Result<u8, ::wsduplex::ErrorObjectOwned>;
+        /// Fires.
         #[oneway]
         async fn fire(&self, n: u8);
     }
 
+    /// Its callbacks.
     #[::wsduplex::callback(namespace = "h")]
     pub trait Events {
+        /// Pings.
         async fn ping(&self) -> bool;
+        /// Ticks.
         #[oneway]
         async fn tick(&self, n: u64);
     }
 
+    /// A service without callbacks.
     #[::wsduplex::service]
     pub trait Bare {
+        /// Does nothing.
         async fn nothing(&self);
     }
 }
