@@ -239,19 +239,7 @@ macro_rules! decode_tuple {
     };
 }
 
-decode_tuple!(0);
-decode_tuple!(1, A 0);
-decode_tuple!(2, A 0, B 1);
-decode_tuple!(3, A 0, B 1, C 2);
-decode_tuple!(4, A 0, B 1, C 2, D 3);
-decode_tuple!(5, A 0, B 1, C 2, D 3, E 4);
-decode_tuple!(6, A 0, B 1, C 2, D 3, E 4, F 5);
-decode_tuple!(7, A 0, B 1, C 2, D 3, E 4, F 5, G 6);
-decode_tuple!(8, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
-decode_tuple!(9, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
-decode_tuple!(10, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
-decode_tuple!(11, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
-decode_tuple!(12, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+for_each_arity!(decode_tuple);
 
 /// What a contract method returns, turned into a result or an error object.
 ///

@@ -107,6 +107,27 @@
 //! codes are in [`codes`].
 #![deny(missing_docs)]
 
+/// Invokes `$m!(N, A 0, B 1, …)` for every parameter count a contract method
+/// may have (0 to 12): the stub's by-name encoding and the dispatch's
+/// decoding are implemented per tuple arity.
+macro_rules! for_each_arity {
+    ($m:ident) => {
+        $m!(0);
+        $m!(1, A 0);
+        $m!(2, A 0, B 1);
+        $m!(3, A 0, B 1, C 2);
+        $m!(4, A 0, B 1, C 2, D 3);
+        $m!(5, A 0, B 1, C 2, D 3, E 4);
+        $m!(6, A 0, B 1, C 2, D 3, E 4, F 5);
+        $m!(7, A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+        $m!(8, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+        $m!(9, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+        $m!(10, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+        $m!(11, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+        $m!(12, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+    };
+}
+
 mod caller;
 mod client;
 mod connection;

@@ -350,19 +350,7 @@ macro_rules! by_name {
     };
 }
 
-by_name!(0);
-by_name!(1, A 0);
-by_name!(2, A 0, B 1);
-by_name!(3, A 0, B 1, C 2);
-by_name!(4, A 0, B 1, C 2, D 3);
-by_name!(5, A 0, B 1, C 2, D 3, E 4);
-by_name!(6, A 0, B 1, C 2, D 3, E 4, F 5);
-by_name!(7, A 0, B 1, C 2, D 3, E 4, F 5, G 6);
-by_name!(8, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
-by_name!(9, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
-by_name!(10, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
-by_name!(11, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
-by_name!(12, A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+for_each_arity!(by_name);
 
 #[cfg(test)]
 mod tests {
