@@ -107,7 +107,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let Some(line) = line else { return Ok(()) };
         let line = line.trim();
-        if let Some(answer) = invite_answer.lock().unwrap().take() {
+        // An invite the server gave up on (its callback timed out) takes no answer.
+        let pending = invite_answer.lock().unwrap().take().filter(|answer| !answer.is_closed());
+        if let Some(answer) = pending {
             let _ = answer.send(matches!(line, "y" | "Y" | "yes"));
             continue;
         }

@@ -22,8 +22,9 @@ use crate::server::websocket_config;
 /// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).
 ///
 /// Cheap to clone; the connection closes (code 1000) when the last clone is
-/// dropped, or on [`close`](Client::close). Usually wrapped by a generated
-/// stub: `ChatClient::connect(url, handler)`.
+/// dropped, or on [`close`](Client::close). A callback handler that keeps a
+/// clone of its own client keeps the connection open until `close` is called.
+/// Usually wrapped by a generated stub: `ChatClient::connect(url, handler)`.
 #[derive(Clone)]
 pub struct Client {
     peer: Peer,

@@ -248,7 +248,8 @@ for_each_arity!(decode_tuple);
 /// `Result<T, Infallible>`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent as a reply",
-    label = "a contract method returns `T: Serialize` or `Result<T, E>` with `E: Into<ErrorObjectOwned>`"
+    label = "a contract method returns `T: Serialize` or `Result<T, E>` with `E: Into<ErrorObjectOwned>`",
+    note = "a return type whose name ends in `Result` is read as a `Result`; if `{Self}` is not one, return `Result<{Self}, std::convert::Infallible>`"
 )]
 pub trait IntoReply {
     /// The success value.
@@ -263,6 +264,19 @@ impl<T: Serialize, E: Into<ErrorObjectOwned>> IntoReply for Result<T, E> {
         self.map_err(Into::into)
     }
 }
+
+/// Implemented twice for `Result` and once for everything else, so naming it
+/// for a `Result` is ambiguous: generated code asserts that a return type read
+/// as a plain value (its name does not end in `Result`) is not a `Result`
+/// under another name, which would otherwise be sent as `{"Ok": …}`.
+#[doc(hidden)]
+pub trait ReturnTypeIsAResultAlias<Marker> {
+    /// Named by the assertion.
+    const CHECKED: () = ();
+}
+
+impl<T: ?Sized> ReturnTypeIsAResultAlias<()> for T {}
+impl<T, E> ReturnTypeIsAResultAlias<u8> for Result<T, E> {}
 
 /// Builds the future that runs one call: decodes the parameters, calls the
 /// user's method through `f`, and writes the response.
@@ -294,20 +308,22 @@ where
     };
     let running = f(service.clone(), args);
     Box::pin(async move {
-        let outcome = AssertUnwindSafe(running).catch_unwind().await;
-        let id = id?;
-        Some(match outcome {
-            Ok(reply) => match reply.into_reply() {
-                Ok(value) => wire::success(&id, &value),
-                Err(error) => wire::failure(&id, &error),
-            },
-            Err(_) => {
-                tracing::error!("handler panicked");
-                wire::failure(
-                    &id,
-                    &ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error: the handler panicked", None::<()>),
-                )
-            }
+        // Everything the user's code touches runs inside: the method, the
+        // error conversion and the result's `Serialize`.
+        let answered = AssertUnwindSafe(async {
+            let reply = running.await.into_reply();
+            id.as_ref().map(|id| match reply {
+                Ok(value) => wire::success(id, &value),
+                Err(error) => wire::failure(id, &error),
+            })
+        })
+        .catch_unwind()
+        .await;
+        answered.unwrap_or_else(|_| {
+            tracing::error!("handler panicked");
+            let error =
+                ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error: the handler panicked", None::<()>);
+            id.map(|id| wire::failure(&id, &error))
         })
     })
 }

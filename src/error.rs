@@ -30,9 +30,6 @@ pub enum Error {
     /// The parameters could not be encoded as JSON.
     #[error("could not encode the parameters: {0}")]
     Encode(#[source] serde_json::Error),
-    /// A method that needs one connection's reply was sent to a target that has none.
-    #[error("{0}")]
-    Unsupported(&'static str),
 }
 
 impl Error {
@@ -41,16 +38,19 @@ impl Error {
     }
 
     /// The error object a handler that propagates this error answers with.
+    ///
+    /// A peer's own error object is not passed through as it is: the caller
+    /// called this handler, not that peer, so it gets [`codes::PEER_ERROR`]
+    /// with the peer's object as `data`. A handler that means to forward the
+    /// object matches [`Error::Rpc`] itself.
     pub fn to_error_object(&self) -> ErrorObjectOwned {
         match self {
-            Error::Rpc(object) => object.clone(),
+            Error::Rpc(object) => ErrorObjectOwned::owned(codes::PEER_ERROR, self.to_string(), Some(object)),
             Error::Closed => ErrorObjectOwned::owned(codes::PEER_CLOSED, self.to_string(), None::<()>),
             Error::Timeout(_) => ErrorObjectOwned::owned(codes::TIMED_OUT, self.to_string(), None::<()>),
             Error::Transport(_) => ErrorObjectOwned::owned(codes::TRANSPORT, self.to_string(), None::<()>),
             Error::Decode(_) => ErrorObjectOwned::owned(codes::BAD_REPLY, self.to_string(), None::<()>),
-            Error::Encode(_) | Error::Unsupported(_) => {
-                ErrorObjectOwned::owned(codes::INTERNAL_ERROR, self.to_string(), None::<()>)
-            }
+            Error::Encode(_) => ErrorObjectOwned::owned(codes::INTERNAL_ERROR, self.to_string(), None::<()>),
         }
     }
 }
@@ -119,6 +119,8 @@ pub mod codes {
     pub const INTERNAL_ERROR: i32 = jsonrpsee_types::error::INTERNAL_ERROR_CODE;
     /// The connection is at its limit of running calls; try again later (jsonrpsee's code).
     pub const SERVER_BUSY: i32 = jsonrpsee_types::error::SERVER_IS_BUSY_CODE;
+    /// A batch holds more than 1,000 entries (jsonrpsee's code).
+    pub const BATCH_TOO_LARGE: i32 = jsonrpsee_types::error::TOO_BIG_BATCH_REQUEST_CODE;
     /// A call the handler made to another peer timed out.
     pub const TIMED_OUT: i32 = -32020;
     /// A call the handler made went to a connection that closed.
@@ -129,6 +131,8 @@ pub mod codes {
     pub const TRANSPORT: i32 = -32023;
     /// A call the handler made got a reply it could not decode.
     pub const BAD_REPLY: i32 = -32024;
+    /// A call the handler made was answered with an error object, which is in `data`.
+    pub const PEER_ERROR: i32 = -32025;
 }
 
 #[cfg(test)]
@@ -139,8 +143,11 @@ mod tests {
     fn connection_errors_map_to_implementation_codes() {
         assert_eq!(Error::Closed.to_error_object().code(), codes::PEER_CLOSED);
         assert_eq!(Error::Timeout(Duration::from_secs(1)).to_error_object().code(), codes::TIMED_OUT);
-        let peer = ErrorObjectOwned::owned(1001, "nick taken", Some("bob"));
-        assert_eq!(Error::Rpc(peer.clone()).to_error_object(), peer);
+        let peer = ErrorObjectOwned::owned(-32601, "Method not found", Some("chat.invited"));
+        let forwarded = Error::Rpc(peer.clone()).to_error_object();
+        assert_eq!(forwarded.code(), codes::PEER_ERROR);
+        let data: serde_json::Value = serde_json::from_str(forwarded.data().unwrap().get()).unwrap();
+        assert_eq!(data, serde_json::json!({"code": -32601, "message": "Method not found", "data": "chat.invited"}));
     }
 
     #[test]

@@ -290,7 +290,7 @@ pub use wsduplex_macros::callback;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::contract::CallbackContract;
-    pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, handle};
+    pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, ReturnTypeIsAResultAlias, handle};
     pub use crate::wire::ByName;
 }
 

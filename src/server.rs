@@ -88,8 +88,11 @@ impl ServerBuilder {
         self
     }
 
-    /// Requests running at once per connection (default 128); past it the
-    /// server stops reading from that socket until one finishes.
+    /// Requests running at once per connection (default 128). Past it, the
+    /// server parks further frames (as many again, up to 4 MiB) and then stops
+    /// reading from that socket until one finishes; while it waits for that
+    /// client's replies to its own callbacks, it keeps reading and answers
+    /// the excess requests with -32009 (server busy) instead.
     pub fn max_in_flight(mut self, limit: usize) -> Self {
         self.peer.max_in_flight = limit;
         self
@@ -109,7 +112,9 @@ impl ServerBuilder {
     }
 
     /// Serves the methods of a jsonrpsee `RpcModule` (or `Methods`) on the same
-    /// sockets, next to the contract's own. Fails if a method name is taken.
+    /// sockets, next to the contract's own. Fails if another merged module
+    /// has a method of the same name; a contract method of the same name
+    /// takes precedence over a merged one.
     pub fn rpc_module(mut self, methods: impl Into<Methods>) -> Result<Self, jsonrpsee_core::RegisterMethodError> {
         let merged = match self.methods.take() {
             Some(mut existing) => {

@@ -107,6 +107,37 @@ pub(crate) enum Frame<'a> {
     Batch(Vec<&'a RawValue>),
     /// Not JSON at all: answered with -32700 and a null id.
     ParseError,
+    /// A batch of more than [`MAX_BATCH_LEN`] entries: answered with -32010 and
+    /// a null id, before the rest of it is even parsed.
+    BatchTooLarge,
+}
+
+/// The most entries a batch may hold (jsonrpsee's default too).
+pub(crate) const MAX_BATCH_LEN: usize = 1000;
+
+/// Collects a batch's entries, refusing to hold more than [`MAX_BATCH_LEN`].
+struct BatchEntries;
+
+/// The error message that marks an oversized batch.
+const TOO_MANY_ENTRIES: &str = "wsduplex: too many batch entries";
+
+impl<'de> serde::de::Visitor<'de> for BatchEntries {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a batch")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = seq.next_element::<&RawValue>()? {
+            if entries.len() == MAX_BATCH_LEN {
+                return Err(serde::de::Error::custom(TOO_MANY_ENTRIES));
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
 }
 
 /// The members of a message object, each kept as raw JSON so that a wrong type in
@@ -135,11 +166,12 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 /// Parses one frame's text.
 pub(crate) fn parse_frame(text: &str) -> Frame<'_> {
     match first_byte(text) {
-        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(text) {
+        Some(b'[') => match serde_json::Deserializer::from_str(text).deserialize_seq(BatchEntries) {
             Ok(items) if items.is_empty() => {
                 Frame::Single(Message::Invalid { id: RequestId::Null, reason: "empty batch" })
             }
             Ok(items) => Frame::Batch(items),
+            Err(e) if e.to_string().starts_with(TOO_MANY_ENTRIES) => Frame::BatchTooLarge,
             Err(_) => Frame::ParseError,
         },
         _ => match serde_json::from_str::<&RawValue>(text) {
@@ -420,6 +452,14 @@ mod tests {
             single(r#"{"jsonrpc":"2.0","id":1,"method":"m","params":null}"#),
             Message::Request { params: None, .. }
         ));
+    }
+
+    #[test]
+    fn batches_past_the_limit_are_refused_whole() {
+        let at_limit = format!("[{}1]", "1,".repeat(MAX_BATCH_LEN - 1));
+        assert!(matches!(parse_frame(&at_limit), Frame::Batch(items) if items.len() == MAX_BATCH_LEN));
+        let over = format!("[{}1]", "1,".repeat(MAX_BATCH_LEN));
+        assert!(matches!(parse_frame(&over), Frame::BatchTooLarge));
     }
 
     #[test]

@@ -300,3 +300,60 @@ async fn a_plain_http_request_gets_400_and_a_wrong_version_426() {
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
     assert!(response.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{response}");
 }
+
+#[tokio::test]
+async fn a_cancellation_overtakes_calls_waiting_for_a_slot() {
+    // Two slots, both held by calls that never end; the next call waits its turn.
+    let server = start_server_with(wsduplex::Server::builder().max_in_flight(2)).await;
+    let mut raw = Raw::connect(&server.url).await;
+    for id in [1, 2] {
+        let started = server.observed.hang_started.notified();
+        raw.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"t.hang"}}"#)).await;
+        within(started).await;
+    }
+    raw.send(r#"{"jsonrpc":"2.0","id":3,"method":"t.echo","params":["after"]}"#).await;
+    // The cancellation needs no slot: it is handled at once, not parked behind
+    // the call it would free a slot for.
+    raw.send(r#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#).await;
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"Request cancelled"}}));
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","id":3,"result":"after"}));
+}
+
+#[tokio::test]
+async fn a_request_cancelled_twice_is_answered_once() {
+    let server = start_server().await;
+    let mut raw = Raw::connect(&server.url).await;
+    let started = server.observed.hang_started.notified();
+    raw.send(r#"{"jsonrpc":"2.0","id":5,"method":"t.hang"}"#).await;
+    within(started).await;
+    raw.send(r#"[{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":5}},{"jsonrpc":"2.0","method":"$/cancelRequest","params":[5]}]"#)
+        .await;
+    assert_eq!(raw.recv().await["error"]["code"], json!(-32022));
+    still_serving(&mut raw).await;
+}
+
+#[tokio::test]
+async fn a_batch_over_the_limit_is_refused_whole() {
+    let server = start_server().await;
+    let mut raw = Raw::connect(&server.url).await;
+    let entry = r#"{"jsonrpc":"2.0","method":"t.note","params":["x"]}"#;
+    let batch = format!("[{}]", vec![entry; 1001].join(","));
+    assert_eq!(
+        raw.exchange(&batch).await,
+        json!({"jsonrpc":"2.0","id":null,"error":{"code":-32010,"message":"Batch too large: at most 1000 entries"}})
+    );
+    assert!(server.observed.notes.lock().unwrap().is_empty(), "no entry of the batch ran");
+    still_serving(&mut raw).await;
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_closes_with_1009() {
+    let server = start_server_with(wsduplex::Server::builder().max_message_size(1024)).await;
+    let mut raw = Raw::connect(&server.url).await;
+    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"t.echo","params":["{}"]}}"#, "x".repeat(2000));
+    raw.send(&big).await;
+    match within(futures_util::StreamExt::next(&mut raw.socket)).await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1009),
+        other => panic!("expected a close with 1009, got {other:?}"),
+    }
+}

@@ -8,18 +8,21 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::*;
-use wsduplex::{Call, Client, CloseReason, Error, Server};
+use wsduplex::{Call, Client, CloseReason, Connection, Error, Server};
 
-async fn client(server: &TestServer) -> (ServiceClient, Listener) {
+/// Connects a typed client, and waits until the server has registered the
+/// connection (the client's handshake completes before that).
+async fn client(server: &mut TestServer) -> (ServiceClient, Listener, Connection<EventsClient>) {
     let listener = Listener::default();
     let client = within(ServiceClient::connect(&server.url, listener.clone())).await.unwrap();
-    (client, listener)
+    let conn = within(server.connections.recv()).await.unwrap();
+    (client, listener, conn)
 }
 
 #[tokio::test]
 async fn typed_calls_round_trip() {
-    let server = start_server().await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server().await;
+    let (client, _, _) = client(&mut server).await;
     assert_eq!(within(client.echo("hi".into())).await.unwrap(), "hi");
     assert_eq!(within(client.add(1, 2, Some(3))).await.unwrap(), 6);
     assert_eq!(within(client.add(1, 2, None)).await.unwrap(), 3);
@@ -28,8 +31,8 @@ async fn typed_calls_round_trip() {
 
 #[tokio::test]
 async fn a_handler_error_arrives_as_its_own_error_object() {
-    let server = start_server().await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server().await;
+    let (client, _, _) = client(&mut server).await;
     match within(client.refuse("no reason".into())).await {
         Err(Error::Rpc(object)) => {
             assert_eq!(object.code(), 4001);
@@ -42,9 +45,14 @@ async fn a_handler_error_arrives_as_its_own_error_object() {
 
 #[tokio::test]
 async fn a_panicking_handler_answers_internal_error_and_the_connection_lives_on() {
-    let server = start_server().await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server().await;
+    let (client, _, _) = client(&mut server).await;
     match within(client.panic()).await {
+        Err(Error::Rpc(object)) => assert_eq!(object.code(), wsduplex::codes::INTERNAL_ERROR),
+        other => panic!("expected an internal error, got {other:?}"),
+    }
+    // A panic while serializing the reply is caught the same way.
+    match within(client.caller().call::<_, ()>("t.explode", (), None)).await {
         Err(Error::Rpc(object)) => assert_eq!(object.code(), wsduplex::codes::INTERNAL_ERROR),
         other => panic!("expected an internal error, got {other:?}"),
     }
@@ -53,21 +61,20 @@ async fn a_panicking_handler_answers_internal_error_and_the_connection_lives_on(
 
 #[tokio::test]
 async fn the_server_calls_the_client_back_and_awaits_its_answer() {
-    let server = start_server().await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server().await;
+    let (client, _, _) = client(&mut server).await;
     assert_eq!(within(client.ask("life".into())).await.unwrap(), "answer to life");
 }
 
 #[tokio::test]
 async fn one_way_messages_go_both_ways() {
     let mut server = start_server().await;
-    let (client, listener) = client(&server).await;
+    let (client, listener, conn) = client(&mut server).await;
     let noted = server.observed.noted.notified();
     within(client.note("from the client".into())).await.unwrap();
     within(noted).await;
     assert_eq!(*server.observed.notes.lock().unwrap(), ["from the client"]);
 
-    let conn = within(server.connections.recv()).await.unwrap();
     let heard = listener.heard_signal.notified();
     within(conn.callback().heard("from the server".into())).await.unwrap();
     within(heard).await;
@@ -90,10 +97,10 @@ async fn heard(listener: &Listener, count: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn the_hub_fans_out_to_a_group_and_to_everyone() {
-    let server = start_server().await;
-    let (alice, alice_hears) = client(&server).await;
-    let (bob, bob_hears) = client(&server).await;
-    let (_carol, carol_hears) = client(&server).await;
+    let mut server = start_server().await;
+    let (alice, alice_hears, _) = client(&mut server).await;
+    let (bob, bob_hears, _) = client(&mut server).await;
+    let (_carol, carol_hears, _) = client(&mut server).await;
     assert!(within(alice.join("g".into())).await.unwrap());
     assert!(within(bob.join("g".into())).await.unwrap());
     assert!(!within(bob.join("g".into())).await.unwrap(), "joining twice is a no-op");
@@ -110,8 +117,7 @@ async fn the_hub_fans_out_to_a_group_and_to_everyone() {
 #[tokio::test]
 async fn a_connection_leaves_its_groups_when_it_closes() {
     let mut server = start_server().await;
-    let (alice, _) = client(&server).await;
-    let conn = within(server.connections.recv()).await.unwrap();
+    let (alice, _, conn) = client(&mut server).await;
     within(alice.join("g".into())).await.unwrap();
     assert_eq!(server.hub.group_members("g"), [conn.id()]);
     alice.caller().close();
@@ -123,9 +129,8 @@ async fn a_connection_leaves_its_groups_when_it_closes() {
 #[tokio::test]
 async fn hub_targets_reach_one_connection_or_all_but_one() {
     let mut server = start_server().await;
-    let (_a, a_hears) = client(&server).await;
-    let a = within(server.connections.recv()).await.unwrap();
-    let (_b, b_hears) = client(&server).await;
+    let (_a, a_hears, a) = client(&mut server).await;
+    let (_b, b_hears, _) = client(&mut server).await;
 
     within(server.hub.except(a.id()).heard("not for a".into())).await.unwrap();
     within(server.hub.connection(a.id()).heard("only for a".into())).await.unwrap();
@@ -168,8 +173,8 @@ async fn a_handler_awaiting_a_callback_does_not_block_other_calls_on_its_connect
 async fn callbacks_keep_flowing_while_requests_wait_for_a_slot() {
     // Two slots and twenty calls, each waiting for a callback whose reply
     // arrives behind the queued requests: the server keeps reading to see it.
-    let server = start_server_with(Server::builder().max_in_flight(2)).await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server_with(Server::builder().max_in_flight(2)).await;
+    let (client, _, _) = client(&mut server).await;
     let calls: Vec<_> = (0..20)
         .map(|i| {
             let client = client.clone();
@@ -193,8 +198,8 @@ async fn callbacks_keep_flowing_while_requests_wait_for_a_slot() {
 
 #[tokio::test]
 async fn calls_past_the_limit_queue_instead_of_failing() {
-    let server = start_server_with(Server::builder().max_in_flight(8)).await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server_with(Server::builder().max_in_flight(8)).await;
+    let (client, _, _) = client(&mut server).await;
     let calls: Vec<_> = (0..16)
         .map(|i| {
             let client = client.clone();
@@ -208,8 +213,8 @@ async fn calls_past_the_limit_queue_instead_of_failing() {
 
 #[tokio::test]
 async fn later_calls_are_answered_while_an_earlier_one_is_still_running() {
-    let server = start_server().await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server().await;
+    let (client, _, _) = client(&mut server).await;
     let started = server.observed.hang_started.notified();
     let first = {
         let client = client.clone();
@@ -231,8 +236,8 @@ async fn later_calls_are_answered_while_an_earlier_one_is_still_running() {
 
 #[tokio::test]
 async fn dropping_a_call_stops_its_handler_on_the_server() {
-    let server = start_server().await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server().await;
+    let (client, _, _) = client(&mut server).await;
     let started = server.observed.hang_started.notified();
     let call = tokio::spawn(async move { client.hang().await });
     within(started).await;
@@ -244,8 +249,8 @@ async fn dropping_a_call_stops_its_handler_on_the_server() {
 
 #[tokio::test]
 async fn a_call_past_its_deadline_fails_with_timeout_and_is_cancelled() {
-    let server = start_server().await;
-    let (client, _) = client(&server).await;
+    let mut server = start_server().await;
+    let (client, _, _) = client(&mut server).await;
     let dropped = server.observed.hang_dropped.notified();
     // The handler never answers, so the outcome cannot depend on timing.
     let error = within(client.with_timeout(Duration::from_millis(100)).hang()).await.unwrap_err();
@@ -276,8 +281,7 @@ async fn waiting_calls_fail_with_closed_as_soon_as_the_connection_closes() {
 #[tokio::test]
 async fn a_callback_to_a_closed_client_fails_with_closed() {
     let mut server = start_server().await;
-    let (client, _) = client(&server).await;
-    let conn = within(server.connections.recv()).await.unwrap();
+    let (client, _, conn) = client(&mut server).await;
     client.caller().close();
     within(conn.closed()).await;
     let error = within(conn.callback().answer("anyone?".into())).await.unwrap_err();

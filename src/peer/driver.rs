@@ -6,14 +6,15 @@
 //! that awaits a reply on this same connection cannot deadlock it.
 //!
 //! At most `max_in_flight` calls run at once. Past that, the driver keeps
-//! reading: responses are routed at once (a running handler may be waiting
-//! for one), other frames are parked, in order, until a call finishes. When
-//! as many frames are parked, it stops reading (TCP backpressure), unless
-//! this side is waiting for replies from the peer: those replies may sit
-//! behind the peer's requests, so it keeps reading and answers the excess
-//! requests with -32009 (server busy) rather than deadlock. It also stops
-//! reading while `max_in_flight` responses wait for the socket. Writing
-//! never blocks reading.
+//! reading: what needs no slot is handled at once (responses, which a running
+//! handler may be waiting for, and `$/cancelRequest`, which frees slots), and
+//! other frames are parked, in order, until a call finishes. When
+//! `max_in_flight` frames or [`PARKED_BYTES`] are parked, it stops reading
+//! (TCP backpressure), unless this side is waiting for replies from the peer:
+//! those replies may sit behind the peer's requests, so it keeps reading and
+//! answers the excess requests with -32009 (server busy) rather than
+//! deadlock. It also stops reading while `max_in_flight` frames wait for the
+//! socket. Writing never blocks reading.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -42,6 +43,9 @@ use crate::wire::{self, RequestId};
 
 /// How long a close handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The most bytes of frames a connection parks while at its call limit.
+const PARKED_BYTES: usize = 4 << 20;
 
 /// A WebSocket as the engine sees it: tokio-tungstenite's stream, or channels in tests.
 pub(crate) trait Transport:
@@ -147,6 +151,7 @@ pub(crate) struct Driver<T, H> {
     backlog: VecDeque<Message>,
     /// Frames read while `max_in_flight` calls were running, in arrival order.
     parked: VecDeque<Utf8Bytes>,
+    parked_bytes: usize,
     max_in_flight: usize,
     unflushed: bool,
     /// Set once a close was asked for, with the time the handshake is allowed.
@@ -189,6 +194,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             running: FuturesUnordered::new(),
             backlog: VecDeque::new(),
             parked: VecDeque::new(),
+            parked_bytes: 0,
             max_in_flight: config.max_in_flight.max(1),
             unflushed: false,
             closing: None,
@@ -199,11 +205,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// before the service is dropped (the server leaves the hub there); then
     /// waiting calls fail with `Closed`, and the close handshake is finished.
     pub(crate) async fn run(mut self, on_end: impl FnOnce()) -> CloseReason {
+        let mut teardown = Teardown { peer: self.peer.clone(), on_end: Some(on_end) };
         let ended = poll_fn(|cx| self.poll_drive(cx)).await;
         let reason = ended.reason();
         tracing::debug!(conn = %self.peer.id(), ?reason, "connection ended");
-        on_end();
-        self.peer.shared().mark_closed(reason.clone());
+        teardown.finish(reason.clone());
         let Driver { mut transport, running, handler, .. } = self;
         drop(running);
         drop(handler);
@@ -242,6 +248,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
             while self.running.len() < self.max_in_flight {
                 let Some(text) = self.parked.pop_front() else { break };
+                self.parked_bytes -= text.len();
                 progress = true;
                 self.on_json(&text);
             }
@@ -254,7 +261,15 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                             return Poll::Ready(ended);
                         }
                     }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Ended::Transport(e)),
+                    Poll::Ready(Some(Err(e))) => match close_code_for(&e) {
+                        // The peer broke a rule: say which before closing.
+                        Some((code, reason)) => {
+                            tracing::debug!(conn = %self.peer.id(), error = %e, code, "closing");
+                            self.start_closing(CloseFrame { code: code.into(), reason: reason.into() });
+                            progress = true;
+                        }
+                        None => return Poll::Ready(Ended::Transport(e)),
+                    },
                     Poll::Ready(None) => return Poll::Ready(Ended::Eof),
                     Poll::Pending => {}
                 }
@@ -377,9 +392,16 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         if self.running.len() < self.max_in_flight && self.parked.is_empty() {
             return self.on_json(&text);
         }
-        match wire::parse_frame(&text) {
-            wire::Frame::Single(wire::Message::Response { id, outcome }) => self.route_response(id, outcome, &text),
-            _ if self.parked.len() < self.max_in_flight => self.parked.push_back(text),
+        let frame = wire::parse_frame(&text);
+        if needs_no_slot(&frame) {
+            return self.on_frame(frame, &text);
+        }
+        if self.parked.len() < self.max_in_flight && self.parked_bytes + text.len() <= PARKED_BYTES {
+            self.parked_bytes += text.len();
+            self.parked.push_back(text);
+            return;
+        }
+        match frame {
             wire::Frame::Single(message) => {
                 if let Some(refusal) = self.refuse(message, &text) {
                     self.enqueue(refusal);
@@ -392,7 +414,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                     self.enqueue(wire::batch(&refusals));
                 }
             }
-            wire::Frame::ParseError => self.reply_parse_error(),
+            other => self.on_frame(other, &text),
         }
     }
 
@@ -417,8 +439,17 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     }
 
     fn on_json(&mut self, text: &Utf8Bytes) {
-        match wire::parse_frame(text) {
+        self.on_frame(wire::parse_frame(text), text);
+    }
+
+    fn on_frame(&mut self, frame: wire::Frame<'_>, text: &Utf8Bytes) {
+        match frame {
             wire::Frame::ParseError => self.reply_parse_error(),
+            wire::Frame::BatchTooLarge => {
+                let message = format!("Batch too large: at most {} entries", wire::MAX_BATCH_LEN);
+                let error = ErrorObjectOwned::owned(codes::BATCH_TOO_LARGE, message, None::<()>);
+                self.enqueue(wire::failure(&RequestId::Null, &error));
+            }
             wire::Frame::Single(message) => match self.on_single(message, text) {
                 Action::Nothing => {}
                 Action::Reply(frame) => self.enqueue(frame),
@@ -552,7 +583,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             tracing::debug!(conn = %self.peer.id(), "ignoring $/cancelRequest without a usable id");
             return;
         };
-        let found = self.running.iter_mut().find(|r| r.key.as_ref() == Some(&target));
+        let found = self.running.iter_mut().find(|r| r.future.is_some() && r.key.as_ref() == Some(&target));
         if let Some(running) = found {
             tracing::debug!(conn = %self.peer.id(), id = %target, "request cancelled by the peer");
             running.future = None;
@@ -588,6 +619,48 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     }
 }
 
+/// True for frames that take no call slot: responses (a running handler may be
+/// waiting for one) and cancellations (which free slots), alone or in a batch.
+fn needs_no_slot(frame: &wire::Frame<'_>) -> bool {
+    fn slot_free(message: &wire::Message<'_>) -> bool {
+        match message {
+            wire::Message::Response { .. } | wire::Message::BadResponse { .. } => true,
+            wire::Message::Request { method, .. } | wire::Message::Notification { method, .. } => {
+                method == wire::CANCEL_METHOD
+            }
+            wire::Message::Invalid { .. } => false,
+        }
+    }
+    match frame {
+        wire::Frame::Single(message) => slot_free(message),
+        wire::Frame::Batch(items) => items.iter().all(|item| slot_free(&wire::classify(item))),
+        wire::Frame::ParseError | wire::Frame::BatchTooLarge => false,
+    }
+}
+
+/// Leaves the hub and fails waiting calls when the connection ends, also when
+/// the task ends abnormally (a panic in a user's `Drop` or `Serialize`, or the
+/// runtime shutting down), so no connection lingers in a hub.
+struct Teardown<F: FnOnce()> {
+    peer: Peer,
+    on_end: Option<F>,
+}
+
+impl<F: FnOnce()> Teardown<F> {
+    fn finish(&mut self, reason: CloseReason) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end();
+            self.peer.shared().mark_closed(reason);
+        }
+    }
+}
+
+impl<F: FnOnce()> Drop for Teardown<F> {
+    fn drop(&mut self) {
+        self.finish(CloseReason::Transport("the connection task ended abnormally".into()));
+    }
+}
+
 /// The bytes of `part` (a slice of `text`) without copying them.
 fn slice_of(text: &Utf8Bytes, part: &str) -> Bytes {
     let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
@@ -611,6 +684,16 @@ fn jsonrpsee_frame(id: &RequestId, response: MethodResponse) -> String {
             Err(_) => json,
         },
         _ => json,
+    }
+}
+
+/// The close code for a read error that is the peer's fault (RFC 6455 section 7.4.1).
+fn close_code_for(error: &WsError) -> Option<(u16, &'static str)> {
+    match error {
+        WsError::Capacity(_) => Some((1009, "message too big")),
+        WsError::Utf8(_) => Some((1007, "invalid UTF-8 in a text frame")),
+        WsError::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
     }
 }
 

@@ -54,6 +54,23 @@ pub trait Service {
     /// Sends `heard(text)` one-way to every member of the group.
     async fn shout(&self, group: String, text: String);
     async fn panic(&self) -> bool;
+    /// Returns a value whose `Serialize` panics.
+    async fn explode(&self) -> Exploding;
+}
+
+/// A reply that panics while it is serialized.
+pub struct Exploding;
+
+impl<'de> serde::Deserialize<'de> for Exploding {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Exploding)
+    }
+}
+
+impl serde::Serialize for Exploding {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("this value panics when serialized, on purpose")
+    }
 }
 
 /// The client side of the test contract.
@@ -138,6 +155,10 @@ impl Service for Session {
 
     async fn panic(&self) -> bool {
         panic!("this handler panics on purpose")
+    }
+
+    async fn explode(&self) -> Exploding {
+        Exploding
     }
 }
 

@@ -1,5 +1,6 @@
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use super::local;
 use crate::model::{Contract, Method, Returns};
@@ -39,10 +40,18 @@ fn arm(contract: &Contract, method: &Method) -> TokenStream {
     let idents: Vec<_> = method.params.iter().map(|p| &p.ident).collect();
     let types = method.params.iter().map(|p| &p.ty);
     let invoke = quote!(<__S as #contract_trait>::#rust_name(&#service, #(#idents),*).await);
-    let reply = match method.returns {
+    let reply = match &method.returns {
         Returns::Fallible { .. } => invoke,
-        Returns::Unit | Returns::Value(_) => {
-            quote!(::core::result::Result::<_, ::core::convert::Infallible>::Ok(#invoke))
+        Returns::Unit => quote!(::core::result::Result::<_, ::core::convert::Infallible>::Ok(#invoke)),
+        Returns::Value(ty) => {
+            // A `Result` under another name would be sent as `{"Ok": …}`: refuse it at compile time.
+            let assertion = quote_spanned! {ty.span()=>
+                let _ = <#ty as ::wsduplex::__private::ReturnTypeIsAResultAlias<_>>::CHECKED;
+            };
+            quote!({
+                #assertion
+                ::core::result::Result::<_, ::core::convert::Infallible>::Ok(#invoke)
+            })
         }
     };
     quote! {
