@@ -271,8 +271,9 @@ impl<T: Serialize, E: Into<ErrorObjectOwned>> IntoReply for Result<T, E> {
 /// under another name, which would otherwise be sent as `{"Ok": …}`.
 #[doc(hidden)]
 pub trait ReturnTypeIsAResultAlias<Marker> {
-    /// Named by the assertion.
-    const CHECKED: () = ();
+    /// Named by the assertion; does nothing.
+    #[inline(always)]
+    fn assert_not_a_result() {}
 }
 
 impl<T: ?Sized> ReturnTypeIsAResultAlias<()> for T {}

@@ -46,7 +46,7 @@ fn arm(contract: &Contract, method: &Method) -> TokenStream {
         Returns::Value(ty) => {
             // A `Result` under another name would be sent as `{"Ok": …}`: refuse it at compile time.
             let assertion = quote_spanned! {ty.span()=>
-                let _ = <#ty as ::wsduplex::__private::ReturnTypeIsAResultAlias<_>>::CHECKED;
+                <#ty as ::wsduplex::__private::ReturnTypeIsAResultAlias<_>>::assert_not_a_result();
             };
             quote!({
                 #assertion
