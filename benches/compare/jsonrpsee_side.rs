@@ -1,0 +1,114 @@
+//! jsonrpsee 0.26 as a contender: its server and WebSocket client, default
+//! settings but for the connection limit; broadcast in its documented
+//! pattern, a subscription per client fed from a `tokio::sync::broadcast`.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
+use jsonrpsee::rpc_params;
+use jsonrpsee::core::SubscriptionError;
+use jsonrpsee::server::{PendingSubscriptionSink, RpcModule, Server, ServerConfig, ServerHandle};
+use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::broadcast::Deliveries;
+use crate::calls::EchoClient;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tick {
+    pub seq: u64,
+    pub data: String,
+}
+
+pub struct Running {
+    pub url: String,
+    pub ticks: broadcast::Sender<Tick>,
+    handle: ServerHandle,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.handle.stop();
+    }
+}
+
+pub async fn serve(addr: &str, broadcast_capacity: usize) -> Running {
+    let config = ServerConfig::builder().max_connections(20_000).build();
+    let server = Server::builder().set_config(config).build(addr).await.expect("bind");
+    let url = format!("ws://{}", server.local_addr().expect("address"));
+    let (ticks, _) = broadcast::channel(broadcast_capacity);
+    let mut module = RpcModule::new(ticks.clone());
+    module
+        .register_async_method("echo", |params, _, _| async move {
+            params.one::<String>().map_err(jsonrpsee::types::ErrorObjectOwned::from)
+        })
+        .expect("register echo");
+    module
+        .register_subscription("subscribe_ticks", "tick", "unsubscribe_ticks", |_, pending, ticks, _| async move {
+            pipe_from_stream(pending, BroadcastStream::new(ticks.subscribe())).await
+        })
+        .expect("register subscription");
+    let handle = server.start(module);
+    Running { url, ticks, handle }
+}
+
+/// jsonrpsee's documented way to feed a subscription from a broadcast channel.
+async fn pipe_from_stream(
+    pending: PendingSubscriptionSink,
+    mut stream: BroadcastStream<Tick>,
+) -> Result<(), SubscriptionError> {
+    let sink = pending.accept().await?;
+    loop {
+        tokio::select! {
+            _ = sink.closed() => return Err("closed".into()),
+            item = stream.next() => {
+                let item = match item {
+                    Some(Ok(item)) => item,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
+                };
+                let message = serde_json::value::to_raw_value(&item)?;
+                sink.send(message).await?;
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client(pub Arc<WsClient>);
+
+impl EchoClient for Client {
+    async fn echo(&self, text: String) -> String {
+        self.0.request("echo", rpc_params![text]).await.expect("echo")
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    Client(Arc::new(WsClientBuilder::default().build(url).await.expect("connect")))
+}
+
+/// Connects `clients` clients, each subscribed, each counting what it receives.
+pub async fn broadcast_audience(url: &str, clients: usize, deliveries: &Arc<Deliveries>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut readers = Vec::with_capacity(clients);
+    for chunk in (0..clients).collect::<Vec<_>>().chunks(64) {
+        let batch = chunk.iter().map(|_| async {
+            let client = WsClientBuilder::default().build(url).await.expect("connect");
+            let subscription: Subscription<Tick> =
+                client.subscribe("subscribe_ticks", rpc_params![], "unsubscribe_ticks").await.expect("subscribe");
+            (client, subscription)
+        });
+        for (client, mut subscription) in futures_util::future::join_all(batch).await {
+            let deliveries = deliveries.clone();
+            readers.push(tokio::spawn(async move {
+                let _client = client;
+                while let Some(Ok(_tick)) = subscription.next().await {
+                    deliveries.delivered();
+                }
+            }));
+        }
+    }
+    readers
+}

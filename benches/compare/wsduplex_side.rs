@@ -1,0 +1,129 @@
+//! wsduplex as a contender: a typed service with a callback contract.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use wsduplex::{Connection, Hub, Server};
+
+use crate::broadcast::Deliveries;
+use crate::calls::{EchoClient, Window};
+use crate::stats::{Latencies, Measurement};
+
+/// What clients call.
+#[wsduplex::service(namespace = "bench", callback = BenchEvents)]
+pub trait Bench {
+    async fn echo(&self, text: String) -> String;
+}
+
+/// What the server calls on clients.
+#[wsduplex::callback(namespace = "bench")]
+pub trait BenchEvents {
+    async fn echo_back(&self, text: String) -> String;
+    #[oneway]
+    async fn tick(&self, seq: u64, data: String);
+}
+
+struct Session;
+
+impl Bench for Session {
+    async fn echo(&self, text: String) -> String {
+        text
+    }
+}
+
+/// The client side: answers callbacks and counts broadcasts.
+#[derive(Clone)]
+pub struct Handler {
+    deliveries: Arc<Deliveries>,
+}
+
+impl BenchEvents for Handler {
+    async fn echo_back(&self, text: String) -> String {
+        text
+    }
+
+    async fn tick(&self, _seq: u64, data: String) {
+        debug_assert!(!data.is_empty());
+        self.deliveries.delivered();
+    }
+}
+
+pub struct Running {
+    pub url: String,
+    pub hub: Hub<BenchEventsClient>,
+    pub connections: mpsc::UnboundedReceiver<Connection<BenchEventsClient>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn serve(addr: &str) -> Running {
+    let hub = Hub::<BenchEventsClient>::new();
+    let server = Server::builder().hub(&hub).build(addr).await.expect("bind");
+    let url = format!("ws://{}/", server.local_addr().expect("address"));
+    let (tx, connections) = mpsc::unbounded_channel();
+    let task = tokio::spawn(server.serve(move |conn: Connection<BenchEventsClient>| {
+        let _ = tx.send(conn);
+        Session.into_service()
+    }));
+    Running { url, hub, connections, task }
+}
+
+impl EchoClient for BenchClient {
+    async fn echo(&self, text: String) -> String {
+        BenchClient::echo(self, text).await.expect("echo")
+    }
+}
+
+pub async fn connect(url: &str, deliveries: &Arc<Deliveries>) -> BenchClient {
+    BenchClient::connect(url, Handler { deliveries: deliveries.clone() }).await.expect("connect")
+}
+
+/// The server calls one client back, one call at a time.
+pub async fn callbacks(payload: &str, window: Window) -> Measurement {
+    let mut server = serve("127.0.0.1:0").await;
+    let deliveries = Arc::new(Deliveries::default());
+    let _client = connect(&server.url, &deliveries).await;
+    let conn = server.connections.recv().await.expect("a connection");
+    let measuring_from = Instant::now() + window.warmup;
+    let until = measuring_from + window.measure;
+    let mut latencies = Latencies::default();
+    let mut ops = 0;
+    loop {
+        let sent = Instant::now();
+        if sent >= until {
+            break;
+        }
+        let echoed = conn.callback().echo_back(payload.to_owned()).await.expect("callback");
+        assert_eq!(echoed.len(), payload.len());
+        if sent >= measuring_from {
+            latencies.record(sent.elapsed());
+            ops += 1;
+        }
+    }
+    let elapsed = Instant::now().saturating_duration_since(measuring_from);
+    Measurement { ops, elapsed, latencies, memory_per_connection: None }
+}
+
+/// Connects `clients` clients and returns them once the server holds every one.
+pub async fn broadcast_audience(server: &Running, clients: usize, deliveries: &Arc<Deliveries>) -> Vec<BenchClient> {
+    let mut connected = Vec::with_capacity(clients);
+    for chunk in (0..clients).collect::<Vec<_>>().chunks(64) {
+        let batch = chunk.iter().map(|_| connect(&server.url, deliveries));
+        connected.extend(futures_util::future::join_all(batch).await);
+    }
+    while server.hub.connection_ids().len() < clients {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    connected
+}
+
+pub async fn publish(hub: &Hub<BenchEventsClient>, seq: u64, data: &str) {
+    hub.all().tick(seq, data.to_owned()).await.expect("publish");
+}
