@@ -139,8 +139,8 @@ impl ClientBuilder {
             .map_err(|_| Error::Timeout(self.connect_timeout))?
             .map_err(Error::transport)?;
         let id = ConnectionId::next();
-        let (peer, parts) = Peer::new(id, &self.peer);
-        let driver = Driver::new(socket, peer.clone(), parts, callbacks, None, &self.peer);
+        let peer = Peer::new(id, &self.peer);
+        let driver = Driver::new(socket, peer.clone(), callbacks, None, &self.peer);
         let span = tracing::debug_span!("client", conn = %id, url);
         tokio::spawn(tracing::Instrument::instrument(driver.run(|| {}), span));
         Ok(Client { _owner: Arc::new(CloseOnDrop(peer.clone())), peer })

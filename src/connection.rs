@@ -223,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn per_connection_data_is_typed() {
-        let (peer, _parts) = Peer::new(ConnectionId::next(), &Default::default());
+        let peer = Peer::new(ConnectionId::next(), &Default::default());
         let conn = Connection::new(peer, Handshake::default(), HubCore::new_local(), ());
         assert_eq!(conn.insert_data(5u32), None);
         assert_eq!(conn.insert_data(6u32), Some(5));

@@ -13,14 +13,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::caller::{Call, Notify};
 use crate::connection::ConnectionId;
 use crate::contract::Contract;
 use crate::error::Error;
-use crate::peer::Peer;
+use crate::peer::{Peer, PushError};
 use crate::wire;
 
 /// Close code for a client dropped because it did not keep up.
@@ -245,12 +244,12 @@ impl HubCore {
             // A clone of the shared bytes: a reference count, not a copy.
             match peer.try_send_frame(Message::Text(payload.0.clone())) {
                 Ok(()) => delivered += 1,
-                Err(TrySendError::Full(_)) => {
+                Err(PushError::Full(_)) => {
                     tracing::warn!(conn = %peer.id(), "dropping a client that does not keep up with broadcasts");
                     peer.close(TRY_AGAIN_LATER, "slow consumer");
                 }
                 // Closing already; it leaves the hub in a moment.
-                Err(TrySendError::Closed(_)) => {}
+                Err(PushError::Closed(_)) => {}
             }
         };
         match audience {
@@ -469,9 +468,9 @@ impl Call for ConnectionTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::{PeerConfig, PeerParts};
+    use crate::peer::PeerConfig;
 
-    fn peer(capacity: usize) -> (Peer, PeerParts) {
+    fn peer(capacity: usize) -> Peer {
         let config = PeerConfig { outbound_capacity: capacity, ..PeerConfig::default() };
         Peer::new(ConnectionId::next(), &config)
     }
@@ -483,8 +482,8 @@ mod tests {
     #[test]
     fn groups_track_membership_and_empty_groups_disappear() {
         let hub = HubCore::new_local();
-        let (a, _ra) = peer(4);
-        let (b, _rb) = peer(4);
+        let a = peer(4);
+        let b = peer(4);
         hub.register(a.clone());
         hub.register(b.clone());
         assert!(hub.add_to_group(a.id(), "room"));
@@ -502,9 +501,9 @@ mod tests {
     #[test]
     fn fan_out_shares_one_buffer_and_respects_the_audience() {
         let hub = HubCore::new_local();
-        let (a, mut ra) = peer(4);
-        let (b, mut rb) = peer(4);
-        let (c, mut rc) = peer(4);
+        let a = peer(4);
+        let b = peer(4);
+        let c = peer(4);
         for p in [&a, &b, &c] {
             hub.register(p.clone());
         }
@@ -516,31 +515,31 @@ mod tests {
         assert_eq!(hub.deliver(&Audience::AllExcept(vec![c.id()]), &message), 2);
         assert_eq!(hub.deliver(&Audience::Connection(c.id()), &message), 1);
 
-        let Ok(Message::Text(first)) = rb.outbound.try_recv() else { panic!("b got nothing") };
-        let Ok(Message::Text(second)) = ra.outbound.try_recv() else { panic!("a got nothing") };
+        let Some(Message::Text(first)) = b.next_queued() else { panic!("b got nothing") };
+        let Some(Message::Text(second)) = a.next_queued() else { panic!("a got nothing") };
         // Same allocation, not a copy.
         assert_eq!(first.as_ptr(), message.0.as_ptr());
         assert_eq!(second.as_ptr(), message.0.as_ptr());
-        assert!(ra.outbound.try_recv().is_err());
-        assert!(rc.outbound.try_recv().is_ok());
+        assert!(a.next_queued().is_none());
+        assert!(c.next_queued().is_some());
     }
 
     #[test]
     fn a_full_queue_drops_that_client_only() {
         let hub = HubCore::new_local();
-        let (slow, mut slow_parts) = peer(1);
-        let (fast, mut fast_parts) = peer(8);
+        let slow = peer(1);
+        let fast = peer(8);
         hub.register(slow.clone());
         hub.register(fast.clone());
         let message = payload("{}");
         assert_eq!(hub.deliver(&Audience::All, &message), 2);
         assert_eq!(hub.deliver(&Audience::All, &message), 1);
-        match slow_parts.control.try_recv() {
-            Ok(crate::peer::Control::Close(frame)) => assert_eq!(u16::from(frame.code), TRY_AGAIN_LATER),
+        match slow.queued_controls().as_slice() {
+            [crate::peer::Control::Close(frame)] => assert_eq!(u16::from(frame.code), TRY_AGAIN_LATER),
             other => panic!("expected a close, got {other:?}"),
         }
-        assert!(fast_parts.control.try_recv().is_err());
-        assert_eq!(std::iter::from_fn(|| fast_parts.outbound.try_recv().ok()).count(), 2);
+        assert!(fast.queued_controls().is_empty());
+        assert_eq!(std::iter::from_fn(|| fast.next_queued()).count(), 2);
     }
 
     #[test]
@@ -561,8 +560,8 @@ mod tests {
         }
         let recorder = Arc::new(Recorder::default());
         let hub = HubCore::new(Arc::new(recorder.clone()));
-        let (a, _ra) = peer(4);
-        let (b, _rb) = peer(4);
+        let a = peer(4);
+        let b = peer(4);
         hub.register(a.clone());
         hub.register(b.clone());
         hub.add_to_group(a.id(), "g");

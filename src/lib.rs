@@ -137,6 +137,7 @@ mod error;
 mod hub;
 mod peer;
 mod server;
+mod socket;
 mod wire;
 
 pub use caller::{Call, Jsonrpsee, Notify};

@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::SinkExt;
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use jsonrpsee_core::server::Methods;
-use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio_tungstenite::WebSocketStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -28,11 +29,12 @@ use crate::connection::{Connection, ConnectionId, Handshake};
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
 use crate::hub::{Hub, HubCore};
 use crate::peer::{Driver, Peer, PeerConfig, Transport};
+use crate::socket::Socket;
 
 /// Largest message accepted by default: 10 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
 
-/// tungstenite's settings for one socket: small buffers, since most
+/// tungstenite's settings for a client socket: small buffers, since most
 /// connections are idle most of the time.
 pub(crate) fn websocket_config(max_message_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()
@@ -177,7 +179,7 @@ impl ServerBuilder {
         let max_message_size = self.max_message_size;
         let config = Arc::new(self);
         let factory = Arc::new(factory);
-        let start = move |socket: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, handshake: Handshake| {
+        let start = move |socket: Socket<ServerIo>, handshake: Handshake| {
             let started = run_connection::<_, F, M, S>(socket, handshake, factory.clone(), config.clone());
             Box::pin(started) as Pin<Box<dyn Future<Output = ()> + Send>>
         };
@@ -261,9 +263,57 @@ async fn accept_failed(error: io::Error) {
     }
 }
 
-type StartConnection = dyn Fn(WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, Handshake) -> Pin<Box<dyn Future<Output = ()> + Send>>
-    + Send
-    + Sync;
+type StartConnection = dyn Fn(Socket<ServerIo>, Handshake) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+/// The byte stream under a server-side WebSocket: the TCP stream itself when
+/// hyper hands it back (no indirection, and hyper's buffers are freed), else
+/// hyper's upgraded connection (TLS, say).
+pub(crate) enum ServerIo {
+    Tcp(TcpStream),
+    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl ServerIo {
+    /// Takes the connection back from hyper, with any bytes read past the handshake.
+    fn from_upgraded(upgraded: hyper::upgrade::Upgraded) -> (ServerIo, Bytes) {
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (ServerIo::Tcp(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => (ServerIo::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
+        }
+    }
+}
+
+impl AsyncRead for ServerIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            ServerIo::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerIo::Tcp(io) => Pin::new(io).poll_write(cx, buf),
+            ServerIo::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Tcp(io) => Pin::new(io).poll_flush(cx),
+            ServerIo::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Tcp(io) => Pin::new(io).poll_shutdown(cx),
+            ServerIo::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
 
 struct EndpointInner {
     start: Box<StartConnection>,
@@ -308,9 +358,8 @@ impl Endpoint {
         tokio::spawn(async move {
             match upgrading.await {
                 Ok(upgraded) => {
-                    let config = websocket_config(inner.max_message_size);
-                    let socket =
-                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                    let (io, pre_read) = ServerIo::from_upgraded(upgraded);
+                    let socket = Socket::new(io, Role::Server, inner.max_message_size, &pre_read);
                     (inner.start)(socket, handshake).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "the WebSocket upgrade did not complete"),
@@ -413,7 +462,7 @@ where
     let id = ConnectionId::next();
     let span = tracing::debug_span!("conn", %id, remote = ?handshake.remote_addr);
     async move {
-        let (peer, parts) = Peer::new(id, &config.peer);
+        let peer = Peer::new(id, &config.peer);
         let hub = config.hub.clone();
         hub.register(peer.clone());
         let callback = <M::Callback as Contract>::from_caller(peer.clone());
@@ -429,7 +478,7 @@ where
             }
         };
         tracing::debug!("connection opened");
-        let driver = Driver::new(socket, peer, parts, service, config.methods.clone(), &config.peer);
+        let driver = Driver::new(socket, peer, service, config.methods.clone(), &config.peer);
         driver.run(move || hub.unregister(id)).await;
     }
     .instrument(span)

@@ -63,9 +63,9 @@ where
             seq += 1;
             publish(seq).await;
         }
-        tokio::time::timeout(std::time::Duration::from_secs(60), deliveries.wait_for(expected))
-            .await
-            .unwrap_or_else(|_| panic!("round {round}: only {} of {expected} delivered", deliveries.count.load(Ordering::Acquire)));
+        tokio::time::timeout(std::time::Duration::from_secs(60), deliveries.wait_for(expected)).await.unwrap_or_else(
+            |_| panic!("round {round}: only {} of {expected} delivered", deliveries.count.load(Ordering::Acquire)),
+        );
         if round > 0 {
             latencies.record(started.elapsed());
         }

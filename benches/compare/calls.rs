@@ -21,7 +21,12 @@ pub struct Window {
 
 /// Runs `callers_per_client` sequential callers on every client for the
 /// window; each caller makes one call at a time and times it.
-pub async fn run<C: EchoClient>(clients: &[C], callers_per_client: usize, payload: &str, window: Window) -> Measurement {
+pub async fn run<C: EchoClient>(
+    clients: &[C],
+    callers_per_client: usize,
+    payload: &str,
+    window: Window,
+) -> Measurement {
     let start = Instant::now();
     let measuring_from = start + window.warmup;
     let until = measuring_from + window.measure;
@@ -48,7 +53,8 @@ pub async fn run<C: EchoClient>(clients: &[C], callers_per_client: usize, payloa
             }));
         }
     }
-    let mut total = Measurement { ops: 0, elapsed: window.measure, latencies: Latencies::default(), memory_per_connection: None };
+    let mut total =
+        Measurement { ops: 0, elapsed: window.measure, latencies: Latencies::default(), memory_per_connection: None };
     for caller in callers {
         let (ops, latencies) = caller.await.expect("a caller panicked");
         total.ops += ops;

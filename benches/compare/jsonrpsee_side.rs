@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use jsonrpsee::core::SubscriptionError;
 use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
 use jsonrpsee::rpc_params;
-use jsonrpsee::core::SubscriptionError;
 use jsonrpsee::server::{PendingSubscriptionSink, RpcModule, Server, ServerConfig, ServerHandle};
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,11 @@ pub async fn connect(url: &str) -> Client {
 }
 
 /// Connects `clients` clients, each subscribed, each counting what it receives.
-pub async fn broadcast_audience(url: &str, clients: usize, deliveries: &Arc<Deliveries>) -> Vec<tokio::task::JoinHandle<()>> {
+pub async fn broadcast_audience(
+    url: &str,
+    clients: usize,
+    deliveries: &Arc<Deliveries>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut readers = Vec::with_capacity(clients);
     for chunk in (0..clients).collect::<Vec<_>>().chunks(64) {
         let batch = chunk.iter().map(|_| async {

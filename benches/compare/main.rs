@@ -22,6 +22,8 @@ use stats::{Measurement, Row};
 /// How long and how big each scenario is.
 struct Plan {
     name: &'static str,
+    /// `--only PREFIX`: run just the scenarios whose names start with it.
+    only: Option<String>,
     window: Window,
     broadcast_sizes: [usize; 2],
     broadcast_rounds: usize,
@@ -31,12 +33,18 @@ struct Plan {
 }
 
 impl Plan {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.as_deref().is_none_or(|prefix| scenario.starts_with(prefix))
+    }
+
     fn from_args(args: &[String]) -> Plan {
         let quick = args.iter().any(|a| a == "--quick");
+        let only = args.iter().position(|a| a == "--only").and_then(|at| args.get(at + 1)).cloned();
         let benching = args.iter().any(|a| a == "--bench");
         if quick {
             Plan {
                 name: "quick",
+                only,
                 window: Window { warmup: Duration::from_millis(300), measure: Duration::from_millis(1500) },
                 broadcast_sizes: [1000, 4000],
                 broadcast_rounds: 10,
@@ -47,6 +55,7 @@ impl Plan {
         } else if benching {
             Plan {
                 name: "full",
+                only,
                 window: Window { warmup: Duration::from_secs(1), measure: Duration::from_secs(5) },
                 broadcast_sizes: [1000, 4000],
                 broadcast_rounds: 40,
@@ -57,6 +66,7 @@ impl Plan {
         } else {
             Plan {
                 name: "smoke (scaled down; not a measurement)",
+                only,
                 window: Window { warmup: Duration::from_millis(20), measure: Duration::from_millis(100) },
                 broadcast_sizes: [10, 40],
                 broadcast_rounds: 2,
@@ -81,6 +91,9 @@ async fn call_scenarios(plan: &Plan, rows: &mut Vec<Row>) {
         ("calls_seq_16KiB", 1, 1, &large),
     ];
     for (scenario, connections, in_flight, payload) in scenarios {
+        if !plan.runs(scenario) {
+            continue;
+        }
         let server = wsduplex_side::serve("127.0.0.1:0").await;
         let deliveries = Arc::new(Deliveries::default());
         let mut clients = Vec::new();
@@ -108,6 +121,9 @@ async fn call_scenarios(plan: &Plan, rows: &mut Vec<Row>) {
 
 async fn broadcast_scenarios(plan: &Plan, rows: &mut Vec<Row>) {
     for (scenario, clients) in ["broadcast_1000", "broadcast_4000"].into_iter().zip(plan.broadcast_sizes) {
+        if !plan.runs(scenario) {
+            continue;
+        }
         {
             let server = wsduplex_side::serve("127.0.0.1:0").await;
             let deliveries = Arc::new(Deliveries::default());
@@ -140,7 +156,9 @@ async fn broadcast_scenarios(plan: &Plan, rows: &mut Vec<Row>) {
 }
 
 fn throughput(rows: &[Row], contender: &str, scenario: &str) -> f64 {
-    rows.iter().find(|r| r.contender == contender && r.scenario == scenario).map_or(f64::NAN, |r| r.measurement.throughput())
+    rows.iter()
+        .find(|r| r.contender == contender && r.scenario == scenario)
+        .map_or(f64::NAN, |r| r.measurement.throughput())
 }
 
 fn memory(rows: &[Row], contender: &str) -> f64 {
@@ -177,10 +195,12 @@ fn main() {
     let mut rows = runtime.block_on(async {
         let mut rows = Vec::new();
         call_scenarios(&plan, &mut rows).await;
-        let measurement: Measurement = wsduplex_side::callbacks(SMALL, plan.window).await;
-        rows.push(Row { contender: "wsduplex", scenario: "callbacks_vs_calls", unit: "callbacks/s", measurement });
+        if plan.runs("callbacks_vs_calls") {
+            let measurement: Measurement = wsduplex_side::callbacks(SMALL, plan.window).await;
+            rows.push(Row { contender: "wsduplex", scenario: "callbacks_vs_calls", unit: "callbacks/s", measurement });
+        }
         broadcast_scenarios(&plan, &mut rows).await;
-        for contender in ["wsduplex", "jsonrpsee", "raw floor"] {
+        for contender in ["wsduplex", "jsonrpsee", "raw floor"].into_iter().filter(|_| plan.runs("idle_mem")) {
             let process_name = if contender == "raw floor" { "raw" } else { contender };
             let measurement = idle::measure(process_name, plan.idle_connections, plan.settle).await;
             rows.push(Row { contender, scenario: "idle_mem", unit: "", measurement });

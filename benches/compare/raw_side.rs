@@ -109,7 +109,8 @@ pub async fn calls(url: &str, connections: usize, in_flight: usize, payload: &st
             (ops, latencies)
         }));
     }
-    let mut total = Measurement { ops: 0, elapsed: window.measure, latencies: Latencies::default(), memory_per_connection: None };
+    let mut total =
+        Measurement { ops: 0, elapsed: window.measure, latencies: Latencies::default(), memory_per_connection: None };
     for task in tasks {
         let (ops, latencies) = task.await.expect("a raw client panicked");
         total.ops += ops;

@@ -59,10 +59,22 @@ pub fn print_table(rows: &mut [Row]) {
     println!("|---|---|---|---|---|---|");
     for row in rows.iter_mut() {
         let m = &mut row.measurement;
-        let throughput =
-            if m.memory_per_connection.is_some() { "-".to_string() } else { format!("{:.0} {}", m.throughput(), row.unit) };
-        let memory = m.memory_per_connection.map(|b| format!("{:.1} KiB/conn", b / 1024.0)).unwrap_or_else(|| "-".into());
+        let throughput = if m.memory_per_connection.is_some() {
+            "-".to_string()
+        } else {
+            format!("{:.0} {}", m.throughput(), row.unit)
+        };
+        let memory =
+            m.memory_per_connection.map(|b| format!("{:.1} KiB/conn", b / 1024.0)).unwrap_or_else(|| "-".into());
         let (p50, p99) = (m.latencies.quantile(0.50), m.latencies.quantile(0.99));
-        println!("| {} | {} | {} | {} | {} | {} |", row.contender, row.scenario, throughput, micros(p50), micros(p99), memory);
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.contender,
+            row.scenario,
+            throughput,
+            micros(p50),
+            micros(p99),
+            memory
+        );
     }
 }

@@ -85,30 +85,35 @@ pub async fn connect(url: &str, deliveries: &Arc<Deliveries>) -> BenchClient {
     BenchClient::connect(url, Handler { deliveries: deliveries.clone() }).await.expect("connect")
 }
 
-/// The server calls one client back, one call at a time.
+/// The server calls one client back, one call at a time, from a task of its
+/// own (as the call scenarios' callers are).
 pub async fn callbacks(payload: &str, window: Window) -> Measurement {
     let mut server = serve("127.0.0.1:0").await;
     let deliveries = Arc::new(Deliveries::default());
     let _client = connect(&server.url, &deliveries).await;
     let conn = server.connections.recv().await.expect("a connection");
-    let measuring_from = Instant::now() + window.warmup;
-    let until = measuring_from + window.measure;
-    let mut latencies = Latencies::default();
-    let mut ops = 0;
-    loop {
-        let sent = Instant::now();
-        if sent >= until {
-            break;
+    let payload = payload.to_owned();
+    let caller = tokio::spawn(async move {
+        let measuring_from = Instant::now() + window.warmup;
+        let until = measuring_from + window.measure;
+        let mut latencies = Latencies::default();
+        let mut ops = 0;
+        loop {
+            let sent = Instant::now();
+            if sent >= until {
+                break;
+            }
+            let echoed = conn.callback().echo_back(payload.clone()).await.expect("callback");
+            assert_eq!(echoed.len(), payload.len());
+            if sent >= measuring_from {
+                latencies.record(sent.elapsed());
+                ops += 1;
+            }
         }
-        let echoed = conn.callback().echo_back(payload.to_owned()).await.expect("callback");
-        assert_eq!(echoed.len(), payload.len());
-        if sent >= measuring_from {
-            latencies.record(sent.elapsed());
-            ops += 1;
-        }
-    }
-    let elapsed = Instant::now().saturating_duration_since(measuring_from);
-    Measurement { ops, elapsed, latencies, memory_per_connection: None }
+        let elapsed = Instant::now().saturating_duration_since(measuring_from);
+        Measurement { ops, elapsed, latencies, memory_per_connection: None }
+    });
+    caller.await.expect("the callback caller panicked")
 }
 
 /// Connects `clients` clients and returns them once the server holds every one.

@@ -30,13 +30,12 @@ use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use jsonrpsee_core::server::{MethodCallback, MethodResponse, Methods};
 use jsonrpsee_types::{ErrorObjectOwned, Extensions, Params};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::Span;
 
-use super::{CloseReason, Control, Peer, PeerConfig, PeerParts, Reply};
+use super::{CloseReason, Control, Peer, PeerConfig, Reply};
 use crate::dispatch::{Handler, HandlerFuture, IncomingCall};
 use crate::error::codes;
 use crate::wire::{self, RequestId};
@@ -141,8 +140,6 @@ impl fmt::Display for ShowId<'_> {
 pub(crate) struct Driver<T, H> {
     transport: T,
     peer: Peer,
-    outbound: mpsc::Receiver<Message>,
-    control: mpsc::UnboundedReceiver<Control>,
     handler: H,
     methods: Option<Methods>,
     running: FuturesUnordered<Running>,
@@ -176,19 +173,10 @@ impl Closing {
 }
 
 impl<T: Transport, H: Handler> Driver<T, H> {
-    pub(crate) fn new(
-        transport: T,
-        peer: Peer,
-        parts: PeerParts,
-        handler: H,
-        methods: Option<Methods>,
-        config: &PeerConfig,
-    ) -> Self {
+    pub(crate) fn new(transport: T, peer: Peer, handler: H, methods: Option<Methods>, config: &PeerConfig) -> Self {
         Driver {
             transport,
             peer,
-            outbound: parts.outbound,
-            control: parts.control,
             handler,
             methods,
             running: FuturesUnordered::new(),
@@ -221,7 +209,8 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         loop {
             let mut progress = false;
 
-            while let Poll::Ready(Some(control)) = self.control.poll_recv(cx) {
+            self.peer.shared().outbox.register(cx);
+            for control in self.peer.shared().outbox.take_controls() {
                 progress = true;
                 match control {
                     Control::Cancel(id) => self.enqueue(wire::cancel(id)),
@@ -330,10 +319,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             }
             let message = match self.backlog.pop_front() {
                 Some(message) => message,
-                None => match self.outbound.poll_recv(cx) {
-                    Poll::Ready(Some(message)) => message,
-                    // `None` cannot happen while `self.peer` holds a sender.
-                    Poll::Ready(None) | Poll::Pending => break,
+                None => match self.peer.shared().outbox.poll_pop(cx) {
+                    Poll::Ready(message) => message,
+                    Poll::Pending => break,
                 },
             };
             Pin::new(&mut self.transport).start_send(message)?;
@@ -374,7 +362,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// first, so one connection's frames leave in the order they were made
     /// (a handler's notifications to its caller arrive before its reply).
     fn enqueue(&mut self, frame: String) {
-        while let Ok(earlier) = self.outbound.try_recv() {
+        while let Some(earlier) = self.peer.shared().outbox.pop() {
             self.backlog.push_back(earlier);
         }
         self.backlog.push_back(Message::Text(frame.into()));

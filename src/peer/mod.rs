@@ -6,6 +6,7 @@
 //! ends, fails every call still waiting at once.
 
 mod driver;
+mod outbox;
 mod pending;
 
 use std::fmt;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -27,6 +28,8 @@ use crate::error::Error;
 use crate::wire;
 
 pub(crate) use driver::{Driver, Transport};
+pub(crate) use outbox::PushError;
+use outbox::Outbox;
 pub(crate) use pending::Reply;
 use pending::{CallGuard, Pending};
 
@@ -78,12 +81,13 @@ pub enum CloseReason {
 
 pub(crate) struct Shared {
     pub(crate) id: ConnectionId,
-    outbound: mpsc::Sender<Message>,
-    control: mpsc::UnboundedSender<Control>,
+    outbox: Outbox,
     pending: Pending,
     next_id: AtomicU64,
     call_timeout: Duration,
-    closed: watch::Sender<Option<CloseReason>>,
+    /// Set once, when the connection ends.
+    closed: std::sync::Mutex<Option<CloseReason>>,
+    closed_signal: Notify,
 }
 
 /// A handle to one live connection: makes calls and sends notifications to the
@@ -102,26 +106,18 @@ impl fmt::Debug for Peer {
     }
 }
 
-/// The receiving ends a driver needs, made together with the [`Peer`].
-pub(crate) struct PeerParts {
-    pub(crate) outbound: mpsc::Receiver<Message>,
-    pub(crate) control: mpsc::UnboundedReceiver<Control>,
-}
-
 impl Peer {
-    pub(crate) fn new(id: ConnectionId, config: &PeerConfig) -> (Peer, PeerParts) {
-        let (outbound_tx, outbound_rx) = mpsc::channel(config.outbound_capacity.max(1));
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
+    pub(crate) fn new(id: ConnectionId, config: &PeerConfig) -> Peer {
         let shared = Shared {
             id,
-            outbound: outbound_tx,
-            control: control_tx,
+            outbox: Outbox::new(config.outbound_capacity),
             pending: Pending::default(),
             next_id: AtomicU64::new(1),
             call_timeout: config.call_timeout,
-            closed: watch::Sender::new(None),
+            closed: std::sync::Mutex::new(None),
+            closed_signal: Notify::new(),
         };
-        (Peer { shared: Arc::new(shared) }, PeerParts { outbound: outbound_rx, control: control_rx })
+        Peer { shared: Arc::new(shared) }
     }
 
     /// This connection's id.
@@ -210,55 +206,74 @@ impl Peer {
 
     /// Queues a frame, waiting for room until `deadline`.
     async fn send_before(&self, message: Message, deadline: Instant, timeout: Duration) -> Result<(), Error> {
-        match self.shared.outbound.try_send(message) {
+        match self.shared.outbox.try_push(message) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed),
-            Err(mpsc::error::TrySendError::Full(message)) => {
-                tokio::time::timeout_at(deadline, self.shared.outbound.send(message))
-                    .await
-                    .map_err(|_| Error::Timeout(timeout))?
-                    .map_err(|_| Error::Closed)
-            }
+            Err(PushError::Closed(_)) => Err(Error::Closed),
+            Err(PushError::Full(message)) => tokio::time::timeout_at(deadline, self.shared.outbox.push(message))
+                .await
+                .map_err(|_| Error::Timeout(timeout))?
+                .map_err(|_| Error::Closed),
         }
     }
 
     /// Queues an already serialized frame without waiting: the hub's fan-out path.
-    pub(crate) fn try_send_frame(&self, frame: Message) -> Result<(), mpsc::error::TrySendError<Message>> {
-        self.shared.outbound.try_send(frame)
+    pub(crate) fn try_send_frame(&self, frame: Message) -> Result<(), PushError> {
+        self.shared.outbox.try_push(frame)
     }
 
     /// Closes the connection with a close code and reason. Calls waiting on it fail with [`Error::Closed`].
     pub fn close(&self, code: u16, reason: &str) {
         let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-        // An error means the driver is gone: the connection is already closed.
-        let _ = self.shared.control.send(Control::Close(frame));
+        // Refused only when the connection is already closed.
+        self.shared.outbox.push_control(Control::Close(frame));
     }
 
     /// True once the connection has ended.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.borrow().is_some()
+        self.shared.close_reason().is_some()
     }
 
     /// Waits until the connection has ended, and says how.
     pub async fn closed(&self) -> CloseReason {
-        let mut watcher = self.shared.closed.subscribe();
-        match watcher.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone().unwrap_or(CloseReason::Transport(String::new())),
-            // Unreachable: `shared` owns the sender.
-            Err(_) => CloseReason::Transport(String::new()),
+        loop {
+            let mut signal = std::pin::pin!(self.shared.closed_signal.notified());
+            signal.as_mut().enable();
+            if let Some(reason) = self.shared.close_reason() {
+                return reason;
+            }
+            signal.await;
         }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
+
+    /// The next frame waiting for the driver (tests stand in for the driver).
+    #[cfg(test)]
+    pub(crate) fn next_queued(&self) -> Option<Message> {
+        self.shared.outbox.pop()
+    }
+
+    /// Control requests waiting for the driver.
+    #[cfg(test)]
+    pub(crate) fn queued_controls(&self) -> Vec<Control> {
+        self.shared.outbox.take_controls()
+    }
 }
 
 impl Shared {
-    /// Marks the connection ended: pending calls fail at once, new ones fail with `Closed`.
+    /// Marks the connection ended: queued frames are dropped, pending calls
+    /// fail at once, new ones fail with `Closed`.
     pub(crate) fn mark_closed(&self, reason: CloseReason) {
+        self.outbox.close();
         self.pending.close_all();
-        self.closed.send_replace(Some(reason));
+        *self.closed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason);
+        self.closed_signal.notify_waiters();
+    }
+
+    fn close_reason(&self) -> Option<CloseReason> {
+        self.closed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

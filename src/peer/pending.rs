@@ -118,8 +118,8 @@ impl Drop for CallGuard<'_> {
         }
         let was_waiting = self.shared.pending.forget(self.id);
         if self.sent && was_waiting {
-            // Fails only when the driver is gone, and then there is no one to tell.
-            let _ = self.shared.control.send(Control::Cancel(self.id));
+            // Refused only when the connection is closed, and then there is no one to tell.
+            self.shared.outbox.push_control(Control::Cancel(self.id));
         }
     }
 }

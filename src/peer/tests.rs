@@ -104,10 +104,10 @@ struct Pair {
 fn pair(config: PeerConfig) -> Pair {
     let (ta, tb) = transport_pair();
     let signals = Arc::new(Signals::default());
-    let (a, a_parts) = Peer::new(ConnectionId::next(), &config);
-    let (b, b_parts) = Peer::new(ConnectionId::next(), &config);
-    let a_driver = Driver::new(ta, a.clone(), a_parts, TestHandler(signals.clone()), None, &config);
-    let b_driver = Driver::new(tb, b.clone(), b_parts, TestHandler(signals.clone()), None, &config);
+    let a = Peer::new(ConnectionId::next(), &config);
+    let b = Peer::new(ConnectionId::next(), &config);
+    let a_driver = Driver::new(ta, a.clone(), TestHandler(signals.clone()), None, &config);
+    let b_driver = Driver::new(tb, b.clone(), TestHandler(signals.clone()), None, &config);
     let a_ended = tokio::spawn(a_driver.run(|| {}));
     tokio::spawn(b_driver.run(|| {}));
     Pair { a, b, signals, a_ended }
