@@ -88,6 +88,22 @@ pub(crate) struct Handshake {
     pub(crate) headers: HeaderMap,
 }
 
+impl Handshake {
+    /// A copy that shares no memory with the request: hyper's headers and URI
+    /// point into its 8 KiB read buffer, which would otherwise live as long as
+    /// the connection.
+    pub(crate) fn detached(remote_addr: Option<SocketAddr>, uri: &Uri, headers: &HeaderMap) -> Self {
+        let mut copied = HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            let name = http::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone());
+            let value = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+            copied.append(name, value);
+        }
+        let uri = uri.to_string().parse().unwrap_or_else(|_| uri.clone());
+        Handshake { remote_addr, uri, headers: copied }
+    }
+}
+
 struct Inner {
     peer: Peer,
     handshake: Handshake,

@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::connection::{Connection, ConnectionId, Handshake};
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
 use crate::hub::{Hub, HubCore};
-use crate::peer::{Driver, Peer, PeerConfig, Transport};
+use crate::peer::{CloseReason, Driver, Peer, PeerConfig, Transport};
 use crate::socket::Socket;
 
 /// Largest message accepted by default: 10 MiB.
@@ -177,11 +177,12 @@ impl ServerBuilder {
         S: Send + Sync + 'static,
     {
         let max_message_size = self.max_message_size;
-        let config = Arc::new(self);
-        let factory = Arc::new(factory);
         let start = move |socket: Socket<ServerIo>, handshake: Handshake| {
-            let started = run_connection::<_, F, M, S>(socket, handshake, factory.clone(), config.clone());
-            Box::pin(started) as Pin<Box<dyn Future<Output = ()> + Send>>
+            // The connection's task holds just its driver: setup is done before it starts.
+            match start_connection::<_, F, M, S>(socket, handshake, &factory, &self) {
+                Ok(running) => drop(tokio::spawn(running)),
+                Err(refused) => drop(tokio::spawn(refused)),
+            }
         };
         Endpoint { inner: Arc::new(EndpointInner { start: Box::new(start), max_message_size }) }
     }
@@ -263,7 +264,8 @@ async fn accept_failed(error: io::Error) {
     }
 }
 
-type StartConnection = dyn Fn(Socket<ServerIo>, Handshake) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+/// Starts a connection's task, given its socket and handshake.
+type StartConnection = dyn Fn(Socket<ServerIo>, Handshake) + Send + Sync;
 
 /// The byte stream under a server-side WebSocket: the TCP stream itself when
 /// hyper hands it back (no indirection, and hyper's buffers are freed), else
@@ -353,14 +355,15 @@ impl Endpoint {
             .or_else(|| request.extensions().get::<SocketAddr>().copied());
         let upgrading = hyper::upgrade::on(&mut request);
         let (parts, _body) = request.into_parts();
-        let handshake = Handshake { remote_addr, uri: parts.uri, headers: parts.headers };
+        let handshake = Handshake::detached(remote_addr, &parts.uri, &parts.headers);
         let inner = self.inner.clone();
+        // This task ends once the upgrade is done; the connection gets a task of its own.
         tokio::spawn(async move {
             match upgrading.await {
                 Ok(upgraded) => {
                     let (io, pre_read) = ServerIo::from_upgraded(upgraded);
                     let socket = Socket::new(io, Role::Server, inner.max_message_size, &pre_read);
-                    (inner.start)(socket, handshake).await;
+                    (inner.start)(socket, handshake);
                 }
                 Err(e) => tracing::debug!(error = %e, "the WebSocket upgrade did not complete"),
             }
@@ -451,8 +454,16 @@ fn check_upgrade<B>(request: &Request<B>) -> Result<String, Rejection> {
     }
 }
 
-/// Runs one accepted connection: builds its service, drives it, cleans up.
-async fn run_connection<T, F, M, S>(mut socket: T, handshake: Handshake, factory: Arc<F>, config: Arc<ServerBuilder>)
+/// Sets up one accepted connection (registers it, builds its service) and
+/// returns the future that drives it to its end. If the service factory
+/// panics, returns instead the future that closes the socket with 1011.
+#[allow(clippy::type_complexity, reason = "two futures, named by their roles")]
+fn start_connection<T, F, M, S>(
+    socket: T,
+    handshake: Handshake,
+    factory: &F,
+    config: &ServerBuilder,
+) -> Result<impl Future<Output = CloseReason> + Send + 'static, impl Future<Output = ()> + Send + 'static>
 where
     T: Transport,
     F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
@@ -461,28 +472,28 @@ where
 {
     let id = ConnectionId::next();
     let span = tracing::debug_span!("conn", %id, remote = ?handshake.remote_addr);
-    async move {
-        let peer = Peer::new(id, &config.peer);
-        let hub = config.hub.clone();
-        hub.register(peer.clone());
-        let callback = <M::Callback as Contract>::from_caller(peer.clone());
-        let connection = Connection::new(peer.clone(), handshake, hub.clone(), callback);
-        let service = match std::panic::catch_unwind(AssertUnwindSafe(|| factory(connection))) {
-            Ok(service) => service,
-            Err(_) => {
-                tracing::error!("the service factory panicked; closing the connection with 1011");
-                hub.unregister(id);
-                let frame = CloseFrame { code: 1011.into(), reason: "internal error".into() };
+    let _entered = span.enter();
+    let peer = Peer::new(id, &config.peer);
+    let hub = config.hub.clone();
+    hub.register(peer.clone());
+    let callback = <M::Callback as Contract>::from_caller(peer.clone());
+    let connection = Connection::new(peer.clone(), handshake, hub.clone(), callback);
+    let service = match std::panic::catch_unwind(AssertUnwindSafe(|| factory(connection))) {
+        Ok(service) => service,
+        Err(_) => {
+            tracing::error!("the service factory panicked; closing the connection with 1011");
+            hub.unregister(id);
+            let mut socket = socket;
+            let frame = CloseFrame { code: 1011.into(), reason: "internal error".into() };
+            return Err(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
-                return;
-            }
-        };
-        tracing::debug!("connection opened");
-        let driver = Driver::new(socket, peer, service, config.methods.clone(), &config.peer);
-        driver.run(move || hub.unregister(id)).await;
-    }
-    .instrument(span)
-    .await
+            });
+        }
+    };
+    tracing::debug!("connection opened");
+    let driver = Driver::new(socket, peer, service, config.methods.clone(), &config.peer);
+    drop(_entered);
+    Ok(driver.run(move || hub.unregister(id)).instrument(span))
 }
 
 #[cfg(test)]

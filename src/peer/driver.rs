@@ -140,7 +140,8 @@ impl fmt::Display for ShowId<'_> {
 pub(crate) struct Driver<T, H> {
     transport: T,
     peer: Peer,
-    handler: H,
+    /// `None` once the connection has ended (the service is dropped then).
+    handler: Option<H>,
     methods: Option<Methods>,
     running: FuturesUnordered<Running>,
     /// Frames waiting for the socket: those this task made (responses, cancel
@@ -177,7 +178,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         Driver {
             transport,
             peer,
-            handler,
+            handler: Some(handler),
             methods,
             running: FuturesUnordered::new(),
             backlog: VecDeque::new(),
@@ -198,10 +199,10 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         let reason = ended.reason();
         tracing::debug!(conn = %self.peer.id(), ?reason, "connection ended");
         teardown.finish(reason.clone());
-        let Driver { mut transport, running, handler, .. } = self;
-        drop(running);
-        drop(handler);
-        finish_close(&mut transport, &ended).await;
+        // Running calls and the service go before the close handshake ends.
+        self.running.clear();
+        self.handler = None;
+        finish_close(&mut self.transport, &ended).await;
         reason
     }
 
@@ -502,7 +503,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         let dispatched = {
             let _entered = span.enter();
             let call = IncomingCall { id, params };
-            match self.handler.dispatch(method, call) {
+            let dispatched = match &self.handler {
+                Some(handler) => handler.dispatch(method, call),
+                None => Err(call),
+            };
+            match dispatched {
                 Ok(future) => Ok(future),
                 Err(call) => self.dispatch_jsonrpsee(method, call),
             }

@@ -28,8 +28,8 @@ use crate::error::Error;
 use crate::wire;
 
 pub(crate) use driver::{Driver, Transport};
-pub(crate) use outbox::PushError;
 use outbox::Outbox;
+pub(crate) use outbox::PushError;
 pub(crate) use pending::Reply;
 use pending::{CallGuard, Pending};
 
