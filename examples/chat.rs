@@ -93,10 +93,11 @@ impl Registry {
         if self.nicks.get(nick).is_some_and(|holder| *holder != id) {
             return Err(ChatError::NickTaken(nick.to_owned()));
         }
-        if let Some(member) = self.members.get(&id) {
-            if member.room.as_deref() == Some(room) && member.nick == nick {
-                return Ok(Moved { left: None, joined: None, members: self.nicks_in(room) });
-            }
+        if let Some(member) = self.members.get(&id)
+            && member.room.as_deref() == Some(room)
+            && member.nick == nick
+        {
+            return Ok(Moved { left: None, joined: None, members: self.nicks_in(room) });
         }
         let left = self.exit_room(id, hub);
         let old_nick = self.members.insert(id, Member { nick: nick.to_owned(), room: Some(room.to_owned()) });

@@ -283,10 +283,10 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Stream for Socket<Io> {
                 return Poll::Ready(None);
             }
             // Pongs and the close echo go out without waiting for a flush.
-            if this.written < this.write.len() {
-                if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
-                    return Poll::Ready(Some(Err(e.into())));
-                }
+            if this.written < this.write.len()
+                && let Poll::Ready(Err(e)) = this.poll_write_out(cx)
+            {
+                return Poll::Ready(Some(Err(e.into())));
             }
             match this.next_frame() {
                 Ok(Some((header, payload))) => match this.on_frame(header, payload) {

@@ -41,11 +41,7 @@ pub async fn serve(addr: &str, broadcast_capacity: usize) -> Running {
     let url = format!("ws://{}", server.local_addr().expect("address"));
     let (ticks, _) = broadcast::channel(broadcast_capacity);
     let mut module = RpcModule::new(ticks.clone());
-    module
-        .register_async_method("echo", |params, _, _| async move {
-            params.one::<String>().map_err(jsonrpsee::types::ErrorObjectOwned::from)
-        })
-        .expect("register echo");
+    module.register_async_method("echo", |params, _, _| async move { params.one::<String>() }).expect("register echo");
     module
         .register_subscription("subscribe_ticks", "tick", "unsubscribe_ticks", |_, pending, ticks, _| async move {
             pipe_from_stream(pending, BroadcastStream::new(ticks.subscribe())).await

@@ -158,14 +158,13 @@ fn method(method: &Method, errors: &mut Errors) {
         }
     }
 
-    if let Some(oneway) = method.oneway {
-        if !method.returns.is_unit_success() {
-            errors.spanned(
-                &sig.output,
-                "a #[oneway] method sends no reply: it returns nothing, or `Result<(), E>` to report errors to callers that send an id",
-            );
-            errors.error(oneway, "marked #[oneway] here");
-        }
+    if let Some(oneway) = method.oneway
+        && !method.returns.is_unit_success()
+    {
+        let message = "a #[oneway] method sends no reply: it returns nothing, \
+                       or `Result<(), E>` to report errors to callers that send an id";
+        errors.spanned(&sig.output, message);
+        errors.error(oneway, "marked #[oneway] here");
     }
 }
 

@@ -90,10 +90,10 @@ impl Returns {
             ReturnType::Default => return Returns::Unit,
             ReturnType::Type(_, ty) => (**ty).clone(),
         };
-        if let Type::Tuple(t) = &ty {
-            if t.elems.is_empty() {
-                return Returns::Unit;
-            }
+        if let Type::Tuple(t) = &ty
+            && t.elems.is_empty()
+        {
+            return Returns::Unit;
         }
         let Type::Path(path) = &ty else { return Returns::Value(ty) };
         let Some(last) = path.path.segments.last() else { return Returns::Value(ty) };

@@ -298,10 +298,10 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 Poll::Pending => {}
             }
         }
-        if let Closing::Sent(code) = state {
-            if Pin::new(&mut *transport).poll_flush(cx).is_ready() {
-                return Poll::Ready(Ended::ByUs(*code));
-            }
+        if let Closing::Sent(code) = state
+            && Pin::new(&mut *transport).poll_flush(cx).is_ready()
+        {
+            return Poll::Ready(Ended::ByUs(*code));
         }
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Ended::ByUs(state.code())),

@@ -41,10 +41,10 @@ pub fn stripped_trait(contract: &Contract) -> TokenStream {
             continue;
         }
         for input in &mut method.sig.inputs {
-            if let FnArg::Typed(typed) = input {
-                if !matches!(*typed.pat, Pat::Ident(_)) {
-                    *typed.pat = parse_quote!(_);
-                }
+            if let FnArg::Typed(typed) = input
+                && !matches!(*typed.pat, Pat::Ident(_))
+            {
+                *typed.pat = parse_quote!(_);
             }
         }
     }
