@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::error::Error;
-use crate::peer::{Peer, Reply};
+use crate::peer::Peer;
 
 /// Sends one-way messages (JSON-RPC notifications).
 pub trait Notify: Send + Sync {
@@ -95,16 +95,16 @@ impl ClientT for Peer {
         let (mut succeeded, mut failed) = (0, 0);
         let mut entries = Vec::with_capacity(replies.len());
         for reply in replies {
-            match reply {
-                Reply::Ok(bytes) => {
-                    entries.push(Ok(serde_json::from_slice(&bytes)?));
+            match reply.decode() {
+                Ok(result) => {
+                    entries.push(Ok(result));
                     succeeded += 1;
                 }
-                Reply::Err(object) => {
+                Err(Error::Rpc(object)) => {
                     entries.push(Err(object));
                     failed += 1;
                 }
-                Reply::Undecodable(e) => return Err(ClientError::ParseError(e)),
+                Err(other) => return Err(other.into()),
             }
         }
         Ok(BatchResponse::new(succeeded, entries, failed))

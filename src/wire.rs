@@ -174,10 +174,56 @@ pub(crate) fn parse_frame(text: &str) -> Frame<'_> {
             Err(e) if e.to_string().starts_with(TOO_MANY_ENTRIES) => Frame::BatchTooLarge,
             Err(_) => Frame::ParseError,
         },
-        _ => match serde_json::from_str::<&RawValue>(text) {
-            Ok(raw) => Frame::Single(classify(raw)),
+        // One pass over the text: the envelope keeps each member as raw JSON.
+        Some(b'{') => match serde_json::from_str::<Envelope<'_>>(text) {
+            Ok(envelope) => Frame::Single(classify_envelope(envelope)),
+            // Well-formed JSON of the wrong shape: a member given twice.
+            Err(e) if e.is_data() => Frame::Single(invalid(None, "malformed message object")),
             Err(_) => Frame::ParseError,
         },
+        _ => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Frame::Single(invalid(None, "a message must be a JSON object")),
+            Err(_) => Frame::ParseError,
+        },
+    }
+}
+
+/// The id of a frame that is, by its first bytes, a response to one of our
+/// calls: `{"jsonrpc":"2.0","id":N,"result":` or `…,"error":`, the form wsduplex
+/// and jsonrpsee write. Such a frame goes to its caller unparsed, and the
+/// caller parses it once, into the type it expects.
+pub(crate) fn response_prefix_id(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix(r#"{"jsonrpc":"2.0","id":"#)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (id, rest) = rest.split_at(digits);
+    if !(rest.starts_with(r#","result":"#) || rest.starts_with(r#","error":"#)) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// A response parsed in one pass into the type its caller expects.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+struct TypedResponse<'a, R> {
+    #[serde(default = "Option::default", deserialize_with = "some")]
+    result: Option<R>,
+    #[serde(borrow, default)]
+    error: Option<ErrorObject<'a>>,
+}
+
+fn some<'de, D: Deserializer<'de>, R: Deserialize<'de>>(d: D) -> Result<Option<R>, D::Error> {
+    R::deserialize(d).map(Some)
+}
+
+/// Decodes a whole response frame: the result as `R`, or the error object.
+pub(crate) fn decode_response<R: serde::de::DeserializeOwned>(
+    frame: &[u8],
+) -> Result<Result<R, ErrorObjectOwned>, serde_json::Error> {
+    match serde_json::from_slice::<TypedResponse<'_, R>>(frame)? {
+        TypedResponse { result: Some(result), error: None } => Ok(Ok(result)),
+        TypedResponse { result: None, error: Some(error) } => Ok(Err(error.into_owned())),
+        _ => Err(serde::de::Error::custom("a response needs exactly one of \"result\" and \"error\"")),
     }
 }
 
@@ -185,16 +231,19 @@ fn first_byte(text: &str) -> Option<u8> {
     text.bytes().find(|b| !b.is_ascii_whitespace())
 }
 
-/// Classifies one message (a whole frame, or one element of a batch).
+/// Classifies one element of a batch.
 pub(crate) fn classify(raw: &RawValue) -> Message<'_> {
     if first_byte(raw.get()) != Some(b'{') {
         return invalid(None, "a message must be a JSON object");
     }
-    let envelope = match serde_json::from_str::<Envelope<'_>>(raw.get()) {
-        Ok(envelope) => envelope,
-        // Valid JSON (checked by the caller), so this is a duplicate member.
-        Err(_) => return invalid(None, "malformed message object"),
-    };
+    match serde_json::from_str::<Envelope<'_>>(raw.get()) {
+        Ok(envelope) => classify_envelope(envelope),
+        // Valid JSON (the batch parsed), so this is a duplicate member.
+        Err(_) => invalid(None, "malformed message object"),
+    }
+}
+
+fn classify_envelope(envelope: Envelope<'_>) -> Message<'_> {
     let version_ok = envelope.jsonrpc.is_some_and(|v| json_str(v).as_deref() == Some("2.0"));
 
     if let Some(method) = envelope.method {
@@ -483,6 +532,36 @@ mod tests {
         ));
         assert!(matches!(single(r#"{"jsonrpc":"2.0","id":3,"result":1,"error":{}}"#), Message::BadResponse { .. }));
         assert!(matches!(single(r#"{"jsonrpc":"2.0","result":1}"#), Message::BadResponse { .. }));
+    }
+
+    #[test]
+    fn responses_in_the_usual_form_are_recognized_by_their_first_bytes() {
+        assert_eq!(response_prefix_id(r#"{"jsonrpc":"2.0","id":42,"result":"x"}"#), Some(42));
+        assert_eq!(response_prefix_id(r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#), Some(7));
+        for other in [
+            r#"{"jsonrpc":"2.0","id":42,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":"42","result":1}"#,
+            r#"{"jsonrpc":"2.0","id":,"result":1}"#,
+            r#"{"id":42,"jsonrpc":"2.0","result":1}"#,
+            r#"{ "jsonrpc":"2.0","id":42,"result":1}"#,
+            r#"{"jsonrpc":"2.0","id":99999999999999999999999,"result":1}"#,
+        ] {
+            assert_eq!(response_prefix_id(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_whole_response_decodes_in_one_pass() {
+        let ok = decode_response::<String>(br#"{"jsonrpc":"2.0","id":1,"result":"hi"}"#).unwrap();
+        assert_eq!(ok, Ok("hi".to_owned()));
+        let unit = decode_response::<()>(br#"{"jsonrpc":"2.0","id":1,"result":null}"#).unwrap();
+        assert_eq!(unit, Ok(()));
+        let err = decode_response::<()>(br#"{"jsonrpc":"2.0","id":1,"error":{"code":5,"message":"no"}}"#).unwrap();
+        assert_eq!(err.unwrap_err().code(), 5);
+        assert!(decode_response::<String>(br#"{"jsonrpc":"2.0","id":1,"result":3}"#).is_err());
+        assert!(decode_response::<u8>(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
+        assert!(decode_response::<u8>(br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}}"#).is_err());
+        assert!(decode_response::<u8>(br#"{"jsonrpc":"2.0","id":1,"result":1"#).is_err());
     }
 
     #[test]

@@ -378,6 +378,13 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// Handles a frame now, parks it while the connection is at its call
     /// limit, or refuses it when even the parking is full.
     fn on_text(&mut self, text: Utf8Bytes) {
+        // A response in the usual form goes to its caller without being parsed here.
+        if let Some(id) = wire::response_prefix_id(&text) {
+            if !self.peer.shared().pending.resolve(id, Reply::Frame(text.into())) {
+                tracing::debug!(conn = %self.peer.id(), id, "dropping a response no call waits for");
+            }
+            return;
+        }
         if self.running.len() < self.max_in_flight && self.parked.is_empty() {
             return self.on_json(&text);
         }

@@ -145,11 +145,7 @@ impl Peer {
         let frame = wire::request(id, method, params).map_err(Error::Encode)?;
         let timeout = timeout.unwrap_or(self.shared.call_timeout);
         let span = tracing::debug_span!("rpc.out", conn = %self.shared.id, method, id);
-        match self.call_raw(id, frame, timeout).instrument(span).await? {
-            Reply::Ok(bytes) => serde_json::from_slice(&bytes).map_err(Error::Decode),
-            Reply::Err(object) => Err(Error::Rpc(object)),
-            Reply::Undecodable(e) => Err(Error::Decode(e)),
-        }
+        self.call_raw(id, frame, timeout).instrument(span).await?.decode()
     }
 
     /// Sends a request frame with id `id` (already serialized) and awaits its reply.

@@ -13,12 +13,31 @@ use crate::error::Error;
 /// A reply to one of our calls, as the driver hands it over.
 #[derive(Debug)]
 pub(crate) enum Reply {
+    /// The whole response frame, not yet parsed: the caller parses it once,
+    /// into the type it expects.
+    Frame(Bytes),
     /// The `result` member's JSON, sliced out of the frame without copying.
     Ok(Bytes),
     /// The peer's error object.
     Err(ErrorObjectOwned),
     /// An `error` member that is not a valid error object.
     Undecodable(serde_json::Error),
+}
+
+impl Reply {
+    /// The result as `R`, or the error the caller sees.
+    pub(crate) fn decode<R: serde::de::DeserializeOwned>(self) -> Result<R, Error> {
+        match self {
+            Reply::Frame(frame) => match crate::wire::decode_response(&frame) {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(object)) => Err(Error::Rpc(object)),
+                Err(e) => Err(Error::Decode(e)),
+            },
+            Reply::Ok(bytes) => serde_json::from_slice(&bytes).map_err(Error::Decode),
+            Reply::Err(object) => Err(Error::Rpc(object)),
+            Reply::Undecodable(e) => Err(Error::Decode(e)),
+        }
+    }
 }
 
 #[derive(Default)]
