@@ -4,20 +4,25 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::header::{CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use jsonrpsee_core::client::{BatchResponse, ClientT, Error as ClientError};
 use jsonrpsee_core::params::BatchRequestBuilder;
 use jsonrpsee_core::traits::ToRpcParams;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::caller::{Call, Notify};
 use crate::connection::ConnectionId;
 use crate::contract::{Dispatch, ServiceInstance};
 use crate::error::Error;
 use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
-use crate::server::websocket_config;
+use crate::socket::Socket;
 
 /// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).
 ///
@@ -125,19 +130,18 @@ impl ClientBuilder {
     }
 
     /// Connects to `url` (`ws://host:port/path`), serving `callbacks` to the server.
+    ///
+    /// The handshake runs over hyper; the connection then uses the same
+    /// WebSocket codec as the server.
     pub async fn connect<M, S>(self, url: &str, callbacks: ServiceInstance<M, S>) -> Result<Client, Error>
     where
         M: Dispatch<S> + 'static,
         S: Send + Sync + 'static,
     {
-        let mut request = url.into_client_request().map_err(Error::transport)?;
-        request.headers_mut().extend(self.headers);
-        let config = websocket_config(self.max_message_size);
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        let (socket, _response) = tokio::time::timeout(self.connect_timeout, connecting)
+        let connecting = handshake(url, &self.headers, self.max_message_size);
+        let socket = tokio::time::timeout(self.connect_timeout, connecting)
             .await
-            .map_err(|_| Error::Timeout(self.connect_timeout))?
-            .map_err(Error::transport)?;
+            .map_err(|_| Error::Timeout(self.connect_timeout))??;
         let id = ConnectionId::next();
         let peer = Peer::new(id, &self.peer);
         let driver = Driver::new(socket, peer.clone(), callbacks, None, &self.peer);
@@ -145,6 +149,67 @@ impl ClientBuilder {
         tokio::spawn(tracing::Instrument::instrument(driver.run(|| {}), span));
         Ok(Client { _owner: Arc::new(CloseOnDrop(peer.clone())), peer })
     }
+}
+
+/// Why a handshake failed, when it is not an I/O error.
+fn refused(why: String) -> Error {
+    Error::transport(std::io::Error::other(why))
+}
+
+/// Connects to `url` and performs the WebSocket handshake (RFC 6455 section 4.1).
+async fn handshake(
+    url: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    max_message: usize,
+) -> Result<Socket<TcpStream>, Error> {
+    let uri: Uri = url.parse().map_err(Error::transport)?;
+    match uri.scheme_str() {
+        Some("ws") => {}
+        Some("wss") => return Err(refused(format!("{url}: wss:// (TLS) is not supported yet"))),
+        _ => return Err(refused(format!("{url}: a WebSocket URL starts with ws://"))),
+    }
+    let authority = uri.authority().ok_or_else(|| refused(format!("{url}: no host")))?.clone();
+    // An IPv6 literal comes bracketed in a URL but not in a socket address.
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let stream = TcpStream::connect((host, authority.port_u16().unwrap_or(80))).await?;
+    // Latency over throughput: every message is a small frame.
+    stream.set_nodelay(true)?;
+
+    let key = generate_key();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = Request::get(path).body(String::new()).map_err(Error::transport)?;
+    let request_headers = request.headers_mut();
+    let host_value = HeaderValue::from_str(authority.as_str()).map_err(Error::transport)?;
+    request_headers.insert(HOST, host_value);
+    request_headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    request_headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    request_headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    request_headers.insert(SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).map_err(Error::transport)?);
+    for (name, value) in headers {
+        request_headers.append(name.clone(), value.clone());
+    }
+
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, String>(TokioIo::new(stream)).await.map_err(Error::transport)?;
+    // Drives the HTTP exchange until the connection is handed over.
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, "the WebSocket handshake's HTTP connection failed");
+        }
+    });
+    let response = sender.send_request(request).await.map_err(Error::transport)?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(refused(format!("{url}: the server answered {} instead of upgrading", response.status())));
+    }
+    let expected = derive_accept_key(key.as_bytes());
+    if response.headers().get(SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(expected.as_bytes()) {
+        return Err(refused(format!("{url}: the server's Sec-WebSocket-Accept does not match")));
+    }
+    let upgraded = hyper::upgrade::on(response).await.map_err(Error::transport)?;
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| refused("the upgraded connection is not the TCP stream it was made on".into()))?;
+    Ok(Socket::new(parts.io.into_inner(), Role::Client, max_message, &parts.read_buf))
 }
 
 impl Notify for Client {

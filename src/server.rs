@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tracing::Instrument;
 
 use crate::connection::{Connection, ConnectionId, Handshake};
@@ -33,16 +33,6 @@ use crate::socket::Socket;
 
 /// Largest message accepted by default: 10 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
-
-/// tungstenite's settings for a client socket: small buffers, since most
-/// connections are idle most of the time.
-pub(crate) fn websocket_config(max_message_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
-}
 
 /// Settings for a server; made by [`Server::builder`].
 #[derive(Clone)]

@@ -380,3 +380,27 @@ fn contract_metadata_is_available_at_run_time() {
     let wire_names: Vec<_> = events.methods.iter().map(|m| m.wire_name).collect();
     assert_eq!(wire_names, ["t.answer", "t.heard"]);
 }
+
+#[tokio::test]
+async fn connecting_to_something_that_is_not_a_websocket_fails_clearly() {
+    use axum::routing::get;
+    let app = axum::Router::new().route("/plain", get(|| async { "just http" }));
+    let listener = within(tokio::net::TcpListener::bind("127.0.0.1:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let error = within(Client::builder().connect(&format!("ws://{addr}/plain"), wsduplex::NoCallbacks::service()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(error.to_string().contains("200 OK"), "{error}");
+
+    let error = within(Client::builder().connect("http://127.0.0.1:1/", wsduplex::NoCallbacks::service()))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("ws://"), "{error}");
+    serving.abort();
+    // Nothing listens there any more, or ever did: the connection is refused.
+    let refused = within(Client::builder().connect("ws://127.0.0.1:1/", wsduplex::NoCallbacks::service())).await;
+    assert!(matches!(refused, Err(Error::Transport(_))), "{refused:?}");
+}
