@@ -336,8 +336,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<Io> {
                 let mut payload = Vec::new();
                 if let Some(frame) = frame {
                     payload.extend_from_slice(&u16::from(frame.code).to_be_bytes());
-                    payload.extend_from_slice(frame.reason.as_bytes());
-                    payload.truncate(125);
+                    // A control frame carries at most 125 bytes; cut the reason on a character boundary.
+                    let reason = frame.reason.as_str();
+                    let mut end = reason.len().min(123);
+                    while !reason.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    payload.extend_from_slice(&reason.as_bytes()[..end]);
                 }
                 this.encode(OpCode::Control(Control::Close), &payload);
                 this.state = State::CloseSent;
