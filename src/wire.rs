@@ -560,7 +560,9 @@ mod tests {
         assert_eq!(err.unwrap_err().code(), 5);
         assert!(decode_response::<String>(br#"{"jsonrpc":"2.0","id":1,"result":3}"#).is_err());
         assert!(decode_response::<u8>(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
-        assert!(decode_response::<u8>(br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}}"#).is_err());
+        assert!(
+            decode_response::<u8>(br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}}"#).is_err()
+        );
         assert!(decode_response::<u8>(br#"{"jsonrpc":"2.0","id":1,"result":1"#).is_err());
     }
 

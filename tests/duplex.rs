@@ -395,9 +395,8 @@ async fn connecting_to_something_that_is_not_a_websocket_fails_clearly() {
     assert!(matches!(error, Error::Transport(_)), "{error:?}");
     assert!(error.to_string().contains("200 OK"), "{error}");
 
-    let error = within(Client::builder().connect("http://127.0.0.1:1/", wsduplex::NoCallbacks::service()))
-        .await
-        .unwrap_err();
+    let error =
+        within(Client::builder().connect("http://127.0.0.1:1/", wsduplex::NoCallbacks::service())).await.unwrap_err();
     assert!(error.to_string().contains("ws://"), "{error}");
     serving.abort();
     // Nothing listens there any more, or ever did: the connection is refused.

@@ -46,7 +46,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most bytes of frames a connection parks while at its call limit.
 const PARKED_BYTES: usize = 4 << 20;
 
-/// A WebSocket as the engine sees it: tokio-tungstenite's stream, or channels in tests.
+/// A WebSocket as the engine sees it: a [`Socket`](crate::socket::Socket), or channels in tests.
 pub(crate) trait Transport:
     Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send + 'static
 {

@@ -113,6 +113,11 @@ fn pair(config: PeerConfig) -> Pair {
     Pair { a, b, signals, a_ended }
 }
 
+/// Every await in these tests is bounded; on the paused clock a hang fails at once.
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(7200), future).await.expect("timed out")
+}
+
 #[derive(serde::Serialize)]
 struct Text<'a> {
     text: &'a str,
@@ -125,90 +130,111 @@ struct Millis {
 
 #[tokio::test(start_paused = true)]
 async fn calls_go_both_ways_on_one_connection() {
-    let p = pair(PeerConfig::default());
-    let from_a: String = p.a.call("echo", Text { text: "to b" }, None).await.unwrap();
-    let from_b: String = p.b.call("echo", Text { text: "to a" }, None).await.unwrap();
-    assert_eq!((from_a.as_str(), from_b.as_str()), ("to b", "to a"));
+    within(async {
+        let p = pair(PeerConfig::default());
+        let from_a: String = p.a.call("echo", Text { text: "to b" }, None).await.unwrap();
+        let from_b: String = p.b.call("echo", Text { text: "to a" }, None).await.unwrap();
+        assert_eq!((from_a.as_str(), from_b.as_str()), ("to b", "to a"));
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn replies_arrive_out_of_order_and_reach_their_own_call() {
-    let p = pair(PeerConfig::default());
-    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let slow = {
-        let (peer, order) = (p.a.clone(), order.clone());
-        tokio::spawn(async move {
-            let r: u64 = peer.call("sleep", Millis { millis: 300 }, None).await.unwrap();
-            order.lock().unwrap().push(r);
-        })
-    };
-    let fast: u64 = p.a.call("sleep", Millis { millis: 100 }, None).await.unwrap();
-    order.lock().unwrap().push(fast);
-    slow.await.unwrap();
-    assert_eq!(*order.lock().unwrap(), [100, 300]);
+    within(async {
+        let p = pair(PeerConfig::default());
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let slow = {
+            let (peer, order) = (p.a.clone(), order.clone());
+            tokio::spawn(async move {
+                let r: u64 = peer.call("sleep", Millis { millis: 300 }, None).await.unwrap();
+                order.lock().unwrap().push(r);
+            })
+        };
+        let fast: u64 = p.a.call("sleep", Millis { millis: 100 }, None).await.unwrap();
+        order.lock().unwrap().push(fast);
+        slow.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), [100, 300]);
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_call_past_its_deadline_times_out_and_stops_the_handler() {
-    let p = pair(PeerConfig { call_timeout: Duration::from_secs(5), ..PeerConfig::default() });
-    let started = tokio::time::Instant::now();
-    let error = p.a.call::<_, ()>("hang", (), None).await.unwrap_err();
-    assert!(matches!(error, Error::Timeout(t) if t == Duration::from_secs(5)), "{error:?}");
-    assert_eq!(started.elapsed(), Duration::from_secs(5));
-    // The deadline sent $/cancelRequest: the other side drops the handler.
-    p.signals.hang_dropped.notified().await;
-    assert_eq!(p.signals.hangs_dropped.load(Ordering::SeqCst), 1);
-    assert_eq!(p.a.shared().pending.len(), 0);
+    within(async {
+        let p = pair(PeerConfig { call_timeout: Duration::from_secs(5), ..PeerConfig::default() });
+        let started = tokio::time::Instant::now();
+        let error = p.a.call::<_, ()>("hang", (), None).await.unwrap_err();
+        assert!(matches!(error, Error::Timeout(t) if t == Duration::from_secs(5)), "{error:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        // The deadline sent $/cancelRequest: the other side drops the handler.
+        p.signals.hang_dropped.notified().await;
+        assert_eq!(p.signals.hangs_dropped.load(Ordering::SeqCst), 1);
+        assert_eq!(p.a.shared().pending.len(), 0);
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_per_call_deadline_overrides_the_default() {
-    let p = pair(PeerConfig::default());
-    let started = tokio::time::Instant::now();
-    let error = p.a.call::<_, ()>("hang", (), Some(Duration::from_millis(250))).await.unwrap_err();
-    assert!(matches!(error, Error::Timeout(_)), "{error:?}");
-    assert_eq!(started.elapsed(), Duration::from_millis(250));
+    within(async {
+        let p = pair(PeerConfig::default());
+        let started = tokio::time::Instant::now();
+        let error = p.a.call::<_, ()>("hang", (), Some(Duration::from_millis(250))).await.unwrap_err();
+        assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(250));
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropping_a_call_cancels_it_on_the_peer() {
-    let p = pair(PeerConfig::default());
-    let peer = p.a.clone();
-    let call = tokio::spawn(async move { peer.call::<_, ()>("hang", (), None).await });
-    p.signals.hang_started.notified().await;
-    call.abort();
-    p.signals.hang_dropped.notified().await;
-    assert_eq!(p.a.shared().pending.len(), 0);
+    within(async {
+        let p = pair(PeerConfig::default());
+        let peer = p.a.clone();
+        let call = tokio::spawn(async move { peer.call::<_, ()>("hang", (), None).await });
+        p.signals.hang_started.notified().await;
+        call.abort();
+        p.signals.hang_dropped.notified().await;
+        assert_eq!(p.a.shared().pending.len(), 0);
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn closing_fails_waiting_calls_at_once_and_later_calls_immediately() {
-    let p = pair(PeerConfig { call_timeout: Duration::from_secs(3600), ..PeerConfig::default() });
-    let peer = p.a.clone();
-    let waiting = tokio::spawn(async move { peer.call::<_, ()>("hang", (), None).await });
-    p.signals.hang_started.notified().await;
-    let started = tokio::time::Instant::now();
-    p.b.close(1000, "done");
-    let error = waiting.await.unwrap().unwrap_err();
-    assert!(matches!(error, Error::Closed), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(1));
-    assert!(matches!(p.a.call::<_, String>("echo", Text { text: "x" }, None).await, Err(Error::Closed)));
-    assert_eq!(p.a_ended.await.unwrap(), CloseReason::ClosedByPeer { code: 1000, reason: "done".into() });
-    assert_eq!(p.a.closed().await, CloseReason::ClosedByPeer { code: 1000, reason: "done".into() });
+    within(async {
+        let p = pair(PeerConfig { call_timeout: Duration::from_secs(3600), ..PeerConfig::default() });
+        let peer = p.a.clone();
+        let waiting = tokio::spawn(async move { peer.call::<_, ()>("hang", (), None).await });
+        p.signals.hang_started.notified().await;
+        let started = tokio::time::Instant::now();
+        p.b.close(1000, "done");
+        let error = waiting.await.unwrap().unwrap_err();
+        assert!(matches!(error, Error::Closed), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(matches!(p.a.call::<_, String>("echo", Text { text: "x" }, None).await, Err(Error::Closed)));
+        assert_eq!(p.a_ended.await.unwrap(), CloseReason::ClosedByPeer { code: 1000, reason: "done".into() });
+        assert_eq!(p.a.closed().await, CloseReason::ClosedByPeer { code: 1000, reason: "done".into() });
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn calls_past_the_in_flight_limit_wait_their_turn() {
-    let p = pair(PeerConfig { max_in_flight: 2, ..PeerConfig::default() });
-    let calls: Vec<_> = (1..=10u64)
-        .map(|i| {
-            let peer = p.a.clone();
-            tokio::spawn(async move { peer.call::<_, u64>("sleep", Millis { millis: i * 10 }, None).await })
-        })
-        .collect();
-    for (i, call) in calls.into_iter().enumerate() {
-        assert_eq!(call.await.unwrap().unwrap(), (i as u64 + 1) * 10);
-    }
+    within(async {
+        let p = pair(PeerConfig { max_in_flight: 2, ..PeerConfig::default() });
+        let calls: Vec<_> = (1..=10u64)
+            .map(|i| {
+                let peer = p.a.clone();
+                tokio::spawn(async move { peer.call::<_, u64>("sleep", Millis { millis: i * 10 }, None).await })
+            })
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await.unwrap().unwrap(), (i as u64 + 1) * 10);
+        }
+    })
+    .await;
 }
 
 /// Records the name and fields of every span created.
@@ -239,16 +265,19 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanRecorder {
 
 #[tokio::test(start_paused = true)]
 async fn every_call_has_a_span_on_each_side_with_method_id_and_connection() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let recorder = SpanRecorder::default();
-    let _default = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(recorder.clone()).with(tracing_subscriber::filter::LevelFilter::DEBUG),
-    );
-    let p = pair(PeerConfig::default());
-    let _: String = p.a.call("echo", Text { text: "traced" }, None).await.unwrap();
-    let spans = recorder.0.lock().unwrap().clone();
-    let outgoing = format!("rpc.out conn={} method=echo id=1", p.a.id());
-    let incoming = format!("rpc.in conn={} method=echo id=1", p.b.id());
-    assert!(spans.contains(&outgoing), "{spans:#?}");
-    assert!(spans.contains(&incoming), "{spans:#?}");
+    within(async {
+        use tracing_subscriber::layer::SubscriberExt;
+        let recorder = SpanRecorder::default();
+        let _default = tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(recorder.clone()).with(tracing_subscriber::filter::LevelFilter::DEBUG),
+        );
+        let p = pair(PeerConfig::default());
+        let _: String = p.a.call("echo", Text { text: "traced" }, None).await.unwrap();
+        let spans = recorder.0.lock().unwrap().clone();
+        let outgoing = format!("rpc.out conn={} method=echo id=1", p.a.id());
+        let incoming = format!("rpc.in conn={} method=echo id=1", p.b.id());
+        assert!(spans.contains(&outgoing), "{spans:#?}");
+        assert!(spans.contains(&incoming), "{spans:#?}");
+    })
+    .await;
 }
