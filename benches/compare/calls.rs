@@ -53,6 +53,15 @@ pub async fn run<C: EchoClient>(
             }));
         }
     }
+    gather(callers, measuring_from, window).await
+}
+
+/// Sums what the callers counted; the window ends when the last call does.
+pub async fn gather(
+    callers: Vec<tokio::task::JoinHandle<(u64, Latencies)>>,
+    measuring_from: Instant,
+    window: Window,
+) -> Measurement {
     let mut total =
         Measurement { ops: 0, elapsed: window.measure, latencies: Latencies::default(), memory_per_connection: None };
     for caller in callers {

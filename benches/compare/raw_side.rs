@@ -109,13 +109,5 @@ pub async fn calls(url: &str, connections: usize, in_flight: usize, payload: &st
             (ops, latencies)
         }));
     }
-    let mut total =
-        Measurement { ops: 0, elapsed: window.measure, latencies: Latencies::default(), memory_per_connection: None };
-    for task in tasks {
-        let (ops, latencies) = task.await.expect("a raw client panicked");
-        total.ops += ops;
-        total.latencies.merge(latencies);
-    }
-    total.elapsed = Instant::now().saturating_duration_since(measuring_from).max(window.measure);
-    total
+    crate::calls::gather(tasks, measuring_from, window).await
 }
