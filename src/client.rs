@@ -4,7 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{
+    CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
 use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use jsonrpsee_core::client::{BatchResponse, ClientT, Error as ClientError};
@@ -171,7 +174,8 @@ async fn handshake(
     let authority = uri.authority().ok_or_else(|| refused(format!("{url}: no host")))?.clone();
     // An IPv6 literal comes bracketed in a URL but not in a socket address.
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let stream = TcpStream::connect((host, authority.port_u16().unwrap_or(80))).await?;
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((host, port)).await?;
     // Latency over throughput: every message is a small frame.
     stream.set_nodelay(true)?;
 
@@ -179,7 +183,12 @@ async fn handshake(
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = Request::get(path).body(String::new()).map_err(Error::transport)?;
     let request_headers = request.headers_mut();
-    let host_value = HeaderValue::from_str(authority.as_str()).map_err(Error::transport)?;
+    // Host and port only: credentials in the URL do not belong in a header.
+    let host_header = match authority.port() {
+        Some(port) => format!("{}:{port}", authority.host()),
+        None => authority.host().to_owned(),
+    };
+    let host_value = HeaderValue::from_str(&host_header).map_err(Error::transport)?;
     request_headers.insert(HOST, host_value);
     request_headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     request_headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
@@ -201,15 +210,36 @@ async fn handshake(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(refused(format!("{url}: the server answered {} instead of upgrading", response.status())));
     }
-    let expected = derive_accept_key(key.as_bytes());
-    if response.headers().get(SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(expected.as_bytes()) {
-        return Err(refused(format!("{url}: the server's Sec-WebSocket-Accept does not match")));
-    }
+    check_upgrade_response(response.headers(), &key).map_err(|why| refused(format!("{url}: {why}")))?;
     let upgraded = hyper::upgrade::on(response).await.map_err(Error::transport)?;
     let parts = upgraded
         .downcast::<TokioIo<TcpStream>>()
         .map_err(|_| refused("the upgraded connection is not the TCP stream it was made on".into()))?;
     Ok(Socket::new(parts.io.into_inner(), Role::Client, max_message, &parts.read_buf))
+}
+
+/// Checks a server's 101 answer (RFC 6455 section 4.1, steps 2 to 6).
+fn check_upgrade_response(headers: &http::HeaderMap, key: &str) -> Result<(), &'static str> {
+    let has_token = |name, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(UPGRADE, "websocket") || !has_token(CONNECTION, "upgrade") {
+        return Err("the server's answer lacks Upgrade: websocket or Connection: upgrade");
+    }
+    let expected = derive_accept_key(key.as_bytes());
+    if headers.get(SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(expected.as_bytes()) {
+        return Err("the server's Sec-WebSocket-Accept does not match");
+    }
+    // Nothing was asked for, so nothing may be agreed to.
+    if headers.contains_key(SEC_WEBSOCKET_EXTENSIONS) || headers.contains_key(SEC_WEBSOCKET_PROTOCOL) {
+        return Err("the server chose an extension or subprotocol that was not offered");
+    }
+    Ok(())
 }
 
 impl Notify for Client {
@@ -250,5 +280,32 @@ impl ClientT for Client {
         R: DeserializeOwned + std::fmt::Debug + 'a,
     {
         self.peer.batch_request(batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    #[test]
+    fn a_proper_answer_passes_and_every_flaw_is_named() {
+        let good = [("upgrade", "websocket"), ("connection", "Upgrade"), ("sec-websocket-accept", ACCEPT)];
+        assert_eq!(check_upgrade_response(&answer(&good), KEY), Ok(()));
+        assert!(check_upgrade_response(&answer(&good[1..]), KEY).unwrap_err().contains("Upgrade"));
+        let wrong_key = [good[0], good[1], ("sec-websocket-accept", "nope")];
+        assert!(check_upgrade_response(&answer(&wrong_key), KEY).unwrap_err().contains("Accept"));
+        let deflate = [good[0], good[1], good[2], ("sec-websocket-extensions", "permessage-deflate")];
+        assert!(check_upgrade_response(&answer(&deflate), KEY).unwrap_err().contains("extension"));
     }
 }

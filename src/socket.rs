@@ -25,7 +25,11 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 /// on the heap while waiting.
 const STACK_READ: usize = 8 * 1024;
 
-/// Past this many bytes waiting to be written, `poll_ready` flushes first.
+/// The most a large frame's buffer grows ahead of the data that arrives.
+const LARGE_READ: usize = 64 * 1024;
+
+/// Past this many bytes waiting to be written, `poll_ready` flushes first and
+/// reading pauses (a peer that sends pings but never reads cannot pile up pongs).
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +87,9 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
         }
     }
 
-    /// The next complete frame in the read buffer, unmasked, or `None` when more bytes are needed.
+    /// The next complete frame in the read buffer, unmasked, or `None` when
+    /// more bytes are needed. A header that breaks a rule is refused as soon
+    /// as it arrives, before its payload is waited for.
     fn next_frame(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, WsError> {
         let mut cursor = Cursor::new(&self.read[..]);
         let Some((header, length)) = FrameHeader::parse(&mut cursor)? else { return Ok(None) };
@@ -95,6 +101,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
                 return Err(CapacityError::MessageTooLong { size, max_size: self.max_message }.into());
             }
         };
+        self.check_header(&header, length)?;
         if self.read.len() < header_len + length {
             self.awaiting = header_len + length;
             return Ok(None);
@@ -106,20 +113,33 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             // Let go of the allocation: the payload keeps what it needs.
             self.read = BytesMut::new();
         }
-        match (self.role, header.mask) {
-            (Role::Server, Some(mask)) => apply_mask(&mut payload, mask),
-            (Role::Server, None) => return Err(ProtocolError::UnmaskedFrameFromClient.into()),
-            (Role::Client, Some(_)) => return Err(ProtocolError::MaskedFrameFromServer.into()),
-            (Role::Client, None) => {}
+        if let Some(mask) = header.mask {
+            apply_mask(&mut payload, mask);
         }
         Ok(Some((header, payload)))
     }
 
-    /// Applies one frame; returns the message it completes, if any.
-    fn on_frame(&mut self, header: FrameHeader, payload: BytesMut) -> Result<Option<Message>, WsError> {
+    /// The rules a frame header alone can break (RFC 6455 sections 5.1 to 5.5).
+    fn check_header(&self, header: &FrameHeader, length: usize) -> Result<(), WsError> {
+        match (self.role, header.mask) {
+            (Role::Server, None) => return Err(ProtocolError::UnmaskedFrameFromClient.into()),
+            (Role::Client, Some(_)) => return Err(ProtocolError::MaskedFrameFromServer.into()),
+            _ => {}
+        }
         if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(ProtocolError::NonZeroReservedBits.into());
         }
+        match header.opcode {
+            OpCode::Control(Control::Reserved(code)) => Err(ProtocolError::UnknownControlFrameType(code).into()),
+            OpCode::Data(Data::Reserved(code)) => Err(ProtocolError::UnknownDataFrameType(code).into()),
+            OpCode::Control(_) if !header.is_final => Err(ProtocolError::FragmentedControlFrame.into()),
+            OpCode::Control(_) if length > 125 => Err(ProtocolError::ControlFrameTooBig.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies one frame; returns the message it completes, if any.
+    fn on_frame(&mut self, header: FrameHeader, payload: BytesMut) -> Result<Option<Message>, WsError> {
         match header.opcode {
             OpCode::Data(Data::Continue) => {
                 let Some(fragments) = &mut self.fragments else {
@@ -148,25 +168,17 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
                 Ok(None)
             }
             OpCode::Data(Data::Reserved(code)) => Err(ProtocolError::UnknownDataFrameType(code).into()),
-            OpCode::Control(control) => {
-                if !header.is_final {
-                    return Err(ProtocolError::FragmentedControlFrame.into());
-                }
-                if payload.len() > 125 {
-                    return Err(ProtocolError::ControlFrameTooBig.into());
-                }
-                match control {
-                    Control::Ping => {
-                        if self.state == State::Open {
-                            self.encode(OpCode::Control(Control::Pong), &payload);
-                        }
-                        Ok(Some(Message::Ping(payload.freeze())))
+            OpCode::Control(control) => match control {
+                Control::Ping => {
+                    if self.state == State::Open {
+                        self.encode(OpCode::Control(Control::Pong), &payload);
                     }
-                    Control::Pong => Ok(Some(Message::Pong(payload.freeze()))),
-                    Control::Close => self.on_close(payload.freeze()).map(Some),
-                    Control::Reserved(code) => Err(ProtocolError::UnknownControlFrameType(code).into()),
+                    Ok(Some(Message::Ping(payload.freeze())))
                 }
-            }
+                Control::Pong => Ok(Some(Message::Pong(payload.freeze()))),
+                Control::Close => self.on_close(payload.freeze()).map(Some),
+                Control::Reserved(code) => Err(ProtocolError::UnknownControlFrameType(code).into()),
+            },
         }
     }
 
@@ -196,12 +208,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
         Ok(Message::Close(frame))
     }
 
-    /// Reads more bytes: into a frame-sized buffer when a large frame is
-    /// arriving, else through the stack. `Ok(0)` is the end of the stream.
+    /// Reads more bytes: straight into the frame's buffer when a large frame
+    /// is arriving (growing it as data comes, not as the header promises),
+    /// else through the stack. `Ok(0)` is the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let missing = self.awaiting.saturating_sub(self.read.len());
         if missing > STACK_READ {
-            self.read.reserve(missing);
+            self.read.reserve(missing.min(LARGE_READ));
             return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read);
         }
         // Uninitialized: zeroing 8 KiB for every read would cost more than the read.
@@ -285,10 +298,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Stream for Socket<Io> {
                 return Poll::Ready(None);
             }
             // Pongs and the close echo go out without waiting for a flush.
-            if this.written < this.write.len()
-                && let Poll::Ready(Err(e)) = this.poll_write_out(cx)
-            {
-                return Poll::Ready(Some(Err(e.into())));
+            if this.written < this.write.len() {
+                match this.poll_write_out(cx) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                    // Woken when the socket takes more.
+                    Poll::Pending if this.write.len() - this.written >= WRITE_HIGH_WATER => return Poll::Pending,
+                    _ => {}
+                }
             }
             match this.next_frame() {
                 Ok(Some((header, payload))) => match this.on_frame(header, payload) {
@@ -542,6 +558,45 @@ mod tests {
             assert!(matches!(e, WsError::Capacity(_)), "{e}");
             let e = server_error_for(&[(half, b"a"), (masked(text), b"b")]).await;
             assert!(matches!(e, WsError::Protocol(ProtocolError::ExpectedFragment(_))), "{e}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_pings_but_never_reads_cannot_pile_up_pongs() {
+        within(async {
+            use futures_util::FutureExt;
+            let (a, mut b) = tokio::io::duplex(4096);
+            let mut server = Socket::new(a, Role::Server, MAX, &[]);
+            let mut pings = Vec::new();
+            let header = masked(OpCode::Control(Control::Ping));
+            for _ in 0..100_000 {
+                header.format(0, &mut pings).unwrap();
+            }
+            // The peer writes and writes, and never reads what comes back.
+            let writer = tokio::spawn(async move {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut b, &pings).await;
+                b
+            });
+            // Drive the server until nothing moves any more, noting its largest write backlog.
+            let (mut largest, mut idle) = (0, 0);
+            while idle < 100 {
+                match server.next().now_or_never() {
+                    Some(Some(Ok(Message::Ping(_)))) => idle = 0,
+                    Some(other) => panic!("unexpected {other:?}"),
+                    None => {
+                        idle += 1;
+                        tokio::task::yield_now().await;
+                    }
+                }
+                largest = largest.max(server.write.len() - server.written);
+            }
+            // Reading paused near the high-water mark instead of queueing 100,000 pongs
+            // (one read's worth of pongs may land on top of it).
+            assert!(largest >= WRITE_HIGH_WATER, "the backlog never reached the mark: {largest}");
+            assert!(largest < WRITE_HIGH_WATER + 4096, "the backlog grew to {largest}");
+            assert!(!writer.is_finished(), "the peer is held back too");
+            writer.abort();
         })
         .await;
     }

@@ -15,7 +15,7 @@ pub fn server_main(contender: &str) {
     runtime.block_on(async {
         let url = match contender {
             "wsduplex" => {
-                let running = crate::wsduplex_side::serve("127.0.0.1:0").await;
+                let running = crate::wsduplex_side::serve("127.0.0.1:0", false).await;
                 let url = running.url.clone();
                 std::mem::forget(running);
                 url

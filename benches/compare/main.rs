@@ -94,7 +94,7 @@ async fn call_scenarios(plan: &Plan, rows: &mut Vec<Row>) {
         if !plan.runs(scenario) {
             continue;
         }
-        let server = wsduplex_side::serve("127.0.0.1:0").await;
+        let server = wsduplex_side::serve("127.0.0.1:0", false).await;
         let deliveries = Arc::new(Deliveries::default());
         let mut clients = Vec::new();
         for _ in 0..connections {
@@ -125,7 +125,7 @@ async fn broadcast_scenarios(plan: &Plan, rows: &mut Vec<Row>) {
             continue;
         }
         {
-            let server = wsduplex_side::serve("127.0.0.1:0").await;
+            let server = wsduplex_side::serve("127.0.0.1:0", false).await;
             let deliveries = Arc::new(Deliveries::default());
             let audience = wsduplex_side::broadcast_audience(&server, clients, &deliveries).await;
             let hub = server.hub.clone();

@@ -52,7 +52,11 @@ pub async fn serve(addr: &str) -> Running {
     let url = format!("ws://{}", listener.local_addr().expect("address"));
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors, say: do not spin.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else { return };
@@ -92,7 +96,8 @@ pub async fn calls(url: &str, connections: usize, in_flight: usize, payload: &st
                 next_id += 1;
             }
             while let Some(sent) = outstanding.pop_front() {
-                let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("the raw server went away") };
+                let next = tokio::time::timeout(std::time::Duration::from_secs(30), socket.next()).await;
+                let Ok(Some(Ok(Message::Text(text)))) = next else { panic!("the raw server went away or stalled") };
                 let reply: Reply<'_> = serde_json::from_str(&text).expect("a reply");
                 assert_eq!(reply.result.len(), payload.len());
                 if sent >= measuring_from {

@@ -63,13 +63,18 @@ impl Drop for Running {
     }
 }
 
-pub async fn serve(addr: &str) -> Running {
+/// Serves the bench contract; `keep_connections` hands each connection's
+/// handle to the bench (the callback scenario needs one; the idle-memory
+/// server must not hold them).
+pub async fn serve(addr: &str, keep_connections: bool) -> Running {
     let hub = Hub::<BenchEventsClient>::new();
     let server = Server::builder().hub(&hub).build(addr).await.expect("bind");
     let url = format!("ws://{}/", server.local_addr().expect("address"));
     let (tx, connections) = mpsc::unbounded_channel();
     let task = tokio::spawn(server.serve(move |conn: Connection<BenchEventsClient>| {
-        let _ = tx.send(conn);
+        if keep_connections {
+            let _ = tx.send(conn);
+        }
         Session.into_service()
     }));
     Running { url, hub, connections, task }
@@ -88,7 +93,7 @@ pub async fn connect(url: &str, deliveries: &Arc<Deliveries>) -> BenchClient {
 /// The server calls one client back, one call at a time, from a task of its
 /// own (as the call scenarios' callers are).
 pub async fn callbacks(payload: &str, window: Window) -> Measurement {
-    let mut server = serve("127.0.0.1:0").await;
+    let mut server = serve("127.0.0.1:0", true).await;
     let deliveries = Arc::new(Deliveries::default());
     let _client = connect(&server.url, &deliveries).await;
     let conn = server.connections.recv().await.expect("a connection");

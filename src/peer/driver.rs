@@ -144,9 +144,6 @@ pub(crate) struct Driver<T, H> {
     handler: Option<H>,
     methods: Option<Methods>,
     running: FuturesUnordered<Running>,
-    /// Frames waiting for the socket: those this task made (responses, cancel
-    /// notices) and those queued before them, in order.
-    backlog: VecDeque<Message>,
     /// Frames read while `max_in_flight` calls were running, in arrival order.
     parked: VecDeque<Utf8Bytes>,
     parked_bytes: usize,
@@ -181,7 +178,6 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             handler: Some(handler),
             methods,
             running: FuturesUnordered::new(),
-            backlog: VecDeque::new(),
             parked: VecDeque::new(),
             parked_bytes: 0,
             max_in_flight: config.max_in_flight.max(1),
@@ -274,7 +270,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     fn start_closing(&mut self, frame: CloseFrame) {
         if self.closing.is_none() {
             // Nothing more is read or answered; frames not yet written go with the connection.
-            self.backlog.clear();
+            self.peer.shared().outbox.clear_frames();
             self.closing = Some((Closing::Queued(frame), Box::pin(tokio::time::sleep(CLOSE_TIMEOUT))));
         }
     }
@@ -318,12 +314,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break,
             }
-            let message = match self.backlog.pop_front() {
-                Some(message) => message,
-                None => match self.peer.shared().outbox.poll_pop(cx) {
-                    Poll::Ready(message) => message,
-                    Poll::Pending => break,
-                },
+            let message = match self.peer.shared().outbox.poll_pop(cx) {
+                Poll::Ready(message) => message,
+                Poll::Pending => break,
             };
             Pin::new(&mut self.transport).start_send(message)?;
             wrote = true;
@@ -359,19 +352,16 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         self.enqueue(wire::failure(&RequestId::Null, &error));
     }
 
-    /// Queues a frame this task made. Frames other tasks queued before it go
-    /// first, so one connection's frames leave in the order they were made
-    /// (a handler's notifications to its caller arrive before its reply).
+    /// Queues a frame this task made, behind what other tasks queued before
+    /// it: one connection's frames leave in the order they were made (a
+    /// handler's notifications to its caller arrive before its reply).
     fn enqueue(&mut self, frame: String) {
-        while let Some(earlier) = self.peer.shared().outbox.pop() {
-            self.backlog.push_back(earlier);
-        }
-        self.backlog.push_back(Message::Text(frame.into()));
+        self.peer.shared().outbox.push_own(Message::Text(frame.into()));
     }
 
     /// Whether to read another frame now (see the module docs).
     fn may_read(&self) -> bool {
-        self.backlog.len() < self.max_in_flight
+        self.peer.shared().outbox.len() < self.max_in_flight
             && (self.parked.len() < self.max_in_flight || self.peer.shared().pending.is_waiting())
     }
 

@@ -217,9 +217,12 @@ impl Peer {
         self.shared.outbox.try_push(frame)
     }
 
-    /// Closes the connection with a close code and reason. Calls waiting on it fail with [`Error::Closed`].
+    /// Closes the connection with a close code and reason. Calls waiting on it
+    /// fail with [`Error::Closed`]. A code that may not be sent (1005, 1006,
+    /// 1015, below 1000) is sent as 1000.
     pub fn close(&self, code: u16, reason: &str) {
-        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        let code = Some(CloseCode::from(code)).filter(|c| c.is_allowed()).unwrap_or(CloseCode::Normal);
+        let frame = CloseFrame { code, reason: reason.into() };
         // Refused only when the connection is already closed.
         self.shared.outbox.push_control(Control::Close(frame));
     }

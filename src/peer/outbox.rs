@@ -1,9 +1,10 @@
-//! The queue of frames other tasks hand to a connection's driver.
-//!
-//! Bounded for data (a broadcast finds it full and drops a slow client;
-//! a call waits for room), unbounded for the few control requests (cancel a
-//! call, close), and allocated only while it holds something: an idle
-//! connection's queue costs a few words inside its shared state.
+//! The queue of frames waiting for a connection's socket, in the order they
+//! were made: those other tasks hand over (bounded: a broadcast finds it full
+//! and drops a slow client, a call waits for room) and the driver's own
+//! responses (never refused: a reply owed is never dropped). Control requests
+//! (cancel a call, close) wait beside it, unbounded. It allocates only while it
+//! holds something: an idle connection's queue costs a few words inside its
+//! shared state.
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -68,6 +69,23 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a frame the driver made (a response), after everything queued
+    /// before it, whatever the capacity.
+    pub(crate) fn push_own(&self, frame: Message) {
+        self.lock().frames.push_back(frame);
+    }
+
+    /// Frames waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().frames.len()
+    }
+
+    /// Drops the frames waiting (the connection is closing), freeing room for no one.
+    pub(crate) fn clear_frames(&self) {
+        let dropped = std::mem::take(&mut self.lock().frames);
+        drop(dropped);
+    }
+
     /// Queues a frame, waiting for room; gives it back if the connection closes.
     pub(crate) async fn push(&self, mut frame: Message) -> Result<(), Message> {
         loop {
@@ -116,7 +134,9 @@ impl Outbox {
             (frame, was_full)
         };
         if was_full && frame.is_some() {
-            self.room.notify_one();
+            // Every waiter retries: the driver may empty the queue in one go,
+            // and one wakeup per full-to-not-full step would strand the rest.
+            self.room.notify_waiters();
         }
         frame
     }
@@ -164,6 +184,37 @@ mod tests {
         assert_eq!(outbox.pop(), Some(frame("b")));
         assert_eq!(outbox.pop(), None);
         assert_eq!(outbox.take_controls().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_waiting_sender_gets_in_when_the_queue_empties() {
+        let outbox = Arc::new(Outbox::new(2));
+        outbox.try_push(frame("a")).unwrap();
+        outbox.try_push(frame("b")).unwrap();
+        let waiting: Vec<_> = ["c", "d"]
+            .into_iter()
+            .map(|text| {
+                let outbox = outbox.clone();
+                tokio::spawn(async move { outbox.push(frame(text)).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // The driver empties the queue in one go.
+        while outbox.pop().is_some() {}
+        for sender in waiting {
+            tokio::time::timeout(std::time::Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
+        }
+        assert_eq!(outbox.len(), 2);
+    }
+
+    #[test]
+    fn the_drivers_own_frames_keep_their_place_and_are_never_refused() {
+        let outbox = Outbox::new(1);
+        outbox.try_push(frame("broadcast")).unwrap();
+        outbox.push_own(frame("reply"));
+        assert!(matches!(outbox.try_push(frame("more")), Err(PushError::Full(_))));
+        assert_eq!(outbox.pop(), Some(frame("broadcast")));
+        assert_eq!(outbox.pop(), Some(frame("reply")));
     }
 
     #[tokio::test]
