@@ -447,7 +447,6 @@ fn check_upgrade<B>(request: &Request<B>) -> Result<String, Rejection> {
 /// Sets up one accepted connection (registers it, builds its service) and
 /// returns the future that drives it to its end. If the service factory
 /// panics, returns instead the future that closes the socket with 1011.
-#[allow(clippy::type_complexity, reason = "two futures, named by their roles")]
 fn start_connection<T, F, M, S>(
     socket: T,
     handshake: Handshake,

@@ -341,7 +341,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 Err(_) => self.reply_parse_error(),
             },
             Message::Close(frame) => return Some(Ended::ByPeer(frame)),
-            // tungstenite answers pings itself.
+            // The socket answers pings itself.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
         None
