@@ -1,9 +1,10 @@
 //! Live connections, groups, and fan-out (SignalR's `Clients` and `Groups`).
 //!
 //! A broadcast serializes its message once; every recipient's queue gets the
-//! same shared bytes. It never waits on a recipient: a client whose queue is
-//! full is dropped with close code 1013, so one slow consumer cannot stall the
-//! others. Fan-out goes through a [`Backplane`], so a hub can span processes.
+//! same shared bytes. It never waits on a recipient: when a client's queue is
+//! full, the [`SlowConsumer`] policy drops that client (close code 1013) or its
+//! oldest broadcasts, so one slow consumer cannot stall the others. Fan-out
+//! goes through a [`Backplane`], so a hub can span processes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,11 +20,27 @@ use crate::caller::{Call, Notify};
 use crate::connection::ConnectionId;
 use crate::contract::Contract;
 use crate::error::Error;
-use crate::peer::{Peer, PushError};
+use crate::peer::{Offer, Peer};
 use crate::wire;
 
 /// Close code for a client dropped because it did not keep up.
 const TRY_AGAIN_LATER: u16 = 1013;
+
+/// What a broadcast does for a connection whose outbound queue is full (by
+/// frames or by bytes). Calls and direct messages never take this path: they
+/// wait for room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// Drop the connection with close code 1013 (try again later) and a log
+    /// line: it reconnects and catches up, the others are not held back.
+    #[default]
+    Disconnect,
+    /// Keep the connection; drop the oldest broadcast messages queued for it
+    /// to make room (or this one, if only replies are queued). Suits feeds
+    /// where the latest value supersedes the earlier ones.
+    DropOldest,
+}
 
 /// Who a fan-out reaches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,14 +259,19 @@ impl HubCore {
         let mut delivered = 0;
         let mut offer = |peer: &Peer| {
             // A clone of the shared bytes: a reference count, not a copy.
-            match peer.try_send_frame(Message::Text(payload.0.clone())) {
-                Ok(()) => delivered += 1,
-                Err(PushError::Full(_)) => {
+            match peer.offer(Message::Text(payload.0.clone())) {
+                Offer::Queued => delivered += 1,
+                Offer::QueuedDroppingOldest(dropped) => {
+                    delivered += 1;
+                    tracing::debug!(conn = %peer.id(), dropped, "dropped the oldest broadcasts for a slow client");
+                }
+                Offer::Skipped => tracing::debug!(conn = %peer.id(), "skipped a broadcast for a slow client"),
+                Offer::Full => {
                     tracing::warn!(conn = %peer.id(), "dropping a client that does not keep up with broadcasts");
-                    peer.close(TRY_AGAIN_LATER, "slow consumer");
+                    peer.abort(TRY_AGAIN_LATER, "slow consumer");
                 }
                 // Closing already; it leaves the hub in a moment.
-                Err(PushError::Closed(_)) => {}
+                Offer::Closed => {}
             }
         };
         match audience {
@@ -535,7 +557,9 @@ mod tests {
         assert_eq!(hub.deliver(&Audience::All, &message), 2);
         assert_eq!(hub.deliver(&Audience::All, &message), 1);
         match slow.queued_controls().as_slice() {
-            [crate::peer::Control::Close(frame)] => assert_eq!(u16::from(frame.code), TRY_AGAIN_LATER),
+            [crate::peer::Control::Close { frame, graceful: false }] => {
+                assert_eq!(u16::from(frame.code), TRY_AGAIN_LATER)
+            }
             other => panic!("expected a close, got {other:?}"),
         }
         assert!(fast.queued_controls().is_empty());

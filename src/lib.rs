@@ -148,10 +148,10 @@ pub use contract::{
     ServiceInstance,
 };
 pub use error::{Error, codes};
-pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload};
+pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, SlowConsumer};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
 pub use peer::{CloseReason, Peer};
-pub use server::{Endpoint, Server, ServerBuilder};
+pub use server::{Endpoint, Server, ServerBuilder, ServerHandle};
 
 /// Declares a service contract: the methods clients call on the server.
 ///

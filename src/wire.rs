@@ -107,16 +107,18 @@ pub(crate) enum Frame<'a> {
     Batch(Vec<&'a RawValue>),
     /// Not JSON at all: answered with -32700 and a null id.
     ParseError,
-    /// A batch of more than [`MAX_BATCH_LEN`] entries: answered with -32010 and
-    /// a null id, before the rest of it is even parsed.
+    /// A batch over the limit: answered with -32010 and a null id, before the
+    /// rest of it is even parsed.
     BatchTooLarge,
 }
 
-/// The most entries a batch may hold (jsonrpsee's default too).
+/// The most entries a batch may hold by default (jsonrpsee's default too).
 pub(crate) const MAX_BATCH_LEN: usize = 1000;
 
-/// Collects a batch's entries, refusing to hold more than [`MAX_BATCH_LEN`].
-struct BatchEntries;
+/// Collects a batch's entries, refusing to hold more than `max`.
+struct BatchEntries {
+    max: usize,
+}
 
 /// The error message that marks an oversized batch.
 const TOO_MANY_ENTRIES: &str = "wsduplex: too many batch entries";
@@ -131,7 +133,7 @@ impl<'de> serde::de::Visitor<'de> for BatchEntries {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut entries = Vec::new();
         while let Some(entry) = seq.next_element::<&RawValue>()? {
-            if entries.len() == MAX_BATCH_LEN {
+            if entries.len() == self.max {
                 return Err(serde::de::Error::custom(TOO_MANY_ENTRIES));
             }
             entries.push(entry);
@@ -163,17 +165,19 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// Parses one frame's text.
-pub(crate) fn parse_frame(text: &str) -> Frame<'_> {
+/// Parses one frame's text; a batch may hold at most `max_batch_len` entries.
+pub(crate) fn parse_frame(text: &str, max_batch_len: usize) -> Frame<'_> {
     match first_byte(text) {
-        Some(b'[') => match serde_json::Deserializer::from_str(text).deserialize_seq(BatchEntries) {
-            Ok(items) if items.is_empty() => {
-                Frame::Single(Message::Invalid { id: RequestId::Null, reason: "empty batch" })
+        Some(b'[') => {
+            match serde_json::Deserializer::from_str(text).deserialize_seq(BatchEntries { max: max_batch_len }) {
+                Ok(items) if items.is_empty() => {
+                    Frame::Single(Message::Invalid { id: RequestId::Null, reason: "empty batch" })
+                }
+                Ok(items) => Frame::Batch(items),
+                Err(e) if e.to_string().starts_with(TOO_MANY_ENTRIES) => Frame::BatchTooLarge,
+                Err(_) => Frame::ParseError,
             }
-            Ok(items) => Frame::Batch(items),
-            Err(e) if e.to_string().starts_with(TOO_MANY_ENTRIES) => Frame::BatchTooLarge,
-            Err(_) => Frame::ParseError,
-        },
+        }
         // One pass over the text: the envelope keeps each member as raw JSON.
         Some(b'{') => match serde_json::from_str::<Envelope<'_>>(text) {
             Ok(envelope) => Frame::Single(classify_envelope(envelope)),
@@ -439,7 +443,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn single(text: &str) -> Message<'_> {
-        match parse_frame(text) {
+        match parse_frame(text, MAX_BATCH_LEN) {
             Frame::Single(m) => m,
             other => panic!("expected one message, got {other:?}"),
         }
@@ -506,17 +510,22 @@ mod tests {
     #[test]
     fn batches_past_the_limit_are_refused_whole() {
         let at_limit = format!("[{}1]", "1,".repeat(MAX_BATCH_LEN - 1));
-        assert!(matches!(parse_frame(&at_limit), Frame::Batch(items) if items.len() == MAX_BATCH_LEN));
+        assert!(matches!(parse_frame(&at_limit, MAX_BATCH_LEN), Frame::Batch(items) if items.len() == MAX_BATCH_LEN));
         let over = format!("[{}1]", "1,".repeat(MAX_BATCH_LEN));
-        assert!(matches!(parse_frame(&over), Frame::BatchTooLarge));
+        assert!(matches!(parse_frame(&over, MAX_BATCH_LEN), Frame::BatchTooLarge));
+        assert!(matches!(parse_frame("[1,2,3]", 2), Frame::BatchTooLarge));
+        assert!(matches!(parse_frame("[1,2]", 2), Frame::Batch(items) if items.len() == 2));
     }
 
     #[test]
     fn batches_and_broken_json() {
-        assert!(matches!(parse_frame("[1,2]"), Frame::Batch(items) if items.len() == 2));
-        assert!(matches!(parse_frame("  []"), Frame::Single(Message::Invalid { id: RequestId::Null, .. })));
+        assert!(matches!(parse_frame("[1,2]", MAX_BATCH_LEN), Frame::Batch(items) if items.len() == 2));
+        assert!(matches!(
+            parse_frame("  []", MAX_BATCH_LEN),
+            Frame::Single(Message::Invalid { id: RequestId::Null, .. })
+        ));
         for text in ["", "{", r#"{"jsonrpc":"2.0","method":"m""#, "[1,", "nul", "\u{0}"] {
-            assert!(matches!(parse_frame(text), Frame::ParseError), "{text:?}");
+            assert!(matches!(parse_frame(text, MAX_BATCH_LEN), Frame::ParseError), "{text:?}");
         }
     }
 

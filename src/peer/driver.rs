@@ -15,6 +15,10 @@
 //! answers the excess requests with -32009 (server busy) rather than
 //! deadlock. It also stops reading while `max_in_flight` frames wait for the
 //! socket. Writing never blocks reading.
+//!
+//! The same task pings the peer on a schedule and drops it when nothing comes
+//! back in time, closes an idle connection when asked to, and on shutdown
+//! refuses new calls, lets running ones finish, then closes with 1001.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -30,11 +34,12 @@ use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use jsonrpsee_core::server::{MethodCallback, MethodResponse, Methods};
 use jsonrpsee_types::{ErrorObjectOwned, Extensions, Params};
 use serde_json::value::RawValue;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::Span;
 
+use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
 use super::{CloseReason, Control, Peer, PeerConfig, Reply};
 use crate::dispatch::{Handler, HandlerFuture, IncomingCall};
 use crate::error::codes;
@@ -62,8 +67,10 @@ impl<T> Transport for T where
 pub(crate) enum Ended {
     /// The peer sent a close frame.
     ByPeer(Option<CloseFrame>),
-    /// We sent a close frame.
-    ByUs(u16),
+    /// We sent a close frame, for this reason.
+    ByUs(CloseReason),
+    /// We gave up on the peer without a close handshake.
+    Abandoned(CloseReason),
     /// The socket failed.
     Transport(WsError),
     /// The stream ended without a close frame.
@@ -77,12 +84,15 @@ impl Ended {
                 CloseReason::ClosedByPeer { code: frame.code.into(), reason: frame.reason.to_string() }
             }
             Ended::ByPeer(None) => CloseReason::ClosedByPeer { code: 1005, reason: String::new() },
-            Ended::ByUs(code) => CloseReason::ClosedLocally { code: *code },
+            Ended::ByUs(reason) | Ended::Abandoned(reason) => reason.clone(),
             Ended::Transport(e) => CloseReason::Transport(e.to_string()),
             Ended::Eof => CloseReason::Transport("the stream ended without a close frame".into()),
         }
     }
 }
+
+/// Close code and reason text for a server shutting down.
+const GOING_AWAY: (u16, &str) = (1001, "server shutting down");
 
 /// One incoming call (or batch) being run.
 struct Running {
@@ -148,26 +158,27 @@ pub(crate) struct Driver<T, H> {
     parked: VecDeque<Utf8Bytes>,
     parked_bytes: usize,
     max_in_flight: usize,
+    max_batch_len: usize,
     unflushed: bool,
-    /// Set once a close was asked for, with the time the handshake is allowed.
-    closing: Option<(Closing, Pin<Box<Sleep>>)>,
+    keep_alive: Option<KeepAlive>,
+    /// A ping is due and waits for room in the socket.
+    ping_due: bool,
+    idle: Option<IdleTimeout>,
+    /// Set while shutting down: new calls are refused until the deadline.
+    draining: Option<Pin<Box<Sleep>>>,
+    /// Set once a close was asked for.
+    closing: Option<Closing>,
 }
 
-/// Where a close this side asked for stands.
-enum Closing {
-    /// The close frame waits for room in the socket.
-    Queued(CloseFrame),
-    /// The close frame with this code went out.
-    Sent(u16),
-}
-
-impl Closing {
-    fn code(&self) -> u16 {
-        match self {
-            Closing::Queued(frame) => frame.code.into(),
-            Closing::Sent(code) => *code,
-        }
-    }
+/// A close this side asked for.
+struct Closing {
+    /// The close frame, until it is handed to the socket.
+    frame: Option<CloseFrame>,
+    /// Frames already queued go out first.
+    flush_first: bool,
+    reason: CloseReason,
+    /// When the close handshake is given up on.
+    deadline: Pin<Box<Sleep>>,
 }
 
 impl<T: Transport, H: Handler> Driver<T, H> {
@@ -181,7 +192,12 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             parked: VecDeque::new(),
             parked_bytes: 0,
             max_in_flight: config.max_in_flight.max(1),
+            max_batch_len: config.max_batch_len,
             unflushed: false,
+            keep_alive: config.keep_alive.map(KeepAlive::new),
+            ping_due: false,
+            idle: config.idle_timeout.map(IdleTimeout::new),
+            draining: None,
             closing: None,
         }
     }
@@ -211,7 +227,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 progress = true;
                 match control {
                     Control::Cancel(id) => self.enqueue(wire::cancel(id)),
-                    Control::Close(frame) => self.start_closing(frame),
+                    Control::Close { frame, graceful } => {
+                        let reason = CloseReason::ClosedLocally { code: frame.code.into() };
+                        self.start_closing(frame, reason, graceful);
+                    }
+                    Control::Shutdown(deadline) => self.start_draining(deadline),
                 }
             }
 
@@ -223,6 +243,44 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 progress = true;
                 if let Some(frame) = response {
                     self.enqueue(frame);
+                }
+            }
+
+            if let Some(deadline) = &mut self.draining {
+                let done = self.running.is_empty() && self.parked.is_empty();
+                if done || deadline.as_mut().poll(cx).is_ready() {
+                    let (code, reason) = GOING_AWAY;
+                    self.start_closing(
+                        CloseFrame { code: code.into(), reason: reason.into() },
+                        CloseReason::Shutdown,
+                        true,
+                    );
+                    continue;
+                }
+            }
+
+            if let Some(keep_alive) = &mut self.keep_alive
+                && let Poll::Ready(due) = keep_alive.poll(cx)
+            {
+                match due {
+                    KeepAliveDue::Ping => self.ping_due = true,
+                    KeepAliveDue::Unresponsive => {
+                        tracing::debug!(conn = %self.peer.id(), "no answer to a keep-alive ping; dropping the connection");
+                        return Poll::Ready(Ended::Abandoned(CloseReason::Unresponsive));
+                    }
+                }
+            }
+
+            if let Some(idle) = &mut self.idle {
+                let busy = !self.running.is_empty() || self.peer.shared().pending.is_waiting();
+                if idle.poll(cx, busy).is_ready() {
+                    tracing::debug!(conn = %self.peer.id(), "idle timeout");
+                    self.start_closing(
+                        CloseFrame { code: 1000.into(), reason: "idle timeout".into() },
+                        CloseReason::Idle,
+                        true,
+                    );
+                    continue;
                 }
             }
 
@@ -243,6 +301,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 match Pin::new(&mut self.transport).poll_next(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
+                        if let Some(keep_alive) = &mut self.keep_alive {
+                            keep_alive.heard();
+                        }
                         if let Some(ended) = self.on_message(message) {
                             return Poll::Ready(ended);
                         }
@@ -251,7 +312,8 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                         // The peer broke a rule: say which before closing.
                         Some((code, reason)) => {
                             tracing::debug!(conn = %self.peer.id(), error = %e, code, "closing");
-                            self.start_closing(CloseFrame { code: code.into(), reason: reason.into() });
+                            let frame = CloseFrame { code: code.into(), reason: reason.into() };
+                            self.start_closing(frame, CloseReason::ClosedLocally { code }, false);
                             progress = true;
                         }
                         None => return Poll::Ready(Ended::Transport(e)),
@@ -267,40 +329,65 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         }
     }
 
-    fn start_closing(&mut self, frame: CloseFrame) {
-        if self.closing.is_none() {
-            // Nothing more is read or answered; frames not yet written go with the connection.
-            self.peer.shared().outbox.clear_frames();
-            self.closing = Some((Closing::Queued(frame), Box::pin(tokio::time::sleep(CLOSE_TIMEOUT))));
+    /// Starts closing with `frame`, reporting `reason`. A graceful close
+    /// writes what is queued first; otherwise it is dropped. Either way
+    /// nothing more is read or answered, and the handshake gets
+    /// [`CLOSE_TIMEOUT`].
+    fn start_closing(&mut self, frame: CloseFrame, reason: CloseReason, graceful: bool) {
+        if self.closing.is_some() {
+            return;
+        }
+        let outbox = &self.peer.shared().outbox;
+        outbox.seal();
+        if !graceful {
+            outbox.clear_frames();
+        }
+        let deadline = Box::pin(tokio::time::sleep(CLOSE_TIMEOUT));
+        self.closing = Some(Closing { frame: Some(frame), flush_first: graceful, reason, deadline });
+    }
+
+    /// Refuses new calls from now on; the connection closes with 1001 once
+    /// the running ones end, or at `deadline`.
+    fn start_draining(&mut self, deadline: Instant) {
+        if self.draining.is_none() {
+            tracing::debug!(conn = %self.peer.id(), "shutting down");
+            self.draining = Some(Box::pin(tokio::time::sleep_until(deadline)));
         }
     }
 
-    /// Sends the close frame once the socket takes it and flushes it out, or
-    /// gives up on a socket that stays blocked past [`CLOSE_TIMEOUT`].
+    /// Writes out what is queued (for a graceful close), then the close frame,
+    /// and flushes it; gives up on a socket that stays blocked past
+    /// [`CLOSE_TIMEOUT`].
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
-        let Driver { transport, closing, .. } = self;
-        let Some((state, timer)) = closing else { return Poll::Pending };
-        if let Closing::Queued(frame) = state {
-            match Pin::new(&mut *transport).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {
-                    let frame = std::mem::replace(frame, CloseFrame { code: 1000.into(), reason: "".into() });
-                    let code = frame.code.into();
-                    if let Err(e) = Pin::new(&mut *transport).start_send(Message::Close(Some(frame))) {
-                        return Poll::Ready(Ended::Transport(e));
-                    }
-                    *state = Closing::Sent(code);
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Ended::Transport(e)),
-                Poll::Pending => {}
+        let Some(closing) = &self.closing else { return Poll::Pending };
+        if closing.flush_first {
+            if let Poll::Ready(Err(e)) = self.poll_write(cx) {
+                return Poll::Ready(Ended::Transport(e));
+            }
+            let flushed = self.peer.shared().outbox.len() == 0 && !self.unflushed;
+            if let Some(closing) = &mut self.closing {
+                closing.flush_first = !flushed;
             }
         }
-        if let Closing::Sent(code) = state
-            && Pin::new(&mut *transport).poll_flush(cx).is_ready()
+        let Driver { transport, closing, .. } = self;
+        let Some(closing) = closing else { return Poll::Pending };
+        if !closing.flush_first
+            && closing.frame.is_some()
+            && let Poll::Ready(ready) = Pin::new(&mut *transport).poll_ready(cx)
         {
-            return Poll::Ready(Ended::ByUs(*code));
+            let sent = ready.and_then(|()| match closing.frame.take() {
+                Some(frame) => Pin::new(&mut *transport).start_send(Message::Close(Some(frame))),
+                None => Ok(()),
+            });
+            if let Err(e) = sent {
+                return Poll::Ready(Ended::Transport(e));
+            }
         }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Ended::ByUs(state.code())),
+        if closing.frame.is_none() && Pin::new(&mut *transport).poll_flush(cx).is_ready() {
+            return Poll::Ready(Ended::ByUs(closing.reason.clone()));
+        }
+        match closing.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Ended::ByUs(closing.reason.clone())),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -308,6 +395,17 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// Writes what is waiting while the socket takes it; `Ok(true)` if anything was written.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, WsError>> {
         let mut wrote = false;
+        if self.ping_due {
+            match Pin::new(&mut self.transport).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    Pin::new(&mut self.transport).start_send(Message::Ping(Bytes::new()))?;
+                    self.ping_due = false;
+                    self.unflushed = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
         loop {
             match Pin::new(&mut self.transport).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
@@ -322,6 +420,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             wrote = true;
             self.unflushed = true;
         }
+        if wrote && let Some(idle) = &mut self.idle {
+            idle.active();
+        }
         if self.unflushed {
             match Pin::new(&mut self.transport).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
@@ -334,6 +435,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
     /// Handles one frame; `Some` when it ends the connection.
     fn on_message(&mut self, message: Message) -> Option<Ended> {
+        if let (Some(idle), Message::Text(_) | Message::Binary(_)) = (&mut self.idle, &message) {
+            idle.active();
+        }
         match message {
             Message::Text(text) => self.on_text(text),
             Message::Binary(data) => match Utf8Bytes::try_from(data) {
@@ -361,7 +465,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
     /// Whether to read another frame now (see the module docs).
     fn may_read(&self) -> bool {
-        self.peer.shared().outbox.len() < self.max_in_flight
+        !self.peer.shared().outbox.is_backlogged(self.max_in_flight)
             && (self.parked.len() < self.max_in_flight || self.peer.shared().pending.is_waiting())
     }
 
@@ -378,7 +482,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         if self.running.len() < self.max_in_flight && self.parked.is_empty() {
             return self.on_json(&text);
         }
-        let frame = wire::parse_frame(&text);
+        let frame = wire::parse_frame(&text, self.max_batch_len);
         if needs_no_slot(&frame) {
             return self.on_frame(frame, &text);
         }
@@ -425,14 +529,14 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     }
 
     fn on_json(&mut self, text: &Utf8Bytes) {
-        self.on_frame(wire::parse_frame(text), text);
+        self.on_frame(wire::parse_frame(text, self.max_batch_len), text);
     }
 
     fn on_frame(&mut self, frame: wire::Frame<'_>, text: &Utf8Bytes) {
         match frame {
             wire::Frame::ParseError => self.reply_parse_error(),
             wire::Frame::BatchTooLarge => {
-                let message = format!("Batch too large: at most {} entries", wire::MAX_BATCH_LEN);
+                let message = format!("Batch too large: at most {} entries", self.max_batch_len);
                 let error = ErrorObjectOwned::owned(codes::BATCH_TOO_LARGE, message, None::<()>);
                 self.enqueue(wire::failure(&RequestId::Null, &error));
             }
@@ -493,8 +597,15 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         }
     }
 
-    /// Starts an incoming call; answers -32601 at once if no method has the name.
+    /// Starts an incoming call; answers -32601 at once if no method has the
+    /// name, and -32009 while shutting down.
     fn start(&mut self, id: Option<RequestId>, method: &str, params: Option<&RawValue>) -> Action {
+        if self.draining.is_some() {
+            tracing::debug!(conn = %self.peer.id(), method, "shutting down: refusing a call");
+            let Some(id) = id else { return Action::Nothing };
+            let error = ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is shutting down", None::<()>);
+            return Action::Reply(wire::failure(&id, &error));
+        }
         let span = tracing::debug_span!("rpc.in", conn = %self.peer.id(), method, id = %ShowId(&id));
         let key = id.clone();
         let dispatched = {
@@ -700,7 +811,7 @@ async fn finish_close<T: Transport>(transport: &mut T, ended: &Ended) {
                 // Wait for the peer's answering close (or the end of the stream).
                 while let Some(Ok(_)) = transport.next().await {}
             }
-            Ended::Transport(_) | Ended::Eof => {}
+            Ended::Abandoned(_) | Ended::Transport(_) | Ended::Eof => {}
         }
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;

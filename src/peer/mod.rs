@@ -6,6 +6,7 @@
 //! ends, fails every call still waiting at once.
 
 mod driver;
+mod liveness;
 mod outbox;
 mod pending;
 
@@ -25,11 +26,13 @@ use tracing::Instrument;
 
 use crate::connection::ConnectionId;
 use crate::error::Error;
+use crate::hub::SlowConsumer;
 use crate::wire;
 
 pub(crate) use driver::{Driver, Transport};
-use outbox::Outbox;
-pub(crate) use outbox::PushError;
+pub(crate) use liveness::KeepAliveConfig;
+use outbox::{Bounds, Outbox};
+pub(crate) use outbox::{Offer, PushError};
 pub(crate) use pending::Reply;
 use pending::{CallGuard, Pending};
 
@@ -42,11 +45,30 @@ pub(crate) struct PeerConfig {
     pub max_in_flight: usize,
     /// Frames waiting for the socket, per connection.
     pub outbound_capacity: usize,
+    /// Bytes waiting for the socket, per connection.
+    pub outbound_bytes: usize,
+    /// What a broadcast does when a connection's queue is full.
+    pub slow_consumer: SlowConsumer,
+    /// Pings, and how long an answer may take; `None` turns them off.
+    pub keep_alive: Option<KeepAliveConfig>,
+    /// Close a connection quiet for this long; `None` never does.
+    pub idle_timeout: Option<Duration>,
+    /// The most entries an incoming batch may hold.
+    pub max_batch_len: usize,
 }
 
 impl Default for PeerConfig {
     fn default() -> Self {
-        PeerConfig { call_timeout: Duration::from_secs(30), max_in_flight: 128, outbound_capacity: 256 }
+        PeerConfig {
+            call_timeout: Duration::from_secs(30),
+            max_in_flight: 128,
+            outbound_capacity: 256,
+            outbound_bytes: 4 << 20,
+            slow_consumer: SlowConsumer::Disconnect,
+            keep_alive: Some(KeepAliveConfig { interval: Duration::from_secs(30), timeout: Duration::from_secs(20) }),
+            idle_timeout: None,
+            max_batch_len: wire::MAX_BATCH_LEN,
+        }
     }
 }
 
@@ -55,8 +77,12 @@ impl Default for PeerConfig {
 pub(crate) enum Control {
     /// Send `$/cancelRequest` for one of our calls that its caller gave up on.
     Cancel(u64),
-    /// Close the connection with this code and reason.
-    Close(CloseFrame),
+    /// Close the connection with this frame: after the frames already queued
+    /// (`graceful`), or at once, dropping them.
+    Close { frame: CloseFrame, graceful: bool },
+    /// The server is shutting down: refuse new calls, let running ones finish
+    /// until the deadline, then close with 1001.
+    Shutdown(Instant),
 }
 
 /// How a connection ended.
@@ -75,6 +101,12 @@ pub enum CloseReason {
         /// The close code.
         code: u16,
     },
+    /// The server shut down (close code 1001).
+    Shutdown,
+    /// The peer answered no keep-alive ping in time; the socket was dropped.
+    Unresponsive,
+    /// Nothing went either way for the idle timeout (close code 1000).
+    Idle,
     /// The socket failed or ended without a close frame.
     Transport(String),
 }
@@ -110,7 +142,11 @@ impl Peer {
     pub(crate) fn new(id: ConnectionId, config: &PeerConfig) -> Peer {
         let shared = Shared {
             id,
-            outbox: Outbox::new(config.outbound_capacity),
+            outbox: Outbox::new(Bounds {
+                frames: config.outbound_capacity,
+                bytes: config.outbound_bytes,
+                slow_consumer: config.slow_consumer,
+            }),
             pending: Pending::default(),
             next_id: AtomicU64::new(1),
             call_timeout: config.call_timeout,
@@ -212,19 +248,34 @@ impl Peer {
         }
     }
 
-    /// Queues an already serialized frame without waiting: the hub's fan-out path.
-    pub(crate) fn try_send_frame(&self, frame: Message) -> Result<(), PushError> {
-        self.shared.outbox.try_push(frame)
+    /// Offers an already serialized broadcast frame without waiting: the hub's fan-out path.
+    pub(crate) fn offer(&self, frame: Message) -> Offer {
+        self.shared.outbox.offer(frame)
     }
 
-    /// Closes the connection with a close code and reason. Calls waiting on it
-    /// fail with [`Error::Closed`]. A code that may not be sent (1005, 1006,
-    /// 1015, below 1000) is sent as 1000.
+    /// Closes the connection with a close code and reason, after the frames
+    /// already queued for it (within a few seconds). Calls waiting on it fail
+    /// with [`Error::Closed`]. A code that may not be sent (1005, 1006, 1015,
+    /// below 1000) is sent as 1000.
     pub fn close(&self, code: u16, reason: &str) {
+        self.push_close(code, reason, true);
+    }
+
+    /// Closes the connection at once, dropping what is queued for it.
+    pub(crate) fn abort(&self, code: u16, reason: &str) {
+        self.push_close(code, reason, false);
+    }
+
+    fn push_close(&self, code: u16, reason: &str, graceful: bool) {
         let code = Some(CloseCode::from(code)).filter(|c| c.is_allowed()).unwrap_or(CloseCode::Normal);
         let frame = CloseFrame { code, reason: reason.into() };
-        // Refused only when the connection is already closed.
-        self.shared.outbox.push_control(Control::Close(frame));
+        // Refused only when the connection is already closing.
+        self.shared.outbox.push_control(Control::Close { frame, graceful });
+    }
+
+    /// Asks the connection to shut down: see [`Control::Shutdown`].
+    pub(crate) fn shut_down(&self, deadline: Instant) {
+        self.shared.outbox.push_control(Control::Shutdown(deadline));
     }
 
     /// True once the connection has ended.

@@ -1,10 +1,10 @@
 //! The queue of frames waiting for a connection's socket, in the order they
-//! were made: those other tasks hand over (bounded: a broadcast finds it full
-//! and drops a slow client, a call waits for room) and the driver's own
-//! responses (never refused: a reply owed is never dropped). Control requests
-//! (cancel a call, close) wait beside it, unbounded. It allocates only while it
-//! holds something: an idle connection's queue costs a few words inside its
-//! shared state.
+//! were made: those other tasks hand over (bounded by frames and by bytes: a
+//! broadcast that finds it full applies the [`SlowConsumer`] policy, a call
+//! waits for room) and the driver's own responses (never refused: a reply owed
+//! is never dropped). Control requests (cancel a call, close, shut down) wait
+//! beside it, unbounded. It allocates only while it holds something: an idle
+//! connection's queue costs a few words inside its shared state.
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Control;
+use crate::hub::SlowConsumer;
 
 /// Why a frame was not queued; the frame comes back.
 #[derive(Debug)]
@@ -24,16 +25,50 @@ pub(crate) enum PushError {
     Closed(Message),
 }
 
+/// What became of a broadcast frame offered to one connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Queued.
+    Queued,
+    /// Queued after dropping this many older broadcast frames ([`SlowConsumer::DropOldest`]).
+    QueuedDroppingOldest(usize),
+    /// Not queued: the queue is full of frames that may not be dropped ([`SlowConsumer::DropOldest`]).
+    Skipped,
+    /// Not queued: the queue is full and the connection must go ([`SlowConsumer::Disconnect`]).
+    Full,
+    /// Not queued: the connection is closing.
+    Closed,
+}
+
+struct Entry {
+    message: Message,
+    /// A broadcast frame, which [`SlowConsumer::DropOldest`] may drop.
+    droppable: bool,
+}
+
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Message>,
+    frames: VecDeque<Entry>,
+    /// Payload bytes of `frames`.
+    bytes: usize,
     controls: Vec<Control>,
-    closed: bool,
+    /// No more frames from other tasks (closing, or closed).
+    sealed: bool,
+    /// A sender waits for room: the next pop wakes it.
+    room_wanted: bool,
+}
+
+/// Bounds and policy of one connection's queue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    pub frames: usize,
+    pub bytes: usize,
+    pub slow_consumer: SlowConsumer,
 }
 
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    capacity: usize,
+    bounds: Bounds,
     /// The driver, woken when something is queued.
     driver: AtomicWaker,
     /// Senders waiting for room.
@@ -43,9 +78,40 @@ pub(crate) struct Outbox {
 /// Above this capacity an emptied queue lets go of its buffer.
 const KEEP_CAPACITY: usize = 8;
 
+fn size_of(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
+        Message::Close(_) | Message::Frame(_) => 0,
+    }
+}
+
+impl State {
+    /// Whether a frame of `size` bytes fits. A frame larger than the byte
+    /// bound still goes into an empty queue, so a large message can be sent.
+    fn fits(&self, bounds: &Bounds, size: usize) -> bool {
+        self.frames.len() < bounds.frames && (self.bytes == 0 || self.bytes + size <= bounds.bytes)
+    }
+
+    fn push(&mut self, message: Message, droppable: bool) {
+        self.bytes += size_of(&message);
+        self.frames.push_back(Entry { message, droppable });
+    }
+
+    /// Drops the oldest droppable frame; false if there is none.
+    fn drop_oldest(&mut self) -> bool {
+        let Some(at) = self.frames.iter().position(|entry| entry.droppable) else { return false };
+        if let Some(entry) = self.frames.remove(at) {
+            self.bytes -= size_of(&entry.message);
+        }
+        true
+    }
+}
+
 impl Outbox {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Outbox { state: Mutex::default(), capacity: capacity.max(1), driver: AtomicWaker::new(), room: Notify::new() }
+    pub(crate) fn new(bounds: Bounds) -> Self {
+        let bounds = Bounds { frames: bounds.frames.max(1), bytes: bounds.bytes.max(1), ..bounds };
+        Outbox { state: Mutex::default(), bounds, driver: AtomicWaker::new(), room: Notify::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -57,22 +123,49 @@ impl Outbox {
     pub(crate) fn try_push(&self, frame: Message) -> Result<(), PushError> {
         {
             let mut state = self.lock();
-            if state.closed {
+            if state.sealed {
                 return Err(PushError::Closed(frame));
             }
-            if state.frames.len() >= self.capacity {
+            if !state.fits(&self.bounds, size_of(&frame)) {
+                state.room_wanted = true;
                 return Err(PushError::Full(frame));
             }
-            state.frames.push_back(frame);
+            state.push(frame, false);
         }
         self.driver.wake();
         Ok(())
     }
 
+    /// Queues a broadcast frame without waiting; when there is no room, the
+    /// [`SlowConsumer`] policy decides.
+    pub(crate) fn offer(&self, frame: Message) -> Offer {
+        let offer = {
+            let mut state = self.lock();
+            if state.sealed {
+                return Offer::Closed;
+            }
+            let size = size_of(&frame);
+            let mut dropped = 0;
+            while !state.fits(&self.bounds, size) {
+                if self.bounds.slow_consumer == SlowConsumer::Disconnect {
+                    return Offer::Full;
+                }
+                if !state.drop_oldest() {
+                    return Offer::Skipped;
+                }
+                dropped += 1;
+            }
+            state.push(frame, true);
+            if dropped == 0 { Offer::Queued } else { Offer::QueuedDroppingOldest(dropped) }
+        };
+        self.driver.wake();
+        offer
+    }
+
     /// Queues a frame the driver made (a response), after everything queued
-    /// before it, whatever the capacity.
+    /// before it, whatever the bounds.
     pub(crate) fn push_own(&self, frame: Message) {
-        self.lock().frames.push_back(frame);
+        self.lock().push(frame, false);
     }
 
     /// Frames waiting.
@@ -80,10 +173,11 @@ impl Outbox {
         self.lock().frames.len()
     }
 
-    /// Drops the frames waiting (the connection is closing), freeing room for no one.
-    pub(crate) fn clear_frames(&self) {
-        let dropped = std::mem::take(&mut self.lock().frames);
-        drop(dropped);
+    /// True while the queue holds `frames` frames or its byte bound: the
+    /// driver stops reading then, so its own replies cannot pile up.
+    pub(crate) fn is_backlogged(&self, frames: usize) -> bool {
+        let state = self.lock();
+        state.frames.len() >= frames || state.bytes >= self.bounds.bytes
     }
 
     /// Queues a frame, waiting for room; gives it back if the connection closes.
@@ -104,7 +198,7 @@ impl Outbox {
     pub(crate) fn push_control(&self, control: Control) -> bool {
         {
             let mut state = self.lock();
-            if state.closed {
+            if state.sealed {
                 return false;
             }
             state.controls.push(control);
@@ -124,21 +218,24 @@ impl Outbox {
 
     /// The next frame, if any (the driver registers its waker first).
     pub(crate) fn pop(&self) -> Option<Message> {
-        let (frame, was_full) = {
+        let (entry, room_wanted) = {
             let mut state = self.lock();
-            let was_full = state.frames.len() >= self.capacity;
-            let frame = state.frames.pop_front();
+            let entry = state.frames.pop_front();
+            if let Some(entry) = &entry {
+                state.bytes -= size_of(&entry.message);
+            }
             if state.frames.is_empty() && state.frames.capacity() > KEEP_CAPACITY {
                 state.frames = VecDeque::new();
             }
-            (frame, was_full)
+            (entry, std::mem::take(&mut state.room_wanted))
         };
-        if was_full && frame.is_some() {
-            // Every waiter retries: the driver may empty the queue in one go,
-            // and one wakeup per full-to-not-full step would strand the rest.
+        if room_wanted {
+            // Every waiter retries (and asks again if it still does not fit):
+            // the driver may empty the queue in one go, and one wakeup per
+            // freed frame would strand the rest.
             self.room.notify_waiters();
         }
-        frame
+        entry.map(|entry| entry.message)
     }
 
     /// Like [`pop`](Self::pop), registering the driver's waker when empty.
@@ -150,16 +247,31 @@ impl Outbox {
         }
     }
 
-    /// Refuses everything from now on; frames still queued are dropped.
-    pub(crate) fn close(&self) {
+    /// Refuses frames and controls from other tasks from now on; what is
+    /// queued stays, to be written before a graceful close.
+    pub(crate) fn seal(&self) {
+        {
+            let mut state = self.lock();
+            state.sealed = true;
+            state.controls.clear();
+        }
+        self.room.notify_waiters();
+    }
+
+    /// Drops the frames waiting (the connection is closing).
+    pub(crate) fn clear_frames(&self) {
         let dropped = {
             let mut state = self.lock();
-            state.closed = true;
-            state.controls.clear();
+            state.bytes = 0;
             std::mem::take(&mut state.frames)
         };
         drop(dropped);
-        self.room.notify_waiters();
+    }
+
+    /// Refuses everything from now on; frames still queued are dropped.
+    pub(crate) fn close(&self) {
+        self.seal();
+        self.clear_frames();
     }
 }
 
@@ -167,18 +279,28 @@ impl Outbox {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::Duration;
 
     fn frame(text: &str) -> Message {
         Message::Text(text.into())
     }
 
+    fn outbox(frames: usize, bytes: usize, slow_consumer: SlowConsumer) -> Outbox {
+        Outbox::new(Bounds { frames, bytes, slow_consumer })
+    }
+
+    fn bounded(frames: usize) -> Outbox {
+        outbox(frames, 1 << 20, SlowConsumer::Disconnect)
+    }
+
     #[test]
     fn bounded_for_frames_and_empty_without_allocation() {
-        let outbox = Outbox::new(2);
+        let outbox = bounded(2);
         assert_eq!(outbox.lock().frames.capacity(), 0);
         outbox.try_push(frame("a")).unwrap();
         outbox.try_push(frame("b")).unwrap();
         assert!(matches!(outbox.try_push(frame("c")), Err(PushError::Full(_))));
+        assert_eq!(outbox.offer(frame("c")), Offer::Full);
         assert!(outbox.push_control(Control::Cancel(1)), "controls are never refused for room");
         assert_eq!(outbox.pop(), Some(frame("a")));
         assert_eq!(outbox.pop(), Some(frame("b")));
@@ -186,9 +308,44 @@ mod tests {
         assert_eq!(outbox.take_controls().len(), 1);
     }
 
+    #[test]
+    fn bounded_for_bytes_but_a_large_frame_still_goes_alone() {
+        let outbox = outbox(100, 10, SlowConsumer::Disconnect);
+        outbox.try_push(frame("123456")).unwrap();
+        assert!(matches!(outbox.try_push(frame("12345")), Err(PushError::Full(_))));
+        assert_eq!(outbox.offer(frame("12345")), Offer::Full);
+        outbox.try_push(frame("1234")).unwrap();
+        assert!(outbox.is_backlogged(100), "at the byte bound the driver stops reading");
+        assert_eq!(outbox.pop(), Some(frame("123456")));
+        assert_eq!(outbox.pop(), Some(frame("1234")));
+        assert!(!outbox.is_backlogged(100));
+        let large = "x".repeat(50);
+        outbox.try_push(frame(&large)).unwrap();
+        assert_eq!(outbox.pop(), Some(frame(&large)));
+    }
+
+    #[test]
+    fn drop_oldest_drops_broadcasts_only_and_keeps_the_newest() {
+        let outbox = outbox(3, 1 << 20, SlowConsumer::DropOldest);
+        assert_eq!(outbox.offer(frame("news 1")), Offer::Queued);
+        outbox.try_push(frame("reply")).unwrap();
+        assert_eq!(outbox.offer(frame("news 2")), Offer::Queued);
+        assert_eq!(outbox.offer(frame("news 3")), Offer::QueuedDroppingOldest(1));
+        assert_eq!(outbox.offer(frame("news 4")), Offer::QueuedDroppingOldest(1));
+        let order: Vec<_> = std::iter::from_fn(|| outbox.pop()).collect();
+        assert_eq!(order, [frame("reply"), frame("news 3"), frame("news 4")]);
+
+        // Nothing droppable: the new broadcast is the one left out.
+        for text in ["a", "b", "c"] {
+            outbox.push_own(frame(text));
+        }
+        assert_eq!(outbox.offer(frame("news 5")), Offer::Skipped);
+        assert_eq!(outbox.len(), 3);
+    }
+
     #[tokio::test]
     async fn every_waiting_sender_gets_in_when_the_queue_empties() {
-        let outbox = Arc::new(Outbox::new(2));
+        let outbox = Arc::new(bounded(2));
         outbox.try_push(frame("a")).unwrap();
         outbox.try_push(frame("b")).unwrap();
         let waiting: Vec<_> = ["c", "d"]
@@ -202,14 +359,28 @@ mod tests {
         // The driver empties the queue in one go.
         while outbox.pop().is_some() {}
         for sender in waiting {
-            tokio::time::timeout(std::time::Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
         }
         assert_eq!(outbox.len(), 2);
     }
 
+    #[tokio::test]
+    async fn a_sender_waiting_for_bytes_is_woken_when_they_free_up() {
+        let outbox = Arc::new(outbox(100, 10, SlowConsumer::Disconnect));
+        outbox.try_push(frame("12345678")).unwrap();
+        let sender = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.push(frame("123456")).await })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(outbox.pop(), Some(frame("12345678")));
+        tokio::time::timeout(Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
+        assert_eq!(outbox.pop(), Some(frame("123456")));
+    }
+
     #[test]
     fn the_drivers_own_frames_keep_their_place_and_are_never_refused() {
-        let outbox = Outbox::new(1);
+        let outbox = bounded(1);
         outbox.try_push(frame("broadcast")).unwrap();
         outbox.push_own(frame("reply"));
         assert!(matches!(outbox.try_push(frame("more")), Err(PushError::Full(_))));
@@ -217,9 +388,20 @@ mod tests {
         assert_eq!(outbox.pop(), Some(frame("reply")));
     }
 
+    #[test]
+    fn a_sealed_queue_keeps_its_frames_for_the_close_but_takes_no_more() {
+        let outbox = bounded(4);
+        outbox.try_push(frame("last words")).unwrap();
+        outbox.seal();
+        assert!(matches!(outbox.try_push(frame("late")), Err(PushError::Closed(_))));
+        assert_eq!(outbox.offer(frame("late")), Offer::Closed);
+        assert!(!outbox.push_control(Control::Cancel(1)));
+        assert_eq!(outbox.pop(), Some(frame("last words")));
+    }
+
     #[tokio::test]
     async fn a_waiting_sender_gets_the_freed_room_or_the_close() {
-        let outbox = Arc::new(Outbox::new(1));
+        let outbox = Arc::new(bounded(1));
         outbox.try_push(frame("first")).unwrap();
         let sender = {
             let outbox = outbox.clone();
@@ -227,7 +409,7 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert_eq!(outbox.pop(), Some(frame("first")));
-        tokio::time::timeout(std::time::Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
         assert_eq!(outbox.pop(), Some(frame("second")));
 
         outbox.try_push(frame("third")).unwrap();
@@ -237,8 +419,9 @@ mod tests {
         };
         tokio::task::yield_now().await;
         outbox.close();
-        let refused = tokio::time::timeout(std::time::Duration::from_secs(10), blocked).await.unwrap().unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(10), blocked).await.unwrap().unwrap();
         assert_eq!(refused, Err(frame("fourth")));
         assert!(!outbox.push_control(Control::Cancel(2)));
+        assert_eq!(outbox.len(), 0);
     }
 }

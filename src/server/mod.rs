@@ -1,0 +1,411 @@
+//! The accepting side: the standalone listener and its settings, and the
+//! [`Endpoint`] that mounts on an axum router (or any tower stack).
+
+mod connections;
+mod endpoint;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper_util::rt::TokioIo;
+use jsonrpsee_core::server::Methods;
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+
+pub use endpoint::Endpoint;
+
+use crate::connection::Connection;
+use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
+use crate::hub::{Hub, HubCore, SlowConsumer};
+use crate::peer::{KeepAliveConfig, PeerConfig};
+
+/// Largest message accepted by default: 10 MiB.
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
+
+/// How long an HTTP connection that is shutting down may take to finish its request.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Settings for a server; made by [`Server::builder`]. Every limit has a
+/// default that is safe for a server on the open internet.
+#[derive(Clone)]
+pub struct ServerBuilder {
+    peer: PeerConfig,
+    hub: Arc<HubCore>,
+    methods: Option<Methods>,
+    max_message_size: usize,
+    max_connections: usize,
+    handshake_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("peer", &self.peer)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_connections", &self.max_connections)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            peer: PeerConfig::default(),
+            hub: HubCore::new_local(),
+            methods: None,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Registers every connection with `hub` while it is open.
+    pub fn hub<M>(mut self, hub: &Hub<M>) -> Self
+    where
+        M: Contract,
+    {
+        self.hub = hub.core().clone();
+        self
+    }
+
+    /// How long the server waits for a client to answer a callback, unless
+    /// the call sets its own deadline (default 30 s).
+    pub fn callback_timeout(mut self, timeout: Duration) -> Self {
+        self.peer.call_timeout = timeout;
+        self
+    }
+
+    /// Requests running at once per connection (default 128). Past it, the
+    /// server parks further frames (as many again, up to 4 MiB) and then stops
+    /// reading from that socket until one finishes, so TCP holds the client
+    /// back; while it waits for that client's replies to its own callbacks,
+    /// it keeps reading and answers the excess requests with -32009 (server
+    /// busy) instead, since those replies may be queued behind them.
+    pub fn max_in_flight(mut self, limit: usize) -> Self {
+        self.peer.max_in_flight = limit;
+        self
+    }
+
+    /// Frames waiting for one client's socket (default 256). When the queue
+    /// is full, by frames or by bytes, a broadcast applies the
+    /// [`slow_consumer`](Self::slow_consumer) policy, and a call or a direct
+    /// message waits for room (within its deadline).
+    pub fn outbound_capacity(mut self, frames: usize) -> Self {
+        self.peer.outbound_capacity = frames;
+        self
+    }
+
+    /// Bytes waiting for one client's socket (default 4 MiB); see
+    /// [`outbound_capacity`](Self::outbound_capacity). One message larger
+    /// than this still goes out when the queue is otherwise empty.
+    pub fn outbound_bytes(mut self, bytes: usize) -> Self {
+        self.peer.outbound_bytes = bytes;
+        self
+    }
+
+    /// What a broadcast does for a client whose queue is full (default:
+    /// [`SlowConsumer::Disconnect`], close code 1013).
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.peer.slow_consumer = policy;
+        self
+    }
+
+    /// Largest message accepted from a client (default 10 MiB). A larger
+    /// frame or fragmented message closes the connection with 1009 as soon as
+    /// its size is known, before it is buffered.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Most entries in one batch (default 1,000); a larger batch is answered
+    /// with a single -32010 error and none of it runs.
+    pub fn max_batch_len(mut self, entries: usize) -> Self {
+        self.peer.max_batch_len = entries;
+        self
+    }
+
+    /// Connections open at once (default 10,000); an upgrade past it gets
+    /// `503 Service Unavailable` with `Retry-After`, and nothing is spawned for it.
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = limit;
+        self
+    }
+
+    /// Pings every client every `interval` and drops one that sends nothing
+    /// back within `timeout` of a ping (default: 30 s and 20 s). Browsers
+    /// answer pings on their own.
+    pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.peer.keep_alive = Some(KeepAliveConfig { interval, timeout });
+        self
+    }
+
+    /// Sends no keep-alive pings.
+    pub fn without_keep_alive(mut self) -> Self {
+        self.peer.keep_alive = None;
+        self
+    }
+
+    /// Closes a connection (code 1000) when no message has gone either way,
+    /// and no call has been running, for `timeout` (default: never).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.peer.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a TCP connection to the standalone server may take to finish
+    /// its WebSocket upgrade (default 10 s); a slower one is closed. Under
+    /// axum, the router's server owns the HTTP connection and its timeouts.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long running calls may take to finish once a graceful shutdown
+    /// starts (default 10 s); see [`Endpoint::shutdown`].
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Serves the methods of a jsonrpsee `RpcModule` (or `Methods`) on the same
+    /// sockets, next to the contract's own. Fails if another merged module
+    /// has a method of the same name; a contract method of the same name
+    /// takes precedence over a merged one.
+    pub fn rpc_module(mut self, methods: impl Into<Methods>) -> Result<Self, jsonrpsee_core::RegisterMethodError> {
+        let merged = match self.methods.take() {
+            Some(mut existing) => {
+                existing.merge(methods)?;
+                existing
+            }
+            None => methods.into(),
+        };
+        self.methods = Some(merged);
+        Ok(self)
+    }
+
+    /// Binds a standalone server to `addr`.
+    pub async fn build(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(Server { listener, local_addr, builder: self })
+    }
+
+    /// An endpoint to mount on an existing axum `Router`:
+    /// `router.route_service("/ws", endpoint)`.
+    ///
+    /// `factory` builds one service instance per connection from the
+    /// connection's handle. Serve the router with connect info to give
+    /// [`Connection::remote_addr`] the client's address:
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use axum::routing::get;
+    /// use wsduplex::{Connection, Server};
+    ///
+    /// #[wsduplex::service(namespace = "status")]
+    /// pub trait Status {
+    ///     async fn uptime(&self) -> u64;
+    /// }
+    ///
+    /// struct Up;
+    ///
+    /// impl Status for Up {
+    ///     async fn uptime(&self) -> u64 {
+    ///         42
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let endpoint = Server::builder().endpoint(|_conn: Connection| Up.into_service());
+    /// let app = axum::Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .route_service("/api/ws", endpoint);
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+    /// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    /// # }
+    /// ```
+    pub fn endpoint<F, M, S>(self, factory: F) -> Endpoint
+    where
+        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
+        M: ServiceContract + Dispatch<S> + 'static,
+        S: Send + Sync + 'static,
+    {
+        Endpoint::new(self, factory)
+    }
+}
+
+/// A standalone wsduplex server: a TCP listener that upgrades every request,
+/// on any path, to a WebSocket.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    builder: ServerBuilder,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Settings for a new server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The address the listener is bound to (useful after binding port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local_addr)
+    }
+
+    /// Accepts connections, building one service instance per connection
+    /// with `factory`. Runs until the future is dropped; connections already
+    /// open go on. For a graceful stop, see [`start`](Self::start) or
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown).
+    pub async fn serve<F, M, S>(self, factory: F) -> io::Result<()>
+    where
+        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
+        M: ServiceContract + Dispatch<S> + 'static,
+        S: Send + Sync + 'static,
+    {
+        let Server { listener, builder, .. } = self;
+        let handshake_timeout = builder.handshake_timeout;
+        accept(listener, builder.endpoint(factory), handshake_timeout).await;
+        Ok(())
+    }
+
+    /// Like [`serve`](Self::serve), until `signal` completes; then shuts down
+    /// gracefully ([`ServerHandle::shutdown`]) and returns when every
+    /// connection has ended.
+    pub async fn serve_with_shutdown<F, M, S>(self, factory: F, signal: impl Future<Output = ()>) -> io::Result<()>
+    where
+        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
+        M: ServiceContract + Dispatch<S> + 'static,
+        S: Send + Sync + 'static,
+    {
+        let handle = self.start(factory);
+        signal.await;
+        handle.shutdown().await;
+        Ok(())
+    }
+
+    /// Starts accepting connections in the background; the handle counts
+    /// them and shuts the server down.
+    pub fn start<F, M, S>(self, factory: F) -> ServerHandle
+    where
+        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
+        M: ServiceContract + Dispatch<S> + 'static,
+        S: Send + Sync + 'static,
+    {
+        let Server { listener, local_addr, builder } = self;
+        let handshake_timeout = builder.handshake_timeout;
+        let endpoint = builder.endpoint(factory);
+        endpoint.connections().spawn(accept(listener, endpoint.clone(), handshake_timeout));
+        ServerHandle { endpoint, local_addr }
+    }
+}
+
+/// A running server, from [`Server::start`]. Cheap to clone; dropping it
+/// leaves the server running.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    endpoint: Endpoint,
+    local_addr: SocketAddr,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Connections open now.
+    pub fn connection_count(&self) -> usize {
+        self.endpoint.connection_count()
+    }
+
+    /// Stops accepting, and shuts every connection down gracefully (see
+    /// [`Endpoint::shutdown`]); returns once every connection task, and the
+    /// listener's, has ended.
+    pub async fn shutdown(&self) {
+        self.endpoint.shutdown().await;
+    }
+}
+
+/// The accept loop: one task per TCP connection, until the shutdown starts.
+async fn accept(listener: TcpListener, endpoint: Endpoint, handshake_timeout: Duration) {
+    let stopping = endpoint.connections().stopping().clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopping.cancelled() => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_failed(e).await;
+                continue;
+            }
+        };
+        // Latency over throughput: every message is a small frame.
+        let _ = stream.set_nodelay(true);
+        endpoint.connections().spawn(serve_http(stream, remote, endpoint.clone(), handshake_timeout));
+    }
+}
+
+/// Serves one TCP connection's HTTP until its WebSocket upgrade, within the
+/// handshake timeout (a client that trickles its request in is cut off).
+async fn serve_http(stream: TcpStream, remote: SocketAddr, endpoint: Endpoint, handshake_timeout: Duration) {
+    let stopping = endpoint.connections().stopping().clone();
+    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(remote);
+        std::future::ready(Ok::<_, Infallible>(endpoint.handle(request)))
+    });
+    let serving = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut serving = pin!(serving.with_upgrades());
+    tokio::select! {
+        served = serving.as_mut() => {
+            if let Err(e) = served {
+                tracing::debug!(%remote, error = %e, "HTTP connection failed");
+            }
+        }
+        () = tokio::time::sleep(handshake_timeout) => {
+            tracing::debug!(%remote, "closing a connection that did not finish its upgrade in time");
+        }
+        () = stopping.cancelled() => {
+            serving.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, serving).await;
+        }
+    }
+}
+
+/// Accept errors are about one connection or a passing shortage (of file
+/// descriptors, say): log, pause briefly if it is a shortage, keep serving.
+async fn accept_failed(error: io::Error) {
+    use io::ErrorKind::*;
+    match error.kind() {
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock => {
+            tracing::debug!(%error, "accept failed");
+        }
+        _ => {
+            tracing::warn!(%error, "accept failed; pausing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
