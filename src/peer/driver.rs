@@ -623,10 +623,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         match dispatched {
             Ok(future) => Action::Run(Running { key, span, future: Some(future), waker: None }),
             Err(call) => {
-                tracing::debug!(conn = %self.peer.id(), method, "method not found");
+                tracing::debug!(conn = %self.peer.id(), method = echo(method), "method not found");
                 match call.id {
                     Some(id) => {
-                        let error = ErrorObjectOwned::owned(codes::METHOD_NOT_FOUND, "Method not found", Some(method));
+                        let error =
+                            ErrorObjectOwned::owned(codes::METHOD_NOT_FOUND, "Method not found", Some(echo(method)));
                         Action::Reply(wire::failure(&id, &error))
                     }
                     None => Action::Nothing,
@@ -770,6 +771,19 @@ fn slice_of(text: &Utf8Bytes, part: &str) -> Bytes {
         Some(end) if end <= frame.len() => frame.slice(start..end),
         _ => Bytes::copy_from_slice(part.as_bytes()),
     }
+}
+
+/// The most of an unknown method's name echoed back in -32601's `data`.
+const ECHOED_NAME: usize = 256;
+
+/// `name`, cut to [`ECHOED_NAME`] bytes on a character boundary (a peer's
+/// megabyte-long method name is not worth sending back).
+fn echo(name: &str) -> &str {
+    let mut end = name.len().min(ECHOED_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// A jsonrpsee response as our frame, with our exact id put back if jsonrpsee could not hold it.

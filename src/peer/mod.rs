@@ -278,6 +278,12 @@ impl Peer {
         self.shared.outbox.push_control(Control::Shutdown(deadline));
     }
 
+    /// Bytes of messages queued for this connection and not yet handed to
+    /// its socket: how far behind the peer is. Bounded by the outbound limits.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.outbox.bytes()
+    }
+
     /// True once the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.close_reason().is_some()

@@ -173,6 +173,11 @@ impl Outbox {
         self.lock().frames.len()
     }
 
+    /// Payload bytes waiting.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// True while the queue holds `frames` frames or its byte bound: the
     /// driver stops reading then, so its own replies cannot pile up.
     pub(crate) fn is_backlogged(&self, frames: usize) -> bool {

@@ -12,11 +12,16 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify as Signal, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsduplex::{Connection, ErrorObjectOwned, Hub, Server};
+use wsduplex::{Connection, ErrorObjectOwned, Hub, Server, ServerHandle};
 
 /// Every await in a test goes through this: a hung test fails instead of hanging CI.
 pub async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(20), future).await.expect("timed out")
+    within_for(Duration::from_secs(20), future).await
+}
+
+/// [`within`] a given time, for waits on the paused clock that are longer by design.
+pub async fn within_for<F: Future>(limit: Duration, future: F) -> F::Output {
+    tokio::time::timeout(limit, future).await.expect("timed out")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,7 @@ pub struct Observed {
     pub notes: Mutex<Vec<String>>,
     pub noted: Signal,
     pub hang_started: Signal,
+    pub hangs_started: AtomicUsize,
     pub hang_dropped: Signal,
     pub hangs_dropped: AtomicUsize,
 }
@@ -97,6 +103,13 @@ pub struct Session {
     pub conn: Connection<EventsClient>,
     pub hub: Hub<EventsClient>,
     pub observed: Arc<Observed>,
+}
+
+impl Session {
+    /// A session on its own, for tests that build their own endpoint.
+    pub fn detached(conn: Connection<EventsClient>) -> Session {
+        Session { conn, hub: Hub::new(), observed: Arc::default() }
+    }
 }
 
 struct DropSignal(Arc<Observed>);
@@ -137,6 +150,7 @@ impl Service for Session {
 
     async fn hang(&self) {
         let _signal = DropSignal(self.observed.clone());
+        self.observed.hangs_started.fetch_add(1, Ordering::SeqCst);
         self.observed.hang_started.notify_one();
         std::future::pending::<()>().await;
     }
@@ -169,12 +183,25 @@ pub struct TestServer {
     pub hub: Hub<EventsClient>,
     pub observed: Arc<Observed>,
     pub connections: mpsc::UnboundedReceiver<Connection<EventsClient>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub handle: ServerHandle,
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.task.abort();
+impl TestServer {
+    /// The server's handle on the next connection that opens.
+    pub async fn next_connection(&mut self) -> Connection<EventsClient> {
+        within(self.connections.recv()).await.expect("the server stopped")
+    }
+
+    /// Waits until the server holds exactly `count` open connections. The
+    /// count drops when a connection's task ends, just after the close
+    /// handshake that the client sees, so this waits on that last step.
+    pub async fn wait_for_connection_count(&self, count: usize) {
+        within(async {
+            while self.handle.connection_count() != count {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
     }
 }
 
@@ -189,11 +216,11 @@ pub async fn start_server_with(builder: wsduplex::ServerBuilder) -> TestServer {
     let addr = server.local_addr().unwrap();
     let (tx, connections) = mpsc::unbounded_channel();
     let (hub2, observed2) = (hub.clone(), observed.clone());
-    let task = tokio::spawn(server.serve(move |conn: Connection<EventsClient>| {
+    let handle = server.start(move |conn: Connection<EventsClient>| {
         let _ = tx.send(conn.clone());
         Session { conn, hub: hub2.clone(), observed: observed2.clone() }.into_service()
-    }));
-    TestServer { url: format!("ws://{addr}/ws"), addr, hub, observed, connections, task }
+    });
+    TestServer { url: format!("ws://{addr}/ws"), addr, hub, observed, connections, handle }
 }
 
 /// A client-side implementation of the callbacks that records what it hears.

@@ -1,0 +1,339 @@
+//! Limits and policies under load and faults, over real loopback sockets:
+//! connection limit, handshake timeout, per-connection backpressure, slow
+//! consumers, keep-alive, idle timeout and graceful shutdown. Timeouts run on
+//! tokio's paused clock.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify as Signal;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use wsduplex::{Client, CloseReason, Connection, Error, NoCallbacks, Server, SlowConsumer};
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                       Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// Sends a raw upgrade request and returns the response head.
+async fn raw_upgrade(addr: std::net::SocketAddr) -> String {
+    let mut stream = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    within(stream.write_all(UPGRADE.as_bytes())).await.unwrap();
+    let mut buffer = vec![0; 1024];
+    let read = within(stream.read(&mut buffer)).await.unwrap();
+    String::from_utf8_lossy(&buffer[..read]).to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn past_max_connections_an_upgrade_gets_503_with_retry_after() {
+    let mut server = start_server_with(Server::builder().max_connections(2)).await;
+    let first = Raw::connect(&server.url).await;
+    let _second = Raw::connect(&server.url).await;
+    server.next_connection().await;
+    server.next_connection().await;
+
+    let response = raw_upgrade(server.addr).await;
+    assert!(response.starts_with("http/1.1 503"), "{response}");
+    assert!(response.contains("retry-after: 5"), "{response}");
+    assert_eq!(server.handle.connection_count(), 2);
+
+    // A place frees up when a connection ends.
+    drop(first);
+    server.wait_for_connection_count(1).await;
+    let _third = Raw::connect(&server.url).await;
+    server.next_connection().await;
+}
+
+#[tokio::test]
+async fn a_refused_upgrade_spawns_nothing() {
+    let endpoint = Server::builder()
+        .max_connections(0)
+        .endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
+    let mut request = http::Request::get("/ws");
+    for line in UPGRADE.lines().skip(1).filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(": ").unwrap();
+        request = request.header(name, value);
+    }
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks_before = metrics.num_alive_tasks();
+    let response = endpoint.handle(request.body(()).unwrap());
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(metrics.num_alive_tasks(), tasks_before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_does_not_finish_its_upgrade_is_closed() {
+    let server = start_server().await;
+    for partial in ["", "GET /ws HTTP/1.1\r\nHost: localhost\r\n"] {
+        let start = Instant::now();
+        let mut stream = within(tokio::net::TcpStream::connect(server.addr)).await.unwrap();
+        within(stream.write_all(partial.as_bytes())).await.unwrap();
+        let mut buffer = [0; 64];
+        // The server hangs up without a word.
+        let read = within(stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(start.elapsed() >= Duration::from_secs(10), "closed after {:?}", start.elapsed());
+    }
+    let mut raw = Raw::connect(&server.url).await;
+    assert_eq!(raw.exchange(r#"{"jsonrpc":"2.0","id":1,"method":"t.echo","params":["x"]}"#).await["result"], "x");
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_max_in_flight_the_server_stops_reading_and_tcp_holds_the_client_back() {
+    let server = start_server_with(Server::builder().max_in_flight(2)).await;
+    let raw = Raw::connect(&server.url).await;
+    let (mut sink, mut stream) = raw.socket.split();
+    // Far more than the kernel's buffers hold: 64 MiB of calls that never end.
+    let padding = "p".repeat(1000);
+    let writer = tokio::spawn(async move {
+        for n in 0..64 * 1024 {
+            let request = format!(r#"{{"jsonrpc":"2.0","id":"{padding}{n}","method":"t.hang"}}"#);
+            if sink.send(Message::Text(request.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Nothing else runs: the clock jumps ahead while the writer is stuck (to
+    // less than the keep-alive's 30 s, after which the server would drop a
+    // client that reads nothing, pings included).
+    let still_writing = tokio::time::timeout(Duration::from_secs(20), writer).await;
+    assert!(still_writing.is_err(), "the client wrote everything: the server read without bound");
+    assert_eq!(server.observed.hangs_started.load(Ordering::SeqCst), 2);
+    let replies = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
+    assert!(replies.is_err(), "no refusals either: the client is held back, not answered busy: {replies:?}");
+}
+
+/// Broadcasts `count` messages of `size` bytes to `group`, pacing on the
+/// reader that keeps up (so only the slow one falls behind); calls `check`
+/// after each step.
+/// Broadcasts per step: well within every queue bound used here.
+const STEP: usize = 10;
+
+async fn broadcast_stream(
+    server: &TestServer,
+    fast: &mut Raw,
+    group: &str,
+    count: usize,
+    size: usize,
+    mut check: impl FnMut(),
+) {
+    let text = "b".repeat(size);
+    for _ in 0..count / STEP {
+        for _ in 0..STEP {
+            server.hub.group(group).heard(text.clone()).await.unwrap();
+        }
+        for _ in 0..STEP {
+            assert_eq!(fast.recv().await["method"], "t.heard");
+        }
+        check();
+    }
+}
+
+async fn join(raw: &mut Raw, group: &str) {
+    let reply = raw.exchange(&format!(r#"{{"jsonrpc":"2.0","id":1,"method":"t.join","params":["{group}"]}}"#)).await;
+    assert_eq!(reply["result"], json!(true));
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_with_1013_and_the_others_get_everything() {
+    let builder = Server::builder().outbound_bytes(256 * 1024);
+    let mut server = start_server_with(builder).await;
+    let mut slow = Raw::connect(&server.url).await;
+    let slow_conn = server.next_connection().await;
+    let mut fast = Raw::connect(&server.url).await;
+    server.next_connection().await;
+    join(&mut slow, "feed").await;
+    join(&mut fast, "feed").await;
+
+    // The slow client's reader is paused from here on: 24 MiB to a reader that never reads.
+    broadcast_stream(&server, &mut fast, "feed", 6000, 4096, || {
+        assert!(slow_conn.peer().queued_bytes() <= 256 * 1024 + 4096, "{}", slow_conn.peer().queued_bytes());
+    })
+    .await;
+    assert_eq!(within(slow_conn.closed()).await, CloseReason::ClosedLocally { code: 1013 });
+    assert!(server.hub.group_members("feed").len() == 1);
+    drop(slow);
+}
+
+#[tokio::test]
+async fn with_drop_oldest_a_client_that_never_reads_stays_within_its_bounds() {
+    let builder = Server::builder().outbound_bytes(256 * 1024).slow_consumer(SlowConsumer::DropOldest);
+    let mut server = start_server_with(builder).await;
+    let mut slow = Raw::connect(&server.url).await;
+    let slow_conn = server.next_connection().await;
+    let mut fast = Raw::connect(&server.url).await;
+    server.next_connection().await;
+    join(&mut slow, "feed").await;
+    join(&mut fast, "feed").await;
+
+    let mut largest = 0;
+    broadcast_stream(&server, &mut fast, "feed", 6000, 4096, || {
+        largest = largest.max(slow_conn.peer().queued_bytes());
+    })
+    .await;
+    assert!(largest <= 256 * 1024 + 4096, "the queue grew to {largest} bytes");
+    assert!(largest >= 128 * 1024, "the queue never filled ({largest} bytes): the test did not hold the reader back");
+    assert!(!slow_conn.peer().is_closed(), "DropOldest keeps the connection");
+    // Reading again, the client gets the newest broadcasts (the oldest were dropped), then its reply.
+    slow.send(r#"{"jsonrpc":"2.0","id":"late","method":"t.echo","params":["still here"]}"#).await;
+    let mut broadcasts = 0;
+    let reply = loop {
+        let message = slow.recv().await;
+        if message.get("id").is_some() {
+            break message;
+        }
+        broadcasts += 1;
+    };
+    assert_eq!(reply["result"], json!("still here"));
+    assert!(broadcasts < 6000, "all {broadcasts} broadcasts were kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_server_drops_a_client_that_answers_no_ping() {
+    let mut server = start_server().await;
+    // Connected, then never polled again: it reads no ping and sends no pong.
+    let _silent = Raw::connect(&server.url).await;
+    let conn = server.next_connection().await;
+    let start = Instant::now();
+    assert_eq!(within_for(Duration::from_secs(120), conn.closed()).await, CloseReason::Unresponsive);
+    // A ping after 30 s, given up on 20 s later.
+    assert!(start.elapsed() >= Duration::from_secs(50), "after {:?}", start.elapsed());
+    server.wait_for_connection_count(0).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_drops_a_server_that_answers_no_ping() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        // Upgrades, then never reads again.
+        let socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        std::future::pending::<()>().await;
+        drop(socket);
+    });
+    let builder = Client::builder().keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+    let client = within(builder.connect(&url, NoCallbacks::service())).await.unwrap();
+    assert_eq!(within(client.closed()).await, CloseReason::Unresponsive);
+    server.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_keeps_a_quiet_but_live_connection_open() {
+    let mut server = start_server().await;
+    let builder = Client::builder().keep_alive(Duration::from_secs(7), Duration::from_secs(3));
+    let client = within(ServiceClient::connect_with(builder, &server.url, Listener::default())).await.unwrap();
+    let conn = server.next_connection().await;
+    // Ten minutes without a message: pings go both ways and are answered.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(!conn.peer().is_closed());
+    assert_eq!(within(client.echo("awake".into())).await.unwrap(), "awake");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let mut server = start_server_with(Server::builder().idle_timeout(Duration::from_secs(60))).await;
+    let client =
+        within(ServiceClient::connect_with(Client::builder(), &server.url, Listener::default())).await.unwrap();
+    let conn = server.next_connection().await;
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    assert_eq!(within(client.echo("activity".into())).await.unwrap(), "activity");
+    let last_activity = Instant::now();
+    // Keep-alive pings (every 30 s) do not count as activity.
+    assert_eq!(within_for(Duration::from_secs(120), conn.closed()).await, CloseReason::Idle);
+    assert!(last_activity.elapsed() >= Duration::from_secs(60), "after {:?}", last_activity.elapsed());
+    let seen = within(client.caller().closed()).await;
+    assert_eq!(seen, CloseReason::ClosedByPeer { code: 1000, reason: "idle timeout".into() });
+}
+
+/// Client callbacks whose `answer` waits until the test opens the gate.
+#[derive(Clone, Default)]
+struct Gated {
+    asked: Arc<Signal>,
+    gate: Arc<Signal>,
+}
+
+impl Events for Gated {
+    async fn answer(&self, question: String) -> String {
+        self.asked.notify_one();
+        self.gate.notified().await;
+        format!("late answer to {question}")
+    }
+
+    async fn heard(&self, _: String) {}
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_lets_running_calls_finish_refuses_new_ones_and_closes_with_1001() {
+    let mut server = start_server().await;
+    let gated = Gated::default();
+    let client = within(ServiceClient::connect_with(Client::builder(), &server.url, gated.clone())).await.unwrap();
+    server.next_connection().await;
+    let asked = gated.asked.notified();
+    let running = {
+        let client = client.clone();
+        tokio::spawn(async move { client.ask("ready?".into()).await })
+    };
+    within(asked).await;
+
+    let handle = server.handle.clone();
+    let mut shutdown = Box::pin(async move { handle.shutdown().await });
+    // One poll starts the shutdown: every connection is told before this returns.
+    assert!(futures_util::poll!(shutdown.as_mut()).is_pending());
+
+    match within(client.echo("too late".into())).await {
+        Err(Error::Rpc(error)) => {
+            assert_eq!(error.code(), -32009);
+            assert_eq!(error.message(), "Server is shutting down");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The running call finishes (its callback is answered), and its reply arrives before the close.
+    gated.gate.notify_one();
+    assert_eq!(within(running).await.unwrap().unwrap(), "late answer to ready?");
+    let reason = within(client.caller().closed()).await;
+    assert_eq!(reason, CloseReason::ClosedByPeer { code: 1001, reason: "server shutting down".into() });
+    within(shutdown).await;
+    assert_eq!(server.handle.connection_count(), 0);
+    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err(), "the listener is closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_shutdown_deadline_every_pending_call_fails_on_both_sides() {
+    let mut server = start_server_with(Server::builder().shutdown_timeout(Duration::from_secs(5))).await;
+    let gated = Gated::default();
+    let builder = Client::builder().timeout(Duration::from_secs(3600));
+    let client = within(ServiceClient::connect_with(builder, &server.url, gated.clone())).await.unwrap();
+    let conn = server.next_connection().await;
+
+    // The client waits on the server, and the server on the client.
+    let started = server.observed.hang_started.notified();
+    let hanging = {
+        let client = client.clone();
+        tokio::spawn(async move { client.hang().await })
+    };
+    within(started).await;
+    let asked = gated.asked.notified();
+    let asking = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.callback().with_timeout(Duration::from_secs(3600)).answer("?".into()).await })
+    };
+    within(asked).await;
+
+    let dropped = server.observed.hang_dropped.notified();
+    let start = Instant::now();
+    within(server.handle.shutdown()).await;
+    assert!(start.elapsed() >= Duration::from_secs(5), "after {:?}", start.elapsed());
+    within(dropped).await;
+    assert!(matches!(within(hanging).await.unwrap(), Err(Error::Closed)));
+    assert!(matches!(within(asking).await.unwrap(), Err(Error::Closed)));
+    assert_eq!(within(conn.closed()).await, CloseReason::Shutdown);
+    let reason = within(client.caller().closed()).await;
+    assert_eq!(reason, CloseReason::ClosedByPeer { code: 1001, reason: "server shutting down".into() });
+}
