@@ -140,6 +140,9 @@ mod server;
 mod socket;
 mod wire;
 
+#[cfg(test)]
+mod arbitrary;
+
 pub use caller::{Call, Jsonrpsee, Notify};
 pub use client::{Client, ClientBuilder};
 pub use connection::{Connection, ConnectionId, ParseConnectionIdError};

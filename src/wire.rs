@@ -626,4 +626,55 @@ mod tests {
         assert_eq!(RequestId::Raw("\"a\"".into()).to_jsonrpsee(), Some(jsonrpsee_types::Id::Str("a".into())));
         assert_eq!(RequestId::Raw("-1".into()).to_jsonrpsee(), None);
     }
+
+    mod fuzz {
+        use super::super::*;
+        use crate::arbitrary;
+        use proptest::prelude::*;
+
+        /// Runs every classification a frame can go through; none may panic.
+        fn classify_everything(text: &str) {
+            let _ = response_prefix_id(text);
+            let messages = match parse_frame(text, 4) {
+                Frame::Single(message) => vec![message],
+                Frame::Batch(items) => items.into_iter().map(classify).collect(),
+                Frame::ParseError | Frame::BatchTooLarge => Vec::new(),
+            };
+            for message in messages {
+                match message {
+                    Message::Request { params, .. } | Message::Notification { params, .. } => {
+                        let _ = cancel_target(params);
+                    }
+                    Message::Response { id, outcome } => {
+                        let _ = own_call_id(id);
+                        if let Err(error) = outcome {
+                            let _ = error_object(error);
+                        }
+                    }
+                    Message::BadResponse { .. } | Message::Invalid { .. } => {}
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_text_is_classified_without_panicking(text in ".{0,64}") {
+                classify_everything(&text);
+            }
+
+            #[test]
+            fn any_bytes_are_classified_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                classify_everything(&String::from_utf8_lossy(&bytes));
+            }
+
+            #[test]
+            fn message_shaped_text_is_classified_without_panicking(
+                text in arbitrary::frame_text(&["m", "$/cancelRequest"])
+            ) {
+                classify_everything(&text);
+            }
+        }
+    }
 }

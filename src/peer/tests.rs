@@ -281,3 +281,83 @@ async fn every_call_has_a_span_on_each_side_with_method_id_and_connection() {
     })
     .await;
 }
+
+mod fuzz {
+    use super::*;
+    use crate::arbitrary;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    const METHODS: &[&str] = &["echo", "sleep", "nope", "$/cancelRequest"];
+
+    /// Checks one frame the engine sent back: a JSON-RPC response, or a non-empty batch of them.
+    fn check_reply(text: &str) -> Result<(), TestCaseError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| TestCaseError::fail(format!("not JSON ({e}): {text}")))?;
+        let replies = match value {
+            Value::Array(items) => {
+                prop_assert!(!items.is_empty(), "an empty batch reply");
+                items
+            }
+            single => vec![single],
+        };
+        for reply in replies {
+            let Some(object) = reply.as_object() else { return Err(TestCaseError::fail(format!("not an object: {reply}"))) };
+            prop_assert_eq!(object.get("jsonrpc"), Some(&Value::from("2.0")), "{}", reply);
+            prop_assert!(matches!(object.get("id"), Some(Value::Null | Value::Number(_) | Value::String(_))), "{}", reply);
+            prop_assert!(object.contains_key("result") != object.contains_key("error"), "{}", reply);
+            prop_assert!(object.keys().all(|k| ["jsonrpc", "id", "result", "error"].contains(&k.as_str())), "{}", reply);
+            if let Some(error) = object.get("error") {
+                prop_assert!(error["code"].is_i64() && error["message"].is_string(), "{}", reply);
+            }
+        }
+        Ok(())
+    }
+
+    fn frame() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            4 => arbitrary::frame_text(METHODS).prop_map(|text| Message::Text(text.into())),
+            1 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| Message::Binary(bytes.into())),
+        ]
+    }
+
+    /// Sends each frame to a live engine, then a call that proves it still
+    /// answers; every frame that comes back before that call's reply is checked.
+    async fn feed(frames: Vec<Message>) -> Result<(), TestCaseError> {
+        let (mut ours, theirs) = transport_pair();
+        let config = PeerConfig::default();
+        let peer = Peer::new(ConnectionId::next(), &config);
+        let driver = Driver::new(theirs, peer, TestHandler(Arc::default()), None, &config);
+        tokio::spawn(driver.run(|| {}));
+        let send = |ours: &ChannelTransport, message| ours.tx.as_ref().map(|tx| tx.send(message));
+        for (n, frame) in frames.into_iter().enumerate() {
+            send(&ours, frame);
+            let sentinel = format!("sentinel-{n}");
+            let probe = format!(r#"{{"jsonrpc":"2.0","id":"{sentinel}","method":"echo","params":["still here"]}}"#);
+            send(&ours, Message::Text(probe.into()));
+            loop {
+                let reply = within(ours.rx.recv()).await;
+                let Some(Message::Text(text)) = reply else {
+                    return Err(TestCaseError::fail(format!("expected a reply, got {reply:?}")));
+                };
+                check_reply(&text)?;
+                if serde_json::from_str::<Value>(&text).is_ok_and(|v| v["id"] == sentinel.as_str()) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_reply_to_any_input_is_valid_json_rpc_and_the_engine_keeps_serving(
+            frames in proptest::collection::vec(frame(), 1..8)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
+            runtime.block_on(feed(frames))?;
+        }
+    }
+}
