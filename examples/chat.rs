@@ -4,9 +4,12 @@
 //! wire contract of shared/DESIGN.md section 4. The WebSocket endpoint is
 //! mounted at `/ws` on an axum router, next to a page at `/`.
 //!
-//! Flags: `--listen ADDR` (default 127.0.0.1:8080) and `--callback-timeout-ms N`
-//! (default 10000), how long an invite waits for the invitee's answer. The
-//! first line printed is `listening on http://ADDR`, with the bound address.
+//! Flags: `--listen ADDR` (default 127.0.0.1:8080); `--callback-timeout-ms N`
+//! (default 10000), how long an invite waits for the invitee's answer;
+//! `--max-message-bytes N` (default 10 MiB) and `--max-connections N` (default
+//! 10000), the server's limits. The first line printed is
+//! `listening on http://ADDR`, with the bound address. Ctrl-C shuts down
+//! gracefully: every client gets close code 1001.
 
 #[path = "shared/chat_contract.rs"]
 mod chat_contract;
@@ -22,28 +25,47 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use chat_contract::{Chat, ChatError, ChatEventsClient};
-use wsduplex::{Connection, ConnectionId, Hub, Server};
+use wsduplex::{Connection, ConnectionId, Hub, Server, ServerBuilder};
+
+const USAGE: &str =
+    "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] [--max-connections N]";
 
 struct Options {
     listen: String,
-    callback_timeout: Duration,
+    callback_timeout_ms: u64,
+    max_message_bytes: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options { listen: "127.0.0.1:8080".into(), callback_timeout: Duration::from_millis(10_000) };
+    let mut options =
+        Options { listen: "127.0.0.1:8080".into(), callback_timeout_ms: 10_000, max_message_bytes: None, max_connections: None };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || value.parse().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
-            "--listen" => options.listen = value()?,
-            "--callback-timeout-ms" => {
-                let millis = value()?.parse().map_err(|e| format!("--callback-timeout-ms: {e}"))?;
-                options.callback_timeout = Duration::from_millis(millis);
-            }
+            "--listen" => options.listen = value.clone(),
+            "--callback-timeout-ms" => options.callback_timeout_ms = number()?,
+            "--max-message-bytes" => options.max_message_bytes = Some(number()? as usize),
+            "--max-connections" => options.max_connections = Some(number()? as usize),
             other => return Err(format!("unknown flag {other}")),
         }
     }
     Ok(options)
+}
+
+impl Options {
+    fn server(&self) -> ServerBuilder {
+        let mut server = Server::builder().callback_timeout(Duration::from_millis(self.callback_timeout_ms));
+        if let Some(bytes) = self.max_message_bytes {
+            server = server.max_message_size(bytes);
+        }
+        if let Some(limit) = self.max_connections {
+            server = server.max_connections(limit);
+        }
+        server
+    }
 }
 
 /// Who is connected, under which nick, in which room.
@@ -214,7 +236,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = match parse_args() {
         Ok(options) => options,
         Err(problem) => {
-            eprintln!("{problem}\nusage: chat [--listen ADDR] [--callback-timeout-ms N]");
+            eprintln!("{problem}\n{USAGE}");
             std::process::exit(2);
         }
     };
@@ -225,12 +247,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let hub = Hub::<ChatEventsClient>::new();
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let endpoint = Server::builder().hub(&hub).callback_timeout(options.callback_timeout).endpoint(
-        move |conn: Connection<ChatEventsClient>| {
-            ChatSession { conn, hub: hub.clone(), registry: registry.clone() }.into_service()
-        },
-    );
-    let app = Router::new().route("/", get(index)).route_service("/ws", endpoint);
+    let endpoint = options.server().hub(&hub).endpoint(move |conn: Connection<ChatEventsClient>| {
+        ChatSession { conn, hub: hub.clone(), registry: registry.clone() }.into_service()
+    });
+    let app = Router::new().route("/", get(index)).route_service("/ws", endpoint.clone());
 
     let listener = tokio::net::TcpListener::bind(&options.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -239,6 +259,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    let shutdown = async move {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down");
+        // axum stops accepting; this ends the WebSocket sessions, which axum does not track.
+        endpoint.shutdown().await;
+    };
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -12,14 +12,16 @@ use serde_json::{Value, json};
 
 /// The chat example running as a child process; killed on drop.
 struct ChatProcess {
-    child: Child,
+    child: Option<Child>,
     addr: String,
 }
 
 impl Drop for ChatProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -58,7 +60,7 @@ fn start_chat(args: &[&str]) -> ChatProcess {
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .to_owned();
     assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
-    ChatProcess { child, addr }
+    ChatProcess { child: Some(child), addr }
 }
 
 /// A raw chat participant with its own request ids.
@@ -272,4 +274,46 @@ async fn invalid_params_name_the_parameter() {
     assert_eq!(reply["error"]["data"]["param"], json!("room"));
     let reply = alice.call("chat.join", json!({"room": "lobby"})).await;
     assert_eq!(reply["error"]["data"]["param"], json!("nick"));
+}
+
+/// The close code that ends a raw connection.
+async fn close_code(raw: &mut Raw) -> u16 {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match within(raw.socket.next()).await {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_limit_flags_apply_from_outside() {
+    let chat = start_chat(&["--max-message-bytes", "200", "--max-connections", "1"]);
+    let mut alice = User::connect(&chat).await;
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    match within(tokio_tungstenite::connect_async(format!("ws://{}/ws", chat.addr))).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    alice.notify("chat.say", json!({"text": "x".repeat(300)})).await;
+    assert_eq!(close_code(&mut alice.raw).await, 1009);
+}
+
+#[tokio::test]
+async fn ctrl_c_shuts_down_gracefully_with_1001() {
+    let mut chat = start_chat(&[]);
+    let mut alice = User::connect(&chat).await;
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    let mut child = chat.child.take().unwrap();
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    assert_eq!(close_code(&mut alice.raw).await, 1001);
+    let status = within(tokio::task::spawn_blocking(move || child.wait())).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
 }
