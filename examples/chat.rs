@@ -38,8 +38,12 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options =
-        Options { listen: "127.0.0.1:8080".into(), callback_timeout_ms: 10_000, max_message_bytes: None, max_connections: None };
+    let mut options = Options {
+        listen: "127.0.0.1:8080".into(),
+        callback_timeout_ms: 10_000,
+        max_message_bytes: None,
+        max_connections: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;

@@ -12,7 +12,8 @@ pub(crate) fn json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter_map("JSON has no NaN or infinity", |f| serde_json::Number::from_f64(f).map(Value::Number)),
+        any::<f64>()
+            .prop_filter_map("JSON has no NaN or infinity", |f| serde_json::Number::from_f64(f).map(Value::Number)),
         ".{0,12}".prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
@@ -52,7 +53,10 @@ fn plausible(member: &'static str, methods: &'static [&'static str]) -> BoxedStr
 fn message(methods: &'static [&'static str]) -> impl Strategy<Value = Value> {
     proptest::sample::subsequence(MEMBERS, 0..=MEMBERS.len())
         .prop_flat_map(move |members| {
-            members.into_iter().map(|member| plausible(member, methods).prop_map(move |v| (member, v))).collect::<Vec<_>>()
+            members
+                .into_iter()
+                .map(|member| plausible(member, methods).prop_map(move |v| (member, v)))
+                .collect::<Vec<_>>()
         })
         .prop_map(|members| Value::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>()))
 }

@@ -57,7 +57,9 @@ async fn thousands_of_sessions_leave_nothing_behind() {
     let elapsed = start.elapsed();
 
     within(async {
-        while handle.connection_count() > 0 || !hub.connection_ids().is_empty() || metrics.num_alive_tasks() > idle_tasks
+        while handle.connection_count() > 0
+            || !hub.connection_ids().is_empty()
+            || metrics.num_alive_tasks() > idle_tasks
         {
             tokio::task::yield_now().await;
         }

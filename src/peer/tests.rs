@@ -302,11 +302,21 @@ mod fuzz {
             single => vec![single],
         };
         for reply in replies {
-            let Some(object) = reply.as_object() else { return Err(TestCaseError::fail(format!("not an object: {reply}"))) };
+            let Some(object) = reply.as_object() else {
+                return Err(TestCaseError::fail(format!("not an object: {reply}")));
+            };
             prop_assert_eq!(object.get("jsonrpc"), Some(&Value::from("2.0")), "{}", reply);
-            prop_assert!(matches!(object.get("id"), Some(Value::Null | Value::Number(_) | Value::String(_))), "{}", reply);
+            prop_assert!(
+                matches!(object.get("id"), Some(Value::Null | Value::Number(_) | Value::String(_))),
+                "{}",
+                reply
+            );
             prop_assert!(object.contains_key("result") != object.contains_key("error"), "{}", reply);
-            prop_assert!(object.keys().all(|k| ["jsonrpc", "id", "result", "error"].contains(&k.as_str())), "{}", reply);
+            prop_assert!(
+                object.keys().all(|k| ["jsonrpc", "id", "result", "error"].contains(&k.as_str())),
+                "{}",
+                reply
+            );
             if let Some(error) = object.get("error") {
                 prop_assert!(error["code"].is_i64() && error["message"].is_string(), "{}", reply);
             }
