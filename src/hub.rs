@@ -23,9 +23,6 @@ use crate::error::Error;
 use crate::peer::{Offer, Peer};
 use crate::wire;
 
-/// Close code for a client dropped because it did not keep up.
-const TRY_AGAIN_LATER: u16 = 1013;
-
 /// What a broadcast does for a connection whose outbound queue is full (by
 /// frames or by bytes). Calls and direct messages never take this path: they
 /// wait for room.
@@ -266,9 +263,9 @@ impl HubCore {
                     tracing::debug!(conn = %peer.id(), dropped, "dropped the oldest broadcasts for a slow client");
                 }
                 Offer::Skipped => tracing::debug!(conn = %peer.id(), "skipped a broadcast for a slow client"),
+                // The queue asked for the close (1013) itself, once.
                 Offer::Full => {
-                    tracing::warn!(conn = %peer.id(), "dropping a client that does not keep up with broadcasts");
-                    peer.abort(TRY_AGAIN_LATER, "slow consumer");
+                    tracing::warn!(conn = %peer.id(), "dropping a client that does not keep up with broadcasts")
                 }
                 // Closing already; it leaves the hub in a moment.
                 Offer::Closed => {}
@@ -557,9 +554,7 @@ mod tests {
         assert_eq!(hub.deliver(&Audience::All, &message), 2);
         assert_eq!(hub.deliver(&Audience::All, &message), 1);
         match slow.queued_controls().as_slice() {
-            [crate::peer::Control::Close { frame, graceful: false }] => {
-                assert_eq!(u16::from(frame.code), TRY_AGAIN_LATER)
-            }
+            [crate::peer::Control::Close { frame, graceful: false }] => assert_eq!(u16::from(frame.code), 1013),
             other => panic!("expected a close, got {other:?}"),
         }
         assert!(fast.queued_controls().is_empty());

@@ -94,10 +94,19 @@ impl Ended {
 /// Close code and reason text for a server shutting down.
 const GOING_AWAY: (u16, &str) = (1001, "server shutting down");
 
+/// Close code and reason text for a connection idle too long.
+const IDLE: (u16, &str) = (1000, "idle timeout");
+
+fn close_frame((code, reason): (u16, &'static str)) -> CloseFrame {
+    CloseFrame { code: code.into(), reason: reason.into() }
+}
+
 /// One incoming call (or batch) being run.
 struct Running {
     /// The request's id, for `$/cancelRequest`; `None` for notifications and batches.
     key: Option<RequestId>,
+    /// Call slots it takes: 1, or a batch's number of calls.
+    weight: usize,
     span: Span,
     /// `None` once cancelled: the handler is dropped at once.
     future: Option<HandlerFuture>,
@@ -105,12 +114,19 @@ struct Running {
     waker: Option<Waker>,
 }
 
-impl Future for Running {
-    type Output = Option<String>;
+/// A call (or batch) that ended: the slots it frees, and its response, if any.
+struct Finished {
+    weight: usize,
+    frame: Option<String>,
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<String>> {
+impl Future for Running {
+    type Output = Finished;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
         let this = &mut *self;
-        let Some(future) = this.future.as_mut() else { return Poll::Ready(None) };
+        let weight = this.weight;
+        let Some(future) = this.future.as_mut() else { return Poll::Ready(Finished { weight, frame: None }) };
         let polled = {
             let _entered = this.span.enter();
             future.as_mut().poll(cx)
@@ -121,7 +137,7 @@ impl Future for Running {
                 _ => this.waker = Some(cx.waker().clone()),
             }
         }
-        polled
+        polled.map(|frame| Finished { weight, frame })
     }
 }
 
@@ -154,6 +170,9 @@ pub(crate) struct Driver<T, H> {
     handler: Option<H>,
     methods: Option<Methods>,
     running: FuturesUnordered<Running>,
+    /// Call slots taken by `running`: a batch takes one per call, so it may
+    /// take the connection past `max_in_flight` (by at most one batch).
+    in_flight: usize,
     /// Frames read while `max_in_flight` calls were running, in arrival order.
     parked: VecDeque<Utf8Bytes>,
     parked_bytes: usize,
@@ -166,8 +185,8 @@ pub(crate) struct Driver<T, H> {
     idle: Option<IdleTimeout>,
     /// Set while shutting down: new calls are refused until the deadline.
     draining: Option<Pin<Box<Sleep>>>,
-    /// Set once a close was asked for.
-    closing: Option<Closing>,
+    /// Set once a close was asked for (boxed: every idle connection carries the field).
+    closing: Option<Box<Closing>>,
 }
 
 /// A close this side asked for.
@@ -189,6 +208,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             handler: Some(handler),
             methods,
             running: FuturesUnordered::new(),
+            in_flight: 0,
             parked: VecDeque::new(),
             parked_bytes: 0,
             max_in_flight: config.max_in_flight.max(1),
@@ -214,7 +234,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         // Running calls and the service go before the close handshake ends.
         self.running.clear();
         self.handler = None;
-        finish_close(&mut self.transport, &ended).await;
+        let handshake = CloseHandshake::after(&ended);
+        drop(ended);
+        handshake.finish(&mut self.transport).await;
         reason
     }
 
@@ -239,9 +261,13 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 return self.poll_close(cx);
             }
 
-            while let Poll::Ready(Some(response)) = self.running.poll_next_unpin(cx) {
+            while let Poll::Ready(Some(finished)) = self.running.poll_next_unpin(cx) {
                 progress = true;
-                if let Some(frame) = response {
+                self.in_flight -= finished.weight;
+                if let Some(idle) = &mut self.idle {
+                    idle.active();
+                }
+                if let Some(frame) = finished.frame {
                     self.enqueue(frame);
                 }
             }
@@ -249,25 +275,19 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             if let Some(deadline) = &mut self.draining {
                 let done = self.running.is_empty() && self.parked.is_empty();
                 if done || deadline.as_mut().poll(cx).is_ready() {
-                    let (code, reason) = GOING_AWAY;
-                    self.start_closing(
-                        CloseFrame { code: code.into(), reason: reason.into() },
-                        CloseReason::Shutdown,
-                        true,
-                    );
+                    self.start_closing(close_frame(GOING_AWAY), CloseReason::Shutdown, true);
                     continue;
                 }
             }
 
-            if let Some(keep_alive) = &mut self.keep_alive
-                && let Poll::Ready(due) = keep_alive.poll(cx)
-            {
-                match due {
-                    KeepAliveDue::Ping => self.ping_due = true,
-                    KeepAliveDue::Unresponsive => {
+            if let Some(keep_alive) = &mut self.keep_alive {
+                match keep_alive.poll(cx) {
+                    Poll::Ready(KeepAliveDue::Ping) => self.ping_due = true,
+                    Poll::Ready(KeepAliveDue::Unresponsive) => {
                         tracing::debug!(conn = %self.peer.id(), "no answer to a keep-alive ping; dropping the connection");
                         return Poll::Ready(Ended::Abandoned(CloseReason::Unresponsive));
                     }
+                    Poll::Pending => {}
                 }
             }
 
@@ -275,29 +295,36 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 let busy = !self.running.is_empty() || self.peer.shared().pending.is_waiting();
                 if idle.poll(cx, busy).is_ready() {
                     tracing::debug!(conn = %self.peer.id(), "idle timeout");
-                    self.start_closing(
-                        CloseFrame { code: 1000.into(), reason: "idle timeout".into() },
-                        CloseReason::Idle,
-                        true,
-                    );
+                    self.start_closing(close_frame(IDLE), CloseReason::Idle, true);
                     continue;
                 }
             }
 
-            match self.poll_write(cx) {
+            let wrote = match self.poll_write(cx) {
                 Poll::Ready(Err(e)) => return Poll::Ready(Ended::Transport(e)),
-                Poll::Ready(Ok(true)) => progress = true,
-                _ => {}
-            }
+                Poll::Ready(Ok(wrote)) => wrote,
+                Poll::Pending => false,
+            };
+            progress |= wrote;
 
-            while self.running.len() < self.max_in_flight {
+            while self.in_flight < self.max_in_flight {
                 let Some(text) = self.parked.pop_front() else { break };
                 self.parked_bytes -= text.len();
                 progress = true;
                 self.on_json(&text);
             }
 
-            if self.may_read() {
+            let reading = self.may_read();
+            if !reading
+                && (wrote || self.parked.len() >= self.max_in_flight)
+                && let Some(keep_alive) = &mut self.keep_alive
+            {
+                // Not reading by our own choice, the peer's pongs wait unread:
+                // its taking our frames, or our own slow calls, stand in for them.
+                keep_alive.heard();
+            }
+
+            if reading {
                 match Pin::new(&mut self.transport).poll_next(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
@@ -343,7 +370,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             outbox.clear_frames();
         }
         let deadline = Box::pin(tokio::time::sleep(CLOSE_TIMEOUT));
-        self.closing = Some(Closing { frame: Some(frame), flush_first: graceful, reason, deadline });
+        self.closing = Some(Box::new(Closing { frame: Some(frame), flush_first: graceful, reason, deadline }));
     }
 
     /// Refuses new calls from now on; the connection closes with 1001 once
@@ -357,7 +384,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
     /// Writes out what is queued (for a graceful close), then the close frame,
     /// and flushes it; gives up on a socket that stays blocked past
-    /// [`CLOSE_TIMEOUT`].
+    /// [`CLOSE_TIMEOUT`] (abandoning the peer if the close frame never left).
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         let Some(closing) = &self.closing else { return Poll::Pending };
         if closing.flush_first {
@@ -387,6 +414,8 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             return Poll::Ready(Ended::ByUs(closing.reason.clone()));
         }
         match closing.deadline.as_mut().poll(cx) {
+            // The close frame never left: waiting for the peer's answer is pointless.
+            Poll::Ready(()) if closing.frame.is_some() => Poll::Ready(Ended::Abandoned(closing.reason.clone())),
             Poll::Ready(()) => Poll::Ready(Ended::ByUs(closing.reason.clone())),
             Poll::Pending => Poll::Pending,
         }
@@ -401,6 +430,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                     Pin::new(&mut self.transport).start_send(Message::Ping(Bytes::new()))?;
                     self.ping_due = false;
                     self.unflushed = true;
+                    if let Some(keep_alive) = &mut self.keep_alive {
+                        keep_alive.ping_sent();
+                    }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
@@ -479,7 +511,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             }
             return;
         }
-        if self.running.len() < self.max_in_flight && self.parked.is_empty() {
+        if self.in_flight < self.max_in_flight && self.parked.is_empty() {
             return self.on_json(&text);
         }
         let frame = wire::parse_frame(&text, self.max_batch_len);
@@ -543,7 +575,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             wire::Frame::Single(message) => match self.on_single(message, text) {
                 Action::Nothing => {}
                 Action::Reply(frame) => self.enqueue(frame),
-                Action::Run(running) => self.running.push(running),
+                Action::Run(running) => self.launch(running),
             },
             wire::Frame::Batch(items) => self.on_batch(items, text),
         }
@@ -621,7 +653,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             }
         };
         match dispatched {
-            Ok(future) => Action::Run(Running { key, span, future: Some(future), waker: None }),
+            Ok(future) => Action::Run(Running { key, weight: 1, span, future: Some(future), waker: None }),
             Err(call) => {
                 tracing::debug!(conn = %self.peer.id(), method = echo(method), "method not found");
                 match call.id {
@@ -680,6 +712,12 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         }))
     }
 
+    /// Starts running a call or batch, taking its slots.
+    fn launch(&mut self, running: Running) {
+        self.in_flight += running.weight;
+        self.running.push(running);
+    }
+
     fn cancel(&mut self, params: Option<&RawValue>) {
         let Some(target) = wire::cancel_target(params) else {
             tracing::debug!(conn = %self.peer.id(), "ignoring $/cancelRequest without a usable id");
@@ -713,11 +751,13 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             }
             return;
         }
+        let weight = calls.len();
         let future = Box::pin(async move {
-            answers.extend(futures_util::future::join_all(calls).await.into_iter().flatten());
+            let finished = futures_util::future::join_all(calls).await;
+            answers.extend(finished.into_iter().filter_map(|call| call.frame));
             (!answers.is_empty()).then(|| wire::batch(&answers))
         });
-        self.running.push(Running { key: None, span: Span::none(), future: Some(future), waker: None });
+        self.launch(Running { key: None, weight, span: Span::none(), future: Some(future), waker: None });
     }
 }
 
@@ -812,21 +852,41 @@ fn close_code_for(error: &WsError) -> Option<(u16, &'static str)> {
     }
 }
 
-/// Finishes the close handshake, within [`CLOSE_TIMEOUT`].
-async fn finish_close<T: Transport>(transport: &mut T, ended: &Ended) {
-    let finish = async {
+/// What is left of the close handshake once the loop has stopped.
+#[derive(Clone, Copy)]
+enum CloseHandshake {
+    /// The peer closed: send our answering close (queued by the socket).
+    Answer,
+    /// We closed: wait for the peer's answering close.
+    AwaitAnswer,
+    /// Nothing: the socket failed, or we gave up on the peer.
+    None,
+}
+
+impl CloseHandshake {
+    fn after(ended: &Ended) -> Self {
         match ended {
-            Ended::ByPeer(_) => {
-                // Flushes the close reply tungstenite queued when it read the peer's close.
-                let _ = transport.close().await;
-            }
-            Ended::ByUs(_) => {
-                let _ = transport.flush().await;
-                // Wait for the peer's answering close (or the end of the stream).
-                while let Some(Ok(_)) = transport.next().await {}
-            }
-            Ended::Abandoned(_) | Ended::Transport(_) | Ended::Eof => {}
+            Ended::ByPeer(_) => CloseHandshake::Answer,
+            Ended::ByUs(_) => CloseHandshake::AwaitAnswer,
+            Ended::Abandoned(_) | Ended::Transport(_) | Ended::Eof => CloseHandshake::None,
         }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
+    }
+
+    /// Finishes the close handshake, within [`CLOSE_TIMEOUT`].
+    async fn finish<T: Transport>(self, transport: &mut T) {
+        let finish = async {
+            match self {
+                CloseHandshake::Answer => {
+                    let _ = transport.close().await;
+                }
+                CloseHandshake::AwaitAnswer => {
+                    let _ = transport.flush().await;
+                    // Wait for the peer's answering close (or the end of the stream).
+                    while let Some(Ok(_)) = transport.next().await {}
+                }
+                CloseHandshake::None => {}
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
+    }
 }

@@ -49,6 +49,16 @@ impl KeepAlive {
         self.heard = true;
     }
 
+    /// Notes that the ping went out (it may have waited for room in the
+    /// socket): the peer's time to answer starts now.
+    pub(crate) fn ping_sent(&mut self) {
+        if self.ping_sent.is_some() {
+            let now = Instant::now();
+            self.ping_sent = Some(now);
+            self.timer.as_mut().reset(now + self.config.timeout);
+        }
+    }
+
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<KeepAliveDue> {
         loop {
             ready!(self.timer.as_mut().poll(cx));
@@ -130,6 +140,16 @@ mod tests {
             assert_eq!(next(&mut keep_alive).await, (KeepAliveDue::Ping, Duration::from_secs(29)));
             keep_alive.heard();
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_time_to_answer_starts_when_the_ping_goes_out() {
+        let mut keep_alive = KeepAlive::new(CONFIG);
+        assert_eq!(next(&mut keep_alive).await, (KeepAliveDue::Ping, Duration::from_secs(30)));
+        // The socket was busy for 15 s before the ping left.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        keep_alive.ping_sent();
+        assert_eq!(next(&mut keep_alive).await, (KeepAliveDue::Unresponsive, Duration::from_secs(20)));
     }
 
     #[tokio::test(start_paused = true)]

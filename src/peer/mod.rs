@@ -258,23 +258,14 @@ impl Peer {
     /// with [`Error::Closed`]. A code that may not be sent (1005, 1006, 1015,
     /// below 1000) is sent as 1000.
     pub fn close(&self, code: u16, reason: &str) {
-        self.push_close(code, reason, true);
-    }
-
-    /// Closes the connection at once, dropping what is queued for it.
-    pub(crate) fn abort(&self, code: u16, reason: &str) {
-        self.push_close(code, reason, false);
-    }
-
-    fn push_close(&self, code: u16, reason: &str, graceful: bool) {
         let code = Some(CloseCode::from(code)).filter(|c| c.is_allowed()).unwrap_or(CloseCode::Normal);
         let frame = CloseFrame { code, reason: reason.into() };
         // Refused only when the connection is already closing.
-        self.shared.outbox.push_control(Control::Close { frame, graceful });
+        self.shared.outbox.push_control(Control::Close { frame, graceful: true });
     }
 
     /// Asks the connection to shut down: see [`Control::Shutdown`].
-    pub(crate) fn shut_down(&self, deadline: Instant) {
+    pub(crate) fn shutdown(&self, deadline: Instant) {
         self.shared.outbox.push_control(Control::Shutdown(deadline));
     }
 

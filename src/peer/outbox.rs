@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use super::Control;
 use crate::hub::SlowConsumer;
@@ -34,7 +35,8 @@ pub(crate) enum Offer {
     QueuedDroppingOldest(usize),
     /// Not queued: the queue is full of frames that may not be dropped ([`SlowConsumer::DropOldest`]).
     Skipped,
-    /// Not queued: the queue is full and the connection must go ([`SlowConsumer::Disconnect`]).
+    /// Not queued: the queue is full, and the connection is being closed with
+    /// 1013 ([`SlowConsumer::Disconnect`]).
     Full,
     /// Not queued: the connection is closing.
     Closed,
@@ -86,11 +88,15 @@ fn size_of(message: &Message) -> usize {
     }
 }
 
+/// Close code and reason for a client dropped because it did not keep up.
+const SLOW_CONSUMER: (u16, &str) = (1013, "slow consumer");
+
 impl State {
-    /// Whether a frame of `size` bytes fits. A frame larger than the byte
-    /// bound still goes into an empty queue, so a large message can be sent.
-    fn fits(&self, bounds: &Bounds, size: usize) -> bool {
-        self.frames.len() < bounds.frames && (self.bytes == 0 || self.bytes + size <= bounds.bytes)
+    /// Whether another frame fits. The byte bound is soft: a frame goes in
+    /// while the queue is under it, so a message larger than the bound can
+    /// still be sent, and the queue exceeds the bound by at most one frame.
+    fn has_room(&self, bounds: &Bounds) -> bool {
+        self.frames.len() < bounds.frames && self.bytes < bounds.bytes
     }
 
     fn push(&mut self, message: Message, droppable: bool) {
@@ -126,7 +132,7 @@ impl Outbox {
             if state.sealed {
                 return Err(PushError::Closed(frame));
             }
-            if !state.fits(&self.bounds, size_of(&frame)) {
+            if !state.has_room(&self.bounds) {
                 state.room_wanted = true;
                 return Err(PushError::Full(frame));
             }
@@ -137,28 +143,40 @@ impl Outbox {
     }
 
     /// Queues a broadcast frame without waiting; when there is no room, the
-    /// [`SlowConsumer`] policy decides.
+    /// [`SlowConsumer`] policy decides. Under `Disconnect`, the close is asked
+    /// for here, once: later offers find the queue sealed.
     pub(crate) fn offer(&self, frame: Message) -> Offer {
         let offer = {
             let mut state = self.lock();
             if state.sealed {
                 return Offer::Closed;
             }
-            let size = size_of(&frame);
             let mut dropped = 0;
-            while !state.fits(&self.bounds, size) {
+            while !state.has_room(&self.bounds) {
                 if self.bounds.slow_consumer == SlowConsumer::Disconnect {
-                    return Offer::Full;
+                    let (code, reason) = SLOW_CONSUMER;
+                    let frame = CloseFrame { code: code.into(), reason: reason.into() };
+                    state.controls.push(Control::Close { frame, graceful: false });
+                    state.sealed = true;
+                    break;
                 }
                 if !state.drop_oldest() {
                     return Offer::Skipped;
                 }
                 dropped += 1;
             }
-            state.push(frame, true);
-            if dropped == 0 { Offer::Queued } else { Offer::QueuedDroppingOldest(dropped) }
+            if state.sealed {
+                Offer::Full
+            } else {
+                state.push(frame, true);
+                if dropped == 0 { Offer::Queued } else { Offer::QueuedDroppingOldest(dropped) }
+            }
         };
         self.driver.wake();
+        if offer == Offer::Full {
+            // Senders waiting for room learn that none will come.
+            self.room.notify_waiters();
+        }
         offer
     }
 
@@ -305,7 +323,6 @@ mod tests {
         outbox.try_push(frame("a")).unwrap();
         outbox.try_push(frame("b")).unwrap();
         assert!(matches!(outbox.try_push(frame("c")), Err(PushError::Full(_))));
-        assert_eq!(outbox.offer(frame("c")), Offer::Full);
         assert!(outbox.push_control(Control::Cancel(1)), "controls are never refused for room");
         assert_eq!(outbox.pop(), Some(frame("a")));
         assert_eq!(outbox.pop(), Some(frame("b")));
@@ -314,19 +331,32 @@ mod tests {
     }
 
     #[test]
-    fn bounded_for_bytes_but_a_large_frame_still_goes_alone() {
+    fn a_broadcast_finding_no_room_closes_the_connection_once() {
+        let outbox = bounded(1);
+        assert_eq!(outbox.offer(frame("a")), Offer::Queued);
+        assert_eq!(outbox.offer(frame("b")), Offer::Full);
+        assert_eq!(outbox.offer(frame("c")), Offer::Closed, "sealed: asked to close once");
+        match outbox.take_controls().as_slice() {
+            [Control::Close { frame, graceful: false }] => assert_eq!(u16::from(frame.code), 1013),
+            other => panic!("expected one close, got {other:?}"),
+        }
+        assert!(matches!(outbox.try_push(frame("d")), Err(PushError::Closed(_))));
+    }
+
+    #[test]
+    fn bounded_for_bytes_softly_so_large_frames_still_go() {
         let outbox = outbox(100, 10, SlowConsumer::Disconnect);
         outbox.try_push(frame("123456")).unwrap();
-        assert!(matches!(outbox.try_push(frame("12345")), Err(PushError::Full(_))));
-        assert_eq!(outbox.offer(frame("12345")), Offer::Full);
-        outbox.try_push(frame("1234")).unwrap();
-        assert!(outbox.is_backlogged(100), "at the byte bound the driver stops reading");
-        assert_eq!(outbox.pop(), Some(frame("123456")));
-        assert_eq!(outbox.pop(), Some(frame("1234")));
-        assert!(!outbox.is_backlogged(100));
+        // Under the bound: one more frame goes in, however large.
         let large = "x".repeat(50);
         outbox.try_push(frame(&large)).unwrap();
+        assert!(matches!(outbox.try_push(frame("1")), Err(PushError::Full(_))));
+        assert!(outbox.is_backlogged(100), "at the byte bound the driver stops reading");
+        assert_eq!(outbox.pop(), Some(frame("123456")));
+        assert!(outbox.is_backlogged(100));
         assert_eq!(outbox.pop(), Some(frame(&large)));
+        assert!(!outbox.is_backlogged(100));
+        assert_eq!(outbox.offer(frame(&large)), Offer::Queued);
     }
 
     #[test]
@@ -372,13 +402,13 @@ mod tests {
     #[tokio::test]
     async fn a_sender_waiting_for_bytes_is_woken_when_they_free_up() {
         let outbox = Arc::new(outbox(100, 10, SlowConsumer::Disconnect));
-        outbox.try_push(frame("12345678")).unwrap();
+        outbox.try_push(frame("1234567890")).unwrap();
         let sender = {
             let outbox = outbox.clone();
             tokio::spawn(async move { outbox.push(frame("123456")).await })
         };
         tokio::task::yield_now().await;
-        assert_eq!(outbox.pop(), Some(frame("12345678")));
+        assert_eq!(outbox.pop(), Some(frame("1234567890")));
         tokio::time::timeout(Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
         assert_eq!(outbox.pop(), Some(frame("123456")));
     }

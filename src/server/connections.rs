@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::upgrade::Rejection;
 use crate::connection::ConnectionId;
@@ -54,7 +55,9 @@ impl Connections {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(Rejection::Full);
         }
-        Ok(Slot { connections: self.clone(), id: None })
+        // The token keeps a shutdown waiting for this connection from here on,
+        // also before its task is spawned.
+        Ok(Slot { connections: self.clone(), id: None, _task: self.tasks.token() })
     }
 
     /// Connections open now (past their upgrade, not yet ended).
@@ -78,12 +81,12 @@ impl Connections {
     /// Refuses new connections, asks every open one to finish its running
     /// calls (until the shutdown timeout) and close with 1001, and returns
     /// once every task of this endpoint has ended.
-    pub(crate) async fn shut_down(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.stopping.cancel();
         let deadline = Instant::now() + self.shutdown_timeout;
         let open: Vec<Peer> = self.live().values().cloned().collect();
         for peer in open {
-            peer.shut_down(deadline);
+            peer.shutdown(deadline);
         }
         self.tasks.close();
         self.tasks.wait().await;
@@ -94,6 +97,7 @@ impl Connections {
 pub(crate) struct Slot {
     connections: Arc<Connections>,
     id: Option<ConnectionId>,
+    _task: TaskTrackerToken,
 }
 
 impl Slot {
@@ -105,7 +109,7 @@ impl Slot {
         // After the insert: a shutdown that began before it is seen here, one
         // that begins after it finds this connection in `live`.
         if self.connections.stopping.is_cancelled() {
-            peer.shut_down(Instant::now());
+            peer.shutdown(Instant::now());
         }
     }
 }
@@ -144,17 +148,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_shutdown_reaches_open_connections_and_late_ones_and_refuses_new_ones() {
+    async fn a_shutdown_reaches_open_connections_and_late_ones_and_waits_for_them() {
         let connections = Connections::new(10, Duration::from_secs(1));
         let open = peer();
         let mut slot = connections.admit().unwrap();
         slot.attach(&open);
         let mut upgrading = connections.admit().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), connections.shut_down()).await.unwrap();
+        let mut shutdown = Box::pin(connections.shutdown());
+        assert!(futures_util::poll!(shutdown.as_mut()).is_pending(), "two connections still hold their places");
         assert!(matches!(open.queued_controls().as_slice(), [Control::Shutdown(_)]));
         assert!(matches!(connections.admit(), Err(Rejection::ShuttingDown)));
         let late = peer();
         upgrading.attach(&late);
         assert!(matches!(late.queued_controls().as_slice(), [Control::Shutdown(_)]));
+        drop((slot, upgrading));
+        tokio::time::timeout(Duration::from_secs(10), shutdown).await.unwrap();
     }
 }

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, UPGRADE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use super::ServerBuilder;
 use super::connections::{Connections, Slot};
-use super::upgrade::{check_upgrade, plain};
+use super::upgrade::{Rejection, check_upgrade, plain};
 use crate::connection::{Connection, ConnectionId, Handshake};
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
 use crate::peer::{CloseReason, Driver, Peer, Transport};
@@ -120,15 +120,11 @@ impl Endpoint {
         let tasks = connections.clone();
         let start = move |socket: Socket<ServerIo>, handshake: Handshake, mut slot: Slot| {
             // The connection's task holds just its driver and its place: setup is done before it starts.
+            // `map`, not an async block: awaiting a captured future in one
+            // stores it twice, doubling every idle connection's task.
             match start_connection::<_, F, M, S>(socket, handshake, &factory, &builder, &mut slot) {
-                Ok(running) => tasks.spawn(async move {
-                    running.await;
-                    drop(slot);
-                }),
-                Err(refused) => tasks.spawn(async move {
-                    refused.await;
-                    drop(slot);
-                }),
+                Ok(running) => tasks.spawn(running.map(move |_| drop(slot))),
+                Err(refused) => tasks.spawn(refused.map(move |()| drop(slot))),
             }
         };
         Endpoint { inner: Arc::new(EndpointInner { start: Box::new(start), max_message_size, connections }) }
@@ -150,11 +146,13 @@ impl Endpoint {
     /// [`Error::Closed`](crate::Error::Closed). Returns once every connection
     /// task has ended.
     ///
-    /// Under axum, call it from the future given to
-    /// `axum::serve(..).with_graceful_shutdown(..)`: axum stops accepting,
-    /// this ends the WebSocket connections, which axum does not track.
+    /// Under axum, await it inside the future given to
+    /// `axum::serve(..).with_graceful_shutdown(..)`: axum does not track
+    /// upgraded connections, and stops accepting once that future resolves
+    /// (until then, new upgrades get 503). Waits at most the shutdown timeout
+    /// plus a few seconds per close handshake.
     pub async fn shutdown(&self) {
-        self.inner.connections.shut_down().await;
+        self.inner.connections.shutdown().await;
     }
 
     /// Answers one HTTP request: `101 Switching Protocols` and a new
@@ -171,7 +169,10 @@ impl Endpoint {
         let slot = match self.inner.connections.admit() {
             Ok(slot) => slot,
             Err(rejection) => {
-                tracing::warn!(?rejection, "refusing a WebSocket upgrade");
+                match rejection {
+                    Rejection::Full => tracing::warn!("at max_connections: refusing a WebSocket upgrade with 503"),
+                    _ => tracing::debug!(?rejection, "refusing a WebSocket upgrade"),
+                }
                 return rejection.response();
             }
         };

@@ -14,10 +14,12 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::Request;
 use hyper_util::rt::TokioIo;
 use jsonrpsee_core::server::Methods;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::Semaphore;
 
 pub use endpoint::Endpoint;
 
@@ -139,7 +141,9 @@ impl ServerBuilder {
     }
 
     /// Connections open at once (default 10,000); an upgrade past it gets
-    /// `503 Service Unavailable` with `Retry-After`, and nothing is spawned for it.
+    /// `503 Service Unavailable` with `Retry-After`, and nothing is spawned for
+    /// it. The standalone server also lets at most this many TCP connections
+    /// be in their HTTP handshake at once, closing any more straight away.
     pub fn max_connections(mut self, limit: usize) -> Self {
         self.max_connections = limit;
         self
@@ -285,8 +289,8 @@ impl Server {
         S: Send + Sync + 'static,
     {
         let Server { listener, builder, .. } = self;
-        let handshake_timeout = builder.handshake_timeout;
-        accept(listener, builder.endpoint(factory), handshake_timeout).await;
+        let limits = HandshakeLimits::of(&builder);
+        accept(listener, builder.endpoint(factory), limits).await;
         Ok(())
     }
 
@@ -314,9 +318,9 @@ impl Server {
         S: Send + Sync + 'static,
     {
         let Server { listener, local_addr, builder } = self;
-        let handshake_timeout = builder.handshake_timeout;
+        let limits = HandshakeLimits::of(&builder);
         let endpoint = builder.endpoint(factory);
-        endpoint.connections().spawn(accept(listener, endpoint.clone(), handshake_timeout));
+        endpoint.connections().spawn(accept(listener, endpoint.clone(), limits));
         ServerHandle { endpoint, local_addr }
     }
 }
@@ -349,8 +353,11 @@ impl ServerHandle {
 }
 
 /// The accept loop: one task per TCP connection, until the shutdown starts.
-async fn accept(listener: TcpListener, endpoint: Endpoint, handshake_timeout: Duration) {
+/// At most `max_connections` connections may be in their HTTP handshake at
+/// once; past that, a new one is closed at once (it has not said a word yet).
+async fn accept(listener: TcpListener, endpoint: Endpoint, limits: HandshakeLimits) {
     let stopping = endpoint.connections().stopping().clone();
+    let handshakes = Arc::new(Semaphore::new(limits.at_once));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -363,9 +370,27 @@ async fn accept(listener: TcpListener, endpoint: Endpoint, handshake_timeout: Du
                 continue;
             }
         };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "too many connections in their handshake; closing a new one");
+            continue;
+        };
         // Latency over throughput: every message is a small frame.
         let _ = stream.set_nodelay(true);
-        endpoint.connections().spawn(serve_http(stream, remote, endpoint.clone(), handshake_timeout));
+        let serving = serve_http(stream, remote, endpoint.clone(), limits.timeout);
+        endpoint.connections().spawn(serving.map(move |()| drop(permit)));
+    }
+}
+
+/// Bounds on connections still in their HTTP handshake.
+#[derive(Clone, Copy)]
+struct HandshakeLimits {
+    at_once: usize,
+    timeout: Duration,
+}
+
+impl HandshakeLimits {
+    fn of(builder: &ServerBuilder) -> Self {
+        HandshakeLimits { at_once: builder.max_connections, timeout: builder.handshake_timeout }
     }
 }
 

@@ -194,11 +194,12 @@ impl TestServer {
 
     /// Waits until the server holds exactly `count` open connections. The
     /// count drops when a connection's task ends, just after the close
-    /// handshake that the client sees, so this waits on that last step.
+    /// handshake that the client sees, and nothing signals that last step:
+    /// this checks every millisecond (on a paused clock too) until it holds.
     pub async fn wait_for_connection_count(&self, count: usize) {
         within(async {
             while self.handle.connection_count() != count {
-                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
         .await
@@ -249,6 +250,17 @@ pub struct Raw {
 impl Raw {
     pub async fn connect(url: &str) -> Raw {
         let (socket, _) = within(tokio_tungstenite::connect_async(url)).await.unwrap();
+        Raw { socket }
+    }
+
+    /// Connects with a small, fixed TCP receive buffer (no autotuning), so a
+    /// reader that stops reading holds the server back after little data.
+    pub async fn connect_with_small_buffer(server: &TestServer) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = within(socket.connect(server.addr)).await.unwrap();
+        let connecting = tokio_tungstenite::client_async(server.url.as_str(), MaybeTlsStream::Plain(stream));
+        let (socket, _) = within(connecting).await.unwrap();
         Raw { socket }
     }
 
