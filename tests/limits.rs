@@ -289,11 +289,13 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
 #[derive(Clone, Default)]
 struct Gated {
     asked: Arc<Signal>,
+    answering: Arc<std::sync::atomic::AtomicUsize>,
     gate: Arc<Signal>,
 }
 
 impl Events for Gated {
     async fn answer(&self, question: String) -> String {
+        self.answering.fetch_add(1, Ordering::SeqCst);
         self.asked.notify_one();
         self.gate.notified().await;
         format!("late answer to {question}")
@@ -368,4 +370,27 @@ async fn at_the_shutdown_deadline_every_pending_call_fails_on_both_sides() {
     assert_eq!(within(conn.closed()).await, CloseReason::Shutdown);
     let reason = within(client.caller().closed()).await;
     assert_eq!(reason, CloseReason::ClosedByPeer { code: 1001, reason: "server shutting down".into() });
+}
+
+#[tokio::test]
+async fn a_client_runs_at_most_max_in_flight_callbacks_at_once() {
+    let mut server = start_server().await;
+    let gated = Gated::default();
+    let builder = Client::builder().max_in_flight(1);
+    let client = within(ServiceClient::connect_with(builder, &server.url, gated.clone())).await.unwrap();
+    let conn = server.next_connection().await;
+    let callbacks = conn.callback();
+    let mut first = std::pin::pin!(callbacks.answer("first".into()));
+    let mut second = std::pin::pin!(callbacks.answer("second".into()));
+    // One poll each queues both callbacks, in order, ahead of the reply below.
+    assert!(futures_util::poll!(first.as_mut()).is_pending());
+    assert!(futures_util::poll!(second.as_mut()).is_pending());
+    assert_eq!(within(client.echo("probe".into())).await.unwrap(), "probe");
+    // Both callbacks reached the client before that reply; one runs, one waits.
+    assert_eq!(gated.answering.load(Ordering::SeqCst), 1);
+    gated.gate.notify_one();
+    assert_eq!(within(first).await.unwrap(), "late answer to first");
+    gated.gate.notify_one();
+    assert_eq!(within(second).await.unwrap(), "late answer to second");
+    assert_eq!(gated.answering.load(Ordering::SeqCst), 2);
 }
