@@ -24,7 +24,7 @@ use crate::caller::{Call, Notify};
 use crate::connection::ConnectionId;
 use crate::contract::{Dispatch, ServiceInstance};
 use crate::error::Error;
-use crate::peer::{CloseReason, Driver, KeepAliveConfig, Peer, PeerConfig};
+use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
 use crate::socket::Socket;
 
 /// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).
@@ -126,26 +126,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Pings the server every `interval` and drops the connection when
-    /// nothing comes back within `timeout` of a ping (default: 30 s and 20 s),
-    /// so a dead network path is noticed even with no call in flight.
-    pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.peer.keep_alive = Some(KeepAliveConfig { interval, timeout });
-        self
-    }
-
-    /// Sends no keep-alive pings.
-    pub fn without_keep_alive(mut self) -> Self {
-        self.peer.keep_alive = None;
-        self
-    }
-
-    /// Closes the connection (code 1000) when no message has gone either way,
-    /// and no call has been running, for `timeout` (default: never).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.peer.idle_timeout = Some(timeout);
-        self
-    }
+    liveness_settings!("server");
 
     /// Adds a header to the handshake request (an `Authorization` header, say).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {

@@ -128,6 +128,35 @@ macro_rules! for_each_arity {
     };
 }
 
+/// The liveness settings of a builder whose `peer` field is a `PeerConfig`:
+/// keep-alive pings and the idle timeout, the same on both ends. `$other`
+/// names the other end in the docs.
+macro_rules! liveness_settings {
+    ($other:literal) => {
+        #[doc = concat!("Pings the ", $other, " every `interval`, and drops the connection when nothing")]
+        /// comes back within `timeout` of a ping going out (default: 30 s and
+        /// 20 s), so a dead peer or network path is noticed even with no call
+        /// in flight. Browsers answer pings on their own.
+        pub fn keep_alive(mut self, interval: ::std::time::Duration, timeout: ::std::time::Duration) -> Self {
+            self.peer.keep_alive = Some(crate::peer::KeepAliveConfig { interval, timeout });
+            self
+        }
+
+        /// Sends no keep-alive pings.
+        pub fn without_keep_alive(mut self) -> Self {
+            self.peer.keep_alive = None;
+            self
+        }
+
+        /// Closes a connection (code 1000) when no message has gone either
+        /// way, and no call has been running, for `timeout` (default: never).
+        pub fn idle_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.peer.idle_timeout = Some(timeout);
+            self
+        }
+    };
+}
+
 mod caller;
 mod client;
 mod connection;

@@ -276,19 +276,6 @@ async fn invalid_params_name_the_parameter() {
     assert_eq!(reply["error"]["data"]["param"], json!("nick"));
 }
 
-/// The close code that ends a raw connection.
-async fn close_code(raw: &mut Raw) -> u16 {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    loop {
-        match within(raw.socket.next()).await {
-            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_limit_flags_apply_from_outside() {
     let chat = start_chat(&["--max-message-bytes", "200", "--max-connections", "1"]);
@@ -302,7 +289,7 @@ async fn the_limit_flags_apply_from_outside() {
         other => panic!("expected 503, got {other:?}"),
     }
     alice.notify("chat.say", json!({"text": "x".repeat(300)})).await;
-    assert_eq!(close_code(&mut alice.raw).await, 1009);
+    assert_eq!(alice.raw.close_code().await, 1009);
 }
 
 #[tokio::test]
@@ -313,7 +300,7 @@ async fn ctrl_c_shuts_down_gracefully_with_1001() {
     let mut child = chat.child.take().unwrap();
     let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(interrupted.success());
-    assert_eq!(close_code(&mut alice.raw).await, 1001);
+    assert_eq!(alice.raw.close_code().await, 1001);
     let status = within(tokio::task::spawn_blocking(move || child.wait())).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
 }

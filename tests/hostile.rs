@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -58,17 +58,6 @@ async fn send_frames(raw: &mut Raw, frames: &[(bool, OpCode, &[u8])]) {
     }
 }
 
-/// The close code the server ends the connection with.
-async fn close_code(raw: &mut Raw) -> u16 {
-    loop {
-        match within(raw.socket.next()).await {
-            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
 const TEXT: OpCode = OpCode::Data(Data::Text);
 const MORE: OpCode = OpCode::Data(Data::Continue);
 
@@ -76,7 +65,7 @@ const MORE: OpCode = OpCode::Data(Data::Continue);
 async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
     let mut scene = Scene::new().await;
     send_frames(&mut scene.raw, &[(true, TEXT, &[b'"', 0xff, 0xfe, b'"'])]).await;
-    assert_eq!(close_code(&mut scene.raw).await, 1007);
+    assert_eq!(scene.raw.close_code().await, 1007);
     scene.still_serving(false).await;
 }
 
@@ -95,7 +84,7 @@ async fn a_fragmented_message_over_the_limit_closes_with_1009() {
     // Every fragment is under the limit; together they are not.
     let part = [b' '; 600];
     send_frames(&mut scene.raw, &[(false, TEXT, &part), (false, MORE, &part), (true, MORE, b"{}")]).await;
-    assert_eq!(close_code(&mut scene.raw).await, 1009);
+    assert_eq!(scene.raw.close_code().await, 1009);
     scene.still_serving(false).await;
 }
 
@@ -104,7 +93,7 @@ async fn a_message_over_the_limit_closes_with_1009() {
     let mut scene = Scene::with(Server::builder().max_message_size(1024)).await;
     let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"t.echo","params":["{}"]}}"#, "x".repeat(2000));
     scene.raw.send(&big).await;
-    assert_eq!(close_code(&mut scene.raw).await, 1009);
+    assert_eq!(scene.raw.close_code().await, 1009);
     scene.still_serving(false).await;
 }
 

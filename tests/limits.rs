@@ -149,6 +149,28 @@ async fn broadcast_stream(
     }
 }
 
+/// A server with two clients in group "feed": one that stops reading (with a
+/// small receive buffer) and one that keeps up.
+struct Feed {
+    server: TestServer,
+    slow: Raw,
+    slow_conn: Connection<EventsClient>,
+    fast: Raw,
+}
+
+impl Feed {
+    async fn start(builder: wsduplex::ServerBuilder) -> Feed {
+        let mut server = start_server_with(builder).await;
+        let mut slow = Raw::connect_with_small_buffer(&server).await;
+        let slow_conn = server.next_connection().await;
+        let mut fast = Raw::connect(&server.url).await;
+        server.next_connection().await;
+        join(&mut slow, "feed").await;
+        join(&mut fast, "feed").await;
+        Feed { server, slow, slow_conn, fast }
+    }
+}
+
 async fn join(raw: &mut Raw, group: &str) {
     let reply = raw.exchange(&format!(r#"{{"jsonrpc":"2.0","id":1,"method":"t.join","params":["{group}"]}}"#)).await;
     assert_eq!(reply["result"], json!(true));
@@ -157,13 +179,7 @@ async fn join(raw: &mut Raw, group: &str) {
 #[tokio::test]
 async fn a_client_that_never_reads_is_dropped_with_1013_and_the_others_get_everything() {
     let builder = Server::builder().outbound_bytes(256 * 1024);
-    let mut server = start_server_with(builder).await;
-    let mut slow = Raw::connect_with_small_buffer(&server).await;
-    let slow_conn = server.next_connection().await;
-    let mut fast = Raw::connect(&server.url).await;
-    server.next_connection().await;
-    join(&mut slow, "feed").await;
-    join(&mut fast, "feed").await;
+    let Feed { server, slow, slow_conn, mut fast } = Feed::start(builder).await;
 
     // The slow client's reader is paused from here on: 24 MiB to a reader that never reads.
     broadcast_stream(&server, &mut fast, "feed", 6000, 4096, || {
@@ -179,13 +195,7 @@ async fn a_client_that_never_reads_is_dropped_with_1013_and_the_others_get_every
 #[tokio::test]
 async fn with_drop_oldest_a_client_that_never_reads_stays_within_its_bounds() {
     let builder = Server::builder().outbound_bytes(256 * 1024).slow_consumer(SlowConsumer::DropOldest);
-    let mut server = start_server_with(builder).await;
-    let mut slow = Raw::connect_with_small_buffer(&server).await;
-    let slow_conn = server.next_connection().await;
-    let mut fast = Raw::connect(&server.url).await;
-    server.next_connection().await;
-    join(&mut slow, "feed").await;
-    join(&mut fast, "feed").await;
+    let Feed { server, mut slow, slow_conn, mut fast } = Feed::start(builder).await;
 
     let mut largest = 0;
     broadcast_stream(&server, &mut fast, "feed", 6000, 4096, || {

@@ -26,7 +26,7 @@ pub use endpoint::Endpoint;
 use crate::connection::Connection;
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
 use crate::hub::{Hub, HubCore, SlowConsumer};
-use crate::peer::{KeepAliveConfig, PeerConfig};
+use crate::peer::PeerConfig;
 
 /// Largest message accepted by default: 10 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
@@ -149,26 +149,7 @@ impl ServerBuilder {
         self
     }
 
-    /// Pings every client every `interval` and drops one that sends nothing
-    /// back within `timeout` of a ping (default: 30 s and 20 s). Browsers
-    /// answer pings on their own.
-    pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.peer.keep_alive = Some(KeepAliveConfig { interval, timeout });
-        self
-    }
-
-    /// Sends no keep-alive pings.
-    pub fn without_keep_alive(mut self) -> Self {
-        self.peer.keep_alive = None;
-        self
-    }
-
-    /// Closes a connection (code 1000) when no message has gone either way,
-    /// and no call has been running, for `timeout` (default: never).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.peer.idle_timeout = Some(timeout);
-        self
-    }
+    liveness_settings!("client");
 
     /// How long a TCP connection to the standalone server may take to finish
     /// its WebSocket upgrade (default 10 s); a slower one is closed. Under

@@ -280,6 +280,17 @@ impl Raw {
         }
     }
 
+    /// The code of the close frame that ends the connection (pings skipped).
+    pub async fn close_code(&mut self) -> u16 {
+        loop {
+            match within(self.socket.next()).await {
+                Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
     /// Sends `text` and returns the next frame.
     pub async fn exchange(&mut self, text: &str) -> Value {
         self.send(text).await;
