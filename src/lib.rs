@@ -76,7 +76,11 @@
 //! # The pieces
 //!
 //! - [`Server`] listens on its own, or [`ServerBuilder::endpoint`] gives an
-//!   [`Endpoint`] to mount on an axum `Router` at any path.
+//!   [`Endpoint`] to mount on an axum `Router` at any path. Every limit (message
+//!   size, connections, calls in flight, send queues and the [`SlowConsumer`]
+//!   policy, keep-alive, timeouts) is set on [`ServerBuilder`] with a default
+//!   fit for the open internet; [`ServerHandle::shutdown`] and
+//!   [`Endpoint::shutdown`] stop gracefully, closing every client with 1001.
 //! - [`Connection`] is the server's handle to one client: id, address,
 //!   handshake headers, per-connection data, groups, and the typed callback
 //!   proxy ([`Connection::callback`]).

@@ -241,6 +241,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     }
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        if let Some(ended) = self.poll_timers(cx) {
+            return Poll::Ready(ended);
+        }
         loop {
             let mut progress = false;
 
@@ -253,7 +256,13 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                         let reason = CloseReason::ClosedLocally { code: frame.code.into() };
                         self.start_closing(frame, reason, graceful);
                     }
-                    Control::Shutdown(deadline) => self.start_draining(deadline),
+                    Control::Shutdown(deadline) => {
+                        self.start_draining(deadline);
+                        // Polls the new deadline once, so that it wakes this task.
+                        if let Some(ended) = self.poll_timers(cx) {
+                            return Poll::Ready(ended);
+                        }
+                    }
                 }
             }
 
@@ -272,32 +281,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 }
             }
 
-            if let Some(deadline) = &mut self.draining {
-                let done = self.running.is_empty() && self.parked.is_empty();
-                if done || deadline.as_mut().poll(cx).is_ready() {
-                    self.start_closing(close_frame(GOING_AWAY), CloseReason::Shutdown, true);
-                    continue;
-                }
-            }
-
-            if let Some(keep_alive) = &mut self.keep_alive {
-                match keep_alive.poll(cx) {
-                    Poll::Ready(KeepAliveDue::Ping) => self.ping_due = true,
-                    Poll::Ready(KeepAliveDue::Unresponsive) => {
-                        tracing::debug!(conn = %self.peer.id(), "no answer to a keep-alive ping; dropping the connection");
-                        return Poll::Ready(Ended::Abandoned(CloseReason::Unresponsive));
-                    }
-                    Poll::Pending => {}
-                }
-            }
-
-            if let Some(idle) = &mut self.idle {
-                let busy = !self.running.is_empty() || self.peer.shared().pending.is_waiting();
-                if idle.poll(cx, busy).is_ready() {
-                    tracing::debug!(conn = %self.peer.id(), "idle timeout");
-                    self.start_closing(close_frame(IDLE), CloseReason::Idle, true);
-                    continue;
-                }
+            if self.draining.is_some() && self.running.is_empty() && self.parked.is_empty() {
+                self.start_closing(close_frame(GOING_AWAY), CloseReason::Shutdown, true);
+                continue;
             }
 
             let wrote = match self.poll_write(cx) {
@@ -354,6 +340,35 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 return Poll::Pending;
             }
         }
+    }
+
+    /// Polls the timers once per wake-up, not once per message: a poll
+    /// registers the task's waker whatever it returns, and the waker stays
+    /// the same. Returns how the connection ended if the peer is gone.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
+        if let Some(keep_alive) = &mut self.keep_alive {
+            match keep_alive.poll(cx) {
+                Poll::Ready(KeepAliveDue::Ping) => self.ping_due = true,
+                Poll::Ready(KeepAliveDue::Unresponsive) => {
+                    tracing::debug!(conn = %self.peer.id(), "no answer to a keep-alive ping; dropping the connection");
+                    return Some(Ended::Abandoned(CloseReason::Unresponsive));
+                }
+                Poll::Pending => {}
+            }
+        }
+        if let Some(deadline) = &mut self.draining
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            self.start_closing(close_frame(GOING_AWAY), CloseReason::Shutdown, true);
+        }
+        if let Some(idle) = &mut self.idle {
+            let busy = !self.running.is_empty() || self.peer.shared().pending.is_waiting();
+            if idle.poll(cx, busy).is_ready() {
+                tracing::debug!(conn = %self.peer.id(), "idle timeout");
+                self.start_closing(close_frame(IDLE), CloseReason::Idle, true);
+            }
+        }
+        None
     }
 
     /// Starts closing with `frame`, reporting `reason`. A graceful close
