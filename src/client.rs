@@ -151,7 +151,7 @@ impl ClientBuilder {
         let peer = Peer::new(id, &self.peer);
         let driver = Driver::new(socket, peer.clone(), callbacks, None, &self.peer);
         let span = tracing::debug_span!("client", conn = %id, url);
-        tokio::spawn(tracing::Instrument::instrument(driver.run(|| {}), span));
+        tokio::spawn(tracing::Instrument::instrument(driver.run(|_| {}), span));
         Ok(Client { _owner: Arc::new(CloseOnDrop(peer.clone())), peer })
     }
 }

@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use http::{HeaderMap, Uri};
 
-use crate::contract::NoCallbacks;
+use crate::contract::{Contract, NoCallbacks};
 use crate::hub::HubCore;
 use crate::peer::{CloseReason, Peer};
+use crate::server::Identity;
 
 /// Identifies one connection, unique across processes (a random per-process
 /// part, then a counter), so ids from several server nodes never collide.
@@ -80,15 +81,48 @@ impl<'de> serde::Deserialize<'de> for ConnectionId {
     }
 }
 
-/// What the HTTP upgrade request said.
+/// What the HTTP upgrade request said: where it came from, its URI and its
+/// headers. The authentication hook decides on it; every [`Connection`]
+/// keeps it.
 #[derive(Debug, Default)]
-pub(crate) struct Handshake {
-    pub(crate) remote_addr: Option<SocketAddr>,
-    pub(crate) uri: Uri,
-    pub(crate) headers: HeaderMap,
+pub struct Handshake {
+    remote_addr: Option<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
 }
 
 impl Handshake {
+    /// The client's address, when the transport knows it.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
+    /// The request's URI (path and query string).
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The request's headers (cookies among them).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The first value of query parameter `name`, percent-decoded (browsers
+    /// cannot set headers on a WebSocket, so tokens often come this way).
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.uri.query()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key)? == name).then(|| percent_decode(value)).flatten()
+        })
+    }
+
+    /// The token of an `Authorization: Bearer TOKEN` header.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
+    }
+
     /// A copy that shares no memory with the request: hyper's headers and URI
     /// point into its 8 KiB read buffer, which would otherwise live as long as
     /// the connection.
@@ -104,9 +138,30 @@ impl Handshake {
     }
 }
 
+/// Decodes `%XX` escapes and `+` (a space, in a query string); `None` when
+/// the result is not UTF-8 or an escape is malformed.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        match byte {
+            b'%' => {
+                let hex = rest.get(..2)?;
+                bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                rest = rest.get(2..)?;
+            }
+            b'+' => bytes.push(b' '),
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 struct Inner {
     peer: Peer,
     handshake: Handshake,
+    user: Option<Arc<str>>,
     data: Mutex<HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>>,
     hub: Arc<HubCore>,
 }
@@ -131,15 +186,33 @@ impl<CB> fmt::Debug for Connection<CB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("id", &self.id())
-            .field("remote_addr", &self.inner.handshake.remote_addr)
+            .field("remote_addr", &self.inner.handshake.remote_addr())
             .finish_non_exhaustive()
     }
 }
 
 impl<CB> Connection<CB> {
-    pub(crate) fn new(peer: Peer, handshake: Handshake, hub: Arc<HubCore>, callback: CB) -> Self {
-        let inner = Inner { peer, handshake, data: Mutex::default(), hub };
+    pub(crate) fn new(peer: Peer, handshake: Handshake, identity: Identity, hub: Arc<HubCore>, callback: CB) -> Self {
+        let Identity { user, value } = identity;
+        let data = Mutex::new(value.into_iter().collect());
+        let inner = Inner { peer, handshake, user, data, hub };
         Connection { inner: Arc::new(inner), callback }
+    }
+
+    /// The user this connection belongs to, as the authentication hook said
+    /// ([`Identity::user`]).
+    pub fn user(&self) -> Option<&str> {
+        self.inner.user.as_deref()
+    }
+
+    /// The HTTP upgrade request this connection was opened with.
+    pub fn handshake(&self) -> &Handshake {
+        &self.inner.handshake
+    }
+
+    /// The same connection without its typed callback proxy (what lifecycle hooks get).
+    pub fn untyped(&self) -> Connection {
+        Connection { inner: self.inner.clone(), callback: NoCallbacks::from_caller(self.inner.peer.clone()) }
     }
 
     /// This connection's id.
@@ -160,17 +233,17 @@ impl<CB> Connection<CB> {
     /// The client's address, when the transport knows it (with axum, serve with
     /// `into_make_service_with_connect_info::<SocketAddr>()`).
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.inner.handshake.remote_addr
+        self.inner.handshake.remote_addr()
     }
 
     /// The headers of the HTTP upgrade request.
     pub fn headers(&self) -> &HeaderMap {
-        &self.inner.handshake.headers
+        self.inner.handshake.headers()
     }
 
     /// The URI of the HTTP upgrade request (path and query string).
     pub fn uri(&self) -> &Uri {
-        &self.inner.handshake.uri
+        self.inner.handshake.uri()
     }
 
     /// Stores a value of type `T` with this connection, replacing any earlier one.
@@ -240,7 +313,7 @@ mod tests {
     #[tokio::test]
     async fn per_connection_data_is_typed() {
         let peer = Peer::new(ConnectionId::next(), &Default::default());
-        let conn = Connection::new(peer, Handshake::default(), HubCore::new_local(), ());
+        let conn = Connection::new(peer, Handshake::default(), Identity::anonymous(), HubCore::new_local(), ());
         assert_eq!(conn.insert_data(5u32), None);
         assert_eq!(conn.insert_data(6u32), Some(5));
         conn.insert_data(String::from("alice"));

@@ -53,6 +53,8 @@ pub enum Audience {
     GroupExcept(Arc<str>, Vec<ConnectionId>),
     /// One connection.
     Connection(ConnectionId),
+    /// Every connection of a user (see [`Identity::user`](crate::Identity::user)).
+    User(Arc<str>),
 }
 
 /// A serialized JSON-RPC message, shared (not copied) by every recipient.
@@ -111,11 +113,13 @@ impl Backplane for InProcess {
 struct State {
     connections: HashMap<ConnectionId, Member>,
     groups: HashMap<Arc<str>, HashMap<ConnectionId, Peer>>,
+    users: HashMap<Arc<str>, HashMap<ConnectionId, Peer>>,
 }
 
 struct Member {
     peer: Peer,
     groups: Vec<Arc<str>>,
+    user: Option<Arc<str>>,
 }
 
 pub(crate) struct HubCore {
@@ -169,8 +173,12 @@ impl HubCore {
         self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn register(&self, peer: Peer) {
-        self.write().connections.insert(peer.id(), Member { peer, groups: Vec::new() });
+    pub(crate) fn register(&self, peer: Peer, user: Option<Arc<str>>) {
+        let mut state = self.write();
+        if let Some(user) = &user {
+            state.users.entry(user.clone()).or_default().insert(peer.id(), peer.clone());
+        }
+        state.connections.insert(peer.id(), Member { peer, groups: Vec::new(), user });
     }
 
     /// Removes a connection and takes it out of every group.
@@ -179,6 +187,14 @@ impl HubCore {
         {
             let mut state = self.write();
             let Some(member) = state.connections.remove(&id) else { return };
+            if let Some(user) = &member.user
+                && let Some(connections) = state.users.get_mut(user)
+            {
+                connections.remove(&id);
+                if connections.is_empty() {
+                    state.users.remove(user);
+                }
+            }
             for group in member.groups {
                 if let Some(members) = state.groups.get_mut(&group) {
                     members.remove(&id);
@@ -197,7 +213,7 @@ impl HubCore {
     pub(crate) fn add_to_group(&self, id: ConnectionId, group: &str) -> bool {
         let opened = {
             let mut state = self.write();
-            let State { connections, groups } = &mut *state;
+            let State { connections, groups, .. } = &mut *state;
             let Some(member) = connections.get_mut(&id) else { return false };
             if member.groups.iter().any(|g| &**g == group) {
                 return false;
@@ -220,7 +236,7 @@ impl HubCore {
     pub(crate) fn remove_from_group(&self, id: ConnectionId, group: &str) -> bool {
         let closed = {
             let mut state = self.write();
-            let State { connections, groups } = &mut *state;
+            let State { connections, groups, .. } = &mut *state;
             let Some(member) = connections.get_mut(&id) else { return false };
             let Some(at) = member.groups.iter().position(|g| &**g == group) else { return false };
             member.groups.swap_remove(at);
@@ -289,6 +305,11 @@ impl HubCore {
             Audience::Connection(id) => {
                 if let Some(member) = state.connections.get(id) {
                     offer(&member.peer);
+                }
+            }
+            Audience::User(user) => {
+                if let Some(connections) = state.users.get(user) {
+                    connections.values().for_each(&mut offer);
                 }
             }
         }
@@ -386,6 +407,17 @@ impl<M: Contract> Hub<M> {
     /// Every member of `group` but `id` (for example, everyone but the sender).
     pub fn group_except(&self, group: &str, id: ConnectionId) -> M::Stub<Fanout> {
         self.to(Audience::GroupExcept(group.into(), vec![id]))
+    }
+
+    /// Every connection of user `id`: several tabs, several devices.
+    pub fn user(&self, id: &str) -> M::Stub<Fanout> {
+        self.to(Audience::User(id.into()))
+    }
+
+    /// The connections of user `id` open here.
+    pub fn user_connections(&self, id: &str) -> Vec<ConnectionId> {
+        let state = self.core.read();
+        state.users.get(id).map(|c| c.keys().copied().collect()).unwrap_or_default()
     }
 
     /// One connection, with calls that await its reply (SignalR's client results).
@@ -503,8 +535,8 @@ mod tests {
         let hub = HubCore::new_local();
         let a = peer(4);
         let b = peer(4);
-        hub.register(a.clone());
-        hub.register(b.clone());
+        hub.register(a.clone(), None);
+        hub.register(b.clone(), None);
         assert!(hub.add_to_group(a.id(), "room"));
         assert!(!hub.add_to_group(a.id(), "room"));
         assert!(hub.add_to_group(b.id(), "room"));
@@ -524,7 +556,7 @@ mod tests {
         let b = peer(4);
         let c = peer(4);
         for p in [&a, &b, &c] {
-            hub.register(p.clone());
+            hub.register(p.clone(), None);
         }
         hub.add_to_group(a.id(), "g");
         hub.add_to_group(b.id(), "g");
@@ -544,12 +576,28 @@ mod tests {
     }
 
     #[test]
+    fn a_user_is_reached_on_every_connection_until_the_last_one_leaves() {
+        let hub = HubCore::new_local();
+        let (tab, phone, other) = (peer(4), peer(4), peer(4));
+        hub.register(tab.clone(), Some("ada".into()));
+        hub.register(phone.clone(), Some("ada".into()));
+        hub.register(other.clone(), Some("bob".into()));
+        assert_eq!(hub.deliver(&Audience::User("ada".into()), &payload("{}")), 2);
+        assert!(other.next_queued().is_none());
+        hub.unregister(tab.id());
+        assert_eq!(hub.deliver(&Audience::User("ada".into()), &payload("{}")), 1);
+        hub.unregister(phone.id());
+        assert!(!hub.read().users.contains_key("ada"), "no user entry outlives its connections");
+        assert_eq!(hub.deliver(&Audience::User("ada".into()), &payload("{}")), 0);
+    }
+
+    #[test]
     fn a_full_queue_drops_that_client_only() {
         let hub = HubCore::new_local();
         let slow = peer(1);
         let fast = peer(8);
-        hub.register(slow.clone());
-        hub.register(fast.clone());
+        hub.register(slow.clone(), None);
+        hub.register(fast.clone(), None);
         let message = payload("{}");
         assert_eq!(hub.deliver(&Audience::All, &message), 2);
         assert_eq!(hub.deliver(&Audience::All, &message), 1);
@@ -581,8 +629,8 @@ mod tests {
         let hub = HubCore::new(Arc::new(recorder.clone()));
         let a = peer(4);
         let b = peer(4);
-        hub.register(a.clone());
-        hub.register(b.clone());
+        hub.register(a.clone(), None);
+        hub.register(b.clone(), None);
         hub.add_to_group(a.id(), "g");
         hub.add_to_group(b.id(), "g");
         hub.remove_from_group(a.id(), "g");

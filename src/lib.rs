@@ -178,7 +178,7 @@ mod arbitrary;
 
 pub use caller::{Call, Jsonrpsee, Notify};
 pub use client::{Client, ClientBuilder};
-pub use connection::{Connection, ConnectionId, ParseConnectionIdError};
+pub use connection::{Connection, ConnectionId, Handshake, ParseConnectionIdError};
 pub use contract::{
     Contract, ContractInfo, ContractKind, Dispatch, MethodInfo, NoCallbacks, ParamInfo, ServiceContract,
     ServiceInstance,
@@ -187,7 +187,7 @@ pub use error::{Error, codes};
 pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, SlowConsumer};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
 pub use peer::{CloseReason, Peer};
-pub use server::{Endpoint, Server, ServerBuilder, ServerHandle};
+pub use server::{Authenticate, Endpoint, Identity, Refusal, Server, ServerBuilder, ServerHandle};
 
 /// Declares a service contract: the methods clients call on the server.
 ///

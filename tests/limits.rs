@@ -21,15 +21,6 @@ use wsduplex::{Client, CloseReason, Connection, Error, NoCallbacks, Server, Slow
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
-/// Sends a raw upgrade request and returns the response head.
-async fn raw_upgrade(addr: std::net::SocketAddr) -> String {
-    let mut stream = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
-    within(stream.write_all(UPGRADE.as_bytes())).await.unwrap();
-    let mut buffer = vec![0; 1024];
-    let read = within(stream.read(&mut buffer)).await.unwrap();
-    String::from_utf8_lossy(&buffer[..read]).to_ascii_lowercase()
-}
-
 #[tokio::test]
 async fn past_max_connections_an_upgrade_gets_503_with_retry_after() {
     let mut server = start_server_with(Server::builder().max_connections(2)).await;
@@ -38,7 +29,7 @@ async fn past_max_connections_an_upgrade_gets_503_with_retry_after() {
     server.next_connection().await;
     server.next_connection().await;
 
-    let response = raw_upgrade(server.addr).await;
+    let response = upgrade_response(server.addr, "/ws", &[]).await;
     assert!(response.starts_with("http/1.1 503"), "{response}");
     assert!(response.contains("retry-after: 5"), "{response}");
     assert_eq!(server.handle.connection_count(), 2);
@@ -62,7 +53,7 @@ async fn a_refused_upgrade_spawns_nothing() {
     }
     let metrics = tokio::runtime::Handle::current().metrics();
     let tasks_before = metrics.num_alive_tasks();
-    let response = endpoint.handle(request.body(()).unwrap());
+    let response = within(endpoint.handle(request.body(()).unwrap())).await;
     assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(metrics.num_alive_tasks(), tasks_before);
 }

@@ -225,7 +225,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// Runs the connection to its end. `on_end` runs after the loop stops and
     /// before the service is dropped (the server leaves the hub there); then
     /// waiting calls fail with `Closed`, and the close handshake is finished.
-    pub(crate) async fn run(mut self, on_end: impl FnOnce()) -> CloseReason {
+    pub(crate) async fn run(mut self, on_end: impl FnOnce(&CloseReason)) -> CloseReason {
         let mut teardown = Teardown { peer: self.peer.clone(), on_end: Some(on_end) };
         let ended = poll_fn(|cx| self.poll_drive(cx)).await;
         let reason = ended.reason();
@@ -798,21 +798,21 @@ fn needs_no_slot(frame: &wire::Frame<'_>) -> bool {
 /// Leaves the hub and fails waiting calls when the connection ends, also when
 /// the task ends abnormally (a panic in a user's `Drop` or `Serialize`, or the
 /// runtime shutting down), so no connection lingers in a hub.
-struct Teardown<F: FnOnce()> {
+struct Teardown<F: FnOnce(&CloseReason)> {
     peer: Peer,
     on_end: Option<F>,
 }
 
-impl<F: FnOnce()> Teardown<F> {
+impl<F: FnOnce(&CloseReason)> Teardown<F> {
     fn finish(&mut self, reason: CloseReason) {
         if let Some(on_end) = self.on_end.take() {
-            on_end();
+            on_end(&reason);
             self.peer.shared().mark_closed(reason);
         }
     }
 }
 
-impl<F: FnOnce()> Drop for Teardown<F> {
+impl<F: FnOnce(&CloseReason)> Drop for Teardown<F> {
     fn drop(&mut self) {
         self.finish(CloseReason::Transport("the connection task ended abnormally".into()));
     }

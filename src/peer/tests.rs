@@ -108,8 +108,8 @@ fn pair(config: PeerConfig) -> Pair {
     let b = Peer::new(ConnectionId::next(), &config);
     let a_driver = Driver::new(ta, a.clone(), TestHandler(signals.clone()), None, &config);
     let b_driver = Driver::new(tb, b.clone(), TestHandler(signals.clone()), None, &config);
-    let a_ended = tokio::spawn(a_driver.run(|| {}));
-    tokio::spawn(b_driver.run(|| {}));
+    let a_ended = tokio::spawn(a_driver.run(|_| {}));
+    tokio::spawn(b_driver.run(|_| {}));
     Pair { a, b, signals, a_ended }
 }
 
@@ -338,7 +338,7 @@ mod fuzz {
         let config = PeerConfig::default();
         let peer = Peer::new(ConnectionId::next(), &config);
         let driver = Driver::new(theirs, peer, TestHandler(Arc::default()), None, &config);
-        tokio::spawn(driver.run(|| {}));
+        tokio::spawn(driver.run(|_| {}));
         let send = |ours: &ChannelTransport, message| ours.tx.as_ref().map(|tx| tx.send(message));
         for (n, frame) in frames.into_iter().enumerate() {
             send(&ours, frame);

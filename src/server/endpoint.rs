@@ -26,14 +26,15 @@ use tracing::Instrument;
 
 use super::ServerBuilder;
 use super::connections::{Connections, Slot};
+use super::policy::{DynAuthenticate, Identity, Origins};
 use super::upgrade::{Rejection, check_upgrade, plain};
 use crate::connection::{Connection, ConnectionId, Handshake};
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
 use crate::peer::{CloseReason, Driver, Peer, Transport};
 use crate::socket::Socket;
 
-/// Starts a connection's task, given its socket, handshake and place.
-type StartConnection = dyn Fn(Socket<ServerIo>, Handshake, Slot) + Send + Sync;
+/// Starts a connection's task, given its socket, handshake, identity and place.
+type StartConnection = dyn Fn(Socket<ServerIo>, Handshake, Identity, Slot) + Send + Sync;
 
 /// The byte stream under a server-side WebSocket: the TCP stream itself when
 /// hyper hands it back (no indirection, and hyper's buffers are freed), else
@@ -88,6 +89,8 @@ impl AsyncWrite for ServerIo {
 struct EndpointInner {
     start: Box<StartConnection>,
     max_message_size: usize,
+    origins: Origins,
+    authenticate: Option<Arc<dyn DynAuthenticate>>,
     connections: Arc<Connections>,
 }
 
@@ -117,17 +120,19 @@ impl Endpoint {
     {
         let connections = Connections::new(builder.max_connections, builder.shutdown_timeout);
         let max_message_size = builder.max_message_size;
+        let (origins, authenticate) = (builder.origins.clone(), builder.authenticate.clone());
         let tasks = connections.clone();
-        let start = move |socket: Socket<ServerIo>, handshake: Handshake, mut slot: Slot| {
+        let start = move |socket: Socket<ServerIo>, handshake: Handshake, identity: Identity, mut slot: Slot| {
             // The connection's task holds just its driver and its place: setup is done before it starts.
             // `map`, not an async block: awaiting a captured future in one
             // stores it twice, doubling every idle connection's task.
-            match start_connection::<_, F, M, S>(socket, handshake, &factory, &builder, &mut slot) {
+            match start_connection::<_, F, M, S>(socket, handshake, identity, &factory, &builder, &mut slot) {
                 Ok(running) => tasks.spawn(running.map(move |_| drop(slot))),
                 Err(refused) => tasks.spawn(refused.map(move |()| drop(slot))),
             }
         };
-        Endpoint { inner: Arc::new(EndpointInner { start: Box::new(start), max_message_size, connections }) }
+        let inner = EndpointInner { start: Box::new(start), max_message_size, origins, authenticate, connections };
+        Endpoint { inner: Arc::new(inner) }
     }
 
     pub(super) fn connections(&self) -> &Arc<Connections> {
@@ -156,67 +161,102 @@ impl Endpoint {
     }
 
     /// Answers one HTTP request: `101 Switching Protocols` and a new
-    /// connection for a valid upgrade, an error status otherwise.
-    pub fn handle<B>(&self, mut request: Request<B>) -> Response<String> {
-        let key = match check_upgrade(&request) {
-            Ok(key) => key,
-            Err(rejection) => return rejection.response(),
-        };
-        let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) else {
-            return plain(StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key\n");
-        };
-        // Refused before anything is spawned for it.
-        let slot = match self.inner.connections.admit() {
-            Ok(slot) => slot,
-            Err(rejection) => {
-                match rejection {
-                    Rejection::Full => tracing::warn!("at max_connections: refusing a WebSocket upgrade with 503"),
-                    _ => tracing::debug!(?rejection, "refusing a WebSocket upgrade"),
+    /// connection for a valid upgrade that passes the origin policy and the
+    /// authentication hook, an error status otherwise (400, 401, 403, 426,
+    /// 500 if the hook panics, 503). Nothing is spawned before the answer is
+    /// known.
+    pub fn handle<B>(&self, mut request: Request<B>) -> impl Future<Output = Response<String>> + Send + use<B> {
+        // Everything that needs the request happens now; the future holds none of it.
+        let admitted = self.admit(&mut request);
+        let inner = self.inner.clone();
+        async move {
+            let Admitted { slot, handshake, upgrading, accept } = match admitted {
+                Ok(admitted) => admitted,
+                Err(rejection) => return rejection.response(),
+            };
+            let identity = match &inner.authenticate {
+                None => Identity::anonymous(),
+                Some(authenticate) => {
+                    // Inside the async block, so a hook that panics before returning its future is caught too.
+                    let verdict = async { authenticate.authenticate(&handshake).await };
+                    match AssertUnwindSafe(verdict).catch_unwind().await {
+                        Ok(Ok(identity)) => identity,
+                        Ok(Err(refusal)) => {
+                            tracing::debug!(status = %refusal.status(), remote = ?handshake.remote_addr(), "authentication refused");
+                            return refusal.response();
+                        }
+                        Err(_) => {
+                            tracing::error!("the authentication hook panicked; answering 500");
+                            return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+                        }
+                    }
                 }
-                return rejection.response();
-            }
-        };
+            };
+            // This task ends once the upgrade is done; the connection gets a task of its own.
+            let starting = inner.clone();
+            inner.connections.spawn(async move {
+                match upgrading.await {
+                    Ok(upgraded) => {
+                        let (io, pre_read) = ServerIo::from_upgraded(upgraded);
+                        let socket = Socket::new(io, Role::Server, starting.max_message_size, &pre_read);
+                        (starting.start)(socket, handshake, identity, slot);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "the WebSocket upgrade did not complete"),
+                }
+            });
+            let mut response = Response::new(String::new());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let headers = response.headers_mut();
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+            response
+        }
+    }
+
+    /// The checks that need no waiting: a valid upgrade, an allowed origin,
+    /// room for one more connection.
+    fn admit<B>(&self, request: &mut Request<B>) -> Result<Admitted, Rejection> {
+        let key = check_upgrade(request)?;
+        let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| Rejection::BadKey)?;
         let remote_addr = request
             .extensions()
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|info| info.0)
             .or_else(|| request.extensions().get::<SocketAddr>().copied());
-        let upgrading = hyper::upgrade::on(&mut request);
-        let (parts, _body) = request.into_parts();
-        let handshake = Handshake::detached(remote_addr, &parts.uri, &parts.headers);
-        let inner = self.inner.clone();
-        // This task ends once the upgrade is done; the connection gets a task of its own.
-        self.inner.connections.spawn(async move {
-            match upgrading.await {
-                Ok(upgraded) => {
-                    let (io, pre_read) = ServerIo::from_upgraded(upgraded);
-                    let socket = Socket::new(io, Role::Server, inner.max_message_size, &pre_read);
-                    (inner.start)(socket, handshake, slot);
-                }
-                Err(e) => tracing::debug!(error = %e, "the WebSocket upgrade did not complete"),
-            }
-        });
-        let mut response = Response::new(String::new());
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
-        response
+        let handshake = Handshake::detached(remote_addr, request.uri(), request.headers());
+        if !self.inner.origins.admit(&handshake) {
+            tracing::debug!(origin = ?handshake.headers().get(http::header::ORIGIN), "origin not allowed");
+            return Err(Rejection::ForbiddenOrigin);
+        }
+        let slot = self.inner.connections.admit().inspect_err(|rejection| match rejection {
+            Rejection::Full => tracing::warn!("at max_connections: refusing a WebSocket upgrade with 503"),
+            _ => tracing::debug!(?rejection, "refusing a WebSocket upgrade"),
+        })?;
+        let upgrading = hyper::upgrade::on(request);
+        Ok(Admitted { slot, handshake, upgrading, accept })
     }
 }
 
-impl<B> tower_service::Service<Request<B>> for Endpoint {
+/// An upgrade request that passed the checks that need no waiting.
+struct Admitted {
+    slot: Slot,
+    handshake: Handshake,
+    upgrading: hyper::upgrade::OnUpgrade,
+    accept: HeaderValue,
+}
+
+impl<B: 'static> tower_service::Service<Request<B>> for Endpoint {
     type Response = Response<String>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        std::future::ready(Ok(self.handle(request)))
+        Box::pin(self.handle(request).map(Ok))
     }
 }
 
@@ -226,6 +266,7 @@ impl<B> tower_service::Service<Request<B>> for Endpoint {
 fn start_connection<T, F, M, S>(
     socket: T,
     handshake: Handshake,
+    identity: Identity,
     factory: &F,
     config: &ServerBuilder,
     slot: &mut Slot,
@@ -237,14 +278,15 @@ where
     S: Send + Sync + 'static,
 {
     let id = ConnectionId::next();
-    let span = tracing::debug_span!("conn", %id, remote = ?handshake.remote_addr);
+    let span = tracing::debug_span!("conn", %id, remote = ?handshake.remote_addr(), user = identity.user.as_deref());
     let _entered = span.enter();
     let peer = Peer::new(id, &config.peer);
     slot.attach(&peer);
     let hub = config.hub.clone();
-    hub.register(peer.clone());
+    hub.register(peer.clone(), identity.user.clone());
     let callback = <M::Callback as Contract>::from_caller(peer.clone());
-    let connection = Connection::new(peer.clone(), handshake, hub.clone(), callback);
+    let connection = Connection::new(peer.clone(), handshake, identity, hub.clone(), callback);
+    let untyped = connection.untyped();
     let service = match std::panic::catch_unwind(AssertUnwindSafe(|| factory(connection))) {
         Ok(service) => service,
         Err(_) => {
@@ -258,7 +300,25 @@ where
         }
     };
     tracing::debug!("connection opened");
+    if let Some(on_connect) = &config.hooks.on_connect {
+        run_hook("on_connect", || on_connect(&untyped));
+    }
+    // Holds the connection only when someone is to hear of its end.
+    let on_disconnect = config.hooks.on_disconnect.clone().map(|hook| (hook, untyped));
     let driver = Driver::new(socket, peer, service, config.methods.clone(), &config.peer);
     drop(_entered);
-    Ok(driver.run(move || hub.unregister(id)).instrument(span))
+    let on_end = move |reason: &CloseReason| {
+        hub.unregister(id);
+        if let Some((on_disconnect, connection)) = on_disconnect {
+            run_hook("on_disconnect", || on_disconnect(&connection, reason));
+        }
+    };
+    Ok(driver.run(on_end).instrument(span))
+}
+
+/// Runs an application hook; a panic in it is logged, and goes no further.
+fn run_hook(name: &str, hook: impl FnOnce()) {
+    if std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err() {
+        tracing::error!(hook = name, "a lifecycle hook panicked");
+    }
 }

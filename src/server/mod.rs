@@ -3,6 +3,7 @@
 
 mod connections;
 mod endpoint;
+mod policy;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -22,10 +23,13 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::Semaphore;
 
 pub use endpoint::Endpoint;
+pub use policy::{Authenticate, Identity, Refusal};
+use policy::{DynAuthenticate, Origins};
 
 use crate::connection::Connection;
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
 use crate::hub::{Hub, HubCore, SlowConsumer};
+use crate::peer::CloseReason;
 use crate::peer::PeerConfig;
 
 /// Largest message accepted by default: 10 MiB.
@@ -45,7 +49,20 @@ pub struct ServerBuilder {
     max_connections: usize,
     handshake_timeout: Duration,
     shutdown_timeout: Duration,
+    origins: Origins,
+    authenticate: Option<Arc<dyn DynAuthenticate>>,
+    hooks: Hooks,
 }
+
+/// Application code to run when connections open and end.
+#[derive(Clone, Default)]
+struct Hooks {
+    on_connect: Option<Arc<ConnectHook>>,
+    on_disconnect: Option<Arc<DisconnectHook>>,
+}
+
+type ConnectHook = dyn Fn(&Connection) + Send + Sync;
+type DisconnectHook = dyn Fn(&Connection, &CloseReason) + Send + Sync;
 
 impl fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,6 +72,8 @@ impl fmt::Debug for ServerBuilder {
             .field("max_connections", &self.max_connections)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("origins", &self.origins)
+            .field("authenticate", &self.authenticate.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +88,9 @@ impl Default for ServerBuilder {
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
+            origins: Origins::default(),
+            authenticate: None,
+            hooks: Hooks::default(),
         }
     }
 }
@@ -163,6 +185,59 @@ impl ServerBuilder {
     /// starts (default 10 s); see [`Endpoint::shutdown`].
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Lets pages from `origin` (`https://chat.example`) open connections;
+    /// repeat for each allowed origin. Once any is given, a handshake whose
+    /// `Origin` header names another origin gets `403 Forbidden`.
+    ///
+    /// This is the defence against cross-site WebSocket hijacking: a browser
+    /// sends the user's cookies with a WebSocket handshake from any page, and
+    /// only the `Origin` header says which page it was. Handshakes without
+    /// `Origin` (programs, not browsers) are not affected. Off by default.
+    pub fn allow_origin(mut self, origin: &str) -> Self {
+        self.origins.allow(origin);
+        self
+    }
+
+    /// Decides who may connect, from the upgrade request (headers, cookies,
+    /// query string, remote address), before the upgrade: a [`Refusal`]
+    /// answers 401 or 403 with a short body; an [`Identity`] lets the
+    /// connection in, its user and value readable from every handler through
+    /// the [`Connection`]. A hook that panics answers 500. Browsers cannot
+    /// set headers on a WebSocket: accept a token in the query string too
+    /// ([`Handshake::query`](crate::Handshake::query)).
+    ///
+    /// ```
+    /// use wsduplex::{Identity, Refusal, Server};
+    ///
+    /// let builder = Server::builder().authenticate(|handshake: &wsduplex::Handshake| {
+    ///     let token = handshake.bearer_token().map(str::to_owned).or_else(|| handshake.query("token"));
+    ///     match token.as_deref() {
+    ///         Some("s3cret") => Ok(Identity::user("ada")),
+    ///         Some(_) => Err(Refusal::unauthorized("that token is not valid")),
+    ///         None => Err(Refusal::unauthorized("a token is required")),
+    ///     }
+    /// });
+    /// ```
+    pub fn authenticate(mut self, hook: impl Authenticate) -> Self {
+        self.authenticate = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` when a connection has opened (after its service instance
+    /// is built). A panic in it is logged and goes no further.
+    pub fn on_connect(mut self, hook: impl Fn(&Connection) + Send + Sync + 'static) -> Self {
+        self.hooks.on_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` when a connection has ended, with the reason: closed by
+    /// the client (with its close code), unresponsive, idle, server shutdown,
+    /// or a transport error. It has left the hub and its groups by then.
+    pub fn on_disconnect(mut self, hook: impl Fn(&Connection, &CloseReason) + Send + Sync + 'static) -> Self {
+        self.hooks.on_disconnect = Some(Arc::new(hook));
         self
     }
 
@@ -381,7 +456,7 @@ async fn serve_http(stream: TcpStream, remote: SocketAddr, endpoint: Endpoint, h
     let stopping = endpoint.connections().stopping().clone();
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(remote);
-        std::future::ready(Ok::<_, Infallible>(endpoint.handle(request)))
+        endpoint.handle(request).map(Ok::<_, Infallible>)
     });
     let serving = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     let mut serving = pin!(serving.with_upgrades());

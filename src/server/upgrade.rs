@@ -31,6 +31,8 @@ pub(crate) enum Rejection {
     NotAnUpgrade,
     UnsupportedVersion,
     BadKey,
+    /// The request's `Origin` is not on the allow-list.
+    ForbiddenOrigin,
     /// The server holds `max_connections` already.
     Full,
     /// The server is shutting down.
@@ -50,6 +52,7 @@ impl Rejection {
                 response
             }
             Rejection::BadKey => plain(StatusCode::BAD_REQUEST, "missing or malformed Sec-WebSocket-Key\n"),
+            Rejection::ForbiddenOrigin => plain(StatusCode::FORBIDDEN, "This origin may not open a WebSocket here.\n"),
             Rejection::Full => unavailable("The server is at its connection limit; try again later.\n"),
             Rejection::ShuttingDown => unavailable("The server is shutting down; try again later.\n"),
         }

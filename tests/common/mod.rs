@@ -297,3 +297,24 @@ impl Raw {
         self.recv().await
     }
 }
+
+/// Sends a WebSocket upgrade request for `path` with `extra` header lines
+/// (`"Name: value"`), and returns the response head, lowercased. The
+/// connection is closed after the answer.
+pub async fn upgrade_response(addr: std::net::SocketAddr, path: &str, extra: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    );
+    for line in extra {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    let mut stream = within(TcpStream::connect(addr)).await.unwrap();
+    within(stream.write_all(request.as_bytes())).await.unwrap();
+    let mut buffer = vec![0; 4096];
+    let read = within(stream.read(&mut buffer)).await.unwrap();
+    String::from_utf8_lossy(&buffer[..read]).to_ascii_lowercase()
+}

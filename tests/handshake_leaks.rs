@@ -1,0 +1,67 @@
+//! Refused handshakes leave no task and no file descriptor behind. Alone in
+//! its own test binary: file descriptors are counted for the whole process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use wsduplex::{Handshake, Identity, Refusal, Server};
+
+/// Tokens: `s3cret` lets in, `boom` panics the hook, `banned` is forbidden.
+fn check_token(handshake: &Handshake) -> Result<Identity, Refusal> {
+    match handshake.query("token").as_deref() {
+        Some("s3cret") => Ok(Identity::user("ada")),
+        Some("boom") => panic!("this hook panics on purpose"),
+        Some("banned") => Err(Refusal::forbidden("this account may not connect")),
+        Some(_) => Err(Refusal::unauthorized("that token is not valid")),
+        None => Err(Refusal::unauthorized("a token is required")),
+    }
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|dir| dir.count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn refused_handshakes_leave_no_task_and_no_file_descriptor_behind() {
+    let server =
+        start_server_with(Server::builder().authenticate(check_token).allow_origin("https://chat.example")).await;
+    // One of each first, so that lazily made things (the runtime's, the log's) exist already.
+    let refusals: [(&str, &[&str]); 5] = [
+        ("/ws", &[]),
+        ("/ws?token=banned", &[]),
+        ("/ws?token=boom", &[]),
+        ("/ws?token=s3cret", &["Origin: https://evil.example"]),
+        ("/ws", &["Sec-WebSocket-Version: 8"]),
+    ];
+    for (path, extra) in refusals {
+        upgrade_response(server.addr, path, extra).await;
+    }
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let wait_for_baseline = |tasks: usize, fds: usize| {
+        let metrics = metrics.clone();
+        async move {
+            within(async {
+                while metrics.num_alive_tasks() > tasks || open_fds() > fds {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await
+        }
+    };
+    // The HTTP connections of the warm-up end when the server reads their end.
+    let (tasks, fds) = (1, open_fds());
+    wait_for_baseline(tasks, fds).await;
+    let fds = open_fds();
+    for _ in 0..20 {
+        for (path, extra) in refusals {
+            let response = upgrade_response(server.addr, path, extra).await;
+            assert!(!response.starts_with("http/1.1 101"), "{path}: {response}");
+        }
+    }
+    wait_for_baseline(tasks, fds).await;
+    assert_eq!(metrics.num_alive_tasks(), 1, "only the accept loop");
+    assert_eq!(open_fds(), fds);
+}
