@@ -7,7 +7,10 @@
 //! Flags: `--listen ADDR` (default 127.0.0.1:8080); `--callback-timeout-ms N`
 //! (default 10000), how long an invite waits for the invitee's answer;
 //! `--max-message-bytes N` (default 10 MiB) and `--max-connections N` (default
-//! 10000), the server's limits. The first line printed is
+//! 10000), the server's limits; `--token SECRET` (then a client must send
+//! `Authorization: Bearer SECRET` or `?token=SECRET`, or gets 401);
+//! `--allow-origin ORIGIN`, repeatable (a browser page from any other origin
+//! gets 403). The first line printed is
 //! `listening on http://ADDR`, with the bound address. Ctrl-C shuts down
 //! gracefully: every client gets close code 1001.
 
@@ -25,16 +28,18 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use chat_contract::{Chat, ChatError, ChatEventsClient};
-use wsduplex::{Connection, ConnectionId, Hub, Server, ServerBuilder};
+use wsduplex::{Connection, ConnectionId, Handshake, Hub, Identity, Refusal, Server, ServerBuilder};
 
-const USAGE: &str =
-    "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] [--max-connections N]";
+const USAGE: &str = "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] \
+                     [--max-connections N] [--token SECRET] [--allow-origin ORIGIN]...";
 
 struct Options {
     listen: String,
     callback_timeout_ms: u64,
     max_message_bytes: Option<usize>,
     max_connections: Option<usize>,
+    token: Option<String>,
+    allow_origins: Vec<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -43,6 +48,8 @@ fn parse_args() -> Result<Options, String> {
         callback_timeout_ms: 10_000,
         max_message_bytes: None,
         max_connections: None,
+        token: None,
+        allow_origins: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -53,6 +60,8 @@ fn parse_args() -> Result<Options, String> {
             "--callback-timeout-ms" => options.callback_timeout_ms = number()?,
             "--max-message-bytes" => options.max_message_bytes = Some(number()? as usize),
             "--max-connections" => options.max_connections = Some(number()? as usize),
+            "--token" => options.token = Some(value.clone()),
+            "--allow-origin" => options.allow_origins.push(value.clone()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -68,8 +77,29 @@ impl Options {
         if let Some(limit) = self.max_connections {
             server = server.max_connections(limit);
         }
+        for origin in &self.allow_origins {
+            server = server.allow_origin(origin);
+        }
+        if let Some(token) = self.token.clone() {
+            server = server.authenticate(move |handshake: &Handshake| {
+                // Browsers cannot set headers on a WebSocket: they send the token in the query.
+                let offered = handshake.bearer_token().map(str::to_owned).or_else(|| handshake.query("token"));
+                match offered {
+                    Some(offered) if same_secret(&offered, &token) => Ok(Identity::anonymous()),
+                    Some(_) => Err(Refusal::unauthorized("wrong token")),
+                    None => {
+                        Err(Refusal::unauthorized("a token is required: Authorization: Bearer TOKEN or ?token=TOKEN"))
+                    }
+                }
+            });
+        }
         server
     }
+}
+
+/// Compares all of both strings, so the time taken says nothing of where they differ.
+fn same_secret(offered: &str, secret: &str) -> bool {
+    offered.len() == secret.len() && offered.bytes().zip(secret.bytes()).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// Who is connected, under which nick, in which room.

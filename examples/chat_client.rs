@@ -6,7 +6,8 @@
 //! answered at a prompt (`y` or `n`), or always accepted with `--accept-invites`.
 //!
 //! Flags: `--url URL` (default ws://127.0.0.1:8080/ws), `--nick NICK`,
-//! `--room ROOM` (default lobby), `--accept-invites`.
+//! `--room ROOM` (default lobby), `--accept-invites`, `--token SECRET` (sent
+//! as `Authorization: Bearer SECRET`, for a server started with `--token`).
 
 #[path = "shared/chat_contract.rs"]
 mod chat_contract;
@@ -22,6 +23,7 @@ struct Options {
     nick: String,
     room: String,
     accept_invites: bool,
+    token: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -30,6 +32,7 @@ fn parse_args() -> Result<Options, String> {
         nick: String::new(),
         room: "lobby".into(),
         accept_invites: false,
+        token: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Options, String> {
             "--nick" => options.nick = value()?,
             "--room" => options.room = value()?,
             "--accept-invites" => options.accept_invites = true,
+            "--token" => options.token = Some(value()?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -86,13 +90,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = match parse_args() {
         Ok(options) => options,
         Err(problem) => {
-            eprintln!("{problem}\nusage: chat_client --nick NICK [--url URL] [--room ROOM] [--accept-invites]");
+            eprintln!(
+                "{problem}\nusage: chat_client --nick NICK [--url URL] [--room ROOM] [--accept-invites] [--token SECRET]"
+            );
             std::process::exit(2);
         }
     };
     let invite_answer = Arc::new(Mutex::new(None));
     let terminal = Terminal { accept_invites: options.accept_invites, invite_answer: invite_answer.clone() };
-    let chat = ChatClient::connect(&options.url, terminal).await?;
+    let mut builder = wsduplex::Client::builder();
+    if let Some(token) = &options.token {
+        builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    }
+    let chat = ChatClient::connect_with(builder, &options.url, terminal).await?;
     let members = chat.join(options.room.clone(), options.nick.clone()).await?;
     println!("* joined {} as {}: {}", options.room, options.nick, members.join(", "));
 

@@ -304,3 +304,21 @@ async fn ctrl_c_shuts_down_gracefully_with_1001() {
     let status = within(tokio::task::spawn_blocking(move || child.wait())).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn the_token_and_origin_flags_guard_the_handshake() {
+    let chat = start_chat(&["--token", "s3cret", "--allow-origin", "https://chat.example"]);
+    let addr: std::net::SocketAddr = chat.addr.parse().unwrap();
+    let status = |path: &'static str, extra: &'static [&'static str]| async move {
+        let response = common::upgrade_response(addr, path, extra).await;
+        response.lines().next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(status("/ws", &[]).await, "http/1.1 401 unauthorized");
+    assert_eq!(status("/ws?token=wrong", &[]).await, "http/1.1 401 unauthorized");
+    assert_eq!(status("/ws", &["Authorization: Bearer s3cre"]).await, "http/1.1 401 unauthorized");
+    assert_eq!(status("/ws?token=s3cret", &["Origin: https://evil.example"]).await, "http/1.1 403 forbidden");
+    assert_eq!(status("/ws", &["Authorization: Bearer s3cret"]).await, "http/1.1 101 switching protocols");
+    // The token in the query, as a browser page sends it: it chats.
+    let mut alice = User { raw: Raw::connect(&format!("ws://{}/ws?token=s3cret", chat.addr)).await, next_id: 1 };
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+}
