@@ -10,8 +10,9 @@
 //! 10000), the server's limits; `--token SECRET` (then a client must send
 //! `Authorization: Bearer SECRET` or `?token=SECRET`, or gets 401);
 //! `--allow-origin ORIGIN`, repeatable (a browser page from any other origin
-//! gets 403). The first line printed is
-//! `listening on http://ADDR`, with the bound address. Ctrl-C shuts down
+//! gets 403); `--tls-cert FILE --tls-key FILE` (PEM), to serve `https://` and
+//! `wss://`. The first line printed is `listening on http://ADDR` (or
+//! `https://`), with the bound address. Ctrl-C shuts down
 //! gracefully: every client gets close code 1001.
 
 #[path = "shared/chat_contract.rs"]
@@ -28,10 +29,11 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use chat_contract::{Chat, ChatError, ChatEventsClient};
-use wsduplex::{Connection, ConnectionId, Handshake, Hub, Identity, Refusal, Server, ServerBuilder};
+use wsduplex::{Connection, ConnectionId, Handshake, Hub, Identity, Refusal, Server, ServerBuilder, Tls, TlsListener};
 
 const USAGE: &str = "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] \
-                     [--max-connections N] [--token SECRET] [--allow-origin ORIGIN]...";
+                     [--max-connections N] [--token SECRET] [--allow-origin ORIGIN]... \
+                     [--tls-cert FILE --tls-key FILE]";
 
 struct Options {
     listen: String,
@@ -40,6 +42,8 @@ struct Options {
     max_connections: Option<usize>,
     token: Option<String>,
     allow_origins: Vec<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -50,6 +54,8 @@ fn parse_args() -> Result<Options, String> {
         max_connections: None,
         token: None,
         allow_origins: Vec::new(),
+        tls_cert: None,
+        tls_key: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -62,6 +68,8 @@ fn parse_args() -> Result<Options, String> {
             "--max-connections" => options.max_connections = Some(number()? as usize),
             "--token" => options.token = Some(value.clone()),
             "--allow-origin" => options.allow_origins.push(value.clone()),
+            "--tls-cert" => options.tls_cert = Some(value.clone()),
+            "--tls-key" => options.tls_key = Some(value.clone()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -69,6 +77,15 @@ fn parse_args() -> Result<Options, String> {
 }
 
 impl Options {
+    /// TLS from `--tls-cert` and `--tls-key`, which come together or not at all.
+    fn tls(&self) -> Result<Option<Tls>, Box<dyn std::error::Error>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(Tls::from_pem_files(cert, key)?)),
+            (None, None) => Ok(None),
+            _ => Err("--tls-cert and --tls-key go together".into()),
+        }
+    }
+
     fn server(&self) -> ServerBuilder {
         let mut server = Server::builder().callback_timeout(Duration::from_millis(self.callback_timeout_ms));
         if let Some(bytes) = self.max_message_bytes {
@@ -286,21 +303,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let app = Router::new().route("/", get(index)).route_service("/ws", endpoint.clone());
 
+    let tls = options.tls()?;
     let listener = tokio::net::TcpListener::bind(&options.listen).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    // Small frames: send them at once rather than wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let shutdown = async move {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down");
-        // axum stops accepting; this ends the WebSocket sessions, which axum does not track.
+        // Inside axum's shutdown signal: axum does not track the WebSocket sessions.
         endpoint.shutdown().await;
     };
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    // Small frames: send them at once rather than wait for Nagle's algorithm.
+    match tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls).tap_io(|tls| {
+                let _ = tls.get_ref().0.set_nodelay(true);
+            });
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
+        }
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
+        }
+    }
     Ok(())
 }

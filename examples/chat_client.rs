@@ -7,7 +7,9 @@
 //!
 //! Flags: `--url URL` (default ws://127.0.0.1:8080/ws), `--nick NICK`,
 //! `--room ROOM` (default lobby), `--accept-invites`, `--token SECRET` (sent
-//! as `Authorization: Bearer SECRET`, for a server started with `--token`).
+//! as `Authorization: Bearer SECRET`, for a server started with `--token`),
+//! `--ca-cert FILE` (a PEM root to trust for a `wss://` URL, besides the
+//! system's).
 
 #[path = "shared/chat_contract.rs"]
 mod chat_contract;
@@ -24,6 +26,7 @@ struct Options {
     room: String,
     accept_invites: bool,
     token: Option<String>,
+    ca_cert: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -33,6 +36,7 @@ fn parse_args() -> Result<Options, String> {
         room: "lobby".into(),
         accept_invites: false,
         token: None,
+        ca_cert: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -43,6 +47,7 @@ fn parse_args() -> Result<Options, String> {
             "--room" => options.room = value()?,
             "--accept-invites" => options.accept_invites = true,
             "--token" => options.token = Some(value()?),
+            "--ca-cert" => options.ca_cert = Some(value()?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -91,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(options) => options,
         Err(problem) => {
             eprintln!(
-                "{problem}\nusage: chat_client --nick NICK [--url URL] [--room ROOM] [--accept-invites] [--token SECRET]"
+                "{problem}\nusage: chat_client --nick NICK [--url URL] [--room ROOM] [--accept-invites] [--token SECRET] [--ca-cert FILE]"
             );
             std::process::exit(2);
         }
@@ -101,6 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = wsduplex::Client::builder();
     if let Some(token) = &options.token {
         builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    }
+    if let Some(file) = &options.ca_cert {
+        builder = builder.root_certificate_pem(std::fs::read(file)?)?;
     }
     let chat = ChatClient::connect_with(builder, &options.url, terminal).await?;
     let members = chat.join(options.room.clone(), options.nick.clone()).await?;

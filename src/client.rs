@@ -13,12 +13,14 @@ use hyper_util::rt::TokioIo;
 use jsonrpsee_core::client::{BatchResponse, ClientT, Error as ClientError};
 use jsonrpsee_core::params::BatchRequestBuilder;
 use jsonrpsee_core::traits::ToRpcParams;
+use rustls::pki_types::ServerName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_util::either::Either;
 
 use crate::caller::{Call, Notify};
 use crate::connection::ConnectionId;
@@ -26,6 +28,7 @@ use crate::contract::{Dispatch, ServiceInstance};
 use crate::error::Error;
 use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
 use crate::socket::Socket;
+use crate::tls::{ClientTls, TlsError};
 
 /// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).
 ///
@@ -87,6 +90,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     max_message_size: usize,
     headers: Vec<(HeaderName, HeaderValue)>,
+    tls: ClientTls,
 }
 
 impl Default for ClientBuilder {
@@ -96,6 +100,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             max_message_size: crate::server::DEFAULT_MAX_MESSAGE_SIZE,
             headers: Vec::new(),
+            tls: ClientTls::default(),
         }
     }
 }
@@ -128,13 +133,28 @@ impl ClientBuilder {
 
     liveness_settings!("server");
 
+    /// Trusts the certificates in `pem` (PEM text) for `wss://` URLs, besides
+    /// the operating system's roots: a private CA, or a self-signed server.
+    pub fn root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Result<Self, TlsError> {
+        self.tls.add_roots_pem(pem.as_ref())?;
+        Ok(self)
+    }
+
+    /// Uses this rustls configuration for `wss://` URLs (client
+    /// certificates, pinned roots), instead of the system's roots.
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.set_config(config);
+        self
+    }
+
     /// Adds a header to the handshake request (an `Authorization` header, say).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
     }
 
-    /// Connects to `url` (`ws://host:port/path`), serving `callbacks` to the server.
+    /// Connects to `url` (`ws://host:port/path`, or `wss://` for TLS), serving
+    /// `callbacks` to the server.
     ///
     /// The handshake runs over hyper; the connection then uses the same
     /// WebSocket codec as the server.
@@ -143,7 +163,7 @@ impl ClientBuilder {
         M: Dispatch<S> + 'static,
         S: Send + Sync + 'static,
     {
-        let connecting = handshake(url, &self.headers, self.max_message_size);
+        let connecting = handshake(url, &self.headers, self.max_message_size, &self.tls);
         let socket = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| Error::Timeout(self.connect_timeout))??;
@@ -161,25 +181,36 @@ fn refused(why: String) -> Error {
     Error::transport(std::io::Error::other(why))
 }
 
+/// The byte stream under a client's WebSocket: TCP, or TLS over TCP.
+type ClientIo = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
 /// Connects to `url` and performs the WebSocket handshake (RFC 6455 section 4.1).
 async fn handshake(
     url: &str,
     headers: &[(HeaderName, HeaderValue)],
     max_message: usize,
-) -> Result<Socket<TcpStream>, Error> {
+    tls: &ClientTls,
+) -> Result<Socket<ClientIo>, Error> {
     let uri: Uri = url.parse().map_err(Error::transport)?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") => return Err(refused(format!("{url}: wss:// (TLS) is not supported yet"))),
-        _ => return Err(refused(format!("{url}: a WebSocket URL starts with ws://"))),
-    }
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => return Err(refused(format!("{url}: a WebSocket URL starts with ws:// or wss://"))),
+    };
     let authority = uri.authority().ok_or_else(|| refused(format!("{url}: no host")))?.clone();
     // An IPv6 literal comes bracketed in a URL but not in a socket address.
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let stream = TcpStream::connect((host, port)).await?;
     // Latency over throughput: every message is a small frame.
     stream.set_nodelay(true)?;
+    let stream: ClientIo = if secure {
+        let connector = tls.connector().map_err(Error::transport)?;
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| refused(format!("{url}: {e}")))?;
+        Either::Right(connector.connect(name, stream).await?)
+    } else {
+        Either::Left(stream)
+    };
 
     let key = generate_key();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -215,8 +246,8 @@ async fn handshake(
     check_upgrade_response(response.headers(), &key).map_err(|why| refused(format!("{url}: {why}")))?;
     let upgraded = hyper::upgrade::on(response).await.map_err(Error::transport)?;
     let parts = upgraded
-        .downcast::<TokioIo<TcpStream>>()
-        .map_err(|_| refused("the upgraded connection is not the TCP stream it was made on".into()))?;
+        .downcast::<TokioIo<ClientIo>>()
+        .map_err(|_| refused("the upgraded connection is not the stream it was made on".into()))?;
     Ok(Socket::new(parts.io.into_inner(), Role::Client, max_message, &parts.read_buf))
 }
 

@@ -171,6 +171,7 @@ mod hub;
 mod peer;
 mod server;
 mod socket;
+mod tls;
 mod wire;
 
 #[cfg(test)]
@@ -187,7 +188,10 @@ pub use error::{Error, codes};
 pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, SlowConsumer};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
 pub use peer::{CloseReason, Peer};
+/// The TLS library, for configurations beyond [`Tls::from_pem_files`].
+pub use rustls;
 pub use server::{Authenticate, Endpoint, Identity, Refusal, Server, ServerBuilder, ServerHandle};
+pub use tls::{Tls, TlsError, TlsListener};
 
 /// Declares a service contract: the methods clients call on the server.
 ///

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 /// The chat example running as a child process; killed on drop.
 struct ChatProcess {
     child: Option<Child>,
+    /// `http` or `https`, from the first line.
+    scheme: String,
     addr: String,
 }
 
@@ -54,13 +56,13 @@ fn start_chat(args: &[&str]) -> ChatProcess {
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let addr = first
+    let (scheme, addr) = first
         .trim_end()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
+        .strip_prefix("listening on ")
+        .and_then(|url| url.split_once("://"))
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
-    ChatProcess { child: Some(child), addr }
+    ChatProcess { child: Some(child), scheme: scheme.to_owned(), addr: addr.to_owned() }
 }
 
 /// A raw chat participant with its own request ids.
@@ -321,4 +323,25 @@ async fn the_token_and_origin_flags_guard_the_handshake() {
     // The token in the query, as a browser page sends it: it chats.
     let mut alice = User { raw: Raw::connect(&format!("ws://{}/ws?token=s3cret", chat.addr)).await, next_id: 1 };
     assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+}
+
+#[tokio::test]
+async fn with_the_tls_flags_it_serves_wss() {
+    use wsduplex::Call;
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("wsduplex-chat-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let chat = start_chat(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert_eq!(chat.scheme, "https");
+    let port = chat.addr.rsplit(':').next().unwrap();
+    let trusting = wsduplex::Client::builder().root_certificate_pem(made.cert.pem()).unwrap();
+    let url = format!("wss://localhost:{port}/ws");
+    let client = within(trusting.connect(&url, wsduplex::NoCallbacks::service())).await.unwrap();
+    let members: Vec<String> =
+        within(client.call("chat.join", json!({"room": "lobby", "nick": "alice"}), None)).await.unwrap();
+    assert_eq!(members, ["alice"]);
+    let _ = std::fs::remove_dir_all(&dir);
 }

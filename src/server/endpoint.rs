@@ -19,6 +19,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
@@ -36,19 +37,24 @@ use crate::socket::Socket;
 /// Starts a connection's task, given its socket, handshake, identity and place.
 type StartConnection = dyn Fn(Socket<ServerIo>, Handshake, Identity, Slot) + Send + Sync;
 
-/// The byte stream under a server-side WebSocket: the TCP stream itself when
-/// hyper hands it back (no indirection, and hyper's buffers are freed), else
-/// hyper's upgraded connection (TLS, say).
+/// The byte stream under a server-side WebSocket: the TCP or TLS stream
+/// itself when hyper hands it back (no indirection, and hyper's buffers are
+/// freed), else hyper's upgraded connection (another server's transport).
 pub(crate) enum ServerIo {
     Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
     Upgraded(TokioIo<hyper::upgrade::Upgraded>),
 }
 
 impl ServerIo {
     /// Takes the connection back from hyper, with any bytes read past the handshake.
     fn from_upgraded(upgraded: hyper::upgrade::Upgraded) -> (ServerIo, Bytes) {
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => (ServerIo::Tcp(parts.io.into_inner()), parts.read_buf),
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => return (ServerIo::Tcp(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => upgraded,
+        };
+        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => (ServerIo::Tls(Box::new(parts.io.into_inner())), parts.read_buf),
             Err(upgraded) => (ServerIo::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
         }
     }
@@ -58,6 +64,7 @@ impl AsyncRead for ServerIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ServerIo::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            ServerIo::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
             ServerIo::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
         }
     }
@@ -67,6 +74,7 @@ impl AsyncWrite for ServerIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ServerIo::Tcp(io) => Pin::new(io).poll_write(cx, buf),
+            ServerIo::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
             ServerIo::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
         }
     }
@@ -74,6 +82,7 @@ impl AsyncWrite for ServerIo {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ServerIo::Tcp(io) => Pin::new(io).poll_flush(cx),
+            ServerIo::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
             ServerIo::Upgraded(io) => Pin::new(io).poll_flush(cx),
         }
     }
@@ -81,6 +90,7 @@ impl AsyncWrite for ServerIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ServerIo::Tcp(io) => Pin::new(io).poll_shutdown(cx),
+            ServerIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
             ServerIo::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
         }
     }

@@ -19,8 +19,9 @@ use futures_util::FutureExt;
 use http::Request;
 use hyper_util::rt::TokioIo;
 use jsonrpsee_core::server::Methods;
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 pub use endpoint::Endpoint;
 pub use policy::{Authenticate, Identity, Refusal};
@@ -31,6 +32,7 @@ use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
 use crate::hub::{Hub, HubCore, SlowConsumer};
 use crate::peer::CloseReason;
 use crate::peer::PeerConfig;
+use crate::tls::Tls;
 
 /// Largest message accepted by default: 10 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
@@ -52,6 +54,7 @@ pub struct ServerBuilder {
     origins: Origins,
     authenticate: Option<Arc<dyn DynAuthenticate>>,
     hooks: Hooks,
+    tls: Option<Tls>,
 }
 
 /// Application code to run when connections open and end.
@@ -91,6 +94,7 @@ impl Default for ServerBuilder {
             origins: Origins::default(),
             authenticate: None,
             hooks: Hooks::default(),
+            tls: None,
         }
     }
 }
@@ -185,6 +189,15 @@ impl ServerBuilder {
     /// starts (default 10 s); see [`Endpoint::shutdown`].
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Serves TLS (`wss://`) on the standalone server, with a certificate
+    /// from [`Tls::from_pem_files`] (or any rustls configuration). The TLS
+    /// handshake counts against the handshake timeout. To serve TLS from an
+    /// axum router, give `axum::serve` a [`TlsListener`](crate::TlsListener).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -307,6 +320,18 @@ impl ServerBuilder {
     {
         Endpoint::new(self, factory)
     }
+
+    /// The standalone server's handshake settings, and its endpoint.
+    fn into_parts<F, M, S>(self, factory: F) -> (HandshakeLimits, Endpoint)
+    where
+        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
+        M: ServiceContract + Dispatch<S> + 'static,
+        S: Send + Sync + 'static,
+    {
+        let limits =
+            HandshakeLimits { at_once: self.max_connections, timeout: self.handshake_timeout, tls: self.tls.clone() };
+        (limits, self.endpoint(factory))
+    }
 }
 
 /// A standalone wsduplex server: a TCP listener that upgrades every request,
@@ -345,8 +370,8 @@ impl Server {
         S: Send + Sync + 'static,
     {
         let Server { listener, builder, .. } = self;
-        let limits = HandshakeLimits::of(&builder);
-        accept(listener, builder.endpoint(factory), limits).await;
+        let (limits, endpoint) = builder.into_parts(factory);
+        accept(listener, endpoint, limits).await;
         Ok(())
     }
 
@@ -374,8 +399,7 @@ impl Server {
         S: Send + Sync + 'static,
     {
         let Server { listener, local_addr, builder } = self;
-        let limits = HandshakeLimits::of(&builder);
-        let endpoint = builder.endpoint(factory);
+        let (limits, endpoint) = builder.into_parts(factory);
         endpoint.connections().spawn(accept(listener, endpoint.clone(), limits));
         ServerHandle { endpoint, local_addr }
     }
@@ -409,10 +433,11 @@ impl ServerHandle {
 }
 
 /// The accept loop: one task per TCP connection, until the shutdown starts.
-/// At most `max_connections` connections may be in their HTTP handshake at
-/// once; past that, a new one is closed at once (it has not said a word yet).
+/// At most `max_connections` connections may be in their handshake at once;
+/// past that, a new one is closed at once (it has not said a word yet).
 async fn accept(listener: TcpListener, endpoint: Endpoint, limits: HandshakeLimits) {
     let stopping = endpoint.connections().stopping().clone();
+    let tasks = endpoint.connections().clone();
     let handshakes = Arc::new(Semaphore::new(limits.at_once));
     loop {
         let accepted = tokio::select! {
@@ -432,33 +457,42 @@ async fn accept(listener: TcpListener, endpoint: Endpoint, limits: HandshakeLimi
         };
         // Latency over throughput: every message is a small frame.
         let _ = stream.set_nodelay(true);
-        let serving = serve_http(stream, remote, endpoint.clone(), limits.timeout);
-        endpoint.connections().spawn(serving.map(move |()| drop(permit)));
+        let deadline = Instant::now() + limits.timeout;
+        let endpoint = endpoint.clone();
+        let tls = limits.tls.clone();
+        let serving = async move {
+            match tls {
+                None => serve_http(stream, remote, endpoint, deadline).await,
+                Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_http(stream, remote, endpoint, deadline).await,
+                    Ok(Err(error)) => tracing::debug!(%remote, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                },
+            }
+        };
+        tasks.spawn(serving.map(move |()| drop(permit)));
     }
 }
 
-/// Bounds on connections still in their HTTP handshake.
-#[derive(Clone, Copy)]
+/// Bounds on connections still in their handshake, and their TLS.
 struct HandshakeLimits {
     at_once: usize,
     timeout: Duration,
+    tls: Option<Tls>,
 }
 
-impl HandshakeLimits {
-    fn of(builder: &ServerBuilder) -> Self {
-        HandshakeLimits { at_once: builder.max_connections, timeout: builder.handshake_timeout }
-    }
-}
-
-/// Serves one TCP connection's HTTP until its WebSocket upgrade, within the
-/// handshake timeout (a client that trickles its request in is cut off).
-async fn serve_http(stream: TcpStream, remote: SocketAddr, endpoint: Endpoint, handshake_timeout: Duration) {
+/// Serves one connection's HTTP until its WebSocket upgrade, by `deadline`
+/// (a client that trickles its request in is cut off).
+async fn serve_http<Io>(io: Io, remote: SocketAddr, endpoint: Endpoint, deadline: Instant)
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let stopping = endpoint.connections().stopping().clone();
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(remote);
         endpoint.handle(request).map(Ok::<_, Infallible>)
     });
-    let serving = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let serving = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
     let mut serving = pin!(serving.with_upgrades());
     tokio::select! {
         served = serving.as_mut() => {
@@ -466,7 +500,7 @@ async fn serve_http(stream: TcpStream, remote: SocketAddr, endpoint: Endpoint, h
                 tracing::debug!(%remote, error = %e, "HTTP connection failed");
             }
         }
-        () = tokio::time::sleep(handshake_timeout) => {
+        () = tokio::time::sleep_until(deadline) => {
             tracing::debug!(%remote, "closing a connection that did not finish its upgrade in time");
         }
         () = stopping.cancelled() => {
@@ -478,7 +512,7 @@ async fn serve_http(stream: TcpStream, remote: SocketAddr, endpoint: Endpoint, h
 
 /// Accept errors are about one connection or a passing shortage (of file
 /// descriptors, say): log, pause briefly if it is a shortage, keep serving.
-async fn accept_failed(error: io::Error) {
+pub(crate) async fn accept_failed(error: io::Error) {
     use io::ErrorKind::*;
     match error.kind() {
         ConnectionAborted | ConnectionReset | Interrupted | WouldBlock => {

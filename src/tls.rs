@@ -1,0 +1,233 @@
+//! TLS with rustls: the server's certificate and key, the client's trusted
+//! roots, and [`TlsListener`] for serving `wss://` from an axum router.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+
+/// A TLS setting could not be made (an unreadable or invalid PEM file, a
+/// key that does not match its certificate).
+#[derive(Debug, thiserror::Error)]
+#[error("TLS: {0}")]
+pub struct TlsError(String);
+
+/// The server side of TLS: a certificate chain and its private key.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain and a PEM private key (PKCS #8, PKCS #1
+    /// or SEC1).
+    pub fn from_pem_files(certificate: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Tls, TlsError> {
+        let (certificate, key) = (certificate.as_ref(), key.as_ref());
+        let chain = CertificateDer::pem_file_iter(certificate)
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| TlsError(format!("{}: {e}", certificate.display())))?;
+        if chain.is_empty() {
+            return Err(TlsError(format!("{}: no certificate in it", certificate.display())));
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError(format!("{}: {e}", key.display())))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+            .map_err(|e| TlsError(e.to_string()))?;
+        Ok(Tls::from_config(Arc::new(config)))
+    }
+
+    /// Uses a rustls configuration made elsewhere (client certificates,
+    /// certificate resolvers, ALPN).
+    pub fn from_config(config: Arc<rustls::ServerConfig>) -> Tls {
+        Tls { acceptor: tokio_rustls::TlsAcceptor::from(config) }
+    }
+
+    /// Runs the server side of a TLS handshake.
+    pub(crate) async fn accept(&self, stream: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+        self.acceptor.accept(stream).await
+    }
+}
+
+/// The cryptography behind every TLS connection: rustls with *ring*.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The roots a client trusts by default: the operating system's.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let loaded = rustls_native_certs::load_native_certs();
+        for error in &loaded.errors {
+            tracing::debug!(%error, "could not load a system root certificate");
+        }
+        loaded.certs
+    })
+}
+
+/// The client side of TLS: the system's roots plus any given.
+#[derive(Clone, Default)]
+pub(crate) struct ClientTls {
+    extra_roots: Vec<CertificateDer<'static>>,
+    config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls").field("extra_roots", &self.extra_roots.len()).finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    pub(crate) fn add_roots_pem(&mut self, pem: &[u8]) -> Result<(), TlsError> {
+        let roots: Vec<_> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError(format!("root certificate: {e}")))?;
+        if roots.is_empty() {
+            return Err(TlsError("root certificate: no certificate in the PEM text".into()));
+        }
+        self.extra_roots.extend(roots);
+        Ok(())
+    }
+
+    pub(crate) fn set_config(&mut self, config: Arc<rustls::ClientConfig>) {
+        self.config = Some(config);
+    }
+
+    pub(crate) fn connector(&self) -> Result<tokio_rustls::TlsConnector, TlsError> {
+        if let Some(config) = &self.config {
+            return Ok(tokio_rustls::TlsConnector::from(config.clone()));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
+        for root in &self.extra_roots {
+            roots.add(root.clone()).map_err(|e| TlsError(format!("root certificate: {e}")))?;
+        }
+        if added == 0 && self.extra_roots.is_empty() {
+            return Err(TlsError("no root certificates: none on this system, and none given".into()));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+}
+
+type Handshaking = Pin<Box<dyn Future<Output = Option<(TlsStream<TcpStream>, SocketAddr)>> + Send>>;
+
+/// A TCP listener whose connections speak TLS, for `axum::serve`: serves an
+/// axum router (a wsduplex [`Endpoint`](crate::Endpoint) mounted in it
+/// included) over `https://` and `wss://`.
+///
+/// Handshakes run side by side, each within a timeout, so a slow client holds
+/// up no other; one that fails (a client that does not trust the
+/// certificate, say) is logged and dropped.
+///
+/// As with any listener but `TcpListener`, axum gives handlers the client's
+/// address (`ConnectInfo<SocketAddr>`, which [`Connection::remote_addr`](crate::Connection::remote_addr)
+/// reads) when the listener is wrapped with `ListenerExt::tap_io`, which is
+/// also the place to turn off Nagle's algorithm:
+///
+/// ```no_run
+/// # async fn serve(app: axum::Router, tls: wsduplex::Tls) -> std::io::Result<()> {
+/// use std::net::SocketAddr;
+/// use axum::serve::ListenerExt;
+///
+/// let tcp = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+/// let listener = wsduplex::TlsListener::new(tcp, tls).tap_io(|tls| {
+///     let _ = tls.get_ref().0.set_nodelay(true);
+/// });
+/// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+/// # }
+/// ```
+pub struct TlsListener {
+    tcp: TcpListener,
+    tls: Tls,
+    handshake_timeout: Duration,
+    handshaking: FuturesUnordered<Handshaking>,
+    max_handshaking: usize,
+}
+
+impl fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsListener").field("local_addr", &self.tcp.local_addr().ok()).finish_non_exhaustive()
+    }
+}
+
+impl TlsListener {
+    /// Serves TLS on `tcp`, each handshake within 10 s, at most 1,000 at once.
+    pub fn new(tcp: TcpListener, tls: Tls) -> TlsListener {
+        TlsListener {
+            tcp,
+            tls,
+            handshake_timeout: Duration::from_secs(10),
+            handshaking: FuturesUnordered::new(),
+            max_handshaking: 1000,
+        }
+    }
+
+    fn start_handshake(&mut self, stream: TcpStream, remote: SocketAddr) {
+        if self.handshaking.len() >= self.max_handshaking {
+            tracing::warn!(%remote, "too many TLS handshakes at once; closing a new connection");
+            return;
+        }
+        let (tls, timeout) = (self.tls.clone(), self.handshake_timeout);
+        self.handshaking.push(Box::pin(async move {
+            match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => Some((stream, remote)),
+                Ok(Err(error)) => {
+                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    None
+                }
+            }
+        }));
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, remote)) => self.start_handshake(stream, remote),
+                    Err(error) => crate::server::accept_failed(error).await,
+                },
+                Some(done) = self.handshaking.next(), if !self.handshaking.is_empty() => {
+                    if let Some(connection) = done {
+                        return connection;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}

@@ -1,0 +1,123 @@
+//! TLS: `wss://` on the standalone server and on an axum router, with a
+//! certificate made at test time; a client that does not trust it fails its
+//! handshake while the server goes on serving others.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use wsduplex::{Client, Connection, Error, Server, Tls, TlsListener};
+
+/// A self-signed certificate for localhost, written as PEM files into a
+/// directory of its own, removed on drop.
+struct Certificate {
+    dir: PathBuf,
+    pem: String,
+}
+
+impl Certificate {
+    fn new() -> Certificate {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "wsduplex-tls-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = made.cert.pem();
+        std::fs::write(dir.join("cert.pem"), &pem).unwrap();
+        std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+        Certificate { dir, pem }
+    }
+
+    fn tls(&self) -> Tls {
+        Tls::from_pem_files(self.dir.join("cert.pem"), self.dir.join("key.pem")).unwrap()
+    }
+
+    fn trusting_client(&self) -> wsduplex::ClientBuilder {
+        Client::builder().root_certificate_pem(&self.pem).unwrap()
+    }
+}
+
+impl Drop for Certificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn the_standalone_server_speaks_wss_to_a_client_that_trusts_it() {
+    let certificate = Certificate::new();
+    let mut server = start_server_with(Server::builder().tls(certificate.tls())).await;
+    let url = format!("wss://127.0.0.1:{}/ws", server.addr.port());
+    let client =
+        within(ServiceClient::connect_with(certificate.trusting_client(), &url, Listener::default())).await.unwrap();
+    server.next_connection().await;
+    assert_eq!(within(client.echo("over tls".into())).await.unwrap(), "over tls");
+    // A callback, the other way, over the same TLS stream.
+    assert_eq!(within(client.ask("and back?".into())).await.unwrap(), "answer to and back?");
+    // By name too.
+    let by_name = format!("wss://localhost:{}/ws", server.addr.port());
+    let again = within(ServiceClient::connect_with(certificate.trusting_client(), &by_name, Listener::default()))
+        .await
+        .unwrap();
+    assert_eq!(within(again.echo("by name".into())).await.unwrap(), "by name");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_trust_the_certificate_fails_and_the_server_serves_on() {
+    let certificate = Certificate::new();
+    let mut server = start_server_with(Server::builder().tls(certificate.tls())).await;
+    let url = format!("wss://127.0.0.1:{}/ws", server.addr.port());
+    let untrusting = within(Client::builder().connect(&url, wsduplex::NoCallbacks::service())).await;
+    match untrusting {
+        Err(Error::Transport(error)) => assert!(error.to_string().contains("certificate"), "{error}"),
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+    // Another certificate's root does not help either.
+    let stranger = Certificate::new();
+    assert!(within(stranger.trusting_client().connect(&url, wsduplex::NoCallbacks::service())).await.is_err());
+    // Plain ws:// to a TLS port is not a WebSocket.
+    let plain = format!("ws://127.0.0.1:{}/ws", server.addr.port());
+    assert!(within(Client::builder().connect(&plain, wsduplex::NoCallbacks::service())).await.is_err());
+
+    let client =
+        within(ServiceClient::connect_with(certificate.trusting_client(), &url, Listener::default())).await.unwrap();
+    server.next_connection().await;
+    assert_eq!(within(client.echo("still serving".into())).await.unwrap(), "still serving");
+}
+
+#[tokio::test]
+async fn an_axum_router_serves_wss_through_the_tls_listener() {
+    let certificate = Certificate::new();
+    let endpoint = Server::builder().endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "page" })).route_service("/ws", endpoint);
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let tls = certificate.tls();
+    tokio::spawn(async move { axum::serve(TlsListener::new(tcp, tls), app).await });
+
+    let url = format!("wss://localhost:{port}/ws");
+    let stranger = Certificate::new();
+    assert!(within(stranger.trusting_client().connect(&url, wsduplex::NoCallbacks::service())).await.is_err());
+    let client =
+        within(ServiceClient::connect_with(certificate.trusting_client(), &url, Listener::default())).await.unwrap();
+    assert_eq!(within(client.echo("mounted, over tls".into())).await.unwrap(), "mounted, over tls");
+}
+
+#[test]
+fn unreadable_or_invalid_pem_files_are_errors_not_panics() {
+    let certificate = Certificate::new();
+    let missing = Tls::from_pem_files(certificate.dir.join("nope.pem"), certificate.dir.join("key.pem"));
+    assert!(missing.unwrap_err().to_string().contains("nope.pem"));
+    std::fs::write(certificate.dir.join("junk.pem"), "not a certificate").unwrap();
+    assert!(Tls::from_pem_files(certificate.dir.join("junk.pem"), certificate.dir.join("key.pem")).is_err());
+    assert!(Tls::from_pem_files(certificate.dir.join("cert.pem"), certificate.dir.join("junk.pem")).is_err());
+    let other = Certificate::new();
+    let mismatched = Tls::from_pem_files(certificate.dir.join("cert.pem"), other.dir.join("key.pem"));
+    assert!(mismatched.is_err(), "a key that is not the certificate's");
+    assert!(Client::builder().root_certificate_pem("no pem here").is_err());
+}
