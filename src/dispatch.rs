@@ -21,9 +21,50 @@ use serde_json::value::RawValue;
 use crate::error::codes;
 use crate::wire::{self, RequestId};
 
-/// The future running one incoming call; it yields the response frame, or
-/// nothing for a notification.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+/// The future running one incoming call (or batch).
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// How an incoming call ended: the response frame (none for a
+/// notification), and the handler's failures, for the server's hook.
+#[doc(hidden)]
+#[derive(Debug, Default, PartialEq)]
+pub struct Answer {
+    pub(crate) frame: Option<String>,
+    pub(crate) failures: Vec<HandlerError>,
+}
+
+impl Answer {
+    pub(crate) fn frame(frame: Option<String>) -> Answer {
+        Answer { frame, failures: Vec::new() }
+    }
+}
+
+/// A handler that returned an error or panicked (see
+/// [`ServerBuilder::on_handler_error`](crate::ServerBuilder::on_handler_error)).
+/// Calls refused before the handler ran (invalid params, say) are not handler errors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandlerError {
+    method: &'static str,
+    error: ErrorObjectOwned,
+    panicked: bool,
+}
+
+impl HandlerError {
+    /// The method's wire name.
+    pub fn method(&self) -> &str {
+        self.method
+    }
+
+    /// The error object the caller got (or would have, for a notification).
+    pub fn error(&self) -> &ErrorObjectOwned {
+        &self.error
+    }
+
+    /// True if the handler panicked (the caller got -32603).
+    pub fn panicked(&self) -> bool {
+        self.panicked
+    }
+}
 
 /// One incoming call, as the dispatch table sees it.
 #[doc(hidden)]
@@ -287,6 +328,7 @@ impl<T, E> ReturnTypeIsAResultAlias<u8> for Result<T, E> {}
 #[doc(hidden)]
 pub fn handle<S, A, F, Fut>(
     service: &Arc<S>,
+    method: &'static str,
     call: IncomingCall<'_>,
     names: &'static [&'static str],
     f: F,
@@ -304,7 +346,7 @@ where
         Err(e) => {
             tracing::debug!(reason = %e.reason, param = e.param, "invalid params");
             let frame = id.map(|id| wire::failure(&id, &e.to_error_object()));
-            return Box::pin(std::future::ready(frame));
+            return Box::pin(std::future::ready(Answer::frame(frame)));
         }
     };
     let running = f(service.clone(), args);
@@ -312,11 +354,13 @@ where
         // Everything the user's code touches runs inside: the method, the
         // error conversion and the result's `Serialize`.
         let answered = AssertUnwindSafe(async {
-            let reply = running.await.into_reply();
-            id.as_ref().map(|id| match reply {
-                Ok(value) => wire::success(id, &value),
-                Err(error) => wire::failure(id, &error),
-            })
+            match running.await.into_reply() {
+                Ok(value) => Answer::frame(id.as_ref().map(|id| wire::success(id, &value))),
+                Err(error) => Answer {
+                    frame: id.as_ref().map(|id| wire::failure(id, &error)),
+                    failures: vec![HandlerError { method, error, panicked: false }],
+                },
+            }
         })
         .catch_unwind()
         .await;
@@ -324,7 +368,8 @@ where
             tracing::error!("handler panicked");
             let error =
                 ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error: the handler panicked", None::<()>);
-            id.map(|id| wire::failure(&id, &error))
+            let frame = id.map(|id| wire::failure(&id, &error));
+            Answer { frame, failures: vec![HandlerError { method, error, panicked: true }] }
         })
     })
 }
@@ -421,7 +466,7 @@ mod tests {
     struct Echo;
 
     async fn run(fut: HandlerFuture) -> serde_json::Value {
-        serde_json::from_str(&fut.await.unwrap()).unwrap()
+        serde_json::from_str(&fut.await.frame.unwrap()).unwrap()
     }
 
     #[tokio::test]
@@ -429,31 +474,38 @@ mod tests {
         let svc = Arc::new(Echo);
         let params = raw(r#"["hi"]"#);
         let call = IncomingCall { id: Some(RequestId::Number(1)), params: Some(&params) };
-        let fut = handle(&svc, call, &["text"], |_s: Arc<Echo>, (text,): (String,)| async move {
+        let fut = handle(&svc, "m", call, &["text"], |_s: Arc<Echo>, (text,): (String,)| async move {
             Ok::<_, std::convert::Infallible>(text)
         });
         assert_eq!(run(fut).await, json!({"jsonrpc":"2.0","id":1,"result":"hi"}));
 
         let call = IncomingCall { id: Some(RequestId::Number(2)), params: None };
-        let fut = handle(&svc, call, &[], |_s: Arc<Echo>, (): ()| async move {
+        let fut = handle(&svc, "m", call, &[], |_s: Arc<Echo>, (): ()| async move {
             Err::<(), _>(ErrorObjectOwned::owned(1002, "not in a room", None::<()>))
         });
-        assert_eq!(run(fut).await, json!({"jsonrpc":"2.0","id":2,"error":{"code":1002,"message":"not in a room"}}));
+        let answer = fut.await;
+        assert_eq!(answer.failures.len(), 1);
+        assert_eq!((answer.failures[0].method(), answer.failures[0].error().code()), ("m", 1002));
+        let frame: serde_json::Value = serde_json::from_str(&answer.frame.unwrap()).unwrap();
+        assert_eq!(frame, json!({"jsonrpc":"2.0","id":2,"error":{"code":1002,"message":"not in a room"}}));
 
         let call = IncomingCall { id: Some(RequestId::Number(3)), params: None };
-        let fut = handle(&svc, call, &[], |_s: Arc<Echo>, (): ()| async move {
+        let fut = handle(&svc, "m", call, &[], |_s: Arc<Echo>, (): ()| async move {
             if true {
                 panic!("boom");
             }
             Ok::<(), std::convert::Infallible>(())
         });
-        assert_eq!(run(fut).await["error"]["code"], json!(codes::INTERNAL_ERROR));
+        let answer = fut.await;
+        assert!(answer.failures.first().is_some_and(HandlerError::panicked));
+        let frame: serde_json::Value = serde_json::from_str(&answer.frame.unwrap()).unwrap();
+        assert_eq!(frame["error"]["code"], json!(codes::INTERNAL_ERROR));
 
         // A notification runs the method and produces no frame.
         let call = IncomingCall { id: None, params: None };
         let fut =
-            handle(&svc, call, &[], |_s: Arc<Echo>, (): ()| async move { Ok::<(), std::convert::Infallible>(()) });
-        assert_eq!(fut.await, None);
+            handle(&svc, "m", call, &[], |_s: Arc<Echo>, (): ()| async move { Ok::<(), std::convert::Infallible>(()) });
+        assert_eq!(fut.await, Answer::default());
     }
 
     #[tokio::test]
@@ -461,7 +513,7 @@ mod tests {
         let svc = Arc::new(Echo);
         let params = raw(r#"{"text":5}"#);
         let call = IncomingCall { id: Some(RequestId::Number(1)), params: Some(&params) };
-        let fut = handle(&svc, call, &["text"], |_s: Arc<Echo>, (_t,): (String,)| async move {
+        let fut = handle(&svc, "m", call, &["text"], |_s: Arc<Echo>, (_t,): (String,)| async move {
             unreachable!("must not run");
             #[allow(unreachable_code)]
             Ok::<(), std::convert::Infallible>(())

@@ -184,6 +184,7 @@ pub use contract::{
     Contract, ContractInfo, ContractKind, Dispatch, MethodInfo, NoCallbacks, ParamInfo, ServiceContract,
     ServiceInstance,
 };
+pub use dispatch::HandlerError;
 pub use error::{Error, codes};
 pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, SlowConsumer};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};

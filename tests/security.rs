@@ -152,7 +152,7 @@ async fn lifecycle_hooks_see_connections_open_and_end_with_the_reason() {
     let server = within(builder.build("127.0.0.1:0")).await.unwrap();
     let url = format!("ws://{}/ws", server.local_addr().unwrap());
     let hub_for_sessions = hub.clone();
-    let _handle = server.start(move |conn: Connection<EventsClient>| {
+    let handle = server.start(move |conn: Connection<EventsClient>| {
         Session { conn, hub: hub_for_sessions.clone(), observed: Arc::default() }.into_service()
     });
 
@@ -162,6 +162,32 @@ async fn lifecycle_hooks_see_connections_open_and_end_with_the_reason() {
     client.caller().close();
     let ended = within(heard.recv()).await.unwrap();
     assert_eq!(ended, r#"disconnect ada ClosedByPeer { code: 1000, reason: "" } gone=true"#);
+
+    let _bob = within(ServiceClient::connect_with(with_token("other"), &url, Listener::default())).await.unwrap();
+    assert_eq!(within(heard.recv()).await.unwrap(), "connect bob");
+    within(handle.shutdown()).await;
+    assert_eq!(within(heard.recv()).await.unwrap(), "disconnect bob Shutdown gone=true");
+}
+
+#[tokio::test]
+async fn failing_handlers_reach_the_handler_error_hook() {
+    let (failures, mut failed) = mpsc::unbounded_channel();
+    let builder = Server::builder().on_handler_error(move |conn: &Connection, failure: &wsduplex::HandlerError| {
+        let _ = failures.send((conn.id(), failure.method().to_owned(), failure.error().code(), failure.panicked()));
+    });
+    let mut server = start_server_with(builder).await;
+    let client =
+        within(ServiceClient::connect_with(Client::builder(), &server.url, Listener::default())).await.unwrap();
+    let id = server.next_connection().await.id();
+    assert!(within(client.refuse("no".into())).await.is_err());
+    assert_eq!(within(failed.recv()).await.unwrap(), (id, "t.refuse".to_owned(), 4001, false));
+    assert!(within(client.panic()).await.is_err());
+    assert_eq!(within(failed.recv()).await.unwrap(), (id, "t.panic".to_owned(), -32603, true));
+    // Invalid params are the caller's fault, not the handler's: no report; then a real failure.
+    let untyped: Result<u8, _> = within(wsduplex::Call::call(client.caller(), "t.refuse", [1, 2, 3], None)).await;
+    assert!(untyped.is_err());
+    assert!(within(client.refuse("again".into())).await.is_err());
+    assert_eq!(within(failed.recv()).await.unwrap(), (id, "t.refuse".to_owned(), 4001, false));
 }
 
 #[tokio::test]

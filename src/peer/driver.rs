@@ -41,7 +41,7 @@ use tracing::Span;
 
 use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
 use super::{CloseReason, Control, Peer, PeerConfig, Reply};
-use crate::dispatch::{Handler, HandlerFuture, IncomingCall};
+use crate::dispatch::{Answer, Handler, HandlerError, HandlerFuture, IncomingCall};
 use crate::error::codes;
 use crate::wire::{self, RequestId};
 
@@ -114,10 +114,10 @@ struct Running {
     waker: Option<Waker>,
 }
 
-/// A call (or batch) that ended: the slots it frees, and its response, if any.
+/// A call (or batch) that ended: the slots it frees, and how it ended.
 struct Finished {
     weight: usize,
-    frame: Option<String>,
+    answer: Answer,
 }
 
 impl Future for Running {
@@ -126,7 +126,9 @@ impl Future for Running {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
         let this = &mut *self;
         let weight = this.weight;
-        let Some(future) = this.future.as_mut() else { return Poll::Ready(Finished { weight, frame: None }) };
+        let Some(future) = this.future.as_mut() else {
+            return Poll::Ready(Finished { weight, answer: Answer::default() });
+        };
         let polled = {
             let _entered = this.span.enter();
             future.as_mut().poll(cx)
@@ -137,7 +139,7 @@ impl Future for Running {
                 _ => this.waker = Some(cx.waker().clone()),
             }
         }
-        polled.map(|frame| Finished { weight, frame })
+        polled.map(|answer| Finished { weight, answer })
     }
 }
 
@@ -187,7 +189,12 @@ pub(crate) struct Driver<T, H> {
     draining: Option<Pin<Box<Sleep>>>,
     /// Set once a close was asked for (boxed: every idle connection carries the field).
     closing: Option<Box<Closing>>,
+    /// Told of every handler that returned an error or panicked.
+    on_handler_error: Option<Box<HandlerErrorHook>>,
 }
+
+/// The server's hook for failed handlers, bound to one connection.
+pub(crate) type HandlerErrorHook = dyn Fn(&HandlerError) + Send + Sync;
 
 /// A close this side asked for.
 struct Closing {
@@ -219,7 +226,14 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             idle: config.idle_timeout.map(IdleTimeout::new),
             draining: None,
             closing: None,
+            on_handler_error: None,
         }
+    }
+
+    /// Calls `hook` for every handler on this connection that fails.
+    pub(crate) fn on_handler_error(mut self, hook: Box<HandlerErrorHook>) -> Self {
+        self.on_handler_error = Some(hook);
+        self
     }
 
     /// Runs the connection to its end. `on_end` runs after the loop stops and
@@ -276,8 +290,16 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 if let Some(idle) = &mut self.idle {
                     idle.active();
                 }
-                if let Some(frame) = finished.frame {
+                let Answer { frame, failures } = finished.answer;
+                if let Some(frame) = frame {
                     self.enqueue(frame);
+                }
+                if let Some(hook) = &self.on_handler_error {
+                    for failure in &failures {
+                        if std::panic::catch_unwind(AssertUnwindSafe(|| hook(failure))).is_err() {
+                            tracing::error!("the handler-error hook panicked");
+                        }
+                    }
                 }
             }
 
@@ -711,19 +733,19 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                     "jsonrpsee subscriptions are not served by wsduplex; use a callback contract",
                     Some(method),
                 );
-                return Ok(Box::pin(std::future::ready(id.map(|id| wire::failure(&id, &error)))));
+                return Ok(Box::pin(std::future::ready(Answer::frame(id.map(|id| wire::failure(&id, &error))))));
             }
         };
         Ok(Box::pin(async move {
             let response = response.await;
-            let id = id?;
-            Some(match response {
+            let Some(id) = id else { return Answer::default() };
+            Answer::frame(Some(match response {
                 Some(response) => jsonrpsee_frame(&id, response),
                 None => wire::failure(
                     &id,
                     &ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error: the handler panicked", None::<()>),
                 ),
-            })
+            }))
         }))
     }
 
@@ -768,9 +790,12 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         }
         let weight = calls.len();
         let future = Box::pin(async move {
-            let finished = futures_util::future::join_all(calls).await;
-            answers.extend(finished.into_iter().filter_map(|call| call.frame));
-            (!answers.is_empty()).then(|| wire::batch(&answers))
+            let mut failures = Vec::new();
+            for call in futures_util::future::join_all(calls).await {
+                answers.extend(call.answer.frame);
+                failures.extend(call.answer.failures);
+            }
+            Answer { frame: (!answers.is_empty()).then(|| wire::batch(&answers)), failures }
         });
         self.launch(Running { key: None, weight, span: Span::none(), future: Some(future), waker: None });
     }

@@ -78,13 +78,19 @@ impl Handler for TestHandler {
         let signals = Arc::new(self.0.clone());
         Ok(match method {
             "echo" => {
-                handle(&signals, call, &["text"], |_, (text,): (String,)| async move { Ok::<_, Infallible>(text) })
+                handle(
+                    &signals,
+                    "echo",
+                    call,
+                    &["text"],
+                    |_, (text,): (String,)| async move { Ok::<_, Infallible>(text) },
+                )
             }
-            "sleep" => handle(&signals, call, &["millis"], |_, (millis,): (u64,)| async move {
+            "sleep" => handle(&signals, "sleep", call, &["millis"], |_, (millis,): (u64,)| async move {
                 tokio::time::sleep(Duration::from_millis(millis)).await;
                 Ok::<_, Infallible>(millis)
             }),
-            "hang" => handle(&signals, call, &[], |signals: Arc<Arc<Signals>>, (): ()| async move {
+            "hang" => handle(&signals, "hang", call, &[], |signals: Arc<Arc<Signals>>, (): ()| async move {
                 let _guard = OnDrop((*signals).clone());
                 signals.hang_started.notify_one();
                 std::future::pending::<Result<(), Infallible>>().await

@@ -313,9 +313,13 @@ where
     if let Some(on_connect) = &config.hooks.on_connect {
         run_hook("on_connect", || on_connect(&untyped));
     }
+    let mut driver = Driver::new(socket, peer, service, config.methods.clone(), &config.peer);
+    if let Some(hook) = config.hooks.on_handler_error.clone() {
+        let connection = untyped.clone();
+        driver = driver.on_handler_error(Box::new(move |failure| hook(&connection, failure)));
+    }
     // Holds the connection only when someone is to hear of its end.
     let on_disconnect = config.hooks.on_disconnect.clone().map(|hook| (hook, untyped));
-    let driver = Driver::new(socket, peer, service, config.methods.clone(), &config.peer);
     drop(_entered);
     let on_end = move |reason: &CloseReason| {
         hub.unregister(id);

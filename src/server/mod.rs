@@ -29,6 +29,7 @@ use policy::{DynAuthenticate, Origins};
 
 use crate::connection::Connection;
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
+use crate::dispatch::HandlerError;
 use crate::hub::{Hub, HubCore, SlowConsumer};
 use crate::peer::CloseReason;
 use crate::peer::PeerConfig;
@@ -62,10 +63,12 @@ pub struct ServerBuilder {
 struct Hooks {
     on_connect: Option<Arc<ConnectHook>>,
     on_disconnect: Option<Arc<DisconnectHook>>,
+    on_handler_error: Option<Arc<FailureHook>>,
 }
 
 type ConnectHook = dyn Fn(&Connection) + Send + Sync;
 type DisconnectHook = dyn Fn(&Connection, &CloseReason) + Send + Sync;
+type FailureHook = dyn Fn(&Connection, &HandlerError) + Send + Sync;
 
 impl fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -251,6 +254,14 @@ impl ServerBuilder {
     /// or a transport error. It has left the hub and its groups by then.
     pub fn on_disconnect(mut self, hook: impl Fn(&Connection, &CloseReason) + Send + Sync + 'static) -> Self {
         self.hooks.on_disconnect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` whenever a handler of this service returns an error or
+    /// panics (after the caller's error reply is queued), for logs and
+    /// metrics. A panic in the hook is logged and goes no further.
+    pub fn on_handler_error(mut self, hook: impl Fn(&Connection, &HandlerError) + Send + Sync + 'static) -> Self {
+        self.hooks.on_handler_error = Some(Arc::new(hook));
         self
     }
 

@@ -57,6 +57,7 @@ fn arm(contract: &Contract, method: &Method) -> TokenStream {
     quote! {
         #wire => ::core::result::Result::Ok(::wsduplex::__private::handle(
             #service,
+            #wire,
             #call,
             &[#(#names),*],
             |#service: ::std::sync::Arc<__S>, (#(#idents,)*): (#(#types,)*)| async move { #reply },
