@@ -1,12 +1,13 @@
-//! Refused handshakes leave no task and no file descriptor behind. Alone in
-//! its own test binary: file descriptors are counted for the whole process.
+//! Refused handshakes (HTTP and TLS) leave no task and no file descriptor
+//! behind. Alone in its own test binary: file descriptors are counted for the
+//! whole process.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use wsduplex::{Handshake, Identity, Refusal, Server};
+use wsduplex::{Client, Handshake, Identity, NoCallbacks, Refusal, Server, Tls};
 
 /// Tokens: `s3cret` lets in, `boom` panics the hook, `banned` is forbidden.
 fn check_token(handshake: &Handshake) -> Result<Identity, Refusal> {
@@ -64,4 +65,28 @@ async fn refused_handshakes_leave_no_task_and_no_file_descriptor_behind() {
     wait_for_baseline(tasks, fds).await;
     assert_eq!(metrics.num_alive_tasks(), 1, "only the accept loop");
     assert_eq!(open_fds(), fds);
+
+    // TLS handshakes that fail: the client trusts another certificate.
+    let dir = std::env::temp_dir().join(format!("wsduplex-leaks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), made.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+    let tls = Tls::from_pem_files(dir.join("cert.pem"), dir.join("key.pem")).unwrap();
+    let tls_server = start_server_with(Server::builder().tls(tls)).await;
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap().cert.pem();
+    let url = format!("wss://localhost:{}/ws", tls_server.addr.port());
+    let untrusting =
+        || Client::builder().root_certificate_pem(&stranger).unwrap().connect(&url, NoCallbacks::service());
+    assert!(within(untrusting()).await.is_err());
+    let tasks = 2;
+    wait_for_baseline(tasks, fds + 2).await;
+    let fds = open_fds();
+    for _ in 0..20 {
+        assert!(within(untrusting()).await.is_err());
+    }
+    wait_for_baseline(tasks, fds).await;
+    assert_eq!(metrics.num_alive_tasks(), tasks, "only the two accept loops");
+    assert_eq!(open_fds(), fds);
+    let _ = std::fs::remove_dir_all(&dir);
 }
