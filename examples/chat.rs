@@ -114,9 +114,14 @@ impl Options {
     }
 }
 
-/// Compares all of both strings, so the time taken says nothing of where they differ.
+/// Compares every byte whatever the lengths, so the time taken says nothing
+/// of the secret but the offered token's own length.
 fn same_secret(offered: &str, secret: &str) -> bool {
-    offered.len() == secret.len() && offered.bytes().zip(secret.bytes()).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0
+    let secret = secret.as_bytes();
+    let differ = offered.bytes().enumerate().fold(offered.len() ^ secret.len(), |acc, (i, byte)| {
+        acc | usize::from(byte ^ secret.get(i).copied().unwrap_or(!byte))
+    });
+    differ == 0
 }
 
 /// Who is connected, under which nick, in which room.

@@ -141,7 +141,8 @@ impl ClientBuilder {
     }
 
     /// Uses this rustls configuration for `wss://` URLs (client
-    /// certificates, pinned roots), instead of the system's roots.
+    /// certificates, pinned roots), instead of the system's roots and of any
+    /// given with [`root_certificate_pem`](Self::root_certificate_pem).
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls.set_config(config);
         self
@@ -170,7 +171,7 @@ impl ClientBuilder {
         let id = ConnectionId::next();
         let peer = Peer::new(id, &self.peer);
         let driver = Driver::new(socket, peer.clone(), callbacks, None, &self.peer);
-        let span = tracing::debug_span!("client", conn = %id, url);
+        let span = tracing::debug_span!("client", conn = %id, url = %Shown(url));
         tokio::spawn(tracing::Instrument::instrument(driver.run(|_| {}), span));
         Ok(Client { _owner: Arc::new(CloseOnDrop(peer.clone())), peer })
     }
@@ -179,6 +180,17 @@ impl ClientBuilder {
 /// Why a handshake failed, when it is not an I/O error.
 fn refused(why: String) -> Error {
     Error::transport(std::io::Error::other(why))
+}
+
+/// A URL as logs and errors show it: no credentials, no query string.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Ok(uri) = self.0.parse::<Uri>() else { return f.write_str("(not a URL)") };
+        let host = uri.authority().map(|a| a.as_str().rsplit('@').next().unwrap_or_default()).unwrap_or_default();
+        write!(f, "{}://{host}{}", uri.scheme_str().unwrap_or_default(), uri.path())
+    }
 }
 
 /// The byte stream under a client's WebSocket: TCP, or TLS over TCP.
@@ -192,6 +204,8 @@ async fn handshake(
     tls: &ClientTls,
 ) -> Result<Socket<ClientIo>, Error> {
     let uri: Uri = url.parse().map_err(Error::transport)?;
+    // Errors name the URL without its query or credentials: tokens go there.
+    let url = Shown(url);
     let secure = match uri.scheme_str() {
         Some("ws") => false,
         Some("wss") => true,
@@ -205,7 +219,7 @@ async fn handshake(
     // Latency over throughput: every message is a small frame.
     stream.set_nodelay(true)?;
     let stream: ClientIo = if secure {
-        let connector = tls.connector().map_err(Error::transport)?;
+        let connector = tls.connector().await.map_err(Error::transport)?;
         let name = ServerName::try_from(host.to_owned()).map_err(|e| refused(format!("{url}: {e}")))?;
         Either::Right(connector.connect(name, stream).await?)
     } else {
@@ -340,5 +354,12 @@ mod tests {
         assert!(check_upgrade_response(&answer(&wrong_key), KEY).unwrap_err().contains("Accept"));
         let deflate = [good[0], good[1], good[2], ("sec-websocket-extensions", "permessage-deflate")];
         assert!(check_upgrade_response(&answer(&deflate), KEY).unwrap_err().contains("extension"));
+    }
+
+    #[test]
+    fn urls_in_logs_and_errors_carry_no_credentials() {
+        assert_eq!(Shown("wss://ada:pw@chat.example:8443/ws?token=s3cret").to_string(), "wss://chat.example:8443/ws");
+        assert_eq!(Shown("ws://127.0.0.1/").to_string(), "ws://127.0.0.1/");
+        assert_eq!(Shown("not a url at all").to_string(), "(not a URL)");
     }
 }

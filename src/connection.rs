@@ -84,11 +84,23 @@ impl<'de> serde::Deserialize<'de> for ConnectionId {
 /// What the HTTP upgrade request said: where it came from, its URI and its
 /// headers. The authentication hook decides on it; every [`Connection`]
 /// keeps it.
-#[derive(Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Handshake {
     remote_addr: Option<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
+}
+
+/// Shows the path and the header names only: the query string and header
+/// values may hold credentials.
+impl fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handshake")
+            .field("remote_addr", &self.remote_addr)
+            .field("path", &self.uri.path())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Handshake {
@@ -107,13 +119,13 @@ impl Handshake {
         &self.headers
     }
 
-    /// The first value of query parameter `name`, percent-decoded (browsers
-    /// cannot set headers on a WebSocket, so tokens often come this way).
+    /// The value of the first query parameter named `name`, percent-decoded;
+    /// `None` if there is none or it does not decode (browsers cannot set
+    /// headers on a WebSocket, so tokens often come this way).
     pub fn query(&self, name: &str) -> Option<String> {
-        self.uri.query()?.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key)? == name).then(|| percent_decode(value)).flatten()
-        })
+        let pairs = self.uri.query()?.split('&').map(|pair| pair.split_once('=').unwrap_or((pair, "")));
+        let (_, value) = pairs.into_iter().find(|(key, _)| percent_decode(key).is_some_and(|key| key == name))?;
+        percent_decode(value)
     }
 
     /// The token of an `Authorization: Bearer TOKEN` header.
@@ -147,7 +159,7 @@ fn percent_decode(text: &str) -> Option<String> {
         rest = tail;
         match byte {
             b'%' => {
-                let hex = rest.get(..2)?;
+                let hex = rest.get(..2).filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))?;
                 bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 rest = rest.get(2..)?;
             }
@@ -193,8 +205,8 @@ impl<CB> fmt::Debug for Connection<CB> {
 
 impl<CB> Connection<CB> {
     pub(crate) fn new(peer: Peer, handshake: Handshake, identity: Identity, hub: Arc<HubCore>, callback: CB) -> Self {
-        let Identity { user, value } = identity;
-        let data = Mutex::new(value.into_iter().collect());
+        let Identity { user, values } = identity;
+        let data = Mutex::new(values.into_iter().collect());
         let inner = Inner { peer, handshake, user, data, hub };
         Connection { inner: Arc::new(inner), callback }
     }
@@ -320,5 +332,20 @@ mod tests {
         assert_eq!(conn.data::<u32>(), Some(6));
         assert_eq!(conn.remove_data::<String>().as_deref(), Some("alice"));
         assert_eq!(conn.data::<String>(), None);
+    }
+
+    #[test]
+    fn query_parameters_are_found_decoded_and_never_guessed() {
+        let handshake = |uri: &str| Handshake::detached(None, &uri.parse().unwrap(), &HeaderMap::new());
+        assert_eq!(handshake("/ws?a=1&token=s%33cret+x").query("token").as_deref(), Some("s3cret x"));
+        assert_eq!(handshake("/ws?t%6Fken=x").query("token").as_deref(), Some("x"));
+        assert_eq!(handshake("/ws?token=%ZZ&token=x").query("token"), None, "the first one counts");
+        assert_eq!(handshake("/ws?token=%+4").query("token"), None);
+        assert_eq!(handshake("/ws?token=%4").query("token"), None);
+        assert_eq!(handshake("/ws?token=%FF").query("token"), None, "not UTF-8");
+        assert_eq!(handshake("/ws?token").query("token").as_deref(), Some(""));
+        assert_eq!(handshake("/ws").query("token"), None);
+        let debug = format!("{:?}", handshake("/ws?token=s3cret"));
+        assert!(!debug.contains("s3cret"), "{debug}");
     }
 }

@@ -70,10 +70,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+static SYSTEM_ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+
 /// The roots a client trusts by default: the operating system's.
 fn system_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| {
+    SYSTEM_ROOTS.get_or_init(|| {
         let loaded = rustls_native_certs::load_native_certs();
         for error in &loaded.errors {
             tracing::debug!(%error, "could not load a system root certificate");
@@ -111,10 +112,31 @@ impl ClientTls {
         self.config = Some(config);
     }
 
-    pub(crate) fn connector(&self) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    /// The connector for one connection: the configuration given, or one
+    /// with the system's roots (loaded once, off the runtime's threads, and
+    /// shared while no extra roots are given) plus the extra ones.
+    pub(crate) async fn connector(&self) -> Result<tokio_rustls::TlsConnector, TlsError> {
+        static SYSTEM_ONLY: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
         if let Some(config) = &self.config {
             return Ok(tokio_rustls::TlsConnector::from(config.clone()));
         }
+        if SYSTEM_ROOTS.get().is_none() {
+            // Reading the system's certificate files blocks.
+            let _ = tokio::task::spawn_blocking(system_roots).await;
+        }
+        if self.extra_roots.is_empty()
+            && let Some(config) = SYSTEM_ONLY.get()
+        {
+            return Ok(tokio_rustls::TlsConnector::from(config.clone()));
+        }
+        let config = Arc::new(self.build_config()?);
+        if self.extra_roots.is_empty() {
+            let _ = SYSTEM_ONLY.set(config.clone());
+        }
+        Ok(tokio_rustls::TlsConnector::from(config))
+    }
+
+    fn build_config(&self) -> Result<rustls::ClientConfig, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         let (added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
         for root in &self.extra_roots {
@@ -123,12 +145,11 @@ impl ClientTls {
         if added == 0 && self.extra_roots.is_empty() {
             return Err(TlsError("no root certificates: none on this system, and none given".into()));
         }
-        let config = rustls::ClientConfig::builder_with_provider(provider())
+        Ok(rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError(e.to_string()))?
             .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+            .with_no_client_auth())
     }
 }
 
@@ -174,7 +195,8 @@ impl fmt::Debug for TlsListener {
 }
 
 impl TlsListener {
-    /// Serves TLS on `tcp`, each handshake within 10 s, at most 1,000 at once.
+    /// Serves TLS on `tcp`, each handshake within 10 s, at most 1,000 at once
+    /// (past that, a new connection is closed at once).
     pub fn new(tcp: TcpListener, tls: Tls) -> TlsListener {
         TlsListener {
             tcp,
@@ -183,6 +205,18 @@ impl TlsListener {
             handshaking: FuturesUnordered::new(),
             max_handshaking: 1000,
         }
+    }
+
+    /// How long one TLS handshake may take (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How many TLS handshakes may run at once (default 1,000).
+    pub fn max_handshakes(mut self, limit: usize) -> Self {
+        self.max_handshaking = limit;
+        self
     }
 
     fn start_handshake(&mut self, stream: TcpStream, remote: SocketAddr) {

@@ -328,7 +328,7 @@ async fn the_token_and_origin_flags_guard_the_handshake() {
 #[tokio::test]
 async fn with_the_tls_flags_it_serves_wss() {
     use wsduplex::Call;
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     let dir = std::env::temp_dir().join(format!("wsduplex-chat-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -336,9 +336,8 @@ async fn with_the_tls_flags_it_serves_wss() {
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
     let chat = start_chat(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     assert_eq!(chat.scheme, "https");
-    let port = chat.addr.rsplit(':').next().unwrap();
     let trusting = wsduplex::Client::builder().root_certificate_pem(made.cert.pem()).unwrap();
-    let url = format!("wss://localhost:{port}/ws");
+    let url = format!("wss://{}/ws", chat.addr);
     let client = within(trusting.connect(&url, wsduplex::NoCallbacks::service())).await.unwrap();
     let members: Vec<String> =
         within(client.call("chat.join", json!({"room": "lobby", "nick": "alice"}), None)).await.unwrap();

@@ -69,13 +69,13 @@ async fn refused_handshakes_leave_no_task_and_no_file_descriptor_behind() {
     // TLS handshakes that fail: the client trusts another certificate.
     let dir = std::env::temp_dir().join(format!("wsduplex-leaks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     std::fs::write(dir.join("cert.pem"), made.cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
     let tls = Tls::from_pem_files(dir.join("cert.pem"), dir.join("key.pem")).unwrap();
     let tls_server = start_server_with(Server::builder().tls(tls)).await;
-    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap().cert.pem();
-    let url = format!("wss://localhost:{}/ws", tls_server.addr.port());
+    let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap().cert.pem();
+    let url = format!("wss://127.0.0.1:{}/ws", tls_server.addr.port());
     let untrusting =
         || Client::builder().root_certificate_pem(&stranger).unwrap().connect(&url, NoCallbacks::service());
     assert!(within(untrusting()).await.is_err());

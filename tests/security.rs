@@ -19,12 +19,15 @@ use wsduplex::{Client, CloseReason, Connection, Handshake, Identity, Refusal, Se
 #[derive(Clone, Debug, PartialEq)]
 struct Role(&'static str);
 
+#[derive(Clone, Debug, PartialEq)]
+struct Tier(u8);
+
 /// Tokens: `s3cret` is ada (an admin), `other` is bob, `boom` panics the hook,
 /// `banned` is a valid user who may not connect.
 fn check_token(handshake: &Handshake) -> Result<Identity, Refusal> {
     let token = handshake.bearer_token().map(str::to_owned).or_else(|| handshake.query("token"));
     match token.as_deref() {
-        Some("s3cret") => Ok(Identity::user("ada").with(Role("admin"))),
+        Some("s3cret") => Ok(Identity::user("ada").with(Role("admin")).with(Tier(3))),
         Some("other") => Ok(Identity::user("bob").with(Role("reader"))),
         Some("boom") => panic!("this hook panics on purpose"),
         Some("banned") => Err(Refusal::forbidden("this account may not connect")),
@@ -78,6 +81,7 @@ async fn a_good_token_in_a_header_or_the_query_lets_the_client_in_with_its_ident
     let conn = server.next_connection().await;
     assert_eq!(conn.user(), Some("ada"));
     assert_eq!(conn.data::<Role>(), Some(Role("admin")));
+    assert_eq!(conn.data::<Tier>(), Some(Tier(3)));
     assert_eq!(within(client.echo("in".into())).await.unwrap(), "in");
 
     // Browsers cannot set headers: the same token in the query string, percent-encoded or not.
@@ -212,4 +216,58 @@ async fn the_same_policy_guards_the_axum_mount() {
     let reply = raw.exchange(r#"{"jsonrpc":"2.0","id":1,"method":"t.echo","params":["mounted"]}"#).await;
     assert_eq!(reply, json!({"jsonrpc":"2.0","id":1,"result":"mounted"}));
     assert_eq!(within(opened.recv()).await.unwrap().user(), Some("ada"));
+}
+
+/// A hook that awaits, as a token store would: `s3cret` is ada after a
+/// lookup; `slow` is never decided (and says when it started waiting).
+struct TokenStore {
+    waiting: Arc<tokio::sync::Notify>,
+}
+
+impl wsduplex::Authenticate for TokenStore {
+    async fn authenticate(&self, handshake: &Handshake) -> Result<Identity, Refusal> {
+        match handshake.query("token").as_deref() {
+            Some("s3cret") => {
+                tokio::task::yield_now().await;
+                Ok(Identity::user("ada"))
+            }
+            Some("slow") => {
+                self.waiting.notify_one();
+                std::future::pending().await
+            }
+            _ => Err(Refusal::unauthorized("unknown token")),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_awaiting_hook_decides_and_one_that_never_does_cannot_hold_a_place_or_a_shutdown() {
+    let waiting = Arc::new(tokio::sync::Notify::new());
+    let builder = Server::builder().authenticate(TokenStore { waiting: waiting.clone() });
+    let mut server = start_server_with(builder).await;
+    let _ada = Raw::connect(&format!("{}?token=s3cret", server.url)).await;
+    assert_eq!(server.next_connection().await.user(), Some("ada"));
+
+    let start = tokio::time::Instant::now();
+    assert_eq!(status_of(&server, "/ws?token=slow", &[]).await, "http/1.1 503 service unavailable");
+    assert!(start.elapsed() >= std::time::Duration::from_secs(10), "after {:?}", start.elapsed());
+
+    // Mounted on axum (which bounds no handshake), a shutdown does not wait
+    // for a hook that never decides, however long the handshake timeout.
+    // (A Notify of its own: the first part left a permit in the other.)
+    let waiting = Arc::new(tokio::sync::Notify::new());
+    let endpoint = Server::builder()
+        .handshake_timeout(std::time::Duration::from_secs(3600))
+        .authenticate(TokenStore { waiting: waiting.clone() })
+        .endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
+    let app = axum::Router::new().route_service("/ws", endpoint.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws?token=slow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let started = waiting.notified();
+    let stuck = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await.map(drop) });
+    within(started).await;
+    within(endpoint.shutdown()).await;
+    let outcome = within(stuck).await.unwrap();
+    assert!(outcome.is_err(), "a hook that never decided let a client in");
 }

@@ -47,15 +47,34 @@ pub(crate) enum ServerIo {
 }
 
 impl ServerIo {
-    /// Takes the connection back from hyper, with any bytes read past the handshake.
+    /// Takes the connection back from hyper, with any bytes read past the
+    /// handshake: as our own listener hands it over, or as axum's (which
+    /// wraps it in hyper-util's rewind buffer).
     fn from_upgraded(upgraded: hyper::upgrade::Upgraded) -> (ServerIo, Bytes) {
+        use hyper_util::server::conn::auto::upgrade::downcast as unwind;
         let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => return (ServerIo::Tcp(parts.io.into_inner()), parts.read_buf),
             Err(upgraded) => upgraded,
         };
-        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+        let upgraded = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => return (ServerIo::Tls(Box::new(parts.io.into_inner())), parts.read_buf),
+            Err(upgraded) => upgraded,
+        };
+        let upgraded = match unwind::<TokioIo<TcpStream>>(upgraded) {
+            Ok(parts) => return (ServerIo::Tcp(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => upgraded,
+        };
+        match unwind::<TokioIo<TlsStream<TcpStream>>>(upgraded) {
             Ok(parts) => (ServerIo::Tls(Box::new(parts.io.into_inner())), parts.read_buf),
             Err(upgraded) => (ServerIo::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ServerIo::Tcp(_) => "tcp",
+            ServerIo::Tls(_) => "tls",
+            ServerIo::Upgraded(_) => "upgraded",
         }
     }
 }
@@ -99,6 +118,7 @@ impl AsyncWrite for ServerIo {
 struct EndpointInner {
     start: Box<StartConnection>,
     max_message_size: usize,
+    handshake_timeout: Duration,
     origins: Origins,
     authenticate: Option<Arc<dyn DynAuthenticate>>,
     connections: Arc<Connections>,
@@ -129,7 +149,7 @@ impl Endpoint {
         S: Send + Sync + 'static,
     {
         let connections = Connections::new(builder.max_connections, builder.shutdown_timeout);
-        let max_message_size = builder.max_message_size;
+        let (max_message_size, handshake_timeout) = (builder.max_message_size, builder.handshake_timeout);
         let (origins, authenticate) = (builder.origins.clone(), builder.authenticate.clone());
         let tasks = connections.clone();
         let start = move |socket: Socket<ServerIo>, handshake: Handshake, identity: Identity, mut slot: Slot| {
@@ -141,7 +161,14 @@ impl Endpoint {
                 Err(refused) => tasks.spawn(refused.map(move |()| drop(slot))),
             }
         };
-        let inner = EndpointInner { start: Box::new(start), max_message_size, origins, authenticate, connections };
+        let inner = EndpointInner {
+            start: Box::new(start),
+            max_message_size,
+            handshake_timeout,
+            origins,
+            authenticate,
+            connections,
+        };
         Endpoint { inner: Arc::new(inner) }
     }
 
@@ -188,8 +215,18 @@ impl Endpoint {
                 None => Identity::anonymous(),
                 Some(authenticate) => {
                     // Inside the async block, so a hook that panics before returning its future is caught too.
-                    let verdict = async { authenticate.authenticate(&handshake).await };
-                    match AssertUnwindSafe(verdict).catch_unwind().await {
+                    let verdict = AssertUnwindSafe(async { authenticate.authenticate(&handshake).await });
+                    // A hook that hangs neither holds a place forever nor holds up a shutdown.
+                    let stopping = inner.connections.stopping().clone();
+                    let verdict = tokio::select! {
+                        verdict = verdict.catch_unwind() => verdict,
+                        () = stopping.cancelled() => return Rejection::ShuttingDown.response(),
+                        () = tokio::time::sleep(inner.handshake_timeout) => {
+                            tracing::warn!("the authentication hook took longer than the handshake timeout; answering 503");
+                            return Rejection::SlowAuthentication.response();
+                        }
+                    };
+                    match verdict {
                         Ok(Ok(identity)) => identity,
                         Ok(Err(refusal)) => {
                             tracing::debug!(status = %refusal.status(), remote = ?handshake.remote_addr(), "authentication refused");
@@ -208,6 +245,7 @@ impl Endpoint {
                 match upgrading.await {
                     Ok(upgraded) => {
                         let (io, pre_read) = ServerIo::from_upgraded(upgraded);
+                        tracing::debug!(transport = io.kind(), "upgraded");
                         let socket = Socket::new(io, Role::Server, starting.max_message_size, &pre_read);
                         (starting.start)(socket, handshake, identity, slot);
                     }

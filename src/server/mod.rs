@@ -181,8 +181,10 @@ impl ServerBuilder {
     liveness_settings!("client");
 
     /// How long a TCP connection to the standalone server may take to finish
-    /// its WebSocket upgrade (default 10 s); a slower one is closed. Under
-    /// axum, the router's server owns the HTTP connection and its timeouts.
+    /// its TLS handshake and WebSocket upgrade (default 10 s); a slower one is
+    /// closed. Under axum, the router's server owns the HTTP connection and
+    /// its timeouts. On both, the authentication hook gets this long to
+    /// decide, or the client gets 503.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -197,8 +199,9 @@ impl ServerBuilder {
 
     /// Serves TLS (`wss://`) on the standalone server, with a certificate
     /// from [`Tls::from_pem_files`] (or any rustls configuration). The TLS
-    /// handshake counts against the handshake timeout. To serve TLS from an
-    /// axum router, give `axum::serve` a [`TlsListener`](crate::TlsListener).
+    /// handshake counts against the handshake timeout. An
+    /// [`endpoint`](Self::endpoint) ignores it: to serve TLS from an axum
+    /// router, give `axum::serve` a [`TlsListener`](crate::TlsListener).
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
         self
@@ -468,17 +471,25 @@ async fn accept(listener: TcpListener, endpoint: Endpoint, limits: HandshakeLimi
         };
         // Latency over throughput: every message is a small frame.
         let _ = stream.set_nodelay(true);
-        let deadline = Instant::now() + limits.timeout;
+        let (timeout, deadline) = (limits.timeout, Instant::now() + limits.timeout);
         let endpoint = endpoint.clone();
         let tls = limits.tls.clone();
         let serving = async move {
             match tls {
-                None => serve_http(stream, remote, endpoint, deadline).await,
-                Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_http(stream, remote, endpoint, deadline).await,
-                    Ok(Err(error)) => tracing::debug!(%remote, %error, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                },
+                None => serve_http(stream, remote, endpoint, deadline, timeout).await,
+                Some(tls) => {
+                    let stopping = endpoint.connections().stopping().clone();
+                    let handshake = tokio::time::timeout_at(deadline, tls.accept(stream));
+                    let accepted = tokio::select! {
+                        accepted = handshake => accepted,
+                        () = stopping.cancelled() => return,
+                    };
+                    match accepted {
+                        Ok(Ok(stream)) => serve_http(stream, remote, endpoint, deadline, timeout).await,
+                        Ok(Err(error)) => tracing::debug!(%remote, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                }
             }
         };
         tasks.spawn(serving.map(move |()| drop(permit)));
@@ -492,9 +503,11 @@ struct HandshakeLimits {
     tls: Option<Tls>,
 }
 
-/// Serves one connection's HTTP until its WebSocket upgrade, by `deadline`
-/// (a client that trickles its request in is cut off).
-async fn serve_http<Io>(io: Io, remote: SocketAddr, endpoint: Endpoint, deadline: Instant)
+/// Serves one connection's HTTP until its WebSocket upgrade: its request
+/// headers must be in by `deadline` (a client that trickles them in is cut
+/// off), and the answer (the authentication hook has the handshake timeout
+/// again for it) must be out one `timeout` later.
+async fn serve_http<Io>(io: Io, remote: SocketAddr, endpoint: Endpoint, deadline: Instant, timeout: Duration)
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -503,15 +516,18 @@ where
         request.extensions_mut().insert(remote);
         endpoint.handle(request).map(Ok::<_, Infallible>)
     });
-    let serving = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(deadline.saturating_duration_since(Instant::now()));
+    let serving = http.serve_connection(TokioIo::new(io), service);
     let mut serving = pin!(serving.with_upgrades());
     tokio::select! {
         served = serving.as_mut() => {
             if let Err(e) = served {
-                tracing::debug!(%remote, error = %e, "HTTP connection failed");
+                tracing::debug!(%remote, error = %e, "HTTP connection failed or timed out");
             }
         }
-        () = tokio::time::sleep_until(deadline) => {
+        () = tokio::time::sleep_until(deadline + timeout) => {
             tracing::debug!(%remote, "closing a connection that did not finish its upgrade in time");
         }
         () = stopping.cancelled() => {

@@ -20,7 +20,7 @@ use crate::connection::Handshake;
 #[derive(Default)]
 pub struct Identity {
     pub(crate) user: Option<Arc<str>>,
-    pub(crate) value: Option<(TypeId, Box<dyn Any + Send + Sync>)>,
+    pub(crate) values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
 }
 
 impl fmt::Debug for Identity {
@@ -37,13 +37,14 @@ impl Identity {
 
     /// The connection belongs to user `id`.
     pub fn user(id: impl Into<Arc<str>>) -> Self {
-        Identity { user: Some(id.into()), value: None }
+        Identity { user: Some(id.into()), values: Vec::new() }
     }
 
     /// Attaches `value` (claims, roles, a session) to the connection, for
-    /// [`Connection::data`](crate::Connection::data).
+    /// [`Connection::data`](crate::Connection::data); one value per type, a
+    /// later one of the same type replacing the earlier.
     pub fn with<T: Any + Send + Sync>(mut self, value: T) -> Self {
-        self.value = Some((TypeId::of::<T>(), Box::new(value)));
+        self.values.push((TypeId::of::<T>(), Box::new(value)));
         self
     }
 }
@@ -136,9 +137,18 @@ impl Origins {
     }
 }
 
-/// Origins compare as ASCII without case, and without a trailing slash.
+/// Origins compare as ASCII without case, without a trailing slash, and
+/// without the scheme's default port (browsers leave it out).
 fn normalize(origin: &str) -> String {
-    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if origin.starts_with(scheme)
+            && let Some(bare) = origin.strip_suffix(port)
+        {
+            return bare.to_owned();
+        }
+    }
+    origin
 }
 
 #[cfg(test)]
@@ -157,7 +167,7 @@ mod tests {
     fn the_allow_list_refuses_other_origins_but_not_requests_without_one() {
         let mut origins = Origins::default();
         assert!(origins.admit(&handshake(&[("origin", "https://evil.example")])), "off by default");
-        origins.allow("https://chat.example/");
+        origins.allow("https://chat.example:443/");
         origins.allow("http://localhost:8080");
         assert!(origins.admit(&handshake(&[("origin", "https://Chat.Example")])));
         assert!(origins.admit(&handshake(&[("origin", "http://localhost:8080")])));
@@ -165,6 +175,8 @@ mod tests {
         assert!(!origins.admit(&handshake(&[("origin", "https://evil.example")])));
         assert!(!origins.admit(&handshake(&[("origin", "https://chat.example.evil.example")])));
         assert!(!origins.admit(&handshake(&[("origin", "null")])));
+        assert!(!origins.admit(&handshake(&[("origin", "http://localhost")])), "another port");
+        assert!(origins.admit(&handshake(&[("origin", "https://chat.example:443")])));
     }
 
     #[test]

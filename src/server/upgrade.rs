@@ -37,6 +37,8 @@ pub(crate) enum Rejection {
     Full,
     /// The server is shutting down.
     ShuttingDown,
+    /// The authentication hook did not decide within the handshake timeout.
+    SlowAuthentication,
 }
 
 impl Rejection {
@@ -55,6 +57,7 @@ impl Rejection {
             Rejection::ForbiddenOrigin => plain(StatusCode::FORBIDDEN, "This origin may not open a WebSocket here.\n"),
             Rejection::Full => unavailable("The server is at its connection limit; try again later.\n"),
             Rejection::ShuttingDown => unavailable("The server is shutting down; try again later.\n"),
+            Rejection::SlowAuthentication => unavailable("Authentication did not finish in time; try again later.\n"),
         }
     }
 }
@@ -122,7 +125,7 @@ mod tests {
         let upgrade_required = Rejection::UnsupportedVersion.response();
         assert_eq!(upgrade_required.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(upgrade_required.headers()[SEC_WEBSOCKET_VERSION], "13");
-        for refusal in [Rejection::Full, Rejection::ShuttingDown] {
+        for refusal in [Rejection::Full, Rejection::ShuttingDown, Rejection::SlowAuthentication] {
             let response = refusal.response();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers()[RETRY_AFTER], RETRY_AFTER_SECONDS);

@@ -314,7 +314,24 @@ pub async fn upgrade_response(addr: std::net::SocketAddr, path: &str, extra: &[&
     request.push_str("\r\n");
     let mut stream = within(TcpStream::connect(addr)).await.unwrap();
     within(stream.write_all(request.as_bytes())).await.unwrap();
-    let mut buffer = vec![0; 4096];
-    let read = within(stream.read(&mut buffer)).await.unwrap();
-    String::from_utf8_lossy(&buffer[..read]).to_ascii_lowercase()
+    // The head, then the body its Content-Length announces (the connection may stay open).
+    let mut response = Vec::new();
+    let mut buffer = [0; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        match within(stream.read(&mut buffer)).await {
+            Ok(0) | Err(_) => return text,
+            Ok(read) => response.extend_from_slice(&buffer[..read]),
+        }
+    }
 }
