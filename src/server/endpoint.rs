@@ -356,12 +356,14 @@ where
         let connection = untyped.clone();
         driver = driver.on_handler_error(Box::new(move |failure| hook(&connection, failure)));
     }
-    // Holds the connection only when someone is to hear of its end.
-    let on_disconnect = config.hooks.on_disconnect.clone().map(|hook| (hook, untyped));
+    // Holds the connection only when someone is to hear of its end (boxed:
+    // every connection's task carries the field).
+    let on_disconnect = config.hooks.on_disconnect.clone().map(|hook| Box::new((hook, untyped)));
     drop(_entered);
     let on_end = move |reason: &CloseReason| {
         hub.unregister(id);
-        if let Some((on_disconnect, connection)) = on_disconnect {
+        if let Some(hooked) = on_disconnect {
+            let (on_disconnect, connection) = *hooked;
             run_hook("on_disconnect", || on_disconnect(&connection, reason));
         }
     };
