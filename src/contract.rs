@@ -52,6 +52,14 @@ pub struct ServiceInstance<M, S> {
     _contract: PhantomData<fn() -> M>,
 }
 
+/// Another handle to the same instance (a reconnecting client serves each
+/// of its connections with it).
+impl<M, S> Clone for ServiceInstance<M, S> {
+    fn clone(&self) -> Self {
+        ServiceInstance { service: self.service.clone(), _contract: PhantomData }
+    }
+}
+
 impl<M, S> ServiceInstance<M, S> {
     /// Wraps `service`; generated `into_service()` calls this.
     pub fn new(service: S) -> Self {

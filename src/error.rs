@@ -30,6 +30,17 @@ pub enum Error {
     /// The parameters could not be encoded as JSON.
     #[error("could not encode the parameters: {0}")]
     Encode(#[source] serde_json::Error),
+    /// The server answered the WebSocket handshake with this HTTP status
+    /// instead of upgrading (401 or 403 from its authentication, 503, ...).
+    #[error("the server refused the WebSocket handshake with HTTP {status}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// Not connected, and the one-way messages kept for the reconnect
+    /// already fill their buffer (of this many).
+    #[error("not connected, and {0} one-way messages already wait for the reconnect")]
+    OfflineBufferFull(usize),
 }
 
 impl Error {
@@ -51,6 +62,8 @@ impl Error {
             Error::Transport(_) => ErrorObjectOwned::owned(codes::TRANSPORT, self.to_string(), None::<()>),
             Error::Decode(_) => ErrorObjectOwned::owned(codes::BAD_REPLY, self.to_string(), None::<()>),
             Error::Encode(_) => ErrorObjectOwned::owned(codes::INTERNAL_ERROR, self.to_string(), None::<()>),
+            Error::Refused { .. } => ErrorObjectOwned::owned(codes::TRANSPORT, self.to_string(), None::<()>),
+            Error::OfflineBufferFull(_) => ErrorObjectOwned::owned(codes::PEER_CLOSED, self.to_string(), None::<()>),
         }
     }
 }

@@ -178,7 +178,7 @@ mod wire;
 mod arbitrary;
 
 pub use caller::{Call, Jsonrpsee, Notify};
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, ConnectionState, ReconnectPolicy};
 pub use connection::{Connection, ConnectionId, Handshake, ParseConnectionIdError};
 pub use contract::{
     Contract, ContractInfo, ContractKind, Dispatch, MethodInfo, NoCallbacks, ParamInfo, ServiceContract,

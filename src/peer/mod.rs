@@ -236,6 +236,12 @@ impl Peer {
         self.send_before(Message::Text(frame.into()), Instant::now() + timeout, timeout).await
     }
 
+    /// Sends an already serialized frame, waiting for room within the default deadline.
+    pub(crate) async fn send_frame(&self, frame: String) -> Result<(), Error> {
+        let timeout = self.shared.call_timeout;
+        self.send_before(Message::Text(frame.into()), Instant::now() + timeout, timeout).await
+    }
+
     /// Queues a frame, waiting for room until `deadline`.
     async fn send_before(&self, message: Message, deadline: Instant, timeout: Duration) -> Result<(), Error> {
         match self.shared.outbox.try_push(message) {

@@ -1,8 +1,6 @@
-//! The connecting side: dial a URL, serve the callback contract, make calls.
+//! The client's side of the HTTP upgrade (RFC 6455 section 4.1), over TCP or TLS.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{
     CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
@@ -10,172 +8,16 @@ use http::header::{
 };
 use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
-use jsonrpsee_core::client::{BatchResponse, ClientT, Error as ClientError};
-use jsonrpsee_core::params::BatchRequestBuilder;
-use jsonrpsee_core::traits::ToRpcParams;
 use rustls::pki_types::ServerName;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::either::Either;
 
-use crate::caller::{Call, Notify};
-use crate::connection::ConnectionId;
-use crate::contract::{Dispatch, ServiceInstance};
 use crate::error::Error;
-use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
 use crate::socket::Socket;
-use crate::tls::{ClientTls, TlsError};
-
-/// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).
-///
-/// Cheap to clone; the connection closes (code 1000) when the last clone is
-/// dropped, or on [`close`](Client::close). A callback handler that keeps a
-/// clone of its own client keeps the connection open until `close` is called.
-/// Usually wrapped by a generated stub: `ChatClient::connect(url, handler)`.
-#[derive(Clone)]
-pub struct Client {
-    peer: Peer,
-    _owner: Arc<CloseOnDrop>,
-}
-
-struct CloseOnDrop(Peer);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close(1000, "");
-    }
-}
-
-impl fmt::Debug for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client").field("id", &self.peer.id()).finish_non_exhaustive()
-    }
-}
-
-impl Client {
-    /// Settings for a new connection.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
-    }
-
-    /// The engine handle of this connection.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
-    }
-
-    /// Closes the connection; waiting calls fail with [`Error::Closed`].
-    pub fn close(&self) {
-        self.peer.close(1000, "");
-    }
-
-    /// True once the connection has ended.
-    pub fn is_closed(&self) -> bool {
-        self.peer.is_closed()
-    }
-
-    /// Waits until the connection has ended, and says how.
-    pub async fn closed(&self) -> CloseReason {
-        self.peer.closed().await
-    }
-}
-
-/// Settings for [`Client`] connections.
-#[derive(Clone, Debug)]
-pub struct ClientBuilder {
-    peer: PeerConfig,
-    connect_timeout: Duration,
-    max_message_size: usize,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    tls: ClientTls,
-}
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        ClientBuilder {
-            peer: PeerConfig::default(),
-            connect_timeout: Duration::from_secs(10),
-            max_message_size: crate::server::DEFAULT_MAX_MESSAGE_SIZE,
-            headers: Vec::new(),
-            tls: ClientTls::default(),
-        }
-    }
-}
-
-impl ClientBuilder {
-    /// The deadline of a call made without its own (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.peer.call_timeout = timeout;
-        self
-    }
-
-    /// How long connecting (TCP and the WebSocket handshake) may take (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Callbacks from the server running at once (default 128); past it the
-    /// client stops reading until one finishes.
-    pub fn max_in_flight(mut self, limit: usize) -> Self {
-        self.peer.max_in_flight = limit;
-        self
-    }
-
-    /// Largest message accepted from the server (default 10 MiB).
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
-        self
-    }
-
-    liveness_settings!("server");
-
-    /// Trusts the certificates in `pem` (PEM text) for `wss://` URLs, besides
-    /// the operating system's roots: a private CA, or a self-signed server.
-    pub fn root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Result<Self, TlsError> {
-        self.tls.add_roots_pem(pem.as_ref())?;
-        Ok(self)
-    }
-
-    /// Uses this rustls configuration for `wss://` URLs (client
-    /// certificates, pinned roots), instead of the system's roots and of any
-    /// given with [`root_certificate_pem`](Self::root_certificate_pem).
-    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
-        self.tls.set_config(config);
-        self
-    }
-
-    /// Adds a header to the handshake request (an `Authorization` header, say).
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-
-    /// Connects to `url` (`ws://host:port/path`, or `wss://` for TLS), serving
-    /// `callbacks` to the server.
-    ///
-    /// The handshake runs over hyper; the connection then uses the same
-    /// WebSocket codec as the server.
-    pub async fn connect<M, S>(self, url: &str, callbacks: ServiceInstance<M, S>) -> Result<Client, Error>
-    where
-        M: Dispatch<S> + 'static,
-        S: Send + Sync + 'static,
-    {
-        let connecting = handshake(url, &self.headers, self.max_message_size, &self.tls);
-        let socket = tokio::time::timeout(self.connect_timeout, connecting)
-            .await
-            .map_err(|_| Error::Timeout(self.connect_timeout))??;
-        let id = ConnectionId::next();
-        let peer = Peer::new(id, &self.peer);
-        let driver = Driver::new(socket, peer.clone(), callbacks, None, &self.peer);
-        let span = tracing::debug_span!("client", conn = %id, url = %Shown(url));
-        tokio::spawn(tracing::Instrument::instrument(driver.run(|_| {}), span));
-        Ok(Client { _owner: Arc::new(CloseOnDrop(peer.clone())), peer })
-    }
-}
+use crate::tls::ClientTls;
 
 /// Why a handshake failed, when it is not an I/O error.
 fn refused(why: String) -> Error {
@@ -183,7 +25,7 @@ fn refused(why: String) -> Error {
 }
 
 /// A URL as logs and errors show it: no credentials, no query string.
-struct Shown<'a>(&'a str);
+pub(crate) struct Shown<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -194,10 +36,10 @@ impl fmt::Display for Shown<'_> {
 }
 
 /// The byte stream under a client's WebSocket: TCP, or TLS over TCP.
-type ClientIo = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+pub(crate) type ClientIo = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Connects to `url` and performs the WebSocket handshake (RFC 6455 section 4.1).
-async fn handshake(
+pub(crate) async fn handshake(
     url: &str,
     headers: &[(HeaderName, HeaderValue)],
     max_message: usize,
@@ -255,7 +97,8 @@ async fn handshake(
     });
     let response = sender.send_request(request).await.map_err(Error::transport)?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Err(refused(format!("{url}: the server answered {} instead of upgrading", response.status())));
+        tracing::debug!(%url, status = %response.status(), "the server refused the WebSocket handshake");
+        return Err(Error::Refused { status: response.status().as_u16() });
     }
     check_upgrade_response(response.headers(), &key).map_err(|why| refused(format!("{url}: {why}")))?;
     let upgraded = hyper::upgrade::on(response).await.map_err(Error::transport)?;
@@ -287,47 +130,6 @@ fn check_upgrade_response(headers: &http::HeaderMap, key: &str) -> Result<(), &'
         return Err("the server chose an extension or subprotocol that was not offered");
     }
     Ok(())
-}
-
-impl Notify for Client {
-    async fn notify<P: Serialize + Send + Sync>(&self, method: &str, params: P) -> Result<(), Error> {
-        self.peer.notify(method, params).await
-    }
-}
-
-impl Call for Client {
-    async fn call<P, R>(&self, method: &str, params: P, timeout: Option<Duration>) -> Result<R, Error>
-    where
-        P: Serialize + Send + Sync,
-        R: DeserializeOwned + Send,
-    {
-        self.peer.call(method, params, timeout).await
-    }
-}
-
-/// jsonrpsee's client interface, so jsonrpsee `#[rpc(client)]` traits work on a wsduplex client.
-impl ClientT for Client {
-    async fn notification<Params>(&self, method: &str, params: Params) -> Result<(), ClientError>
-    where
-        Params: ToRpcParams + Send,
-    {
-        self.peer.notification(method, params).await
-    }
-
-    async fn request<R, Params>(&self, method: &str, params: Params) -> Result<R, ClientError>
-    where
-        R: DeserializeOwned,
-        Params: ToRpcParams + Send,
-    {
-        self.peer.request(method, params).await
-    }
-
-    async fn batch_request<'a, R>(&self, batch: BatchRequestBuilder<'a>) -> Result<BatchResponse<'a, R>, ClientError>
-    where
-        R: DeserializeOwned + std::fmt::Debug + 'a,
-    {
-        self.peer.batch_request(batch).await
-    }
 }
 
 #[cfg(test)]

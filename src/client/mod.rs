@@ -1,0 +1,518 @@
+//! The connecting side: dial a URL, serve the callback contract, make calls.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use jsonrpsee_core::client::{BatchResponse, ClientT, Error as ClientError};
+use jsonrpsee_core::params::BatchRequestBuilder;
+use jsonrpsee_core::traits::ToRpcParams;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::caller::{Call, Notify};
+use crate::connection::ConnectionId;
+use crate::contract::{Dispatch, ServiceInstance};
+use crate::error::Error;
+use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
+use crate::socket::Socket;
+use crate::tls::{ClientTls, TlsError};
+use handshake::{ClientIo, Shown, handshake};
+use reconnect::ReconnectHook;
+
+mod handshake;
+mod reconnect;
+
+pub use reconnect::{ConnectionState, ReconnectPolicy};
+
+/// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).
+///
+/// Cheap to clone; the connection closes (code 1000) when the last clone is
+/// dropped, or on [`close`](Client::close). A callback handler that keeps a
+/// clone of its own client keeps the connection open until `close` is called.
+/// Usually wrapped by a generated stub: `ChatClient::connect(url, handler)`.
+///
+/// With a [`ReconnectPolicy`] ([`ClientBuilder::reconnect`]) the same client
+/// (and the stub around it) outlives its connections: when one is lost, it
+/// dials again with backoff, runs the [`on_reconnect`](ClientBuilder::on_reconnect)
+/// hook, then lets waiting calls through. Server-side state of the old
+/// connection (its groups, its per-connection data) is gone: the hook
+/// restores what the application needs. Calls in flight when a connection
+/// drops fail with [`Error::Closed`] and are never sent again (the server may
+/// have run them); calls made while disconnected wait for the next
+/// connection within their deadline (or fail at once, with
+/// [`ClientBuilder::fail_while_disconnected`]); one-way messages are kept, up
+/// to a bound, and sent after the hook.
+#[derive(Clone)]
+pub struct Client {
+    link: Arc<Link>,
+    /// Set on the client given to the reconnect hook: it talks to that new
+    /// connection, before it is opened to everyone.
+    pinned: Option<Peer>,
+}
+
+/// What every clone of a client shares: the connection of the moment.
+struct Link {
+    current: Mutex<Option<Peer>>,
+    state: watch::Sender<ConnectionState>,
+    /// One-way messages sent while disconnected, in order.
+    offline: Mutex<VecDeque<String>>,
+    offline_capacity: usize,
+    fail_while_disconnected: bool,
+    call_timeout: Duration,
+    /// Set by [`Client::close`]: no more reconnecting.
+    closing: AtomicBool,
+}
+
+impl Link {
+    fn current(&self) -> Option<Peer> {
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn set_current(&self, peer: Option<Peer>) {
+        *self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = peer;
+    }
+
+    fn take_offline(&self) -> VecDeque<String> {
+        std::mem::take(&mut *self.offline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+/// The last client handle is gone: close the connection, stop reconnecting.
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(peer) = self.current.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            peer.close(1000, "");
+        }
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("state", &*self.link.state.borrow()).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Settings for a new connection.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The engine handle of the connection of the moment (`None` while
+    /// reconnecting or once closed).
+    pub fn peer(&self) -> Option<Peer> {
+        self.pinned.clone().or_else(|| self.link.current())
+    }
+
+    /// Closes the connection for good (no reconnect); waiting calls fail
+    /// with [`Error::Closed`].
+    pub fn close(&self) {
+        self.link.closing.store(true, Ordering::SeqCst);
+        match self.link.current() {
+            Some(peer) => peer.close(1000, ""),
+            // Between connections: the reconnect loop sees `closing`.
+            None => self.link.state.send_modify(|_| {}),
+        }
+    }
+
+    /// True once the client is closed for good.
+    pub fn is_closed(&self) -> bool {
+        matches!(*self.link.state.borrow(), ConnectionState::Closed { .. })
+    }
+
+    /// The connection's state, to watch (`changed().await`, or as a stream
+    /// with `tokio_stream::wrappers::WatchStream`).
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.link.state.subscribe()
+    }
+
+    /// Waits until the client is closed for good, and says how its last
+    /// connection ended.
+    pub async fn closed(&self) -> CloseReason {
+        let mut state = self.link.state.subscribe();
+        loop {
+            if let ConnectionState::Closed { reason, .. } = &*state.borrow_and_update() {
+                return reason.clone();
+            }
+            if state.changed().await.is_err() {
+                return CloseReason::Transport("the client is gone".into());
+            }
+        }
+    }
+
+    /// The connection to use for a call with this deadline: the current one,
+    /// or the next, waited for until the deadline.
+    async fn connected(&self, deadline: Instant, timeout: Duration) -> Result<Peer, Error> {
+        if let Some(peer) = &self.pinned {
+            return Ok(peer.clone());
+        }
+        let mut state = self.link.state.subscribe();
+        loop {
+            if let Some(peer) = self.link.current() {
+                return Ok(peer);
+            }
+            match &*state.borrow_and_update() {
+                ConnectionState::Closed { .. } => return Err(Error::Closed),
+                _ if self.link.fail_while_disconnected => return Err(Error::Closed),
+                _ => {}
+            }
+            match tokio::time::timeout_at(deadline, state.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::Closed),
+                Err(_) => return Err(Error::Timeout(timeout)),
+            }
+        }
+    }
+}
+
+/// Settings for [`Client`] connections.
+#[derive(Clone)]
+pub struct ClientBuilder {
+    peer: PeerConfig,
+    connect_timeout: Duration,
+    max_message_size: usize,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    tls: ClientTls,
+    reconnect: Option<ReconnectPolicy>,
+    on_reconnect: Option<Arc<ReconnectHook>>,
+    fail_while_disconnected: bool,
+    offline_capacity: usize,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("peer", &self.peer)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_message_size", &self.max_message_size)
+            .field("reconnect", &self.reconnect)
+            .field("fail_while_disconnected", &self.fail_while_disconnected)
+            .field("offline_capacity", &self.offline_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            peer: PeerConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            max_message_size: crate::server::DEFAULT_MAX_MESSAGE_SIZE,
+            headers: Vec::new(),
+            tls: ClientTls::default(),
+            reconnect: None,
+            on_reconnect: None,
+            fail_while_disconnected: false,
+            offline_capacity: 256,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The deadline of a call made without its own (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.peer.call_timeout = timeout;
+        self
+    }
+
+    /// How long connecting (TCP and the WebSocket handshake) may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Callbacks from the server running at once (default 128); past it the
+    /// client stops reading until one finishes.
+    pub fn max_in_flight(mut self, limit: usize) -> Self {
+        self.peer.max_in_flight = limit;
+        self
+    }
+
+    /// Largest message accepted from the server (default 10 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    liveness_settings!("server");
+
+    /// Trusts the certificates in `pem` (PEM text) for `wss://` URLs, besides
+    /// the operating system's roots: a private CA, or a self-signed server.
+    pub fn root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Result<Self, TlsError> {
+        self.tls.add_roots_pem(pem.as_ref())?;
+        Ok(self)
+    }
+
+    /// Uses this rustls configuration for `wss://` URLs (client
+    /// certificates, pinned roots), instead of the system's roots and of any
+    /// given with [`root_certificate_pem`](Self::root_certificate_pem).
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.set_config(config);
+        self
+    }
+
+    /// Reconnects when the connection is lost, with `policy`'s backoff. A
+    /// server that refuses the handshake with a 4xx status (401, say) is not
+    /// tried again: the client closes with [`Error::Refused`] as its error.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// Runs `hook` after every reconnect, before waiting calls and kept
+    /// one-way messages go out: the place to re-join rooms and re-subscribe,
+    /// since the server kept nothing of the old connection. The client given
+    /// to it talks to the new connection only; wrap it in the stub
+    /// (`ChatClient::new(client)`) to make typed calls.
+    pub fn on_reconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Client) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_reconnect = Some(Arc::new(move |client| Box::pin(hook(client))));
+        self
+    }
+
+    /// Calls made while disconnected fail at once with [`Error::Closed`]
+    /// instead of waiting for the next connection within their deadline.
+    pub fn fail_while_disconnected(mut self) -> Self {
+        self.fail_while_disconnected = true;
+        self
+    }
+
+    /// One-way messages kept while disconnected, to send after the reconnect
+    /// (default 256); past it they fail with [`Error::OfflineBufferFull`].
+    pub fn offline_buffer(mut self, messages: usize) -> Self {
+        self.offline_capacity = messages;
+        self
+    }
+
+    /// Adds a header to the handshake request (an `Authorization` header, say).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Connects to `url` (`ws://host:port/path`, or `wss://` for TLS), serving
+    /// `callbacks` to the server.
+    ///
+    /// The handshake runs over hyper; the connection then uses the same
+    /// WebSocket codec as the server.
+    pub async fn connect<M, S>(self, url: &str, callbacks: ServiceInstance<M, S>) -> Result<Client, Error>
+    where
+        M: Dispatch<S> + 'static,
+        S: Send + Sync + 'static,
+    {
+        let socket = self.dial(url).await?;
+        let peer = Peer::new(ConnectionId::next(), &self.peer);
+        let driver = Driver::new(socket, peer.clone(), callbacks.clone(), None, &self.peer);
+        let link = Arc::new(Link {
+            current: Mutex::new(Some(peer.clone())),
+            state: watch::Sender::new(ConnectionState::Connected),
+            offline: Mutex::default(),
+            offline_capacity: self.offline_capacity,
+            fail_while_disconnected: self.fail_while_disconnected,
+            call_timeout: self.peer.call_timeout,
+            closing: AtomicBool::new(false),
+        });
+        let span = tracing::debug_span!("client", url = %Shown(url));
+        let connections = Connections { builder: self, url: url.to_owned(), callbacks, link: Arc::downgrade(&link) };
+        tokio::spawn(connections.run(peer, Box::pin(driver.run(|_| {}))).instrument(span));
+        Ok(Client { link, pinned: None })
+    }
+
+    /// TCP, TLS and the WebSocket handshake, within the connect timeout.
+    async fn dial(&self, url: &str) -> Result<Socket<ClientIo>, Error> {
+        let dialing = handshake(url, &self.headers, self.max_message_size, &self.tls);
+        tokio::time::timeout(self.connect_timeout, dialing).await.map_err(|_| Error::Timeout(self.connect_timeout))?
+    }
+}
+
+type Running = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
+
+/// A client's connections, one after the other: the task that drives each
+/// and, with a reconnect policy, dials the next. It holds the client's
+/// shared state weakly: when the last handle is gone, it ends.
+struct Connections<M, S> {
+    builder: ClientBuilder,
+    url: String,
+    callbacks: ServiceInstance<M, S>,
+    link: Weak<Link>,
+}
+
+impl<M, S> Connections<M, S>
+where
+    M: Dispatch<S> + 'static,
+    S: Send + Sync + 'static,
+{
+    async fn run(self, mut peer: Peer, mut running: Running) {
+        loop {
+            let reason = running.as_mut().await;
+            tracing::debug!(conn = %peer.id(), ?reason, "connection ended");
+            let Some(link) = self.link.upgrade() else { return };
+            link.set_current(None);
+            let Some(policy) = self.builder.reconnect.clone().filter(|_| !link.closing.load(Ordering::SeqCst)) else {
+                link.state.send_replace(ConnectionState::Closed { reason, error: None });
+                return;
+            };
+            drop(link);
+            match self.reconnect(&policy, reason).await {
+                Some((next_peer, next_running)) => (peer, running) = (next_peer, next_running),
+                None => return,
+            }
+        }
+    }
+
+    /// Dials until a connection is up and its hook has run; `None` when the
+    /// client is gone or gave up (its state then says why).
+    async fn reconnect(&self, policy: &ReconnectPolicy, lost: CloseReason) -> Option<(Peer, Running)> {
+        let mut last_error = format!("connection lost: {lost:?}");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let link = self.link.upgrade()?;
+            if link.closing.load(Ordering::SeqCst) || policy.gives_up_after(attempt) {
+                let error = Some(last_error).filter(|_| !link.closing.load(Ordering::SeqCst));
+                link.state.send_replace(ConnectionState::Closed { reason: lost, error });
+                return None;
+            }
+            link.state.send_replace(ConnectionState::Reconnecting { attempt, last_error: last_error.clone() });
+            let mut state = link.state.subscribe();
+            drop(link);
+            // Woken early by `close()`.
+            let delay = policy.delay(attempt, reconnect::random_unit());
+            let _ = tokio::time::timeout(delay, state.changed()).await;
+            if self.link.upgrade().is_none_or(|link| link.closing.load(Ordering::SeqCst)) {
+                continue;
+            }
+            let socket = match self.builder.dial(&self.url).await {
+                Ok(socket) => socket,
+                Err(error) if !reconnect::retryable(&error) => {
+                    if let Some(link) = self.link.upgrade() {
+                        let error = Some(error.to_string());
+                        link.state.send_replace(ConnectionState::Closed { reason: lost, error });
+                    }
+                    return None;
+                }
+                Err(error) => {
+                    tracing::debug!(attempt, %error, "reconnect attempt failed");
+                    last_error = error.to_string();
+                    continue;
+                }
+            };
+            let config = &self.builder.peer;
+            let peer = Peer::new(ConnectionId::next(), config);
+            let driver = Driver::new(socket, peer.clone(), self.callbacks.clone(), None, config);
+            let mut running: Running = Box::pin(driver.run(|_| {}));
+            match self.reopen(&peer, &mut running).await {
+                Ok(()) => return Some((peer, running)),
+                Err(reason) => last_error = format!("lost again while reconnecting: {reason:?}"),
+            }
+        }
+    }
+
+    /// Runs the hook on the new connection (driving it meanwhile), sends the
+    /// kept one-way messages, then opens the connection to every caller.
+    async fn reopen(&self, peer: &Peer, running: &mut Running) -> Result<(), CloseReason> {
+        let Some(link) = self.link.upgrade() else { return Err(CloseReason::ClosedLocally { code: 1000 }) };
+        let pinned = Client { link: link.clone(), pinned: Some(peer.clone()) };
+        drop(link);
+        let restore = async {
+            if let Some(hook) = &self.builder.on_reconnect {
+                hook(pinned).await;
+            }
+            if let Some(link) = self.link.upgrade() {
+                for frame in link.take_offline() {
+                    if peer.send_frame(frame).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = restore => {}
+            reason = running.as_mut() => return Err(reason),
+        }
+        let link = self.link.upgrade().ok_or(CloseReason::ClosedLocally { code: 1000 })?;
+        link.set_current(Some(peer.clone()));
+        link.state.send_replace(ConnectionState::Connected);
+        tracing::debug!(conn = %peer.id(), "reconnected");
+        Ok(())
+    }
+}
+
+impl Notify for Client {
+    /// Sent at once while connected; kept for the next connection while
+    /// reconnecting (see [`ClientBuilder::offline_buffer`]).
+    async fn notify<P: Serialize + Send + Sync>(&self, method: &str, params: P) -> Result<(), Error> {
+        if let Some(peer) = self.peer() {
+            return peer.notify(method, params).await;
+        }
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let frame = crate::wire::notification(method, Some(params)).map_err(Error::Encode)?;
+        let mut offline = self.link.offline.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if offline.len() >= self.link.offline_capacity {
+            return Err(Error::OfflineBufferFull(self.link.offline_capacity));
+        }
+        offline.push_back(frame);
+        Ok(())
+    }
+}
+
+impl Call for Client {
+    /// Waits for a connection while reconnecting, within the call's deadline.
+    async fn call<P, R>(&self, method: &str, params: P, timeout: Option<Duration>) -> Result<R, Error>
+    where
+        P: Serialize + Send + Sync,
+        R: DeserializeOwned + Send,
+    {
+        let timeout = timeout.unwrap_or(self.link.call_timeout);
+        let deadline = Instant::now() + timeout;
+        let peer = self.connected(deadline, timeout).await?;
+        peer.call(method, params, Some(deadline.saturating_duration_since(Instant::now()))).await
+    }
+}
+
+/// jsonrpsee's client interface, so jsonrpsee `#[rpc(client)]` traits work on a wsduplex client.
+impl ClientT for Client {
+    async fn notification<Params>(&self, method: &str, params: Params) -> Result<(), ClientError>
+    where
+        Params: ToRpcParams + Send,
+    {
+        self.ready().await?.notification(method, params).await
+    }
+
+    async fn request<R, Params>(&self, method: &str, params: Params) -> Result<R, ClientError>
+    where
+        R: DeserializeOwned,
+        Params: ToRpcParams + Send,
+    {
+        self.ready().await?.request(method, params).await
+    }
+
+    async fn batch_request<'a, R>(&self, batch: BatchRequestBuilder<'a>) -> Result<BatchResponse<'a, R>, ClientError>
+    where
+        R: DeserializeOwned + std::fmt::Debug + 'a,
+    {
+        self.ready().await?.batch_request(batch).await
+    }
+}
+
+impl Client {
+    /// The connection for a jsonrpsee-style call, waited for within the default deadline.
+    async fn ready(&self) -> Result<Peer, ClientError> {
+        let timeout = self.link.call_timeout;
+        Ok(self.connected(Instant::now() + timeout, timeout).await?)
+    }
+}
