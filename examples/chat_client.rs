@@ -5,6 +5,9 @@
 //! Messages, joins and leaves are printed as they arrive. An invite is
 //! answered at a prompt (`y` or `n`), or always accepted with `--accept-invites`.
 //!
+//! It reconnects when the connection is lost (the server restarted, say),
+//! with backoff, and re-joins its room.
+//!
 //! Flags: `--url URL` (default ws://127.0.0.1:8080/ws), `--nick NICK`,
 //! `--room ROOM` (default lobby), `--accept-invites`, `--token SECRET` (sent
 //! as `Authorization: Bearer SECRET`, for a server started with `--token`),
@@ -110,9 +113,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(file) = &options.ca_cert {
         builder = builder.root_certificate_pem(std::fs::read(file)?)?;
     }
+    // After a lost connection: dial again, and re-join the room we were in
+    // (the server forgot us with the old connection).
+    let room = Arc::new(Mutex::new(options.room.clone()));
+    let (rejoin, nick) = (room.clone(), options.nick.clone());
+    let builder = builder.reconnect(wsduplex::ReconnectPolicy::default()).on_reconnect(move |client| {
+        let (room, nick) = (rejoin.lock().unwrap().clone(), nick.clone());
+        async move {
+            match ChatClient::new(client).join(room.clone(), nick).await {
+                Ok(members) => println!("* reconnected, back in {room}: {}", members.join(", ")),
+                Err(e) => println!("! reconnected, but could not re-join {room}: {e}"),
+            }
+        }
+    });
     let chat = ChatClient::connect_with(builder, &options.url, terminal).await?;
     let members = chat.join(options.room.clone(), options.nick.clone()).await?;
     println!("* joined {} as {}: {}", options.room, options.nick, members.join(", "));
+    let mut state = chat.caller().state();
+    tokio::spawn(async move {
+        while state.changed().await.is_ok() {
+            let now = state.borrow_and_update().clone();
+            if let wsduplex::ConnectionState::Reconnecting { attempt, last_error } = now {
+                println!("* connection lost ({last_error}); reconnecting, attempt {attempt}");
+            }
+        }
+    });
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -134,8 +159,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let outcome = match line.split_once(' ').unwrap_or((line, "")) {
             ("", _) => continue,
             ("/quit", _) => return Ok(()),
-            ("/join", room) => chat.join(room.into(), options.nick.clone()).await.map(|members| {
-                println!("* joined {room}: {}", members.join(", "));
+            ("/join", new_room) => chat.join(new_room.into(), options.nick.clone()).await.map(|members| {
+                *room.lock().unwrap() = new_room.to_owned();
+                println!("* joined {new_room}: {}", members.join(", "));
             }),
             ("/invite", nick) => chat.invite(nick.into()).await.map(|accepted| {
                 println!("* {nick} {}", if accepted { "accepted" } else { "declined" });

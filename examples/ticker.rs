@@ -5,16 +5,18 @@
 //! one-way `ticker.price(symbol, price, seq)` callbacks, serialized once per
 //! tick whatever the number of subscribers.
 //!
-//! Flags: `--listen ADDR` (default 127.0.0.1:8081) serves until stopped;
-//! `--demo` also starts three clients in-process, prints what they receive
-//! for a few seconds, and exits.
+//! Flags: `--listen ADDR` (default 127.0.0.1:8081) serves until Ctrl-C;
+//! `--demo` also starts three reconnecting clients in-process, prints what
+//! they receive, restarts the server on the same port (the clients reconnect
+//! and subscribe again), checks what they received before and after, and exits.
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wsduplex::{Connection, ErrorObjectOwned, Hub, Server};
+use wsduplex::{Client, Connection, ConnectionState, ErrorObjectOwned, Hub, ReconnectPolicy, Server, ServerHandle};
 
 /// Live prices by subscription.
 #[wsduplex::service(namespace = "ticker", callback = Prices)]
@@ -112,34 +114,98 @@ impl Prices for Screen {
     }
 }
 
-async fn demo(url: String) -> Result<(), Box<dyn std::error::Error>> {
+/// A demo subscriber's connection: it reconnects, and then subscribes again
+/// to what it followed (the new server knows nothing of it).
+async fn subscriber(url: &str, screen: Screen, symbols: &[&str]) -> Result<(TickerClient, Following), wsduplex::Error> {
+    let following: Following = Arc::new(Mutex::new(symbols.iter().map(|s| s.to_string()).collect()));
+    let again = following.clone();
+    let name = screen.name;
+    let builder = Client::builder()
+        .reconnect(ReconnectPolicy::exponential(Duration::from_millis(50), Duration::from_secs(1)))
+        .on_reconnect(move |client| {
+            let symbols = again.lock().unwrap().clone();
+            async move {
+                match TickerClient::new(client).subscribe(symbols).await {
+                    Ok(subscribed) => println!("{name:>6} reconnected, subscribed again to {}", subscribed.join(", ")),
+                    Err(e) => println!("{name:>6} reconnected, but subscribing again failed: {e}"),
+                }
+            }
+        });
+    let client = TickerClient::connect_with(builder, url, screen).await?;
+    let symbols = following.lock().unwrap().clone();
+    let subscribed = client.subscribe(symbols).await?;
+    println!("{name:>6} subscribed to {}", subscribed.join(", "));
+    Ok((client, following))
+}
+
+/// The symbols a demo client follows now.
+type Following = Arc<Mutex<Vec<String>>>;
+
+/// Forgets what the screens received so far.
+fn clear(clients: &[(TickerClient, Screen, Following)]) {
+    for (_, screen, _) in clients {
+        screen.received.lock().unwrap().clear();
+    }
+}
+
+/// Checks that every screen received exactly what its client follows, then
+/// clears the screens.
+fn check(clients: &[(TickerClient, Screen, Following)]) -> Result<(), String> {
+    for (_, screen, following) in clients {
+        let received = std::mem::take(&mut *screen.received.lock().unwrap());
+        let expected: BTreeSet<String> = following.lock().unwrap().iter().cloned().collect();
+        if received != expected {
+            return Err(format!("{} received {received:?}, expected {expected:?}", screen.name));
+        }
+    }
+    Ok(())
+}
+
+async fn demo(
+    addr: SocketAddr,
+    hub: Hub<PricesClient>,
+    server: ServerHandle,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let url = format!("ws://{addr}");
     let plan: [(&'static str, &[&str]); 3] =
         [("alice", &["ACME", "GLOBEX"]), ("bob", &["INITECH"]), ("carol", &["ACME", "UMBRELLA"])];
     let mut clients = Vec::new();
     for (name, symbols) in plan {
         let screen = Screen { name, received: Arc::default() };
-        let client = TickerClient::connect(&url, screen.clone()).await?;
-        let subscribed = client.subscribe(symbols.iter().map(|s| s.to_string()).collect()).await?;
-        println!("{name:>6} subscribed to {}", subscribed.join(", "));
-        clients.push((client, screen, symbols));
+        let (client, following) = subscriber(&url, screen.clone(), symbols).await?;
+        clients.push((client, screen, following));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (alice, ..) = &clients[0];
+    check(&clients)?;
+    let (alice, _, alice_follows) = &clients[0];
     let left = alice.unsubscribe(vec!["GLOBEX".into()]).await?;
     println!(" alice now follows {}", left.join(", "));
+    *alice_follows.lock().unwrap() = left;
     match alice.subscribe(vec!["NOPE".into()]).await {
         Err(e) => println!(" alice subscribing to NOPE: {e}"),
         Ok(_) => return Err("an unknown symbol was accepted".into()),
     }
+    // Ticks sent before the change may still arrive: count afresh after them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clear(&clients);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    for (_, screen, symbols) in &clients {
-        let received = screen.received.lock().unwrap().clone();
-        let expected: BTreeSet<String> = symbols.iter().map(|s| s.to_string()).collect();
-        if received != expected {
-            return Err(format!("{} received {received:?}, expected {expected:?}", screen.name).into());
+    check(&clients)?;
+
+    println!("restarting the server on {addr}");
+    server.shutdown().await;
+    let server = Server::builder().hub(&hub).build(addr).await?;
+    let _restarted = server.start(|conn: Connection<PricesClient>| TickerSession { conn }.into_service());
+    for (client, ..) in &clients {
+        let mut state = client.caller().state();
+        while *state.borrow_and_update() != ConnectionState::Connected {
+            state.changed().await?;
         }
     }
-    println!("demo done: every client got exactly its subscriptions");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clear(&clients);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    check(&clients)?;
+    println!("demo done: every client got exactly its subscriptions, before and after the restart");
     Ok(())
 }
 
@@ -167,13 +233,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = server.local_addr()?;
     println!("listening on ws://{addr}");
     std::io::stdout().flush()?;
-    tokio::spawn(publish(hub, Duration::from_millis(250)));
-    let serving = tokio::spawn(server.serve(|conn: Connection<PricesClient>| TickerSession { conn }.into_service()));
+    tokio::spawn(publish(hub.clone(), Duration::from_millis(250)));
+    let serving = server.start(|conn: Connection<PricesClient>| TickerSession { conn }.into_service());
 
     if run_demo {
-        demo(format!("ws://{addr}")).await
+        demo(addr, hub, serving).await
     } else {
-        serving.await??;
+        let _ = tokio::signal::ctrl_c().await;
+        serving.shutdown().await;
         Ok(())
     }
 }

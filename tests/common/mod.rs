@@ -211,9 +211,14 @@ pub async fn start_server() -> TestServer {
 }
 
 pub async fn start_server_with(builder: wsduplex::ServerBuilder) -> TestServer {
+    start_server_on(builder, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A test server on `addr` (a port used before, to restart a server there).
+pub async fn start_server_on(builder: wsduplex::ServerBuilder, addr: std::net::SocketAddr) -> TestServer {
     let hub = Hub::<EventsClient>::new();
     let observed = Arc::new(Observed::default());
-    let server = within(builder.hub(&hub).build("127.0.0.1:0")).await.unwrap();
+    let server = within(builder.hub(&hub).build(addr)).await.unwrap();
     let addr = server.local_addr().unwrap();
     let (tx, connections) = mpsc::unbounded_channel();
     let (hub2, observed2) = (hub.clone(), observed.clone());
