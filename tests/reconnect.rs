@@ -150,12 +150,14 @@ async fn backoff_doubles_between_attempts_and_gives_up_after_the_last() {
     within(server.handle.shutdown()).await;
     let lost = Instant::now();
     // Nothing listens any more: each attempt is refused at once.
-    let mut seen = Vec::new();
+    let (mut seen, mut dialled) = (Vec::new(), Vec::new());
     let closed = within_for(Duration::from_secs(120), async {
         loop {
             let now = state.borrow_and_update().clone();
-            if let ConnectionState::Reconnecting { attempt, .. } = now {
-                seen.push((attempt, lost.elapsed()));
+            match now {
+                ConnectionState::Reconnecting { attempt, .. } => seen.push((attempt, lost.elapsed())),
+                ConnectionState::Connecting { attempt } => dialled.push((attempt, lost.elapsed())),
+                _ => {}
             }
             if matches!(now, ConnectionState::Closed { .. }) {
                 return lost.elapsed();
@@ -165,8 +167,13 @@ async fn backoff_doubles_between_attempts_and_gives_up_after_the_last() {
     })
     .await;
     let secs = Duration::from_secs;
-    // Attempt n is announced when attempt n-1 failed, after delays of 1, 2, 4 and 4 s (the maximum).
+    // Attempt n waits its turn from when attempt n-1 failed, and dials after
+    // delays of 1, 2, 4 and 4 s (the maximum).
     assert_eq!(seen, [(1, secs(0)), (2, secs(1)), (3, secs(3)), (4, secs(7))]);
+    // (A dial refused at once may replace its Connecting state before this
+    // test sees it: those it saw came at the right times.)
+    let dial_times = [secs(1), secs(3), secs(7), secs(11)];
+    assert!(dialled.iter().all(|&(attempt, at)| dial_times[attempt as usize - 1] == at), "{dialled:?}");
     assert_eq!(closed, secs(11));
     assert!(client.caller().is_closed());
 }

@@ -391,8 +391,11 @@ where
             // Woken early by `close()`.
             let delay = policy.delay(attempt, reconnect::random_unit());
             let _ = tokio::time::timeout(delay, state.changed()).await;
-            if self.link.upgrade().is_none_or(|link| link.closing.load(Ordering::SeqCst)) {
-                continue;
+            match self.link.upgrade() {
+                Some(link) if !link.closing.load(Ordering::SeqCst) => {
+                    link.state.send_replace(ConnectionState::Connecting { attempt });
+                }
+                _ => continue,
             }
             let socket = match self.builder.dial(&self.url).await {
                 Ok(socket) => socket,

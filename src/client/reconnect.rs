@@ -17,8 +17,14 @@ use crate::peer::CloseReason;
 pub enum ConnectionState {
     /// Connected; calls go out.
     Connected,
-    /// The connection was lost; attempt `attempt` is waiting for its turn or
-    /// under way. Calls wait (or fail at once, if so configured).
+    /// Dialling again: attempt `attempt` is under way (its handshake, then
+    /// the reconnect hook).
+    Connecting {
+        /// 1 for the first attempt after the loss.
+        attempt: u32,
+    },
+    /// The connection was lost; attempt `attempt` waits for its turn. Calls
+    /// wait (or fail at once, if so configured).
     Reconnecting {
         /// 1 for the first attempt after the loss.
         attempt: u32,
@@ -108,6 +114,7 @@ impl fmt::Display for ConnectionState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectionState::Connected => f.write_str("connected"),
+            ConnectionState::Connecting { attempt } => write!(f, "connecting (attempt {attempt})"),
             ConnectionState::Reconnecting { attempt, last_error } => {
                 write!(f, "reconnecting (attempt {attempt}; {last_error})")
             }
