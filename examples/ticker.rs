@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wsduplex::{Client, Connection, ConnectionState, ErrorObjectOwned, Hub, ReconnectPolicy, Server, ServerHandle};
+use wsduplex::{Client, Connection, ErrorObjectOwned, Hub, ReconnectPolicy, Server, ServerHandle};
 
 /// Live prices by subscription.
 #[wsduplex::service(namespace = "ticker", callback = Prices)]
@@ -116,42 +116,52 @@ impl Prices for Screen {
 
 /// A demo subscriber's connection: it reconnects, and then subscribes again
 /// to what it followed (the new server knows nothing of it).
-async fn subscriber(url: &str, screen: Screen, symbols: &[&str]) -> Result<(TickerClient, Following), wsduplex::Error> {
+async fn subscriber(url: &str, screen: Screen, symbols: &[&str]) -> Result<Subscriber, wsduplex::Error> {
     let following: Following = Arc::new(Mutex::new(symbols.iter().map(|s| s.to_string()).collect()));
-    let again = following.clone();
+    let resubscribed = Arc::new(tokio::sync::Notify::new());
+    let (again, done) = (following.clone(), resubscribed.clone());
     let name = screen.name;
     let builder = Client::builder()
         .reconnect(ReconnectPolicy::exponential(Duration::from_millis(50), Duration::from_secs(1)))
         .on_reconnect(move |client| {
-            let symbols = again.lock().unwrap().clone();
+            let (symbols, done) = (again.lock().unwrap().clone(), done.clone());
             async move {
                 match TickerClient::new(client).subscribe(symbols).await {
                     Ok(subscribed) => println!("{name:>6} reconnected, subscribed again to {}", subscribed.join(", ")),
                     Err(e) => println!("{name:>6} reconnected, but subscribing again failed: {e}"),
                 }
+                done.notify_one();
             }
         });
-    let client = TickerClient::connect_with(builder, url, screen).await?;
+    let client = TickerClient::connect_with(builder, url, screen.clone()).await?;
     let symbols = following.lock().unwrap().clone();
     let subscribed = client.subscribe(symbols).await?;
     println!("{name:>6} subscribed to {}", subscribed.join(", "));
-    Ok((client, following))
+    Ok(Subscriber { client, screen, following, resubscribed })
+}
+
+/// A demo client, what it shows, what it follows, and word of its re-subscription.
+struct Subscriber {
+    client: TickerClient,
+    screen: Screen,
+    following: Following,
+    resubscribed: Arc<tokio::sync::Notify>,
 }
 
 /// The symbols a demo client follows now.
 type Following = Arc<Mutex<Vec<String>>>;
 
 /// Forgets what the screens received so far.
-fn clear(clients: &[(TickerClient, Screen, Following)]) {
-    for (_, screen, _) in clients {
-        screen.received.lock().unwrap().clear();
+fn clear(clients: &[Subscriber]) {
+    for client in clients {
+        client.screen.received.lock().unwrap().clear();
     }
 }
 
 /// Checks that every screen received exactly what its client follows, then
 /// clears the screens.
-fn check(clients: &[(TickerClient, Screen, Following)]) -> Result<(), String> {
-    for (_, screen, following) in clients {
+fn check(clients: &[Subscriber]) -> Result<(), String> {
+    for Subscriber { screen, following, .. } in clients {
         let received = std::mem::take(&mut *screen.received.lock().unwrap());
         let expected: BTreeSet<String> = following.lock().unwrap().iter().cloned().collect();
         if received != expected {
@@ -172,16 +182,15 @@ async fn demo(
     let mut clients = Vec::new();
     for (name, symbols) in plan {
         let screen = Screen { name, received: Arc::default() };
-        let (client, following) = subscriber(&url, screen.clone(), symbols).await?;
-        clients.push((client, screen, following));
+        clients.push(subscriber(&url, screen, symbols).await?);
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     check(&clients)?;
-    let (alice, _, alice_follows) = &clients[0];
-    let left = alice.unsubscribe(vec!["GLOBEX".into()]).await?;
+    let alice = &clients[0];
+    let left = alice.client.unsubscribe(vec!["GLOBEX".into()]).await?;
     println!(" alice now follows {}", left.join(", "));
-    *alice_follows.lock().unwrap() = left;
-    match alice.subscribe(vec!["NOPE".into()]).await {
+    *alice.following.lock().unwrap() = left;
+    match alice.client.subscribe(vec!["NOPE".into()]).await {
         Err(e) => println!(" alice subscribing to NOPE: {e}"),
         Ok(_) => return Err("an unknown symbol was accepted".into()),
     }
@@ -195,11 +204,8 @@ async fn demo(
     server.shutdown().await;
     let server = Server::builder().hub(&hub).build(addr).await?;
     let _restarted = server.start(|conn: Connection<PricesClient>| TickerSession { conn }.into_service());
-    for (client, ..) in &clients {
-        let mut state = client.caller().state();
-        while *state.borrow_and_update() != ConnectionState::Connected {
-            state.changed().await?;
-        }
+    for client in &clients {
+        tokio::time::timeout(Duration::from_secs(30), client.resubscribed.notified()).await?;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     clear(&clients);

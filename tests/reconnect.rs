@@ -86,6 +86,7 @@ async fn the_client_reconnects_runs_its_hook_and_serves_callbacks_again() {
     assert_eq!(within(during).await.unwrap().unwrap(), "made during the outage");
     assert_eq!(state_until(&mut state, |s| *s == ConnectionState::Connected).await, ConnectionState::Connected);
     assert_eq!(hooks.load(Ordering::SeqCst), 1, "the hook runs once per reconnect");
+    assert_eq!(server.observed.hangs_started.load(Ordering::SeqCst), 0, "the call in flight was not sent again");
     let noted = server.observed.noted.notified();
     if server.observed.notes.lock().unwrap().is_empty() {
         within(noted).await;
@@ -176,4 +177,45 @@ async fn backoff_doubles_between_attempts_and_gives_up_after_the_last() {
     assert!(dialled.iter().all(|&(attempt, at)| dial_times[attempt as usize - 1] == at), "{dialled:?}");
     assert_eq!(closed, secs(11));
     assert!(client.caller().is_closed());
+}
+
+#[tokio::test]
+async fn a_hook_that_panics_does_not_keep_the_connection_shut_and_close_ends_a_hanging_one() {
+    let server = start_server_with(impatient()).await;
+    let addr = server.addr;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let builder = Client::builder().reconnect(fast()).on_reconnect(move |_client| {
+        let run = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if run == 0 {
+                panic!("this hook panics on purpose");
+            }
+            std::future::pending::<()>().await
+        }
+    });
+    let client = within(ServiceClient::connect_with(builder, &server.url, Listener::default())).await.unwrap();
+    let mut state = client.caller().state();
+
+    // First reconnect: the hook panics; the connection opens anyway.
+    within(server.handle.shutdown()).await;
+    state_until(&mut state, reconnecting).await;
+    let server = start_server_on(impatient(), addr).await;
+    state_until(&mut state, |s| *s == ConnectionState::Connected).await;
+    assert_eq!(within(client.echo("after a panicking hook".into())).await.unwrap(), "after a panicking hook");
+
+    // Second reconnect: the hook hangs; close() ends the client all the same.
+    within(server.handle.shutdown()).await;
+    state_until(&mut state, reconnecting).await;
+    let _server = start_server_on(impatient(), addr).await;
+    within(async {
+        while runs.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    client.caller().close();
+    let closed = state_until(&mut state, |s| matches!(s, ConnectionState::Closed { .. })).await;
+    assert!(matches!(closed, ConnectionState::Closed { error: None, .. }), "{closed:?}");
+    assert!(matches!(within(client.echo("x".into())).await, Err(Error::Closed)));
 }

@@ -3,11 +3,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::{HeaderName, HeaderValue};
 use jsonrpsee_core::client::{BatchResponse, ClientT, Error as ClientError};
 use jsonrpsee_core::params::BatchRequestBuilder;
@@ -70,6 +72,9 @@ struct Link {
     call_timeout: Duration,
     /// Set by [`Client::close`]: no more reconnecting.
     closing: AtomicBool,
+    /// False for the link of the client a reconnect hook gets: dropping that
+    /// one must not close the connection it borrows.
+    owns_connection: bool,
 }
 
 impl Link {
@@ -81,15 +86,26 @@ impl Link {
         *self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = peer;
     }
 
-    fn take_offline(&self) -> VecDeque<String> {
-        std::mem::take(&mut *self.offline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    fn offline(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
+        self.offline.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Forgets `peer` as the current connection (it ended), unless another
+    /// took its place already.
+    fn lost(&self, peer: &Peer) {
+        let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.as_ref().is_some_and(|now| now.id() == peer.id()) {
+            *current = None;
+        }
     }
 }
 
 /// The last client handle is gone: close the connection, stop reconnecting.
 impl Drop for Link {
     fn drop(&mut self) {
-        if let Some(peer) = self.current.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+        if let Some(peer) = self.current.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+            && self.owns_connection
+        {
             peer.close(1000, "");
         }
     }
@@ -157,13 +173,14 @@ impl Client {
         }
         let mut state = self.link.state.subscribe();
         loop {
+            // The state is marked seen before `current` is read: a connection
+            // that opens in between is then a change still to come.
+            let closed = matches!(*state.borrow_and_update(), ConnectionState::Closed { .. });
             if let Some(peer) = self.link.current() {
                 return Ok(peer);
             }
-            match &*state.borrow_and_update() {
-                ConnectionState::Closed { .. } => return Err(Error::Closed),
-                _ if self.link.fail_while_disconnected => return Err(Error::Closed),
-                _ => {}
+            if closed || self.link.fail_while_disconnected {
+                return Err(Error::Closed);
             }
             match tokio::time::timeout_at(deadline, state.changed()).await {
                 Ok(Ok(())) => {}
@@ -323,10 +340,12 @@ impl ClientBuilder {
             fail_while_disconnected: self.fail_while_disconnected,
             call_timeout: self.peer.call_timeout,
             closing: AtomicBool::new(false),
+            owns_connection: true,
         });
         let span = tracing::debug_span!("client", url = %Shown(url));
         let connections = Connections { builder: self, url: url.to_owned(), callbacks, link: Arc::downgrade(&link) };
-        tokio::spawn(connections.run(peer, Box::pin(driver.run(|_| {}))).instrument(span));
+        let running = connections.drive(driver, &peer);
+        tokio::spawn(connections.run(peer, running).instrument(span));
         Ok(Client { link, pinned: None })
     }
 
@@ -354,12 +373,24 @@ where
     M: Dispatch<S> + 'static,
     S: Send + Sync + 'static,
 {
+    /// The future driving one connection. It stops being the client's
+    /// connection as soon as it ends, before its close handshake is done,
+    /// so calls made meanwhile wait for the next one instead of failing.
+    fn drive<T: crate::peer::Transport>(&self, driver: Driver<T, ServiceInstance<M, S>>, peer: &Peer) -> Running {
+        let (link, peer) = (self.link.clone(), peer.clone());
+        Box::pin(driver.run(move |_| {
+            if let Some(link) = link.upgrade() {
+                link.lost(&peer);
+            }
+        }))
+    }
+
     async fn run(self, mut peer: Peer, mut running: Running) {
         loop {
             let reason = running.as_mut().await;
             tracing::debug!(conn = %peer.id(), ?reason, "connection ended");
             let Some(link) = self.link.upgrade() else { return };
-            link.set_current(None);
+            link.lost(&peer);
             let Some(policy) = self.builder.reconnect.clone().filter(|_| !link.closing.load(Ordering::SeqCst)) else {
                 link.state.send_replace(ConnectionState::Closed { reason, error: None });
                 return;
@@ -380,13 +411,15 @@ where
         loop {
             attempt += 1;
             let link = self.link.upgrade()?;
+            // Subscribed before `closing` is read: a `close()` after it wakes the wait below.
+            let mut state = link.state.subscribe();
             if link.closing.load(Ordering::SeqCst) || policy.gives_up_after(attempt) {
                 let error = Some(last_error).filter(|_| !link.closing.load(Ordering::SeqCst));
                 link.state.send_replace(ConnectionState::Closed { reason: lost, error });
                 return None;
             }
             link.state.send_replace(ConnectionState::Reconnecting { attempt, last_error: last_error.clone() });
-            let mut state = link.state.subscribe();
+            state.mark_unchanged();
             drop(link);
             // Woken early by `close()`.
             let delay = policy.delay(attempt, reconnect::random_unit());
@@ -415,7 +448,7 @@ where
             let config = &self.builder.peer;
             let peer = Peer::new(ConnectionId::next(), config);
             let driver = Driver::new(socket, peer.clone(), self.callbacks.clone(), None, config);
-            let mut running: Running = Box::pin(driver.run(|_| {}));
+            let mut running = self.drive(driver, &peer);
             match self.reopen(&peer, &mut running).await {
                 Ok(()) => return Some((peer, running)),
                 Err(reason) => last_error = format!("lost again while reconnecting: {reason:?}"),
@@ -423,33 +456,89 @@ where
         }
     }
 
-    /// Runs the hook on the new connection (driving it meanwhile), sends the
-    /// kept one-way messages, then opens the connection to every caller.
+    /// Runs the hook on the new connection (driving it meanwhile, within the
+    /// call timeout), sends the kept one-way messages, then opens the
+    /// connection to every caller, unless the client was closed or dropped
+    /// meanwhile.
     async fn reopen(&self, peer: &Peer, running: &mut Running) -> Result<(), CloseReason> {
-        let Some(link) = self.link.upgrade() else { return Err(CloseReason::ClosedLocally { code: 1000 }) };
-        let pinned = Client { link: link.clone(), pinned: Some(peer.clone()) };
-        drop(link);
+        let gone = CloseReason::ClosedLocally { code: 1000 };
         let restore = async {
             if let Some(hook) = &self.builder.on_reconnect {
-                hook(pinned).await;
+                // The hook's client holds this connection only, not the whole
+                // client: dropping the client meanwhile still closes it.
+                let link = Link {
+                    current: Mutex::new(Some(peer.clone())),
+                    state: watch::Sender::new(ConnectionState::Connected),
+                    offline: Mutex::default(),
+                    offline_capacity: 0,
+                    fail_while_disconnected: true,
+                    call_timeout: self.builder.peer.call_timeout,
+                    closing: AtomicBool::new(false),
+                    owns_connection: false,
+                };
+                let pinned = Client { link: Arc::new(link), pinned: Some(peer.clone()) };
+                let hook = AssertUnwindSafe(hook(pinned)).catch_unwind();
+                match tokio::time::timeout(self.builder.peer.call_timeout, hook).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => tracing::error!("the reconnect hook panicked; the connection opens anyway"),
+                    Err(_) => tracing::warn!("the reconnect hook did not finish in time; the connection opens anyway"),
+                }
             }
-            if let Some(link) = self.link.upgrade() {
-                for frame in link.take_offline() {
-                    if peer.send_frame(frame).await.is_err() {
-                        break;
+            // Kept one-way messages, oldest first; the connection opens, under
+            // the buffer's lock, once it is empty (`notify` keeps adding to it
+            // until then, under the same lock).
+            loop {
+                let link = self.link.upgrade().ok_or(gone.clone())?;
+                if link.closing.load(Ordering::SeqCst) {
+                    peer.close(1000, "");
+                    return Err(gone.clone());
+                }
+                let next = {
+                    let mut offline = link.offline();
+                    let next = offline.pop_front();
+                    if next.is_none() {
+                        link.set_current(Some(peer.clone()));
                     }
+                    next
+                };
+                let Some(frame) = next else {
+                    link.state.send_replace(ConnectionState::Connected);
+                    tracing::debug!(conn = %peer.id(), "reconnected");
+                    return Ok(());
+                };
+                drop(link);
+                if let Err(error) = peer.send_frame(frame.clone()).await {
+                    tracing::debug!(%error, "could not send a kept one-way message; keeping it");
+                    if let Some(link) = self.link.upgrade() {
+                        link.offline().push_front(frame);
+                    }
+                    return Err(CloseReason::Transport(error.to_string()));
                 }
             }
         };
         tokio::select! {
-            () = restore => {}
-            reason = running.as_mut() => return Err(reason),
+            opened = restore => opened,
+            reason = running.as_mut() => Err(reason),
+            () = self.closing() => {
+                peer.close(1000, "");
+                Err(gone)
+            }
         }
-        let link = self.link.upgrade().ok_or(CloseReason::ClosedLocally { code: 1000 })?;
-        link.set_current(Some(peer.clone()));
-        link.state.send_replace(ConnectionState::Connected);
-        tracing::debug!(conn = %peer.id(), "reconnected");
-        Ok(())
+    }
+
+    /// Resolves once the client is closed or dropped.
+    async fn closing(&self) {
+        loop {
+            let Some(link) = self.link.upgrade() else { return };
+            let mut state = link.state.subscribe();
+            if link.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            drop(link);
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -464,7 +553,13 @@ impl Notify for Client {
             return Err(Error::Closed);
         }
         let frame = crate::wire::notification(method, Some(params)).map_err(Error::Encode)?;
-        let mut offline = self.link.offline.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut offline = self.link.offline();
+        // Under the buffer's lock, which the reconnect holds while opening the
+        // connection: either the message is kept and sent by it, or it goes out now.
+        if let Some(peer) = self.link.current() {
+            drop(offline);
+            return peer.send_frame(frame).await;
+        }
         if offline.len() >= self.link.offline_capacity {
             return Err(Error::OfflineBufferFull(self.link.offline_capacity));
         }

@@ -107,7 +107,8 @@ pub(crate) type ReconnectHook =
 /// Whether a failed attempt is worth another: a refusal by the server's own
 /// policy (401, 403, 404, ...) will not change by trying again.
 pub(crate) fn retryable(error: &crate::Error) -> bool {
-    !matches!(error, crate::Error::Refused { status } if (400..500).contains(status))
+    // 408 and 429 say "later", not "never".
+    !matches!(error, crate::Error::Refused { status } if (400..500).contains(status) && *status != 408 && *status != 429)
 }
 
 impl fmt::Display for ConnectionState {
@@ -150,6 +151,7 @@ mod tests {
         assert!(!ReconnectPolicy::default().gives_up_after(u32::MAX));
         assert!(!retryable(&crate::Error::Refused { status: 401 }));
         assert!(retryable(&crate::Error::Refused { status: 503 }));
+        assert!(retryable(&crate::Error::Refused { status: 429 }));
         assert!(retryable(&crate::Error::Closed));
     }
 }
