@@ -219,3 +219,29 @@ async fn a_hook_that_panics_does_not_keep_the_connection_shut_and_close_ends_a_h
     assert!(matches!(closed, ConnectionState::Closed { error: None, .. }), "{closed:?}");
     assert!(matches!(within(client.echo("x".into())).await, Err(Error::Closed)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_drops_every_connection_at_once_is_not_redialled_forever() {
+    let flapping = impatient().on_connect(|conn: &wsduplex::Connection| conn.close(1008, "go away"));
+    let server = start_server_with(flapping).await;
+    let policy =
+        ReconnectPolicy::exponential(Duration::from_secs(1), Duration::from_secs(8)).jitter(0.0).max_attempts(3);
+    let start = Instant::now();
+    let client =
+        within(ServiceClient::connect_with(Client::builder().reconnect(policy), &server.url, Listener::default()))
+            .await
+            .unwrap();
+    let mut state = client.caller().state();
+    // Each connection is dropped at once, so the attempts add up: 1, 2, then 4 s, then it gives up.
+    let closed = within_for(Duration::from_secs(120), async {
+        loop {
+            if matches!(*state.borrow_and_update(), ConnectionState::Closed { .. }) {
+                return start.elapsed();
+            }
+            state.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(closed >= Duration::from_secs(7), "gave up after {closed:?}");
+    assert!(closed < Duration::from_secs(8), "gave up after {closed:?}");
+}

@@ -358,6 +358,9 @@ impl ClientBuilder {
 
 type Running = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
 
+/// A connection that lasted this long resets the reconnect attempts.
+const STABLE: Duration = Duration::from_secs(10);
+
 /// A client's connections, one after the other: the task that drives each
 /// and, with a reconnect policy, dials the next. It holds the client's
 /// shared state weakly: when the last handle is gone, it ends.
@@ -386,6 +389,10 @@ where
     }
 
     async fn run(self, mut peer: Peer, mut running: Running) {
+        // Attempts so far, carried over while connections do not last: a
+        // server that accepts and drops at once is not dialled at the
+        // initial delay forever, and `max_attempts` still applies.
+        let (mut attempts, mut opened) = (0, Instant::now());
         loop {
             let reason = running.as_mut().await;
             tracing::debug!(conn = %peer.id(), ?reason, "connection ended");
@@ -396,8 +403,13 @@ where
                 return;
             };
             drop(link);
-            match self.reconnect(&policy, reason).await {
-                Some((next_peer, next_running)) => (peer, running) = (next_peer, next_running),
+            if opened.elapsed() >= STABLE {
+                attempts = 0;
+            }
+            match self.reconnect(&policy, reason, attempts).await {
+                Some((next_peer, next_running, used)) => {
+                    (peer, running, attempts, opened) = (next_peer, next_running, used, Instant::now());
+                }
                 None => return,
             }
         }
@@ -405,9 +417,14 @@ where
 
     /// Dials until a connection is up and its hook has run; `None` when the
     /// client is gone or gave up (its state then says why).
-    async fn reconnect(&self, policy: &ReconnectPolicy, lost: CloseReason) -> Option<(Peer, Running)> {
+    async fn reconnect(
+        &self,
+        policy: &ReconnectPolicy,
+        lost: CloseReason,
+        before: u32,
+    ) -> Option<(Peer, Running, u32)> {
         let mut last_error = format!("connection lost: {lost:?}");
-        let mut attempt = 0;
+        let mut attempt = before;
         loop {
             attempt += 1;
             let link = self.link.upgrade()?;
@@ -450,7 +467,7 @@ where
             let driver = Driver::new(socket, peer.clone(), self.callbacks.clone(), None, config);
             let mut running = self.drive(driver, &peer);
             match self.reopen(&peer, &mut running).await {
-                Ok(()) => return Some((peer, running)),
+                Ok(()) => return Some((peer, running, attempt)),
                 Err(reason) => last_error = format!("lost again while reconnecting: {reason:?}"),
             }
         }
