@@ -2,7 +2,8 @@
 //!
 //! A chat server with rooms, nicks, messages and invites, speaking exactly the
 //! wire contract of shared/DESIGN.md section 4. The WebSocket endpoint is
-//! mounted at `/ws` on an axum router, next to a page at `/`.
+//! mounted at `/ws` on an axum router, next to the chat page at `/` and the
+//! browser module it uses, `clients/js/wsduplex.js`, at `/wsduplex.js`.
 //!
 //! Flags: `--listen ADDR` (default 127.0.0.1:8080); `--callback-timeout-ms N`
 //! (default 10000), how long an invite waits for the invitee's answer;
@@ -277,14 +278,14 @@ impl Drop for ChatSession {
     }
 }
 
+/// The chat page: join, talk, invite and answer invites, from a browser.
 async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><meta charset=utf-8><title>wsduplex chat</title>",
-        "<h1>wsduplex chat</h1><p>JSON-RPC 2.0 over the WebSocket at <code>/ws</code>: ",
-        "<code>chat.join</code>, <code>chat.say</code>, <code>chat.invite</code>, <code>chat.leave</code>; ",
-        "the server sends <code>chat.joined</code>, <code>chat.left</code>, <code>chat.message</code> ",
-        "and asks <code>chat.invited</code>.</p>"
-    ))
+    Html(include_str!("shared/chat_page.html"))
+}
+
+/// The browser module the page imports.
+async fn module() -> impl axum::response::IntoResponse {
+    ([(http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../clients/js/wsduplex.js"))
 }
 
 #[tokio::main]
@@ -306,7 +307,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = options.server().hub(&hub).endpoint(move |conn: Connection<ChatEventsClient>| {
         ChatSession { conn, hub: hub.clone(), registry: registry.clone() }.into_service()
     });
-    let app = Router::new().route("/", get(index)).route_service("/ws", endpoint.clone());
+    let app =
+        Router::new().route("/", get(index)).route("/wsduplex.js", get(module)).route_service("/ws", endpoint.clone());
 
     let tls = options.tls()?;
     let listener = tokio::net::TcpListener::bind(&options.listen).await?;

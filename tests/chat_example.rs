@@ -133,6 +133,11 @@ async fn the_page_the_socket_and_plain_http() {
     let chat = start_chat(&[]);
     let page = within(http_get(&chat.addr, "/")).await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains(r#"import { connect } from "/wsduplex.js""#), "the page uses the module");
+    let module = within(http_get(&chat.addr, "/wsduplex.js")).await;
+    assert!(module.starts_with("HTTP/1.1 200"), "{module}");
+    assert!(module.to_ascii_lowercase().contains("content-type: text/javascript"), "{module}");
+    assert!(module.contains("export function connect("), "{module}");
     let not_upgraded = within(http_get(&chat.addr, "/ws")).await;
     assert!(not_upgraded.starts_with("HTTP/1.1 400"), "{not_upgraded}");
     assert!(not_upgraded.contains("WebSocket upgrade"), "{not_upgraded}");

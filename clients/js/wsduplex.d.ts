@@ -1,0 +1,78 @@
+// Typings for wsduplex.js.
+
+/** Error codes the module itself produces. */
+export declare const codes: Readonly<{
+  PARSE_ERROR: -32700;
+  INVALID_REQUEST: -32600;
+  METHOD_NOT_FOUND: -32601;
+  INVALID_PARAMS: -32602;
+  INTERNAL_ERROR: -32603;
+  TIMED_OUT: -32020;
+  PEER_CLOSED: -32021;
+  REQUEST_CANCELLED: -32022;
+}>;
+
+/** A JSON-RPC error object, as a JavaScript error. */
+export declare class RpcError extends Error {
+  constructor(code: number, message: string, data?: unknown);
+  readonly code: number;
+  readonly data?: unknown;
+}
+
+/** Parameters by name (an object) or by position (an array). */
+export type Params = Record<string, unknown> | unknown[];
+
+/** What a handler gets besides the parameters. */
+export interface HandlerContext {
+  /** Aborted when the caller sends `$/cancelRequest` or the connection closes. */
+  signal: AbortSignal;
+  peer: Peer;
+}
+
+/** Answers one incoming method: its return value (or promise) is the reply. */
+export type Handler = (params: any, context: HandlerContext) => unknown;
+
+export interface CallOptions {
+  /** Milliseconds before the call fails with code -32020 (default: the peer's). */
+  timeout?: number;
+  /** Aborting it fails the call and sends `$/cancelRequest`. */
+  signal?: AbortSignal;
+}
+
+export interface ConnectOptions {
+  /** Wire method names to handlers. */
+  handlers?: Record<string, Handler>;
+  /** Default call timeout in milliseconds (30000). */
+  timeout?: number;
+  /** A WebSocket implementation (the global one by default). */
+  WebSocket?: new (url: string) => WebSocketLike;
+}
+
+/** The part of a WebSocket the module uses. */
+export interface WebSocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: any) => void) | null;
+  onclose: ((event: { code?: number; reason?: string }) => void) | null;
+  onerror: ((event: any) => void) | null;
+  onmessage: ((event: { data: any }) => void) | null;
+}
+
+export interface CloseDetail {
+  code: number;
+  reason: string;
+}
+
+/** One connection. Events: "open", "close" (CustomEvent<CloseDetail>), "error". */
+export declare class Peer extends EventTarget {
+  constructor(socket: WebSocketLike, options?: { handlers?: Record<string, Handler>; timeout?: number });
+  /** Resolves when the connection is open; rejects if it closes first. */
+  readonly ready: Promise<Peer>;
+  /** True once the connection has closed. */
+  readonly closed: boolean;
+  call<T = unknown>(method: string, params?: Params, options?: CallOptions): Promise<T>;
+  notify(method: string, params?: Params): void;
+  close(code?: number, reason?: string): void;
+}
+
+export declare function connect(url: string, options?: ConnectOptions): Peer;

@@ -1,0 +1,163 @@
+// Unit tests for wsduplex.js, without a browser: `node --test clients/js/`.
+// A fake socket records what the module sends and lets a test deliver frames.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Peer, RpcError, codes, connect } from "./wsduplex.js";
+
+class FakeSocket {
+  sent = [];
+  closedWith = null;
+  onopen = null;
+  onclose = null;
+  onerror = null;
+  onmessage = null;
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close(code, reason) {
+    this.closedWith = { code, reason };
+    this.onclose?.({ code, reason });
+  }
+  open() {
+    this.onopen?.({});
+  }
+  deliver(value) {
+    this.onmessage?.({ data: typeof value === "string" ? value : JSON.stringify(value) });
+  }
+  /** Waits until the module has sent `count` frames in all. */
+  async sentAtLeast(count) {
+    for (let i = 0; i < 1000 && this.sent.length < count; i++) await new Promise((r) => setImmediate(r));
+    assert.ok(this.sent.length >= count, `expected ${count} frames, got ${JSON.stringify(this.sent)}`);
+    return this.sent;
+  }
+}
+
+function pair(handlers = {}, timeout = 30000) {
+  const socket = new FakeSocket();
+  const peer = new Peer(socket, { handlers, timeout });
+  socket.open();
+  return { socket, peer };
+}
+
+test("calls go out as requests by name and resolve with the result", async () => {
+  const { socket, peer } = pair();
+  await peer.ready;
+  const reply = peer.call("chat.join", { room: "lobby", nick: "ada" });
+  assert.deepEqual(socket.sent[0], { jsonrpc: "2.0", id: 1, method: "chat.join", params: { room: "lobby", nick: "ada" } });
+  socket.deliver({ jsonrpc: "2.0", id: 1, result: ["ada"] });
+  assert.deepEqual(await reply, ["ada"]);
+});
+
+test("an error reply rejects with its code, message and data", async () => {
+  const { socket, peer } = pair();
+  const reply = peer.call("nope");
+  socket.deliver({ jsonrpc: "2.0", id: 1, error: { code: -32601, message: "Method not found", data: "nope" } });
+  await assert.rejects(reply, (e) => e instanceof RpcError && e.code === -32601 && e.data === "nope");
+});
+
+test("a timeout or an abort fails the call and sends $/cancelRequest", async () => {
+  const { socket, peer } = pair({}, 10);
+  await assert.rejects(peer.call("slow"), (e) => e.code === codes.TIMED_OUT);
+  assert.deepEqual(socket.sent[1], { jsonrpc: "2.0", method: "$/cancelRequest", params: { id: 1 } });
+  const controller = new AbortController();
+  const aborted = peer.call("slow", [], { signal: controller.signal, timeout: 0 });
+  controller.abort();
+  await assert.rejects(aborted);
+  assert.deepEqual(socket.sent[3], { jsonrpc: "2.0", method: "$/cancelRequest", params: { id: 2 } });
+  // A late reply to a call given up on is ignored.
+  socket.deliver({ jsonrpc: "2.0", id: 2, result: 1 });
+});
+
+test("notifications carry no id, and calls fail once the connection is closed", async () => {
+  const { socket, peer } = pair();
+  peer.notify("chat.say", { text: "hi" });
+  assert.deepEqual(socket.sent[0], { jsonrpc: "2.0", method: "chat.say", params: { text: "hi" } });
+  const waiting = peer.call("chat.join", {});
+  const closed = new Promise((resolve) => peer.addEventListener("close", (e) => resolve(e.detail)));
+  socket.onclose({ code: 1001, reason: "server shutting down" });
+  assert.deepEqual(await closed, { code: 1001, reason: "server shutting down" });
+  await assert.rejects(waiting, (e) => e.code === codes.PEER_CLOSED);
+  await assert.rejects(peer.call("again"), (e) => e.code === codes.PEER_CLOSED);
+  assert.throws(() => peer.notify("again"), RpcError);
+});
+
+test("handlers answer requests, notifications get nothing back, errors become error objects", async () => {
+  const seen = [];
+  const { socket } = pair({
+    "chat.invited": async ({ from, room }) => from === "bob" && room === "lobby",
+    "chat.message": (params) => {
+      seen.push(params.text);
+    },
+    "t.fail": () => {
+      throw { code: 1002, message: "not in a room", data: { room: "x" } };
+    },
+    "t.crash": () => {
+      throw new Error("boom");
+    },
+  });
+  socket.deliver({ jsonrpc: "2.0", id: 7, method: "chat.invited", params: { from: "bob", room: "lobby" } });
+  socket.deliver({ jsonrpc: "2.0", method: "chat.message", params: { text: "hello" } });
+  socket.deliver({ jsonrpc: "2.0", id: "a", method: "t.fail" });
+  socket.deliver({ jsonrpc: "2.0", id: "b", method: "t.crash" });
+  socket.deliver({ jsonrpc: "2.0", id: 9, method: "t.unknown" });
+  const sent = await socket.sentAtLeast(4);
+  assert.deepEqual(seen, ["hello"]);
+  const byId = Object.fromEntries(sent.map((m) => [m.id, m]));
+  assert.deepEqual(byId[7], { jsonrpc: "2.0", id: 7, result: true });
+  assert.deepEqual(byId.a.error, { code: 1002, message: "not in a room", data: { room: "x" } });
+  assert.equal(byId.b.error.code, codes.INTERNAL_ERROR);
+  assert.deepEqual(byId[9].error, { code: -32601, message: "Method not found", data: "t.unknown" });
+  assert.equal(sent.length, 4, "the notification got no reply");
+});
+
+test("batches are answered as one batch; junk gets the wire rules' errors", async () => {
+  const { socket } = pair({ "t.echo": ([text]) => text });
+  socket.deliver([
+    { jsonrpc: "2.0", id: 1, method: "t.echo", params: ["x"] },
+    { jsonrpc: "2.0", method: "t.echo", params: ["note"] },
+    { jsonrpc: "2.0", id: 2, method: "t.echo", params: ["y"] },
+  ]);
+  const [batch] = await socket.sentAtLeast(1);
+  assert.deepEqual(batch, [
+    { jsonrpc: "2.0", id: 1, result: "x" },
+    { jsonrpc: "2.0", id: 2, result: "y" },
+  ]);
+  socket.deliver("{not json");
+  socket.deliver([]);
+  socket.deliver(42);
+  socket.deliver({ jsonrpc: "2.0", id: { no: 1 }, method: "t.echo" });
+  socket.deliver({ jsonrpc: "1.0", id: 5, method: "t.echo" });
+  const sent = await socket.sentAtLeast(6);
+  assert.deepEqual(sent[1], { jsonrpc: "2.0", id: null, error: { code: -32700, message: "Parse error" } });
+  assert.equal(sent[2].error.code, -32600);
+  assert.equal(sent[3].error.code, -32600);
+  assert.deepEqual([sent[4].id, sent[4].error.code], [null, -32600]);
+  assert.deepEqual([sent[5].id, sent[5].error.code], [5, -32600]);
+});
+
+test("$/cancelRequest aborts the running handler's signal", async () => {
+  let signal;
+  const { socket } = pair({
+    "t.hang": (_params, context) => {
+      signal = context.signal;
+      return new Promise(() => {});
+    },
+  });
+  socket.deliver({ jsonrpc: "2.0", id: 3, method: "t.hang" });
+  await new Promise((r) => setImmediate(r));
+  socket.deliver({ jsonrpc: "2.0", method: "$/cancelRequest", params: { id: 3 } });
+  assert.equal(signal.aborted, true);
+});
+
+test("connect uses the WebSocket it is given", async () => {
+  let made;
+  class Recording extends FakeSocket {
+    constructor(url) {
+      super();
+      made = url;
+    }
+  }
+  const peer = connect("ws://example.invalid/ws", { WebSocket: Recording });
+  assert.equal(made, "ws://example.invalid/ws");
+  assert.equal(peer.closed, false);
+});
