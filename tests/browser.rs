@@ -140,10 +140,18 @@ fn chat() -> (Process, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    // The first line, read on a thread so that a server that never prints fails the test in time.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first);
+        let _ = tx.send(first);
+    });
+    let process = Process(child);
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("the chat example printed its address");
     let url = first.trim().strip_prefix("listening on ").unwrap().to_owned();
-    (Process(child), url)
+    (process, url)
 }
 
 fn profile(name: &str) -> PathBuf {

@@ -70,6 +70,14 @@ export declare class Peer extends EventTarget {
   readonly ready: Promise<Peer>;
   /** True once the connection has closed. */
   readonly closed: boolean;
+  addEventListener(
+    type: "close",
+    listener: (event: CustomEvent<CloseDetail>) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(type: "open" | "error", listener: (event: Event) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  /** Rejects with an RpcError: the peer's error object, -32020 on timeout, -32021 once closed, -32022 when aborted. */
   call<T = unknown>(method: string, params?: Params, options?: CallOptions): Promise<T>;
   notify(method: string, params?: Params): void;
   close(code?: number, reason?: string): void;

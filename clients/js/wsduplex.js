@@ -54,9 +54,10 @@ export class Peer extends EventTarget {
   #handlers;
   #timeout;
   #nextId = 1;
-  #pending = new Map(); // our id -> { resolve, reject, timer, cleanup }
+  #pending = new Map(); // our id -> { resolve, reject, cleanup }
   #running = new Map(); // their id (as JSON text) -> AbortController
   #closed = null;
+  #queued = []; // frames made before the socket opened
 
   /** Resolves when the connection is open; rejects if it closes first. */
   ready;
@@ -71,10 +72,15 @@ export class Peer extends EventTarget {
       this.addEventListener("close", (e) => reject(new RpcError(codes.PEER_CLOSED, `closed (${e.detail.code})`)), { once: true });
     });
     this.ready.catch(() => {});
-    socket.onopen = () => this.dispatchEvent(new Event("open"));
+    if ("binaryType" in socket) socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      for (const frame of this.#queued.splice(0)) this.#write(frame);
+      this.dispatchEvent(new Event("open"));
+    };
     socket.onerror = () => this.dispatchEvent(new Event("error"));
     socket.onclose = (e) => this.#onClose(e.code ?? 1006, e.reason ?? "");
-    socket.onmessage = (e) => this.#onText(typeof e.data === "string" ? e.data : String(e.data));
+    // Binary frames holding UTF-8 JSON are accepted too.
+    socket.onmessage = (e) => this.#onText(typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data));
   }
 
   /** True once the connection has closed. */
@@ -90,7 +96,8 @@ export class Peer extends EventTarget {
    */
   call(method, params, { timeout = this.#timeout, signal } = {}) {
     if (this.#closed) return Promise.reject(new RpcError(codes.PEER_CLOSED, "the connection is closed"));
-    if (signal?.aborted) return Promise.reject(signal.reason ?? new RpcError(codes.REQUEST_CANCELLED, "Request cancelled"));
+    const cancelled = () => new RpcError(codes.REQUEST_CANCELLED, "Request cancelled", signal?.reason);
+    if (signal?.aborted) return Promise.reject(cancelled());
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const giveUp = (error) => {
@@ -99,7 +106,7 @@ export class Peer extends EventTarget {
         this.#send({ jsonrpc: "2.0", method: CANCEL, params: { id } });
         reject(error);
       };
-      const onAbort = () => giveUp(signal.reason ?? new RpcError(codes.REQUEST_CANCELLED, "Request cancelled"));
+      const onAbort = () => giveUp(cancelled());
       const timer = timeout > 0 && Number.isFinite(timeout)
         ? setTimeout(() => giveUp(new RpcError(codes.TIMED_OUT, `no reply within ${timeout} ms`)), timeout)
         : null;
@@ -129,10 +136,18 @@ export class Peer extends EventTarget {
   }
 
   #send(message) {
+    if (this.#closed) return;
+    const frame = JSON.stringify(message);
+    // Still connecting (readyState 0): the frame goes out on open.
+    if (this.#socket.readyState === 0) this.#queued.push(frame);
+    else this.#write(frame);
+  }
+
+  #write(frame) {
     // A socket that is closing drops what is sent; the close event follows.
     try {
-      this.#socket.send(JSON.stringify(message));
-    } catch (error) {
+      this.#socket.send(frame);
+    } catch {
       this.dispatchEvent(new Event("error"));
     }
   }
@@ -183,8 +198,12 @@ export class Peer extends EventTarget {
     }
     const hasId = Object.hasOwn(message, "id");
     if (!Object.hasOwn(message, "method")) {
-      if (hasId && (Object.hasOwn(message, "result") || Object.hasOwn(message, "error"))) this.#onResponse(message);
-      return null;
+      const hasResult = Object.hasOwn(message, "result");
+      const hasError = Object.hasOwn(message, "error");
+      // A response: ours or not, it is never answered; one with both members is malformed and dropped.
+      if (hasId && hasResult !== hasError) this.#onResponse(message);
+      if (hasId && (hasResult || hasError)) return null;
+      return this.#invalid(hasId && isId(message.id) ? message.id : null, "a request needs a \"method\"");
     }
     const id = hasId ? message.id : undefined;
     if (hasId && !isId(id)) return this.#invalid(null, "\"id\" must be a string, a number or null");
@@ -210,7 +229,13 @@ export class Peer extends EventTarget {
       if (controller.signal.aborted) {
         return hasId ? { jsonrpc: "2.0", id, error: { code: codes.REQUEST_CANCELLED, message: "Request cancelled" } } : null;
       }
-      return hasId ? { jsonrpc: "2.0", id, result: result === undefined ? null : result } : null;
+      if (!hasId) return null;
+      try {
+        JSON.stringify(result);
+      } catch (error) {
+        return { jsonrpc: "2.0", id, error: errorObject(new Error(`the result is not JSON: ${error.message}`)) };
+      }
+      return { jsonrpc: "2.0", id, result: result === undefined ? null : result };
     } catch (thrown) {
       return hasId ? { jsonrpc: "2.0", id, error: errorObject(thrown) } : null;
     } finally {

@@ -1,4 +1,4 @@
-// Unit tests for wsduplex.js, without a browser: `node --test clients/js/`.
+// Unit tests for wsduplex.js, without a browser: `node --test clients/js/*.test.mjs`.
 // A fake socket records what the module sends and lets a test deliver frames.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -62,10 +62,41 @@ test("a timeout or an abort fails the call and sends $/cancelRequest", async () 
   const controller = new AbortController();
   const aborted = peer.call("slow", [], { signal: controller.signal, timeout: 0 });
   controller.abort();
-  await assert.rejects(aborted);
+  await assert.rejects(aborted, (e) => e instanceof RpcError && e.code === codes.REQUEST_CANCELLED);
   assert.deepEqual(socket.sent[3], { jsonrpc: "2.0", method: "$/cancelRequest", params: { id: 2 } });
-  // A late reply to a call given up on is ignored.
+  // A late reply to a call given up on is ignored, and answered with nothing.
   socket.deliver({ jsonrpc: "2.0", id: 2, result: 1 });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(socket.sent.length, 4);
+});
+
+test("what is sent before the socket opens goes out when it does", async () => {
+  const socket = new FakeSocket();
+  socket.readyState = 0;
+  const peer = new Peer(socket);
+  const reply = peer.call("early", { n: 1 });
+  peer.notify("early.note");
+  assert.equal(socket.sent.length, 0);
+  socket.readyState = 1;
+  socket.open();
+  assert.deepEqual(socket.sent.map((m) => m.method), ["early", "early.note"]);
+  socket.deliver({ jsonrpc: "2.0", id: 1, result: "late but fine" });
+  assert.equal(await reply, "late but fine");
+});
+
+test("invalid requests, malformed responses and all-notification batches", async () => {
+  const { socket } = pair({ "t.note": () => {}, "t.big": () => 10n });
+  socket.deliver({ jsonrpc: "2.0", id: 1 });
+  socket.deliver([{ foo: "boo" }]);
+  socket.deliver({ jsonrpc: "2.0", id: 9, result: 1, error: { code: 1, message: "both" } });
+  socket.deliver([{ jsonrpc: "2.0", method: "t.note" }, { jsonrpc: "2.0", method: "t.note" }]);
+  socket.deliver({ jsonrpc: "2.0", id: 2, method: "t.big" });
+  const sent = await socket.sentAtLeast(3);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(sent.length, 3, JSON.stringify(sent));
+  assert.deepEqual([sent[0].id, sent[0].error.code], [1, -32600]);
+  assert.ok(Array.isArray(sent[1]) && sent[1][0].id === null && sent[1][0].error.code === -32600);
+  assert.deepEqual([sent[2].id, sent[2].error.code], [2, codes.INTERNAL_ERROR]);
 });
 
 test("notifications carry no id, and calls fail once the connection is closed", async () => {
@@ -101,6 +132,7 @@ test("handlers answer requests, notifications get nothing back, errors become er
   socket.deliver({ jsonrpc: "2.0", id: "b", method: "t.crash" });
   socket.deliver({ jsonrpc: "2.0", id: 9, method: "t.unknown" });
   const sent = await socket.sentAtLeast(4);
+  await new Promise((r) => setImmediate(r));
   assert.deepEqual(seen, ["hello"]);
   const byId = Object.fromEntries(sent.map((m) => [m.id, m]));
   assert.deepEqual(byId[7], { jsonrpc: "2.0", id: 7, result: true });
