@@ -295,12 +295,15 @@ for_each_arity!(decode_tuple);
 pub trait IntoReply {
     /// The success value.
     type Ok: Serialize;
+    /// The error type (what the method's metadata documents).
+    type Error;
     /// Splits into the success value or the error object.
     fn into_reply(self) -> Result<Self::Ok, ErrorObjectOwned>;
 }
 
 impl<T: Serialize, E: Into<ErrorObjectOwned>> IntoReply for Result<T, E> {
     type Ok = T;
+    type Error = E;
     fn into_reply(self) -> Result<T, ErrorObjectOwned> {
         self.map_err(Into::into)
     }

@@ -68,6 +68,49 @@ impl Error {
     }
 }
 
+/// The error objects a handler answers with when it propagates an `Error`
+/// (a callback that failed, for instance), one per code.
+impl crate::DocumentedErrors for Error {
+    fn errors() -> Vec<crate::ErrorInfo> {
+        use crate::ErrorInfo;
+        /// The shape of a peer's error object, passed on as `data`.
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code, reason = "only its schema is used")]
+        struct ErrorObject {
+            code: i32,
+            message: String,
+            data: Option<serde_json::Value>,
+        }
+        vec![
+            ErrorInfo {
+                code: codes::PEER_ERROR,
+                name: "PeerError",
+                docs: "A peer this call depends on answered with an error; `data` is its error object.",
+                data: Some(crate::contract::schema_of::<ErrorObject>),
+            },
+            ErrorInfo {
+                code: codes::PEER_CLOSED,
+                name: "PeerClosed",
+                docs: "A peer this call depends on closed its connection.",
+                data: None,
+            },
+            ErrorInfo {
+                code: codes::TIMED_OUT,
+                name: "TimedOut",
+                docs: "A peer this call depends on did not answer in time.",
+                data: None,
+            },
+            ErrorInfo { code: codes::TRANSPORT, name: "Transport", docs: "A connection failed.", data: None },
+            ErrorInfo {
+                code: codes::BAD_REPLY,
+                name: "BadReply",
+                docs: "A peer this call depends on answered with a value of the wrong type.",
+                data: None,
+            },
+        ]
+    }
+}
+
 /// Socket errors (binding, accepting, connecting) are transport errors.
 impl From<std::io::Error> for Error {
     fn from(error: std::io::Error) -> Self {

@@ -168,10 +168,13 @@ mod contract;
 mod dispatch;
 mod error;
 mod hub;
+pub mod openrpc;
 mod peer;
+mod rpc_error;
 mod server;
 mod socket;
 mod tls;
+pub mod typescript;
 mod wire;
 
 #[cfg(test)]
@@ -181,8 +184,8 @@ pub use caller::{Call, Jsonrpsee, Notify};
 pub use client::{Client, ClientBuilder, ConnectionState, ReconnectPolicy};
 pub use connection::{Connection, ConnectionId, Handshake, ParseConnectionIdError};
 pub use contract::{
-    Contract, ContractInfo, ContractKind, Dispatch, MethodInfo, NoCallbacks, ParamInfo, ServiceContract,
-    ServiceInstance,
+    Contract, ContractInfo, ContractKind, Dispatch, DocumentedErrors, ErrorInfo, MethodInfo, NoCallbacks, ParamInfo,
+    SchemaFn, ServiceContract, ServiceInstance,
 };
 pub use dispatch::HandlerError;
 pub use error::{Error, codes};
@@ -191,6 +194,8 @@ pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
 pub use peer::{CloseReason, Peer};
 /// The TLS library, for configurations beyond [`Tls::from_pem_files`].
 pub use rustls;
+/// The JSON Schema library whose `JsonSchema` every parameter and result type implements.
+pub use schemars;
 pub use server::{Authenticate, Endpoint, Identity, Refusal, Server, ServerBuilder, ServerHandle};
 pub use tls::{Tls, TlsError, TlsListener};
 
@@ -207,7 +212,9 @@ pub use tls::{Tls, TlsError, TlsListener};
 /// Every method is an `async fn` taking `&self` and owned, named parameters,
 /// and returns a serializable value or `Result<T, E>` where `E` converts into
 /// an [`ErrorObjectOwned`] (the error then reaches the caller with its own
-/// code, message and data). On a method:
+/// code, message and data; [`derive@RpcError`] writes that conversion and
+/// documents the codes). Parameter and result types also implement
+/// [`schemars::JsonSchema`], so the contract's schema is complete. On a method:
 ///
 /// - `#[oneway]` sends it as a notification, with no reply; it returns
 ///   nothing, or `Result<(), E>` to answer callers that send an id anyway.
@@ -328,11 +335,56 @@ pub use wsduplex_macros::service;
 /// ```
 pub use wsduplex_macros::callback;
 
+/// Derives an error enum's wire form: each variant names its code.
+///
+/// - `#[rpc(code = N)]`: the variant answers with error code `N`, its
+///   `Display` text as the message, and its fields as `data` (one unnamed
+///   field as it is; named fields as an object; none, no `data`).
+/// - `#[rpc(transparent)]`: the variant's one field is itself an error that
+///   converts into an error object (a [`enum@Error`] from a callback, say), and
+///   its documented codes are listed too.
+///
+/// It implements `From<E> for ErrorObjectOwned`, so methods return
+/// `Result<T, E>`, and [`DocumentedErrors`], so the contract's metadata, its
+/// OpenRPC document and generated clients list every code with the variant's
+/// doc comment and the schema of its `data`. `Display` is yours to write
+/// (with `thiserror`, for instance).
+///
+/// ```
+/// use wsduplex::{DocumentedErrors, ErrorObjectOwned, RpcError};
+///
+/// #[derive(Debug, thiserror::Error, RpcError)]
+/// pub enum BankError {
+///     /// The account does not exist.
+///     #[error("no account {0}")]
+///     #[rpc(code = 1001)]
+///     NoAccount(String),
+///     /// Not enough money.
+///     #[error("short by {short}")]
+///     #[rpc(code = 1002)]
+///     Insufficient { balance: u64, short: u64 },
+///     /// Another service failed us.
+///     #[error(transparent)]
+///     #[rpc(transparent)]
+///     Upstream(#[from] wsduplex::Error),
+/// }
+///
+/// let object = ErrorObjectOwned::from(BankError::Insufficient { balance: 5, short: 3 });
+/// assert_eq!((object.code(), object.message()), (1002, "short by 3"));
+/// assert_eq!(object.data().unwrap().get(), r#"{"balance":5,"short":3}"#);
+///
+/// let codes: Vec<i32> = BankError::errors().iter().map(|e| e.code).collect();
+/// assert_eq!(&codes[..2], [1001, 1002]);
+/// assert!(codes.contains(&wsduplex::codes::TIMED_OUT));
+/// ```
+pub use wsduplex_macros::RpcError;
+
 /// What generated code reaches for; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::contract::CallbackContract;
+    pub use crate::contract::{CallbackContract, ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, schema_of};
     pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, ReturnTypeIsAResultAlias, handle};
+    pub use crate::rpc_error::{data_fields, data_value, error_object, object_schema};
     pub use crate::wire::ByName;
 }
 

@@ -84,3 +84,9 @@ export declare class Peer extends EventTarget {
 }
 
 export declare function connect(url: string, options?: ConnectOptions): Peer;
+
+/**
+ * A handler's parameters in `names`' order, sent by name or by position; a
+ * missing name not in `optional` throws an RpcError -32602 naming it.
+ */
+export declare function argumentsOf(params: unknown, names: readonly string[], optional?: readonly string[]): unknown[];

@@ -43,6 +43,32 @@ function errorObject(thrown) {
   return { code: codes.INTERNAL_ERROR, message: `Internal error: ${message}` };
 }
 
+/**
+ * A handler's parameters as an array in `names`' order, whether the caller
+ * sent them by name (an object) or by position (an array). A missing name
+ * not in `optional` throws an RpcError -32602 naming it, as the Rust side
+ * answers; so do too many positions and params that are neither.
+ */
+export function argumentsOf(params, names, optional = []) {
+  const invalid = (param, reason) =>
+    new RpcError(codes.INVALID_PARAMS, `Invalid params: ${param ? `\`${param}\`: ` : ""}${reason}`, { param, reason });
+  let values;
+  if (Array.isArray(params)) {
+    if (params.length > names.length) throw invalid(null, `expected at most ${names.length} parameters`);
+    values = names.map((_, i) => params[i]);
+  } else if (params === undefined || params === null) {
+    values = names.map(() => undefined);
+  } else if (typeof params === "object") {
+    values = names.map((name) => (Object.hasOwn(params, name) ? params[name] : undefined));
+  } else {
+    throw invalid(null, "params must be an object or an array");
+  }
+  names.forEach((name, i) => {
+    if (values[i] === undefined && !optional.includes(name)) throw invalid(name, "missing");
+  });
+  return values;
+}
+
 const isId = (id) => typeof id === "string" || (typeof id === "number" && Number.isFinite(id)) || id === null;
 
 /**

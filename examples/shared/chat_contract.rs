@@ -1,8 +1,6 @@
 //! The chat contract, shared by the chat server and the terminal client.
 //! Its wire form is fixed by shared/DESIGN.md section 4.
 
-use wsduplex::ErrorObjectOwned;
-
 /// Chat rooms: join one under a nick, talk, invite others.
 #[wsduplex::service(namespace = "chat", callback = ChatEvents)]
 pub trait Chat {
@@ -42,30 +40,22 @@ pub trait ChatEvents {
 }
 
 /// The chat service's errors, with their wire codes.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, wsduplex::RpcError)]
 pub enum ChatError {
-    /// 1001: another connection holds the nick.
+    /// Another connection holds the nick; `data` is the nick.
     #[error("nick already taken: {0}")]
+    #[rpc(code = 1001)]
     NickTaken(String),
-    /// 1002: the caller is in no room.
+    /// The caller is in no room.
     #[error("not in a room")]
+    #[rpc(code = 1002)]
     NotInRoom,
-    /// 1003: nobody holds the nick.
+    /// Nobody holds the nick; `data` is the nick.
     #[error("no such user: {0}")]
+    #[rpc(code = 1003)]
     NoSuchUser(String),
     /// The callback to another user failed (timed out, or they left).
     #[error(transparent)]
+    #[rpc(transparent)]
     Callback(#[from] wsduplex::Error),
-}
-
-impl From<ChatError> for ErrorObjectOwned {
-    fn from(error: ChatError) -> Self {
-        let message = error.to_string();
-        match error {
-            ChatError::NickTaken(nick) => ErrorObjectOwned::owned(1001, message, Some(nick)),
-            ChatError::NotInRoom => ErrorObjectOwned::owned(1002, message, None::<()>),
-            ChatError::NoSuchUser(nick) => ErrorObjectOwned::owned(1003, message, Some(nick)),
-            ChatError::Callback(e) => e.into(),
-        }
-    }
 }

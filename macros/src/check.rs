@@ -35,7 +35,7 @@ impl Errors {
 }
 
 /// Method names the generated stub or trait already uses.
-const RESERVED: &[&str] = &["new", "caller", "with_timeout", "connect", "connect_with", "into_service"];
+const RESERVED: &[&str] = &["new", "caller", "with_timeout", "connect", "connect_with", "into_service", "contract"];
 
 /// Parameters a method may have: the stub's by-name encoding is implemented up to this many.
 const MAX_PARAMS: usize = 12;

@@ -11,6 +11,7 @@ mod attrs;
 mod check;
 mod model;
 mod render;
+mod rpc_error;
 
 use proc_macro::TokenStream;
 
@@ -26,6 +27,12 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn callback(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Callback, args.into(), item.into()).into()
+}
+
+/// Derives the error object and documented codes of an error enum. See `wsduplex::RpcError`.
+#[proc_macro_derive(RpcError, attributes(rpc))]
+pub fn derive_rpc_error(input: TokenStream) -> TokenStream {
+    rpc_error::derive(input.into()).into()
 }
 
 fn expand(kind: Kind, args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {

@@ -58,6 +58,11 @@ pub struct Param {
 }
 
 impl Param {
+    /// An `Option<T>`: the caller may leave it out.
+    pub fn is_option(&self) -> bool {
+        is_option(&self.ty)
+    }
+
     /// The name on the wire: the Rust name without `r#`.
     pub fn wire_name(&self) -> String {
         self.ident.as_ref().map(|i| i.unraw().to_string()).unwrap_or_default()
@@ -121,6 +126,11 @@ impl Returns {
             Returns::Fallible { .. } => false,
         }
     }
+}
+
+/// True for `Option<T>`, recognised by its last path segment (as serde does).
+pub fn is_option(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Option"))
 }
 
 /// Extracts the doc comment of a set of attributes.

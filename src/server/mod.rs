@@ -18,7 +18,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use http::Request;
 use hyper_util::rt::TokioIo;
-use jsonrpsee_core::server::Methods;
+use jsonrpsee_core::server::{Methods, RpcModule};
+use serde_json::Value;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -28,9 +29,10 @@ pub use policy::{Authenticate, Identity, Refusal};
 use policy::{DynAuthenticate, Origins};
 
 use crate::connection::Connection;
-use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
+use crate::contract::{Contract, ContractInfo, Dispatch, ServiceContract, ServiceInstance};
 use crate::dispatch::HandlerError;
 use crate::hub::{Hub, HubCore, SlowConsumer};
+use crate::openrpc;
 use crate::peer::CloseReason;
 use crate::peer::PeerConfig;
 use crate::tls::Tls;
@@ -56,6 +58,7 @@ pub struct ServerBuilder {
     authenticate: Option<Arc<dyn DynAuthenticate>>,
     hooks: Hooks,
     tls: Option<Tls>,
+    discovery: bool,
 }
 
 /// Application code to run when connections open and end.
@@ -98,6 +101,7 @@ impl Default for ServerBuilder {
             authenticate: None,
             hooks: Hooks::default(),
             tls: None,
+            discovery: true,
         }
     }
 }
@@ -284,6 +288,30 @@ impl ServerBuilder {
         Ok(self)
     }
 
+    /// Stops answering `rpc.discover` (by default it answers with the
+    /// service's [OpenRPC document](crate::openrpc), callbacks included), for
+    /// a server that keeps its contract to itself. The method is then
+    /// unknown (-32601).
+    pub fn without_discovery(mut self) -> Self {
+        self.discovery = false;
+        self
+    }
+
+    /// Answers `rpc.discover` with `service`'s document, built once, unless
+    /// a merged jsonrpsee module answers it already.
+    fn add_discovery(&mut self, service: &ContractInfo) {
+        let methods = self.methods.get_or_insert_with(Methods::new);
+        if methods.method(openrpc::DISCOVER_METHOD).is_some() {
+            return;
+        }
+        let document = Arc::new(openrpc::document(service));
+        let mut module = RpcModule::new(());
+        let registered = module.register_method(openrpc::DISCOVER_METHOD, move |_, _, _| Value::clone(&document));
+        if let Err(e) = registered.map(|_| ()).and_then(|()| methods.merge(module)) {
+            tracing::error!(error = %e, "could not register rpc.discover");
+        }
+    }
+
     /// Binds a standalone server to `addr`.
     pub async fn build(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
@@ -332,7 +360,11 @@ impl ServerBuilder {
         M: ServiceContract + Dispatch<S> + 'static,
         S: Send + Sync + 'static,
     {
-        Endpoint::new(self, factory)
+        let mut builder = self;
+        if builder.discovery {
+            builder.add_discovery(M::info());
+        }
+        Endpoint::new(builder, factory)
     }
 
     /// The standalone server's handshake settings, and its endpoint.

@@ -64,6 +64,7 @@ pub trait Service {
 }
 
 /// A reply that panics while it is serialized.
+#[derive(schemars::JsonSchema)]
 pub struct Exploding;
 
 impl<'de> serde::Deserialize<'de> for Exploding {

@@ -1,7 +1,8 @@
 use proc_macro2::TokenStream;
-use quote::{ToTokens, quote};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
 
-use super::{callback_alias, type_text};
+use super::{callback_alias, error_type, ok_type, type_text};
 use crate::model::{Contract, Kind, Method};
 
 /// `Contract` for the stub, with the metadata recorded at compile time.
@@ -61,13 +62,22 @@ fn info(contract: &Contract) -> TokenStream {
     };
     let docs = &contract.docs;
     let methods = contract.methods.iter().map(method_info);
+    let callback = match (&contract.callback, contract.kind) {
+        (Some(_), Kind::Service) => {
+            let alias = callback_alias(contract);
+            quote!(::core::option::Option::Some(<#alias as ::wsduplex::Contract>::info))
+        }
+        _ => quote!(::core::option::Option::None),
+    };
     quote! {
         ::wsduplex::ContractInfo {
             name: #name,
             namespace: #namespace,
             kind: #kind,
             docs: #docs,
+            version: ::core::env!("CARGO_PKG_VERSION"),
             methods: &[#(#methods),*],
+            callback: #callback,
         }
     }
 }
@@ -77,9 +87,14 @@ fn method_info(method: &Method) -> TokenStream {
     let wire = &method.wire_name;
     let params = method.params.iter().map(|p| {
         let name = p.wire_name();
-        let ty = type_text(p.ty.to_token_stream());
-        quote!(::wsduplex::ParamInfo { name: #name, ty: #ty })
+        let ty = &p.ty;
+        let text = type_text(ty.to_token_stream());
+        let schema = quote_spanned!(ty.span()=> ::wsduplex::__private::schema_of::<#ty>);
+        let optional = p.is_option();
+        quote!(::wsduplex::ParamInfo { name: #name, ty: #text, schema: #schema, optional: #optional })
     });
+    let ok = ok_type(method);
+    let error = error_type(method);
     let returns = match &method.item.sig.output {
         syn::ReturnType::Default => "()".to_owned(),
         syn::ReturnType::Type(_, ty) => type_text(ty.to_token_stream()),
@@ -92,6 +107,11 @@ fn method_info(method: &Method) -> TokenStream {
             wire_name: #wire,
             params: &[#(#params),*],
             returns: #returns,
+            result: ::wsduplex::__private::schema_of::<#ok>,
+            errors: || {
+                use ::wsduplex::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
+                (&::wsduplex::__private::ErrorsOf::<#error>::new()).documented_errors()
+            },
             oneway: #oneway,
             docs: #docs,
         }

@@ -72,6 +72,14 @@ fn ok_type(method: &Method) -> TokenStream {
     }
 }
 
+/// The error type a method's metadata documents (`Infallible` when it cannot fail).
+fn error_type(method: &Method) -> TokenStream {
+    match &method.returns {
+        Returns::Unit | Returns::Value(_) => quote!(::core::convert::Infallible),
+        Returns::Fallible { ty, .. } => quote!(<#ty as ::wsduplex::__private::IntoReply>::Error),
+    }
+}
+
 /// A type as readable text, for metadata.
 fn type_text(tokens: TokenStream) -> String {
     let mut text = tokens.to_string();

@@ -34,7 +34,18 @@ pub fn stub_struct(contract: &Contract) -> TokenStream {
 /// Constructors and settings every stub has.
 pub fn stub_basics(contract: &Contract) -> TokenStream {
     let stub = contract.stub_ident();
+    let ident = contract.ident();
+    let contract_doc = format!(
+        "The `{ident}` contract's metadata: methods, parameters, schemas and docs (for `wsduplex::openrpc` and `wsduplex::typescript`)."
+    );
     quote! {
+        impl #stub {
+            #[doc = #contract_doc]
+            pub fn contract() -> &'static ::wsduplex::ContractInfo {
+                <Self as ::wsduplex::Contract>::info()
+            }
+        }
+
         impl<__C> #stub<__C> {
             /// Wraps a caller: a `wsduplex::Client` or `Peer`, a hub target, or a
             /// jsonrpsee client in `wsduplex::Jsonrpsee`.

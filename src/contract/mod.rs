@@ -12,6 +12,12 @@ use std::sync::Arc;
 use crate::dispatch::{Handler, HandlerFuture, IncomingCall};
 use crate::peer::Peer;
 
+mod info;
+
+pub use info::{ContractInfo, ContractKind, DocumentedErrors, ErrorInfo, MethodInfo, ParamInfo, SchemaFn};
+#[doc(hidden)]
+pub use info::{ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, schema_of};
+
 /// A contract, named by its typed stub.
 ///
 /// Implemented by the macros for `XClient<C>`, for every caller `C`.
@@ -98,7 +104,9 @@ impl<C> Contract for NoCallbacks<C> {
             namespace: None,
             kind: ContractKind::Callback,
             docs: "A callback contract without methods.",
+            version: env!("CARGO_PKG_VERSION"),
             methods: &[],
+            callback: None,
         };
         &INFO
     }
@@ -114,64 +122,6 @@ impl NoCallbacks {
     /// An implementation of no callbacks, for a client of a service without a callback contract.
     pub fn service() -> ServiceInstance<NoCallbacks, ()> {
         ServiceInstance::new(())
-    }
-}
-
-/// Which side of the socket implements a contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ContractKind {
-    /// Implemented by the server; clients call it.
-    Service,
-    /// Implemented by clients; the server calls it.
-    Callback,
-}
-
-/// A contract's metadata, recorded by the macros at compile time and
-/// available at run time (for schemas, generated clients and introspection).
-#[derive(Debug)]
-pub struct ContractInfo {
-    /// The Rust trait's name.
-    pub name: &'static str,
-    /// The wire namespace, if any.
-    pub namespace: Option<&'static str>,
-    /// Service or callback.
-    pub kind: ContractKind,
-    /// The trait's doc comment.
-    pub docs: &'static str,
-    /// Every method, in declaration order.
-    pub methods: &'static [MethodInfo],
-}
-
-/// One method of a contract.
-#[derive(Debug)]
-pub struct MethodInfo {
-    /// The Rust method name.
-    pub name: &'static str,
-    /// The method name on the wire (`namespace.method` or the renamed name).
-    pub wire_name: &'static str,
-    /// Parameters, in order.
-    pub params: &'static [ParamInfo],
-    /// The declared return type, as written in the trait.
-    pub returns: &'static str,
-    /// Sent as a notification, without a reply.
-    pub oneway: bool,
-    /// The method's doc comment.
-    pub docs: &'static str,
-}
-
-/// One parameter of a method.
-#[derive(Debug)]
-pub struct ParamInfo {
-    /// The name, which is also its key on the wire.
-    pub name: &'static str,
-    /// The type, as written in the trait.
-    pub ty: &'static str,
-}
-
-impl ContractInfo {
-    /// The method with this wire name.
-    pub fn method(&self, wire_name: &str) -> Option<&MethodInfo> {
-        self.methods.iter().find(|m| m.wire_name == wire_name)
     }
 }
 

@@ -1,0 +1,266 @@
+//! `#[derive(RpcError)]`: an error enum whose variants name their wire codes.
+//! It converts into the JSON-RPC error object (message from `Display`, `data`
+//! from the variant's fields) and documents every code for schemas.
+//!
+//! Same discipline as the contract macros: read the enum into a model, check
+//! every rule and report all errors together, then render.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, Data, DeriveInput, Expr, Fields, Ident};
+
+use crate::attrs;
+use crate::check::Errors;
+use crate::model::{docs, is_option};
+
+/// One variant as the derive understands it.
+struct Variant {
+    ident: Ident,
+    docs: String,
+    mapping: Mapping,
+    fields: Fields,
+}
+
+enum Mapping {
+    /// `#[rpc(code = N)]`: its own error object.
+    Code(Expr),
+    /// `#[rpc(transparent)]`: the single field's own error object.
+    Transparent,
+    /// No usable attribute (already reported).
+    Missing,
+}
+
+pub fn derive(input: TokenStream) -> TokenStream {
+    let input = match syn::parse2::<DeriveInput>(input) {
+        Ok(input) => input,
+        Err(e) => return e.to_compile_error(),
+    };
+    let mut errors = Errors::default();
+    let variants = model(&input, &mut errors);
+    check(&variants, &mut errors);
+    match errors.combine() {
+        Some(error) => error.to_compile_error(),
+        None => render(&input.ident, &variants),
+    }
+}
+
+fn model(input: &DeriveInput, errors: &mut Errors) -> Vec<Variant> {
+    if !input.generics.params.is_empty() {
+        errors.spanned(&input.generics, "#[derive(RpcError)] does not support generic enums");
+    }
+    let Data::Enum(data) = &input.data else {
+        errors.error(input.ident.span(), "#[derive(RpcError)] goes on an enum whose variants name their codes");
+        return Vec::new();
+    };
+    data.variants
+        .iter()
+        .map(|v| Variant {
+            ident: v.ident.clone(),
+            docs: docs(&v.attrs),
+            mapping: mapping(&v.ident, &v.attrs, errors),
+            fields: v.fields.clone(),
+        })
+        .collect()
+}
+
+/// Reads the variant's one `#[rpc(...)]`.
+fn mapping(variant: &Ident, attrs: &[Attribute], errors: &mut Errors) -> Mapping {
+    let mut found = attrs.iter().filter(|a| a.path().is_ident("rpc"));
+    let Some(attr) = found.next() else {
+        errors.error(
+            variant.span(),
+            format!("`{variant}` needs `#[rpc(code = ...)]` (its error code) or `#[rpc(transparent)]`"),
+        );
+        return Mapping::Missing;
+    };
+    if let Some(extra) = found.next() {
+        errors.error(extra.span(), "one `#[rpc(...)]` per variant");
+    }
+    let list = match attr.meta.require_list() {
+        Ok(list) => list,
+        Err(e) => {
+            errors.push(e);
+            return Mapping::Missing;
+        }
+    };
+    if let Ok(flag) = syn::parse2::<Ident>(list.tokens.clone()) {
+        if flag == "transparent" {
+            return Mapping::Transparent;
+        }
+    }
+    let mut code = None;
+    for arg in attrs::parse_args(list.tokens.clone(), &["code", "transparent"], errors) {
+        match arg.key.as_str() {
+            "code" => code = Some(arg.value),
+            _ => errors.error(arg.key_span, "write `#[rpc(transparent)]`, without a value"),
+        }
+    }
+    match code {
+        Some(code) => Mapping::Code(code),
+        None => {
+            errors.error(attr.span(), "expected `#[rpc(code = ...)]` or `#[rpc(transparent)]`");
+            Mapping::Missing
+        }
+    }
+}
+
+fn check(variants: &[Variant], errors: &mut Errors) {
+    let mut codes: Vec<(i64, &Ident)> = Vec::new();
+    for variant in variants {
+        match &variant.mapping {
+            Mapping::Code(code) => {
+                if let Some(value) = literal_code(code) {
+                    match codes.iter().find(|(seen, _)| *seen == value) {
+                        Some((_, first)) => {
+                            errors.spanned(code, format!("code {value} is already the code of `{first}`"))
+                        }
+                        None => codes.push((value, &variant.ident)),
+                    }
+                }
+                if matches!(&variant.fields, Fields::Unnamed(f) if f.unnamed.len() > 1) {
+                    errors.spanned(
+                        &variant.fields,
+                        "a variant's `data` is one unnamed field or named fields; name these fields",
+                    );
+                }
+            }
+            Mapping::Transparent => {
+                if variant.fields.len() != 1 {
+                    errors.error(
+                        variant.ident.span(),
+                        "a `#[rpc(transparent)]` variant holds exactly one field: the error it passes on",
+                    );
+                }
+            }
+            Mapping::Missing => {}
+        }
+    }
+}
+
+/// The value of a code written as an integer literal (possibly negative).
+fn literal_code(code: &Expr) -> Option<i64> {
+    match code {
+        Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(int), .. }) => int.base10_parse().ok(),
+        Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr, .. }) => literal_code(expr).map(|v| -v),
+        _ => None,
+    }
+}
+
+fn render(ident: &Ident, variants: &[Variant]) -> TokenStream {
+    let arms = variants.iter().map(|v| conversion_arm(ident, v));
+    let documented = variants.iter().map(documentation);
+    let error = Ident::new("error", Span::mixed_site());
+    let message = Ident::new("message", Span::mixed_site());
+    let list = Ident::new("errors", Span::mixed_site());
+    quote! {
+        impl ::core::convert::From<#ident> for ::wsduplex::ErrorObjectOwned {
+            fn from(#error: #ident) -> Self {
+                let #message = ::std::string::ToString::to_string(&#error);
+                match #error {
+                    #(#arms)*
+                }
+            }
+        }
+
+        impl ::wsduplex::DocumentedErrors for #ident {
+            fn errors() -> ::std::vec::Vec<::wsduplex::ErrorInfo> {
+                let mut #list = ::std::vec::Vec::new();
+                #(#documented)*
+                #list
+            }
+        }
+    }
+}
+
+/// The match arm turning one variant into its error object.
+fn conversion_arm(ident: &Ident, variant: &Variant) -> TokenStream {
+    let name = &variant.ident;
+    let message = Ident::new("message", Span::mixed_site());
+    let bindings: Vec<Ident> = match &variant.fields {
+        Fields::Named(f) => f.named.iter().filter_map(|f| f.ident.clone()).collect(),
+        Fields::Unnamed(f) => {
+            (0..f.unnamed.len()).map(|i| format_ident!("__field{i}", span = Span::mixed_site())).collect()
+        }
+        Fields::Unit => Vec::new(),
+    };
+    let pattern = match &variant.fields {
+        Fields::Named(_) => quote!(#ident::#name { #(#bindings),* }),
+        Fields::Unnamed(_) => quote!(#ident::#name(#(#bindings),*)),
+        Fields::Unit => quote!(#ident::#name),
+    };
+    let code = match &variant.mapping {
+        Mapping::Code(code) => code,
+        Mapping::Transparent => {
+            let inner = &bindings[0];
+            return quote!(#pattern => ::core::convert::Into::into(#inner),);
+        }
+        Mapping::Missing => return TokenStream::new(),
+    };
+    let object = match &variant.fields {
+        Fields::Unit => quote!(::wsduplex::__private::error_object(#code, #message, ::core::option::Option::None)),
+        Fields::Unnamed(_) => {
+            let field = &bindings[0];
+            quote!(::wsduplex::__private::error_object(#code, #message, ::core::option::Option::Some(::wsduplex::__private::data_value(&#field))))
+        }
+        Fields::Named(_) => {
+            let keys = bindings.iter().map(|b| syn::LitStr::new(&b.to_string(), b.span()));
+            quote!(::wsduplex::__private::error_object(
+                #code,
+                #message,
+                ::core::option::Option::Some(::wsduplex::__private::data_fields([#((#keys, ::wsduplex::__private::data_value(&#bindings))),*])),
+            ))
+        }
+    };
+    quote!(#pattern => #object,)
+}
+
+/// The statement adding one variant's documented errors to the list.
+fn documentation(variant: &Variant) -> TokenStream {
+    let list = Ident::new("errors", Span::mixed_site());
+    let name = variant.ident.to_string();
+    let docs = &variant.docs;
+    match &variant.mapping {
+        Mapping::Code(code) => {
+            let data = data_schema(&variant.fields);
+            quote! {
+                #list.push(::wsduplex::ErrorInfo { code: #code, name: #name, docs: #docs, data: #data });
+            }
+        }
+        Mapping::Transparent => {
+            let ty = &variant.fields.iter().next().map(|f| f.ty.clone());
+            quote! {
+                #list.extend({
+                    use ::wsduplex::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
+                    (&::wsduplex::__private::ErrorsOf::<#ty>::new()).documented_errors()
+                });
+            }
+        }
+        Mapping::Missing => TokenStream::new(),
+    }
+}
+
+/// The schema of a variant's `data`: its one unnamed field, or an object of
+/// its named fields.
+fn data_schema(fields: &Fields) -> TokenStream {
+    match fields {
+        Fields::Unit => quote!(::core::option::Option::None),
+        Fields::Unnamed(f) => {
+            let ty = &f.unnamed[0].ty;
+            let schema = quote_spanned!(ty.span()=> ::wsduplex::__private::schema_of::<#ty>);
+            quote!(::core::option::Option::Some(#schema))
+        }
+        Fields::Named(f) => {
+            let entries = f.named.iter().map(|field| {
+                let key = field.ident.as_ref().map(|i| i.to_string()).unwrap_or_default();
+                let ty = &field.ty;
+                let required = !is_option(ty);
+                let schema = quote_spanned!(ty.span()=> ::wsduplex::__private::schema_of::<#ty>);
+                quote!((#key, #schema as ::wsduplex::SchemaFn, #required))
+            });
+            quote!(::core::option::Option::Some(|generator: &mut ::wsduplex::schemars::SchemaGenerator| {
+                ::wsduplex::__private::object_schema(generator, &[#(#entries),*])
+            }))
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! A contract's metadata: what the macros record at compile time so schemas,
+//! generated clients and introspection can be derived from the Rust traits.
+
+use std::marker::PhantomData;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+/// Writes the JSON Schema of one type: a reference to a definition the
+/// generator keeps, or the schema inline.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// Which side of the socket implements a contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContractKind {
+    /// Implemented by the server; clients call it.
+    Service,
+    /// Implemented by clients; the server calls it.
+    Callback,
+}
+
+/// A contract's metadata, recorded by the macros at compile time and
+/// available at run time (for schemas, generated clients and introspection).
+#[derive(Debug)]
+pub struct ContractInfo {
+    /// The Rust trait's name.
+    pub name: &'static str,
+    /// The wire namespace, if any.
+    pub namespace: Option<&'static str>,
+    /// Service or callback.
+    pub kind: ContractKind,
+    /// The trait's doc comment.
+    pub docs: &'static str,
+    /// The version of the crate that declares the contract.
+    pub version: &'static str,
+    /// Every method, in declaration order.
+    pub methods: &'static [MethodInfo],
+    /// A service's callback contract, when it declares one.
+    pub callback: Option<fn() -> &'static ContractInfo>,
+}
+
+/// One method of a contract.
+#[derive(Debug)]
+pub struct MethodInfo {
+    /// The Rust method name.
+    pub name: &'static str,
+    /// The method name on the wire (`namespace.method` or the renamed name).
+    pub wire_name: &'static str,
+    /// Parameters, in order.
+    pub params: &'static [ParamInfo],
+    /// The declared return type, as written in the trait.
+    pub returns: &'static str,
+    /// The schema of the success value (`null` for a method returning `()`).
+    pub result: SchemaFn,
+    /// The errors the method documents: those of its error type, when that
+    /// type implements [`DocumentedErrors`] (as `#[derive(RpcError)]` does).
+    pub errors: fn() -> Vec<ErrorInfo>,
+    /// Sent as a notification, without a reply.
+    pub oneway: bool,
+    /// The method's doc comment.
+    pub docs: &'static str,
+}
+
+/// One parameter of a method.
+#[derive(Debug)]
+pub struct ParamInfo {
+    /// The name, which is also its key on the wire.
+    pub name: &'static str,
+    /// The type, as written in the trait.
+    pub ty: &'static str,
+    /// The type's schema.
+    pub schema: SchemaFn,
+    /// An `Option`: the caller may leave it out.
+    pub optional: bool,
+}
+
+/// One error a method may answer with.
+#[derive(Clone, Debug)]
+pub struct ErrorInfo {
+    /// The error object's `code`.
+    pub code: i32,
+    /// The variant's name (`NickTaken`), or a short name for wsduplex's own errors.
+    pub name: &'static str,
+    /// The variant's doc comment; its first line is the error's summary.
+    pub docs: &'static str,
+    /// The schema of the error object's `data`, when it carries any.
+    pub data: Option<SchemaFn>,
+}
+
+impl ErrorInfo {
+    /// One line describing the error: the first line of its docs, or its name.
+    pub fn summary(&self) -> &'static str {
+        self.docs.lines().next().map(str::trim).filter(|line| !line.is_empty()).unwrap_or(self.name)
+    }
+}
+
+/// An error type that lists the error objects it converts into, for schemas
+/// and generated clients. `#[derive(RpcError)]` implements it.
+pub trait DocumentedErrors {
+    /// Every error object this type answers with, one per code.
+    fn errors() -> Vec<ErrorInfo>;
+}
+
+impl ContractInfo {
+    /// The method with this wire name.
+    pub fn method(&self, wire_name: &str) -> Option<&MethodInfo> {
+        self.methods.iter().find(|m| m.wire_name == wire_name)
+    }
+
+    /// A service's callback contract, when it declares one.
+    pub fn callback(&self) -> Option<&'static ContractInfo> {
+        self.callback.map(|info| info())
+    }
+}
+
+impl MethodInfo {
+    /// The method's documented errors, each code once (the first one listed wins).
+    pub fn documented_errors(&self) -> Vec<ErrorInfo> {
+        let mut errors = (self.errors)();
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|e| seen.insert(e.code));
+        errors
+    }
+}
+
+/// The schema of `T`, as a [`SchemaFn`] generated code can point at.
+#[doc(hidden)]
+pub fn schema_of<T: JsonSchema + ?Sized>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// Picks `E`'s documented errors when `E` implements [`DocumentedErrors`], and
+/// none otherwise: called as `(&ErrorsOf::<E>::new()).documented_errors()`,
+/// method resolution takes the `&self` method of `ErrorsOf<E>` when its impl
+/// applies, before the one that needs another reference.
+#[doc(hidden)]
+pub struct ErrorsOf<E: ?Sized>(PhantomData<fn() -> Box<E>>);
+
+impl<E: ?Sized> ErrorsOf<E> {
+    #[doc(hidden)]
+    pub const fn new() -> Self {
+        ErrorsOf(PhantomData)
+    }
+}
+
+impl<E: ?Sized> Default for ErrorsOf<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[doc(hidden)]
+pub trait ErrorsViaTrait {
+    fn documented_errors(&self) -> Vec<ErrorInfo>;
+}
+
+impl<E: DocumentedErrors + ?Sized> ErrorsViaTrait for ErrorsOf<E> {
+    fn documented_errors(&self) -> Vec<ErrorInfo> {
+        E::errors()
+    }
+}
+
+#[doc(hidden)]
+pub trait ErrorsUndocumented {
+    fn documented_errors(&self) -> Vec<ErrorInfo>;
+}
+
+impl<E: ?Sized> ErrorsUndocumented for &ErrorsOf<E> {
+    fn documented_errors(&self) -> Vec<ErrorInfo> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Documented;
+    impl DocumentedErrors for Documented {
+        fn errors() -> Vec<ErrorInfo> {
+            vec![ErrorInfo { code: 7, name: "Seven", docs: "", data: None }]
+        }
+    }
+    struct Plain;
+
+    #[test]
+    fn errors_of_picks_the_documented_list_when_there_is_one() {
+        assert_eq!((&ErrorsOf::<Documented>::new()).documented_errors()[0].code, 7);
+        assert!((&ErrorsOf::<Plain>::new()).documented_errors().is_empty());
+    }
+
+    #[test]
+    fn a_summary_is_the_first_line_of_the_docs_or_the_name() {
+        let mut info = ErrorInfo { code: 1, name: "NickTaken", docs: "Taken.\nBy someone else.", data: None };
+        assert_eq!(info.summary(), "Taken.");
+        info.docs = "";
+        assert_eq!(info.summary(), "NickTaken");
+    }
+}
