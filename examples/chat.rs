@@ -3,7 +3,10 @@
 //! A chat server with rooms, nicks, messages and invites, speaking exactly the
 //! wire contract of shared/DESIGN.md section 4. The WebSocket endpoint is
 //! mounted at `/ws` on an axum router, next to the chat page at `/` and the
-//! browser module it uses, `clients/js/wsduplex.js`, at `/wsduplex.js`.
+//! browser modules it uses: `clients/js/wsduplex.js` at `/wsduplex.js`, and
+//! `clients/js/chat.js` at `/chat.js`, the chat client generated from the
+//! Rust contract. Every WebSocket client can ask `rpc.discover` for the
+//! contract's OpenRPC document.
 //!
 //! Flags: `--listen ADDR` (default 127.0.0.1:8080); `--callback-timeout-ms N`
 //! (default 10000), how long an invite waits for the invitee's answer;
@@ -15,6 +18,11 @@
 //! `wss://`. The first line printed is `listening on http://ADDR` (or
 //! `https://`), with the bound address. Ctrl-C shuts down
 //! gracefully: every client gets close code 1001.
+//!
+//! `--emit-ts DIR` writes the TypeScript client of the chat contract
+//! (`chat.js` and `chat.d.ts`) into `DIR` and exits, without serving:
+//! `cargo run --example chat -- --emit-ts clients/js` regenerates the
+//! checked-in copy the page uses.
 
 #[path = "shared/chat_contract.rs"]
 mod chat_contract;
@@ -22,6 +30,7 @@ mod chat_contract;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,12 +38,12 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use chat_contract::{Chat, ChatError, ChatEventsClient};
+use chat_contract::{Chat, ChatClient, ChatError, ChatEventsClient};
 use wsduplex::{Connection, ConnectionId, Handshake, Hub, Identity, Refusal, Server, ServerBuilder, Tls, TlsListener};
 
 const USAGE: &str = "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] \
                      [--max-connections N] [--token SECRET] [--allow-origin ORIGIN]... \
-                     [--tls-cert FILE --tls-key FILE]";
+                     [--tls-cert FILE --tls-key FILE] | --emit-ts DIR";
 
 struct Options {
     listen: String,
@@ -45,6 +54,7 @@ struct Options {
     allow_origins: Vec<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    emit_ts: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -57,6 +67,7 @@ fn parse_args() -> Result<Options, String> {
         allow_origins: Vec::new(),
         tls_cert: None,
         tls_key: None,
+        emit_ts: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -71,6 +82,7 @@ fn parse_args() -> Result<Options, String> {
             "--allow-origin" => options.allow_origins.push(value.clone()),
             "--tls-cert" => options.tls_cert = Some(value.clone()),
             "--tls-key" => options.tls_key = Some(value.clone()),
+            "--emit-ts" => options.emit_ts = Some(value.clone()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -283,9 +295,9 @@ async fn index() -> Html<&'static str> {
     Html(include_str!("shared/chat_page.html"))
 }
 
-/// The browser module the page imports.
-async fn module() -> impl axum::response::IntoResponse {
-    ([(http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../clients/js/wsduplex.js"))
+/// A browser module the page imports.
+fn javascript(source: &'static str) -> impl axum::response::IntoResponse {
+    ([(http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], source)
 }
 
 #[tokio::main]
@@ -297,6 +309,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
+    if let Some(dir) = &options.emit_ts {
+        wsduplex::typescript::render(&[ChatClient::contract()]).write(Path::new(dir), "chat")?;
+        println!("wrote {dir}/chat.js and {dir}/chat.d.ts");
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -307,8 +324,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = options.server().hub(&hub).endpoint(move |conn: Connection<ChatEventsClient>| {
         ChatSession { conn, hub: hub.clone(), registry: registry.clone() }.into_service()
     });
-    let app =
-        Router::new().route("/", get(index)).route("/wsduplex.js", get(module)).route_service("/ws", endpoint.clone());
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/wsduplex.js", get(|| async { javascript(include_str!("../clients/js/wsduplex.js")) }))
+        .route("/chat.js", get(|| async { javascript(include_str!("../clients/js/chat.js")) }))
+        .route_service("/ws", endpoint.clone());
 
     let tls = options.tls()?;
     let listener = tokio::net::TcpListener::bind(&options.listen).await?;

@@ -384,8 +384,9 @@ pub use wsduplex_macros::RpcError;
 pub mod __private {
     pub use crate::contract::{CallbackContract, ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, schema_of};
     pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, ReturnTypeIsAResultAlias, handle};
-    pub use crate::rpc_error::{data_fields, data_value, error_object, object_schema};
+    pub use crate::rpc_error::{error_object, object_schema};
     pub use crate::wire::ByName;
+    pub use serde;
 }
 
 /// The README's example, compiled and run as a doc test so the README stays true.

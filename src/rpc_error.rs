@@ -8,26 +8,18 @@ use serde_json::{Map, Value};
 use crate::ErrorObjectOwned;
 use crate::contract::SchemaFn;
 
-/// The error object of one variant.
+/// The error object of one variant. `data` that cannot be written as JSON is
+/// left out (the error still reaches the caller, with its code and message).
 #[doc(hidden)]
-pub fn error_object(code: i32, message: String, data: Option<Value>) -> ErrorObjectOwned {
+pub fn error_object<D: Serialize>(code: i32, message: String, data: Option<D>) -> ErrorObjectOwned {
+    let data = data.and_then(|data| match serde_json::value::to_raw_value(&data) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            tracing::warn!(code, error = %e, "an error's data could not be written as JSON; leaving it out");
+            None
+        }
+    });
     ErrorObjectOwned::owned(code, message, data)
-}
-
-/// A field as `data`; a field that cannot be written as JSON becomes `null`
-/// (the error still reaches the caller, with its code and message).
-#[doc(hidden)]
-pub fn data_value<T: Serialize + ?Sized>(field: &T) -> Value {
-    serde_json::to_value(field).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "an error's data could not be written as JSON; sending null");
-        Value::Null
-    })
-}
-
-/// Named fields as one `data` object.
-#[doc(hidden)]
-pub fn data_fields<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(fields.into_iter().map(|(key, value)| (key.to_owned(), value)).collect::<Map<_, _>>())
 }
 
 /// The schema of named fields: an object with one property per field, the
@@ -64,12 +56,15 @@ mod tests {
         let value = schema.to_value();
         assert_eq!(value["required"], serde_json::json!(["nick"]));
         assert_eq!(value["properties"]["nick"], serde_json::json!({"type": "string"}));
-        assert_eq!(data_fields([("nick", data_value("ada"))]), serde_json::json!({"nick": "ada"}));
     }
 
     #[test]
-    fn data_that_cannot_be_json_is_null() {
+    fn data_that_cannot_be_json_is_left_out() {
         let map: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
-        assert_eq!(data_value(&map), Value::Null);
+        let object = error_object(7, "seven".into(), Some(&map));
+        assert_eq!((object.code(), object.message()), (7, "seven"));
+        assert!(object.data().is_none());
+        let object = error_object(7, "seven".into(), Some(&[1, 2]));
+        assert_eq!(object.data().map(|d| d.get()), Some("[1,2]"));
     }
 }

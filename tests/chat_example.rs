@@ -133,14 +133,42 @@ async fn the_page_the_socket_and_plain_http() {
     let chat = start_chat(&[]);
     let page = within(http_get(&chat.addr, "/")).await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-    assert!(page.contains(r#"import { connect } from "/wsduplex.js""#), "the page uses the module");
+    assert!(page.contains(r#"import { ChatClient } from "/chat.js""#), "the page uses the generated client");
     let module = within(http_get(&chat.addr, "/wsduplex.js")).await;
     assert!(module.starts_with("HTTP/1.1 200"), "{module}");
     assert!(module.to_ascii_lowercase().contains("content-type: text/javascript"), "{module}");
     assert!(module.contains("export function connect("), "{module}");
+    let client = within(http_get(&chat.addr, "/chat.js")).await;
+    assert!(client.starts_with("HTTP/1.1 200"), "{client}");
+    assert!(client.to_ascii_lowercase().contains("content-type: text/javascript"), "{client}");
+    assert!(client.ends_with(include_str!("../clients/js/chat.js")), "{client}");
     let not_upgraded = within(http_get(&chat.addr, "/ws")).await;
     assert!(not_upgraded.starts_with("HTTP/1.1 400"), "{not_upgraded}");
     assert!(not_upgraded.contains("WebSocket upgrade"), "{not_upgraded}");
+}
+
+#[tokio::test]
+async fn rpc_discover_answers_with_the_chat_contract_s_openrpc_document() {
+    let chat = start_chat(&[]);
+    let mut user = User::connect(&chat).await;
+    let reply = user.call("rpc.discover", json!([])).await;
+    let snapshot: Value = serde_json::from_str(include_str!("snapshots/chat.openrpc.json")).unwrap();
+    assert_eq!(reply["result"], snapshot);
+}
+
+#[test]
+fn emit_ts_writes_the_client_the_page_uses() {
+    build_chat();
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("chat");
+    let dir = std::env::temp_dir().join(format!("wsduplex-emit-ts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new(&binary).arg("--emit-ts").arg(&dir).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+    let written = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(written("chat.js"), include_str!("../clients/js/chat.js"));
+    assert_eq!(written("chat.d.ts"), include_str!("../clients/js/chat.d.ts"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 async fn http_get(addr: &str, path: &str) -> String {

@@ -45,6 +45,33 @@ pub mod contracts {
         /// Fires.
         #[oneway]
         async fn fire(&self, n: u8);
+        /// Fails as asked.
+        async fn risky(&self, n: u8) -> ::core::result::Result<u8, Failure>;
+    }
+
+    /// Errors, derived without a prelude.
+    #[derive(Debug, ::wsduplex::RpcError)]
+    pub enum Failure {
+        /// Bad.
+        #[rpc(code = 5)]
+        Bad(::std::string::String),
+        /// Named.
+        #[rpc(code = -6)]
+        Named {
+            /// A number.
+            n: u8,
+            /// Maybe another.
+            m: ::core::option::Option<u8>,
+        },
+        /// Passed on.
+        #[rpc(transparent)]
+        Inner(::wsduplex::Error),
+    }
+
+    impl ::core::fmt::Display for Failure {
+        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+            f.write_str("failure")
+        }
     }
 
     /// Its callbacks.
@@ -67,7 +94,7 @@ pub mod contracts {
 
 use std::time::Duration;
 
-use contracts::{Events, EventsClient, Service, ServiceClient};
+use contracts::{Events, EventsClient, Failure, Service, ServiceClient};
 use wsduplex::{Connection, ErrorObjectOwned, Server};
 
 struct Impl(Connection<EventsClient>);
@@ -83,6 +110,10 @@ impl Service for Impl {
     }
 
     async fn fire(&self, _: u8) {}
+
+    async fn risky(&self, n: u8) -> Result<u8, Failure> {
+        Err(Failure::Named { n, m: None })
+    }
 }
 
 struct Pong;
@@ -105,6 +136,16 @@ async fn contracts_declared_without_a_prelude_serve_calls_and_callbacks() {
         assert_eq!(client.echo("clean".into()).await.unwrap(), "clean");
         assert_eq!(client.checked(3).await.unwrap(), 3);
         client.fire(1).await.unwrap();
+        match client.risky(4).await {
+            Err(wsduplex::Error::Rpc(object)) => {
+                assert_eq!((object.code(), object.message()), (-6, "failure"));
+                assert_eq!(object.data().map(|d| d.get()), Some(r#"{"n":4,"m":null}"#));
+            }
+            other => panic!("expected error -6, got {other:?}"),
+        }
+        let codes: Vec<i32> =
+            ServiceClient::contract().method("h.risky").unwrap().documented_errors().iter().map(|e| e.code).collect();
+        assert_eq!(&codes[..2], [5, -6]);
     };
     tokio::time::timeout(Duration::from_secs(20), work).await.expect("timed out");
     task.abort();

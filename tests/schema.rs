@@ -1,17 +1,576 @@
-//! Contract metadata, OpenRPC documents and generated TypeScript.
+//! Contract metadata, OpenRPC documents and generated TypeScript, for the chat
+//! contract and for contracts of every shape the macros accept.
+//!
+//! The checks that need Node (the OpenRPC meta-schema, `tsc --strict`, the
+//! generated client against a live server) use the packages of
+//! `clients/js/package.json`, installed with `npm ci` on first use; without
+//! Node and npm they are skipped, unless `WSDUPLEX_REQUIRE_NODE=1` (as in CI)
+//! makes that a failure.
+
+mod common;
 
 #[path = "../examples/shared/chat_contract.rs"]
 #[allow(dead_code)]
 mod chat_contract;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::{Raw, within};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use wsduplex::{Connection, Server, ServerBuilder};
+
+// ---- Contracts of every shape -------------------------------------------
+
+/// A point on the canvas.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Point {
+    /// Across.
+    pub x: f64,
+    /// Down.
+    pub y: f64,
+    pub label: Option<String>,
+}
+
+/// Something to draw (an externally tagged enum: unit, struct and tuple variants).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub enum Shape {
+    Dot,
+    Circle { center: Point, radius: f64 },
+    Polygon(Vec<Point>),
+}
+
+/// A command for the cursor (an internally tagged enum).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Command_ {
+    Move { to: Point },
+    Stop,
+}
+
+/// What drawing can fail with.
+#[derive(Debug, thiserror::Error, wsduplex::RpcError)]
+pub enum DrawError {
+    /// The canvas is full.
+    #[error("the canvas is full")]
+    #[rpc(code = 2001)]
+    Full,
+    /// A point lies outside the canvas; `data` is the point.
+    #[error("outside the canvas")]
+    #[rpc(code = 2002)]
+    Outside(Point),
+    /// Too many shapes at once.
+    #[error("too many shapes: {asked} > {limit}")]
+    #[rpc(code = 2003)]
+    TooMany { limit: u32, asked: u32, note: Option<String> },
+    /// A viewer failed us.
+    #[error(transparent)]
+    #[rpc(transparent)]
+    Viewer(#[from] wsduplex::Error),
+}
+
+/// A shared canvas.
+#[wsduplex::service(namespace = "canvas", callback = Viewer)]
+pub trait Canvas {
+    /// Adds a shape, on `layer` (0 when left out); returns its id.
+    async fn add(&self, shape: Shape, layer: Option<u32>) -> Result<u64, DrawError>;
+    /// Adds several shapes, moved to `at` when given.
+    async fn add_many(&self, shapes: Vec<Shape>, at: Option<Point>, replace: bool) -> Result<Vec<u64>, DrawError>;
+    /// Clears everything.
+    async fn clear(&self);
+    /// Moves the cursor.
+    #[oneway]
+    async fn nudge(&self, command: Command_);
+    /// Width and height.
+    #[method(name = "size")]
+    async fn dimensions(&self) -> (u32, u32);
+    /// Tags and what carries them.
+    async fn tags(&self) -> HashMap<String, Vec<String>>;
+    /// The caller's viewport, as it says.
+    async fn view(&self) -> Result<Point, DrawError>;
+    /// Asks the caller to confirm `question`.
+    async fn check(&self, question: String) -> Result<bool, DrawError>;
+}
+
+/// What a canvas tells its viewers.
+#[wsduplex::callback(namespace = "canvas")]
+pub trait Viewer {
+    /// Shape `id` was drawn.
+    #[oneway]
+    async fn drawn(&self, id: u64, shape: Shape);
+    /// Asks whether to go on.
+    async fn confirm(&self, question: String, default_answer: Option<bool>) -> bool;
+    /// Where the viewer looks.
+    async fn viewport(&self) -> Result<Point, DrawError>;
+}
+
+/// No namespace, no callbacks, no docs on the method.
+#[wsduplex::service]
+pub trait Plain {
+    async fn echo(&self, text: String) -> String;
+}
+
+struct CanvasSession {
+    conn: Connection<ViewerClient>,
+    nudges: Arc<(Mutex<Vec<Command_>>, Notify)>,
+}
+
+impl Canvas for CanvasSession {
+    async fn add(&self, shape: Shape, layer: Option<u32>) -> Result<u64, DrawError> {
+        let layer = layer.unwrap_or(0);
+        if layer > 10 {
+            return Err(DrawError::TooMany { limit: 10, asked: layer, note: None });
+        }
+        let id = 100 + u64::from(layer);
+        self.conn.callback().drawn(id, shape).await?;
+        Ok(id)
+    }
+
+    async fn add_many(&self, shapes: Vec<Shape>, at: Option<Point>, replace: bool) -> Result<Vec<u64>, DrawError> {
+        match at {
+            Some(point) if point.x < 0.0 => Err(DrawError::Outside(point)),
+            _ => Ok((0..shapes.len() as u64).map(|i| if replace { i } else { i + 10 }).collect()),
+        }
+    }
+
+    async fn clear(&self) {}
+
+    async fn nudge(&self, command: Command_) {
+        let (nudges, signal) = &*self.nudges;
+        nudges.lock().unwrap().push(command);
+        signal.notify_one();
+    }
+
+    async fn dimensions(&self) -> (u32, u32) {
+        (640, 480)
+    }
+
+    async fn tags(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([("red".to_owned(), vec!["dot".to_owned()])])
+    }
+
+    async fn view(&self) -> Result<Point, DrawError> {
+        Ok(self.conn.callback().viewport().await?)
+    }
+
+    async fn check(&self, question: String) -> Result<bool, DrawError> {
+        Ok(self.conn.callback().confirm(question, None).await?)
+    }
+}
+
+type Nudges = Arc<(Mutex<Vec<Command_>>, Notify)>;
+
+/// Serves `Canvas` on loopback; returns its `ws://` URL and what it was nudged with.
+async fn serve_canvas(builder: ServerBuilder) -> (String, Nudges) {
+    let server = builder.build("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", server.local_addr().unwrap());
+    let nudges: Nudges = Arc::default();
+    let kept = nudges.clone();
+    tokio::spawn(server.serve(move |conn| CanvasSession { conn, nudges: kept.clone() }.into_service()));
+    (url, nudges)
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---- Metadata -------------------------------------------------------------
+
 #[test]
-fn print_chat() {
-    let doc = wsduplex::openrpc::document(chat_contract::ChatClient::contract());
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+fn metadata_records_params_results_errors_and_docs() {
+    let canvas = CanvasClient::contract();
+    assert_eq!((canvas.name, canvas.namespace, canvas.docs), ("Canvas", Some("canvas"), "A shared canvas."));
+    assert_eq!(canvas.version, env!("CARGO_PKG_VERSION"));
+    let viewer = canvas.callback().expect("the callback contract is recorded");
+    assert_eq!(viewer.name, "Viewer");
+    assert!(PlainClient::contract().callback().is_none());
+
+    let add = canvas.method("canvas.add").unwrap();
+    let params: Vec<_> = add.params.iter().map(|p| (p.name, p.ty, p.optional)).collect();
+    assert_eq!(params, [("shape", "Shape", false), ("layer", "Option<u32>", true)]);
+    let codes: Vec<i32> = add.documented_errors().iter().map(|e| e.code).collect();
+    assert_eq!(codes, [2001, 2002, 2003, -32025, -32021, -32020, -32023, -32024]);
+    let too_many = &add.documented_errors()[2];
+    assert_eq!((too_many.name, too_many.summary()), ("TooMany", "Too many shapes at once."));
+
+    // Renamed, unit, one-way, infallible: each recorded as declared.
+    let size = canvas.method("canvas.size").unwrap();
+    assert_eq!((size.name, size.returns), ("dimensions", "(u32, u32)"));
+    assert!(size.documented_errors().is_empty());
+    assert!(canvas.method("canvas.nudge").unwrap().oneway);
+    assert_eq!(canvas.method("canvas.clear").unwrap().returns, "()");
+    assert_eq!(PlainClient::contract().method("echo").unwrap().docs, "");
 }
 
 #[test]
-fn print_chat_ts() {
+fn rpc_error_derive_converts_each_variant_into_its_error_object() {
+    let object = wsduplex::ErrorObjectOwned::from(DrawError::TooMany { limit: 10, asked: 12, note: None });
+    assert_eq!((object.code(), object.message()), (2003, "too many shapes: 12 > 10"));
+    assert_eq!(serde_json::to_value(object.data()).unwrap(), json!({"limit": 10, "asked": 12, "note": null}));
+    let object = wsduplex::ErrorObjectOwned::from(DrawError::Outside(Point { x: -1.0, y: 0.0, label: None }));
+    assert_eq!(serde_json::to_value(object.data()).unwrap(), json!({"x": -1.0, "y": 0.0, "label": null}));
+    let object = wsduplex::ErrorObjectOwned::from(DrawError::Full);
+    assert!(object.data().is_none());
+    let object = wsduplex::ErrorObjectOwned::from(DrawError::Viewer(wsduplex::Error::Closed));
+    assert_eq!(object.code(), wsduplex::codes::PEER_CLOSED);
+}
+
+// ---- OpenRPC --------------------------------------------------------------
+
+/// Compares `actual` with the checked-in file, or rewrites the file when
+/// `WSDUPLEX_UPDATE_SNAPSHOTS=1`.
+fn assert_snapshot(path: &Path, actual: &str) {
+    if std::env::var_os("WSDUPLEX_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{} is out of date with the Rust contracts; regenerate it (see the README's \"Contract schema\"). Now:\n{actual}",
+        path.display()
+    );
+}
+
+#[test]
+fn the_chat_openrpc_document_matches_its_snapshot() {
+    let doc = wsduplex::openrpc::document(chat_contract::ChatClient::contract());
+    let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    assert_snapshot(&repo().join("tests/snapshots/chat.openrpc.json"), &text);
+}
+
+#[test]
+fn the_canvas_openrpc_document_describes_every_shape() {
+    let doc = wsduplex::openrpc::document(CanvasClient::contract());
+    let add = &doc["methods"][0];
+    assert_eq!(add["name"], "canvas.add");
+    assert_eq!(
+        add["params"][0],
+        json!({"name": "shape", "required": true, "schema": {"$ref": "#/components/schemas/Shape"}})
+    );
+    assert_eq!(add["params"][1]["required"], false);
+    assert_eq!(add["errors"][2], json!({"code": 2003, "message": "Too many shapes at once."}));
+    assert_eq!(add["x-error-data"]["2002"], json!({"$ref": "#/components/schemas/Point"}));
+    assert_eq!(add["x-error-data"]["2003"]["required"], json!(["limit", "asked"]));
+    let nudge = doc["methods"].as_array().unwrap().iter().find(|m| m["name"] == "canvas.nudge").unwrap();
+    assert!(nudge.get("result").is_none() && nudge.get("errors").is_none(), "a notification: {nudge}");
+    let clear = doc["methods"].as_array().unwrap().iter().find(|m| m["name"] == "canvas.clear").unwrap();
+    assert_eq!(clear["result"]["schema"], json!({"type": "null"}));
+    assert_eq!(doc["x-callbacks"]["name"], "Viewer");
+    assert_eq!(doc["x-callbacks"]["methods"][1]["params"][1]["required"], false);
+    let schemas = &doc["components"]["schemas"];
+    for name in ["Point", "Shape", "Command_", "ErrorObject"] {
+        assert!(schemas.get(name).is_some(), "{name} is defined: {schemas}");
+    }
+    assert_eq!(schemas["Point"]["properties"]["x"]["description"], "Across.");
+    let plain = wsduplex::openrpc::document(PlainClient::contract());
+    assert!(plain.get("x-callbacks").is_none() && plain.get("components").is_none());
+    assert_eq!(plain["methods"][0]["name"], "echo");
+}
+
+#[tokio::test]
+async fn servers_answer_rpc_discover_unless_told_not_to() {
+    let (url, _) = serve_canvas(Server::builder()).await;
+    let mut raw = Raw::connect(&url).await;
+    let reply = raw.exchange(r#"{"jsonrpc":"2.0","id":1,"method":"rpc.discover"}"#).await;
+    assert_eq!(reply["result"], wsduplex::openrpc::document(CanvasClient::contract()));
+
+    let (url, _) = serve_canvas(Server::builder().without_discovery()).await;
+    let mut raw = Raw::connect(&url).await;
+    let reply = raw.exchange(r#"{"jsonrpc":"2.0","id":1,"method":"rpc.discover"}"#).await;
+    assert_eq!(reply["error"]["code"], -32601);
+    // The contract is still served.
+    let reply = raw.exchange(r#"{"jsonrpc":"2.0","id":2,"method":"canvas.size"}"#).await;
+    assert_eq!(reply["result"], json!([640, 480]));
+}
+
+// ---- TypeScript -----------------------------------------------------------
+
+#[test]
+fn the_generated_chat_client_is_up_to_date() {
     let ts = wsduplex::typescript::render(&[chat_contract::ChatClient::contract()]);
-    println!("{}\n-----\n{}", ts.javascript, ts.declarations);
+    assert_snapshot(&repo().join("clients/js/chat.js"), &ts.javascript);
+    assert_snapshot(&repo().join("clients/js/chat.d.ts"), &ts.declarations);
+}
+
+#[test]
+fn the_generated_canvas_client_types_every_shape() {
+    let ts = wsduplex::typescript::render(&[CanvasClient::contract(), PlainClient::contract()]);
+    let dts = &ts.declarations;
+    for line in [
+        "add(shape: Shape, layer?: number | null, options?: CallOptions): Promise<number>;",
+        "addMany(shapes: Shape[], at: Point | null | undefined, replace: boolean, options?: CallOptions): Promise<number[]>;",
+        "clear(options?: CallOptions): Promise<void>;",
+        "nudge(command: Command_): void;",
+        "size(options?: CallOptions): Promise<[number, number]>;",
+        "tags(options?: CallOptions): Promise<Record<string, string[]>>;",
+        "static connect(url: string, events: Viewer, options?: Omit<ConnectOptions, \"handlers\">): CanvasClient;",
+        "confirm(question: string, defaultAnswer: boolean | null | undefined, context: HandlerContext): boolean | Promise<boolean>;",
+        "drawn(id: number, shape: Shape, context: HandlerContext): void | Promise<void>;",
+        "export declare function viewerHandlers(events: Viewer): Record<string, Handler>;",
+        "static connect(url: string, options?: Omit<ConnectOptions, \"handlers\">): PlainClient;",
+        "@throws {RpcError} 2002 Outside: A point lies outside the canvas; `data` is the point. (`data`: `Point`)",
+        "/** Across. */",
+    ] {
+        assert!(dts.contains(line), "missing `{line}` in:\n{dts}");
+    }
+    let js = &ts.javascript;
+    for line in [
+        r#"return this.peer.call("canvas.add_many", { shapes, at, replace }, options);"#,
+        r#"this.peer.notify("canvas.nudge", { command });"#,
+        r#""canvas.confirm": (params, context) => events.confirm(...argumentsOf(params, ["question","default_answer"], ["default_answer"]), context),"#,
+    ] {
+        assert!(js.contains(line), "missing `{line}` in:\n{js}");
+    }
+}
+
+// ---- With Node: meta-schema, tsc --strict, the generated client live -------
+
+/// `clients/js/node_modules`, installed with `npm ci` on first use; `None`
+/// (with a note) when Node or npm is missing and `WSDUPLEX_REQUIRE_NODE` is
+/// not `1`.
+fn node_tools() -> Option<PathBuf> {
+    static TOOLS: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TOOLS
+        .get_or_init(|| {
+            let dir = repo().join("clients/js");
+            let modules = dir.join("node_modules");
+            let installed = || modules.join("typescript").exists() && modules.join("ajv").exists();
+            if !installed() {
+                let npm = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).status();
+                eprintln!("npm ci in clients/js: {npm:?}");
+            }
+            if installed() {
+                return Some(modules);
+            }
+            if std::env::var("WSDUPLEX_REQUIRE_NODE").is_ok_and(|v| v == "1") {
+                panic!("WSDUPLEX_REQUIRE_NODE=1, but `npm ci` in clients/js did not install the tools");
+            }
+            eprintln!("skipped: Node and npm are needed (npm ci in clients/js)");
+            None
+        })
+        .clone()
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().expect("node runs");
+    eprintln!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn validate_openrpc(files: &[&Path]) -> Output {
+    run(Command::new("node").arg(repo().join("clients/js/tools/validate-openrpc.mjs")).args(files))
+}
+
+/// `tsc --strict` on `files`, with the settings of `clients/js/tsconfig.json`.
+fn tsc(dir: &Path, files: &[&str]) -> Output {
+    let config = json!({
+        "extends": repo().join("clients/js/tsconfig.json"),
+        "files": files,
+    });
+    std::fs::write(dir.join("tsconfig.json"), config.to_string()).unwrap();
+    let tsc = repo().join("clients/js/node_modules/typescript/bin/tsc");
+    run(Command::new("node").arg(tsc).arg("--strict").arg("-p").arg(dir))
+}
+
+/// A fresh directory holding `wsduplex.js` and its typings, for generated
+/// modules; removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("wsduplex-schema-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["wsduplex.js", "wsduplex.d.ts"] {
+            std::fs::copy(repo().join("clients/js").join(file), dir.join(file)).unwrap();
+        }
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn openrpc_documents_validate_against_the_meta_schema() {
+    if node_tools().is_none() {
+        return;
+    }
+    let dir = Scratch::new("openrpc");
+    let canvas = dir.join("canvas.openrpc.json");
+    let plain = dir.join("plain.openrpc.json");
+    std::fs::write(&canvas, wsduplex::openrpc::document(CanvasClient::contract()).to_string()).unwrap();
+    std::fs::write(&plain, wsduplex::openrpc::document(PlainClient::contract()).to_string()).unwrap();
+    let chat = repo().join("tests/snapshots/chat.openrpc.json");
+    assert!(validate_openrpc(&[&chat, &canvas, &plain]).status.success());
+
+    // The validator does reject: an error object with a member OpenRPC does not have.
+    let mut broken = wsduplex::openrpc::document(CanvasClient::contract());
+    broken["methods"][0]["errors"][0]["data-schema"] = json!({});
+    let broken_file = dir.join("broken.openrpc.json");
+    std::fs::write(&broken_file, broken.to_string()).unwrap();
+    let output = validate_openrpc(&[&broken_file]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("/methods/0/errors/0"));
+}
+
+/// TypeScript that uses every generated method and type, as a page would.
+const CANVAS_USAGE: &str = r#"
+import { CanvasClient, PlainClient, type Point, type Shape, type Viewer } from "./canvas.js";
+
+const viewer: Viewer = {
+  drawn(id: number, shape: Shape) {
+    console.log(id, shape);
+  },
+  confirm: async (question, defaultAnswer) => defaultAnswer ?? question.length > 0,
+  viewport: () => ({ x: 1, y: 2, label: null }),
+};
+const canvas = CanvasClient.connect("ws://127.0.0.1:1/", viewer, { timeout: 1000 });
+async function use(): Promise<void> {
+  const id: number = await canvas.add({ Circle: { center: { x: 1, y: 2 }, radius: 3 } });
+  const onLayer: number = await canvas.add("Dot", 2, { timeout: 10 });
+  const ids: number[] = await canvas.addMany([{ Polygon: [] }], null, true);
+  await canvas.clear();
+  canvas.nudge({ kind: "move", to: { x: 0, y: 0 } });
+  canvas.nudge({ kind: "stop" });
+  const [width, height] = await canvas.size();
+  const tags: Record<string, string[]> = await canvas.tags();
+  const seen: Point = await canvas.view();
+  const ok: boolean = await canvas.check("sure?");
+  const echoed: string = await PlainClient.connect("ws://127.0.0.1:1/").echo("hi");
+  console.log(id, onLayer, ids, width, height, tags, seen, ok, echoed);
+}
+void use;
+"#;
+
+#[test]
+fn generated_typescript_type_checks_strictly() {
+    if node_tools().is_none() {
+        return;
+    }
+    // The checked-in chat client and the page-like code that uses it.
+    let chat_dir = repo().join("clients/js");
+    let tsc_path = chat_dir.join("node_modules/typescript/bin/tsc");
+    let chat = run(Command::new("node").arg(&tsc_path).arg("--strict").arg("-p").arg(&chat_dir));
+    assert!(chat.status.success(), "tsc --strict -p clients/js failed");
+
+    // Every other shape.
+    let dir = Scratch::new("tsc");
+    wsduplex::typescript::render(&[CanvasClient::contract(), PlainClient::contract()]).write(&dir, "canvas").unwrap();
+    std::fs::write(dir.join("usage.ts"), CANVAS_USAGE).unwrap();
+    assert!(tsc(&dir, &["usage.ts"]).status.success(), "the canvas client does not type-check");
+}
+
+#[test]
+fn a_wrong_parameter_type_fails_to_type_check() {
+    if node_tools().is_none() {
+        return;
+    }
+    let dir = Scratch::new("wrong");
+    let wrong = repo().join("clients/js/typecheck/wrong_param_type.ts");
+    let output = tsc(&dir, &[wrong.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        text.contains("wrong_param_type.ts(")
+            && text
+                .contains("error TS2345: Argument of type 'number' is not assignable to parameter of type 'string'."),
+        "{text}"
+    );
+    assert_eq!(text.matches("error TS").count(), 1, "exactly the one expected error: {text}");
+}
+
+/// Drives the generated canvas client from Node against a live server and
+/// prints what it saw as JSON.
+const CANVAS_LIVE: &str = r#"
+import { CanvasClient } from "./canvas.js";
+
+const drawn = [];
+const canvas = CanvasClient.connect(process.argv[2], {
+  drawn: (id, shape) => { drawn.push([id, shape]); },
+  confirm: (question, defaultAnswer) => defaultAnswer ?? question === "go on?",
+  viewport: () => ({ x: 3, y: 4, label: "here" }),
+});
+const seen = {};
+seen.add = await canvas.add({ Circle: { center: { x: 1, y: 2, label: null }, radius: 3 } });
+seen.onLayer = await canvas.add("Dot", 4);
+seen.tooMany = await canvas.add("Dot", 99).catch((e) => ({ code: e.code, message: e.message, data: e.data }));
+seen.outside = await canvas.addMany(["Dot"], { x: -1, y: 0, label: null }, true).catch((e) => ({ code: e.code, data: e.data }));
+seen.many = await canvas.addMany(["Dot", "Dot"], undefined, false);
+seen.clear = await canvas.clear();
+canvas.nudge({ kind: "move", to: { x: 5, y: 6, label: null } });
+seen.size = await canvas.size();
+seen.tags = await canvas.tags();
+seen.view = await canvas.view();
+seen.check = await canvas.check("go on?");
+seen.drawn = drawn;
+console.log(JSON.stringify(seen));
+canvas.peer.close();
+"#;
+
+#[tokio::test]
+async fn the_generated_client_calls_and_answers_a_live_server() {
+    if node_tools().is_none() {
+        return;
+    }
+    let (url, nudges) = serve_canvas(Server::builder()).await;
+    let dir = Scratch::new("live");
+    wsduplex::typescript::render(&[CanvasClient::contract()]).write(&dir, "canvas").unwrap();
+    std::fs::write(dir.join("live.mjs"), CANVAS_LIVE).unwrap();
+    // Node 20 has its WebSocket behind a flag; later versions have it on.
+    let mut has_websocket = tokio::process::Command::new("node");
+    has_websocket.args(["-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"]);
+    let flag =
+        if within(has_websocket.status()).await.unwrap().success() { None } else { Some("--experimental-websocket") };
+    let mut node = tokio::process::Command::new("node");
+    node.args(flag).arg(dir.join("live.mjs")).arg(&url);
+    let output = within(node.output()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+
+    assert_eq!(seen["add"], 100);
+    assert_eq!(seen["onLayer"], 104);
+    assert_eq!(
+        seen["tooMany"],
+        json!({"code": 2003, "message": "too many shapes: 99 > 10", "data": {"limit": 10, "asked": 99, "note": null}})
+    );
+    // (Numbers as JavaScript prints them: 1.0 is 1.)
+    assert_eq!(seen["outside"], json!({"code": 2002, "data": {"x": -1, "y": 0, "label": null}}));
+    assert_eq!(seen["many"], json!([10, 11]));
+    assert_eq!(seen["clear"], Value::Null);
+    assert_eq!(seen["size"], json!([640, 480]));
+    assert_eq!(seen["tags"], json!({"red": ["dot"]}));
+    assert_eq!(seen["view"], json!({"x": 3, "y": 4, "label": "here"}));
+    assert_eq!(seen["check"], true);
+    assert_eq!(
+        seen["drawn"],
+        json!([[100, {"Circle": {"center": {"x": 1, "y": 2, "label": null}, "radius": 3}}], [104, "Dot"]])
+    );
+    // The one-way nudge reached the server.
+    let (list, signal) = &*nudges;
+    within(async {
+        while list.lock().unwrap().is_empty() {
+            signal.notified().await;
+        }
+    })
+    .await;
+    let expected = Command_::Move { to: Point { x: 5.0, y: 6.0, label: None } };
+    assert_eq!(list.lock().unwrap().as_slice(), [expected]);
 }

@@ -2,35 +2,8 @@
 // A fake socket records what the module sends and lets a test deliver frames.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Peer, RpcError, codes, connect } from "./wsduplex.js";
-
-class FakeSocket {
-  sent = [];
-  closedWith = null;
-  onopen = null;
-  onclose = null;
-  onerror = null;
-  onmessage = null;
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  close(code, reason) {
-    this.closedWith = { code, reason };
-    this.onclose?.({ code, reason });
-  }
-  open() {
-    this.onopen?.({});
-  }
-  deliver(value) {
-    this.onmessage?.({ data: typeof value === "string" ? value : JSON.stringify(value) });
-  }
-  /** Waits until the module has sent `count` frames in all. */
-  async sentAtLeast(count) {
-    for (let i = 0; i < 1000 && this.sent.length < count; i++) await new Promise((r) => setImmediate(r));
-    assert.ok(this.sent.length >= count, `expected ${count} frames, got ${JSON.stringify(this.sent)}`);
-    return this.sent;
-  }
-}
+import { Peer, RpcError, argumentsOf, codes, connect } from "./wsduplex.js";
+import { FakeSocket } from "./fake-socket.mjs";
 
 function pair(handlers = {}, timeout = 30000) {
   const socket = new FakeSocket();
@@ -192,4 +165,24 @@ test("connect uses the WebSocket it is given", async () => {
   const peer = connect("ws://example.invalid/ws", { WebSocket: Recording });
   assert.equal(made, "ws://example.invalid/ws");
   assert.equal(peer.closed, false);
+});
+
+test("argumentsOf takes parameters by name or by position and names what is missing", () => {
+  assert.deepEqual(argumentsOf({ room: "r", nick: "n", extra: 1 }, ["room", "nick"]), ["r", "n"]);
+  assert.deepEqual(argumentsOf(["r", "n"], ["room", "nick"]), ["r", "n"]);
+  assert.deepEqual(argumentsOf(["r"], ["room", "limit"], ["limit"]), ["r", undefined]);
+  assert.deepEqual(argumentsOf(undefined, []), []);
+  const invalid = (param) => (e) =>
+    e instanceof RpcError && e.code === codes.INVALID_PARAMS && e.data.param === param;
+  assert.throws(() => argumentsOf({ room: "r" }, ["room", "nick"]), invalid("nick"));
+  assert.throws(() => argumentsOf(["r", "n", "x"], ["room", "nick"]), invalid(null));
+  assert.throws(() => argumentsOf("text", ["room"]), invalid(null));
+});
+
+test("a handler that throws argumentsOf's error answers -32602 naming the parameter", async () => {
+  const { socket } = pair({ "chat.invited": (params) => argumentsOf(params, ["from", "room"]) });
+  socket.deliver({ jsonrpc: "2.0", id: 4, method: "chat.invited", params: { from: "bob" } });
+  const [reply] = await socket.sentAtLeast(1);
+  assert.equal(reply.error.code, codes.INVALID_PARAMS);
+  assert.deepEqual(reply.error.data, { param: "room", reason: "missing" });
 });

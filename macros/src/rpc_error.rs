@@ -7,6 +7,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Expr, Fields, Ident};
 
@@ -84,10 +85,10 @@ fn mapping(variant: &Ident, attrs: &[Attribute], errors: &mut Errors) -> Mapping
             return Mapping::Missing;
         }
     };
-    if let Ok(flag) = syn::parse2::<Ident>(list.tokens.clone()) {
-        if flag == "transparent" {
-            return Mapping::Transparent;
-        }
+    if let Ok(flag) = syn::parse2::<Ident>(list.tokens.clone())
+        && flag == "transparent"
+    {
+        return Mapping::Transparent;
     }
     let mut code = None;
     for arg in attrs::parse_args(list.tokens.clone(), &["code", "transparent"], errors) {
@@ -99,7 +100,10 @@ fn mapping(variant: &Ident, attrs: &[Attribute], errors: &mut Errors) -> Mapping
     match code {
         Some(code) => Mapping::Code(code),
         None => {
-            errors.error(attr.span(), "expected `#[rpc(code = ...)]` or `#[rpc(transparent)]`");
+            // Arguments that were there are reported already.
+            if list.tokens.is_empty() {
+                errors.error(attr.span(), "expected `#[rpc(code = ...)]` or `#[rpc(transparent)]`");
+            }
             Mapping::Missing
         }
     }
@@ -198,18 +202,28 @@ fn conversion_arm(ident: &Ident, variant: &Variant) -> TokenStream {
         Mapping::Missing => return TokenStream::new(),
     };
     let object = match &variant.fields {
-        Fields::Unit => quote!(::wsduplex::__private::error_object(#code, #message, ::core::option::Option::None)),
+        Fields::Unit => {
+            quote!(::wsduplex::__private::error_object(#code, #message, ::core::option::Option::None::<()>))
+        }
         Fields::Unnamed(_) => {
             let field = &bindings[0];
-            quote!(::wsduplex::__private::error_object(#code, #message, ::core::option::Option::Some(::wsduplex::__private::data_value(&#field))))
+            quote!(::wsduplex::__private::error_object(#code, #message, ::core::option::Option::Some(&#field)))
         }
-        Fields::Named(_) => {
-            let keys = bindings.iter().map(|b| syn::LitStr::new(&b.to_string(), b.span()));
-            quote!(::wsduplex::__private::error_object(
-                #code,
-                #message,
-                ::core::option::Option::Some(::wsduplex::__private::data_fields([#((#keys, ::wsduplex::__private::data_value(&#bindings))),*])),
-            ))
+        Fields::Named(fields) => {
+            // A struct of references, so `data` keeps the fields' order.
+            let types = fields.named.iter().map(|f| &f.ty);
+            quote!({
+                #[derive(::wsduplex::__private::serde::Serialize)]
+                #[serde(crate = "::wsduplex::__private::serde")]
+                struct __WsduplexErrorData<'__a> {
+                    #(#bindings: &'__a #types,)*
+                }
+                ::wsduplex::__private::error_object(
+                    #code,
+                    #message,
+                    ::core::option::Option::Some(__WsduplexErrorData { #(#bindings: &#bindings,)* }),
+                )
+            })
         }
     };
     quote!(#pattern => #object,)
@@ -230,7 +244,7 @@ fn documentation(variant: &Variant) -> TokenStream {
         Mapping::Transparent => {
             let ty = &variant.fields.iter().next().map(|f| f.ty.clone());
             quote! {
-                #list.extend({
+                ::core::iter::Extend::extend(&mut #list, {
                     use ::wsduplex::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
                     (&::wsduplex::__private::ErrorsOf::<#ty>::new()).documented_errors()
                 });
@@ -252,7 +266,7 @@ fn data_schema(fields: &Fields) -> TokenStream {
         }
         Fields::Named(f) => {
             let entries = f.named.iter().map(|field| {
-                let key = field.ident.as_ref().map(|i| i.to_string()).unwrap_or_default();
+                let key = field.ident.as_ref().map(|i| i.unraw().to_string()).unwrap_or_default();
                 let ty = &field.ty;
                 let required = !is_option(ty);
                 let schema = quote_spanned!(ty.span()=> ::wsduplex::__private::schema_of::<#ty>);

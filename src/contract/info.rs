@@ -183,6 +183,7 @@ mod tests {
     struct Plain;
 
     #[test]
+    #[allow(clippy::needless_borrow, reason = "the form generated code uses")]
     fn errors_of_picks_the_documented_list_when_there_is_one() {
         assert_eq!((&ErrorsOf::<Documented>::new()).documented_errors()[0].code, 7);
         assert!((&ErrorsOf::<Plain>::new()).documented_errors().is_empty());

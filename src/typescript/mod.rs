@@ -4,7 +4,9 @@
 //! to be placed next to `wsduplex.js` and `wsduplex.d.ts`. Browsers load the
 //! module as it is; TypeScript projects get the types. For each service `X`:
 //!
-//! - `class XClient`: one method per wire method (camelCase), parameters and
+//! - `class XClient`: one method per wire method (named after the wire name
+//!   without its namespace, in camelCase: `chat.join` is `join`, a method
+//!   renamed to `size` is `size`), parameters and
 //!   result typed from the Rust types' JSON Schemas; one-way methods return
 //!   `void`, others a `Promise` and take an optional `CallOptions`; doc
 //!   comments carry over, with each documented error as `@throws`;
@@ -154,11 +156,13 @@ struct Params {
 }
 
 impl Params {
-    fn of(method: &MethodInfo, schemas: &mut Schemas) -> Params {
+    /// `more_follow`: a required parameter of ours comes after theirs (a
+    /// handler's context), so none of theirs can be marked optional.
+    fn of(method: &MethodInfo, schemas: &mut Schemas, more_follow: bool) -> Params {
         let wire: Vec<&'static str> = method.params.iter().map(|p| p.name).collect();
         let names: Vec<String> = wire.iter().map(|w| local_name(w)).collect();
         // Only a trailing run of optional parameters can be left out in TypeScript.
-        let trailing = method.params.iter().rev().take_while(|p| p.optional).count();
+        let trailing = if more_follow { 0 } else { method.params.iter().rev().take_while(|p| p.optional).count() };
         let first_trailing = method.params.len() - trailing;
         let typed = method
             .params
@@ -248,8 +252,8 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
         }
     }
     for method in service.methods {
-        let params = Params::of(method, schemas);
-        let name = member_name(method.name);
+        let params = Params::of(method, schemas, false);
+        let name = member_name(method, service.namespace);
         let docs = method_docs(method, schemas);
         dts.text.push('\n');
         dts.text.push_str(&doc_comment(&docs, 1));
@@ -297,8 +301,8 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
     writeln!(dts.text, "export interface {} {{", callback.name).unwrap();
     let mut entries = Vec::new();
     for (i, method) in callback.methods.iter().enumerate() {
-        let params = Params::of(method, schemas);
-        let name = member_name(method.name);
+        let params = Params::of(method, schemas, true);
+        let name = member_name(method, callback.namespace);
         let context = params.fresh("context");
         let result = if method.oneway {
             "void".to_owned()
@@ -364,13 +368,13 @@ fn handlers_function(callback: &ContractInfo) -> String {
     name
 }
 
-/// `join_room` → `joinRoom`; `ChatEvents` → `chatEvents`.
+/// `join_room` → `joinRoom`; `ChatEvents` → `chatEvents`; `get-price` → `getPrice`.
 fn camel_case(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut upper = false;
     for (i, c) in name.chars().enumerate() {
         match c {
-            '_' if i > 0 => upper = true,
+            '_' | '-' | '.' | '/' | ' ' if i > 0 => upper = true,
             _ if i == 0 => out.extend(c.to_lowercase()),
             _ if upper => {
                 out.extend(c.to_uppercase());
@@ -382,10 +386,12 @@ fn camel_case(name: &str) -> String {
     out
 }
 
-/// A method's name in a class or interface: camelCase, clear of what the
-/// class itself has.
-fn member_name(name: &str) -> String {
-    let name = camel_case(name);
+/// A method's name in a class or interface: its wire name without the
+/// namespace, camelCase, clear of what the class itself has.
+fn member_name(method: &MethodInfo, namespace: Option<&str>) -> String {
+    let wire = method.wire_name;
+    let base = namespace.and_then(|ns| wire.strip_prefix(ns)?.strip_prefix('.')).unwrap_or(wire);
+    let name = identifier(&camel_case(base));
     if matches!(name.as_str(), "peer" | "constructor") { format!("{name}_") } else { name }
 }
 
@@ -456,7 +462,25 @@ mod tests {
         assert_eq!(camel_case("_private"), "_private");
         assert_eq!(local_name("new"), "new_");
         assert_eq!(local_name("room_id"), "roomId");
-        assert_eq!(member_name("delete"), "delete");
-        assert_eq!(member_name("peer"), "peer_");
+        assert_eq!(camel_case("get-price"), "getPrice");
+    }
+
+    #[test]
+    fn members_are_named_after_the_wire_name_without_the_namespace() {
+        let method = |wire_name| MethodInfo {
+            name: "rust_name",
+            wire_name,
+            params: &[],
+            returns: "()",
+            result: crate::contract::schema_of::<()>,
+            errors: Vec::new,
+            oneway: false,
+            docs: "",
+        };
+        assert_eq!(member_name(&method("chat.join_room"), Some("chat")), "joinRoom");
+        assert_eq!(member_name(&method("size"), None), "size");
+        assert_eq!(member_name(&method("ns.peer"), Some("ns")), "peer_");
+        assert_eq!(member_name(&method("other.x"), Some("ns")), "otherX");
+        assert_eq!(member_name(&method("9lives"), None), "_9lives");
     }
 }

@@ -93,8 +93,16 @@ fn method_info(method: &Method) -> TokenStream {
         let optional = p.is_option();
         quote!(::wsduplex::ParamInfo { name: #name, ty: #text, schema: #schema, optional: #optional })
     });
+    // Spanned at the return type, so a type that cannot be a reply or has no
+    // schema is reported there, once.
+    let ret_span = match &method.item.sig.output {
+        syn::ReturnType::Default => method.ident().span(),
+        syn::ReturnType::Type(_, ty) => ty.span(),
+    };
     let ok = ok_type(method);
     let error = error_type(method);
+    let result = quote_spanned!(ret_span=> ::wsduplex::__private::schema_of::<#ok>);
+    let errors = quote_spanned!(ret_span=> ::wsduplex::__private::ErrorsOf::<#error>::new());
     let returns = match &method.item.sig.output {
         syn::ReturnType::Default => "()".to_owned(),
         syn::ReturnType::Type(_, ty) => type_text(ty.to_token_stream()),
@@ -107,10 +115,10 @@ fn method_info(method: &Method) -> TokenStream {
             wire_name: #wire,
             params: &[#(#params),*],
             returns: #returns,
-            result: ::wsduplex::__private::schema_of::<#ok>,
+            result: #result,
             errors: || {
                 use ::wsduplex::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
-                (&::wsduplex::__private::ErrorsOf::<#error>::new()).documented_errors()
+                (&#errors).documented_errors()
             },
             oneway: #oneway,
             docs: #docs,

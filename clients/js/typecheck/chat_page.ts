@@ -1,0 +1,26 @@
+// What the chat page does, in TypeScript: the generated client and callback
+// interface type-check under --strict.
+import { ChatClient, type ChatEvents } from "../chat.js";
+import { RpcError } from "../wsduplex.js";
+
+const events: ChatEvents = {
+  message: (room, from, text) => console.log(`[${room}] ${from}: ${text}`),
+  joined: (room, nick) => console.log(`${nick} joined ${room}`),
+  left: (room, nick) => console.log(`${nick} left ${room}`),
+  invited: async (from, room, { signal }) => !signal.aborted && confirm(`${from} invites you to ${room}`),
+};
+
+export async function chat(url: string): Promise<void> {
+  const chat = ChatClient.connect(url, events, { timeout: 5000 });
+  await chat.peer.ready;
+  const members: string[] = await chat.join("lobby", "ada");
+  chat.say(`hello, ${members.join(" and ")}`);
+  try {
+    const accepted: boolean = await chat.invite("bob", { timeout: 15000 });
+    console.log(accepted ? "bob is coming" : "bob said no");
+  } catch (error) {
+    if (error instanceof RpcError && error.code === 1003) console.log("no bob here");
+  }
+  await chat.leave();
+  chat.peer.close();
+}
