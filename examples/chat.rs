@@ -19,6 +19,11 @@
 //! `https://`), with the bound address. Ctrl-C shuts down
 //! gracefully: every client gets close code 1001.
 //!
+//! `--redis URL` (`redis://host:port/`) makes this server one of several:
+//! rooms and nicks live in Redis, and the hub's fan-out, invites (callbacks
+//! with replies) and room changes reach clients on every chat server on that
+//! Redis, so two servers behave as one.
+//!
 //! `--emit-ts DIR` writes the TypeScript client of the chat contract
 //! (`chat.js` and `chat.d.ts`) into `DIR` and exits, without serving:
 //! `cargo run --example chat -- --emit-ts clients/js` regenerates the
@@ -26,12 +31,13 @@
 
 #[path = "shared/chat_contract.rs"]
 mod chat_contract;
+#[path = "shared/chat_rooms.rs"]
+mod chat_rooms;
 
-use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -39,11 +45,15 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use chat_contract::{Chat, ChatClient, ChatError, ChatEventsClient};
-use wsduplex::{Connection, ConnectionId, Handshake, Hub, Identity, Refusal, Server, ServerBuilder, Tls, TlsListener};
+use chat_rooms::{RedisRooms, Rooms};
+use wsduplex::{
+    Connection, ConnectionId, Handshake, Hub, Identity, RedisBackplane, RedisOptions, Refusal, Server, ServerBuilder,
+    Tls, TlsListener,
+};
 
 const USAGE: &str = "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] \
                      [--max-connections N] [--token SECRET] [--allow-origin ORIGIN]... \
-                     [--tls-cert FILE --tls-key FILE] | --emit-ts DIR";
+                     [--tls-cert FILE --tls-key FILE] [--redis URL] | --emit-ts DIR";
 
 struct Options {
     listen: String,
@@ -55,6 +65,7 @@ struct Options {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     emit_ts: Option<String>,
+    redis: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -68,6 +79,7 @@ fn parse_args() -> Result<Options, String> {
         tls_cert: None,
         tls_key: None,
         emit_ts: None,
+        redis: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -83,6 +95,7 @@ fn parse_args() -> Result<Options, String> {
             "--tls-cert" => options.tls_cert = Some(value.clone()),
             "--tls-key" => options.tls_key = Some(value.clone()),
             "--emit-ts" => options.emit_ts = Some(value.clone()),
+            "--redis" => options.redis = Some(value.clone()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -137,110 +150,24 @@ fn same_secret(offered: &str, secret: &str) -> bool {
     differ == 0
 }
 
-/// Who is connected, under which nick, in which room.
-#[derive(Default)]
-struct Registry {
-    nicks: HashMap<String, ConnectionId>,
-    members: HashMap<ConnectionId, Member>,
-    rooms: HashMap<String, BTreeSet<String>>,
-}
-
-struct Member {
-    nick: String,
-    room: Option<String>,
-}
-
-/// A move into a room, worked out under the registry's lock; the others hear
-/// about it after the lock is released.
-struct Moved {
-    left: Option<(String, String)>,
-    joined: Option<(String, String)>,
-    members: Vec<String>,
-}
-
-impl Registry {
-    /// Takes `room` out of a member's record and returns `(room, nick)`.
-    fn exit_room(&mut self, id: ConnectionId, hub: &Hub<ChatEventsClient>) -> Option<(String, String)> {
-        let member = self.members.get_mut(&id)?;
-        let room = member.room.take()?;
-        if let Some(nicks) = self.rooms.get_mut(&room) {
-            nicks.remove(&member.nick);
-            if nicks.is_empty() {
-                self.rooms.remove(&room);
-            }
-        }
-        hub.remove_from_group(id, &room);
-        Some((room, member.nick.clone()))
-    }
-
-    /// Puts connection `id` in `room` under `nick`, out of its previous room.
-    fn enter(
-        &mut self,
-        id: ConnectionId,
-        room: &str,
-        nick: &str,
-        hub: &Hub<ChatEventsClient>,
-    ) -> Result<Moved, ChatError> {
-        if self.nicks.get(nick).is_some_and(|holder| *holder != id) {
-            return Err(ChatError::NickTaken(nick.to_owned()));
-        }
-        if let Some(member) = self.members.get(&id)
-            && member.room.as_deref() == Some(room)
-            && member.nick == nick
-        {
-            return Ok(Moved { left: None, joined: None, members: self.nicks_in(room) });
-        }
-        let left = self.exit_room(id, hub);
-        let old_nick = self.members.insert(id, Member { nick: nick.to_owned(), room: Some(room.to_owned()) });
-        if let Some(old) = old_nick.filter(|old| old.nick != nick) {
-            self.nicks.remove(&old.nick);
-        }
-        self.nicks.insert(nick.to_owned(), id);
-        self.rooms.entry(room.to_owned()).or_default().insert(nick.to_owned());
-        hub.add_to_group(id, room);
-        Ok(Moved { left, joined: Some((room.to_owned(), nick.to_owned())), members: self.nicks_in(room) })
-    }
-
-    fn nicks_in(&self, room: &str) -> Vec<String> {
-        self.rooms.get(room).map(|nicks| nicks.iter().cloned().collect()).unwrap_or_default()
-    }
-
-    /// The caller's room and nick.
-    fn whereabouts(&self, id: ConnectionId) -> Result<(String, String), ChatError> {
-        let member = self.members.get(&id).ok_or(ChatError::NotInRoom)?;
-        let room = member.room.clone().ok_or(ChatError::NotInRoom)?;
-        Ok((room, member.nick.clone()))
-    }
-
-    /// Forgets a connection that closed: its nick is free again.
-    fn forget(&mut self, id: ConnectionId, hub: &Hub<ChatEventsClient>) -> Option<(String, String)> {
-        let left = self.exit_room(id, hub);
-        if let Some(member) = self.members.remove(&id) {
-            self.nicks.remove(&member.nick);
-        }
-        left
-    }
-}
-
 /// One connection's session (WCF's PerSession instance).
 struct ChatSession {
     conn: Connection<ChatEventsClient>,
     hub: Hub<ChatEventsClient>,
-    registry: Arc<Mutex<Registry>>,
+    rooms: Arc<Rooms>,
 }
 
 impl ChatSession {
-    fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Moves connection `id` into `room` and tells both rooms.
     async fn move_to(&self, id: ConnectionId, room: &str, nick: &str) -> Result<Vec<String>, ChatError> {
-        let moved = self.registry().enter(id, room, nick, &self.hub)?;
+        let moved = self.rooms.enter(id, room, nick).await?;
         if let Some((old_room, old_nick)) = moved.left {
+            self.hub.remove_from_group(id, &old_room).await;
             self.hub.group(&old_room).left(old_room.clone(), old_nick).await?;
         }
         if let Some((room, nick)) = moved.joined {
+            // On whichever server holds the connection; it hears the room from now on.
+            self.hub.add_to_group(id, &room).await;
             self.hub.group_except(&room, id).joined(room.clone(), nick).await?;
         }
         Ok(moved.members)
@@ -253,27 +180,26 @@ impl Chat for ChatSession {
     }
 
     async fn say(&self, text: String) -> Result<(), ChatError> {
-        let (room, nick) = self.registry().whereabouts(self.conn.id())?;
+        let (room, nick) = self.rooms.whereabouts(self.conn.id()).await?;
         self.hub.group(&room).message(room.clone(), nick, text).await?;
         Ok(())
     }
 
     async fn invite(&self, nick: String) -> Result<bool, ChatError> {
-        let (room, from) = self.registry().whereabouts(self.conn.id())?;
-        let invitee = *self.registry().nicks.get(&nick).ok_or_else(|| ChatError::NoSuchUser(nick.clone()))?;
-        // Waits up to --callback-timeout-ms for the invitee's own answer.
+        let (room, from) = self.rooms.whereabouts(self.conn.id()).await?;
+        let invitee = self.rooms.holder(&nick).await.ok_or_else(|| ChatError::NoSuchUser(nick.clone()))?;
+        // Waits up to --callback-timeout-ms for the invitee's own answer,
+        // whichever server it is connected to.
         let accepted = self.hub.connection(invitee).invited(from, room.clone()).await?;
-        if accepted {
-            let invitee_nick = self.registry().members.get(&invitee).map(|m| m.nick.clone());
-            if let Some(invitee_nick) = invitee_nick {
-                self.move_to(invitee, &room, &invitee_nick).await?;
-            }
+        if accepted && let Some(invitee_nick) = self.rooms.nick_of(invitee).await {
+            self.move_to(invitee, &room, &invitee_nick).await?;
         }
         Ok(accepted)
     }
 
     async fn leave(&self) -> Result<(), ChatError> {
-        let (room, nick) = self.registry().exit_room(self.conn.id(), &self.hub).ok_or(ChatError::NotInRoom)?;
+        let (room, nick) = self.rooms.exit_room(self.conn.id()).await.ok_or(ChatError::NotInRoom)?;
+        self.hub.remove_from_group(self.conn.id(), &room).await;
         self.hub.group(&room).left(room.clone(), nick).await?;
         Ok(())
     }
@@ -282,10 +208,11 @@ impl Chat for ChatSession {
 /// The connection closed: free the nick and tell the room.
 impl Drop for ChatSession {
     fn drop(&mut self) {
-        let Some((room, nick)) = self.registry().forget(self.conn.id(), &self.hub) else { return };
-        let hub = self.hub.clone();
+        let (id, hub, rooms) = (self.conn.id(), self.hub.clone(), self.rooms.clone());
         tokio::spawn(async move {
-            let _ = hub.group(&room).left(room.clone(), nick).await;
+            if let Some((room, nick)) = rooms.forget(id).await {
+                let _ = hub.group(&room).left(room.clone(), nick).await;
+            }
         });
     }
 }
@@ -319,10 +246,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
 
-    let hub = Hub::<ChatEventsClient>::new();
-    let registry = Arc::new(Mutex::new(Registry::default()));
+    // With --redis, rooms, nicks and the hub's fan-out span every chat server
+    // on that Redis; without it, this process is the whole chat.
+    let (hub, rooms) = match &options.redis {
+        Some(url) => {
+            let redis = RedisOptions::new().call_timeout(Duration::from_millis(options.callback_timeout_ms));
+            let hub = Hub::<ChatEventsClient>::with_backplane(RedisBackplane::connect(url, redis).await?);
+            let rooms = RedisRooms::connect(url, hub.node()).await?;
+            (hub, Rooms::Shared(rooms))
+        }
+        None => (Hub::<ChatEventsClient>::new(), Rooms::local()),
+    };
+    let rooms = Arc::new(rooms);
     let endpoint = options.server().hub(&hub).endpoint(move |conn: Connection<ChatEventsClient>| {
-        ChatSession { conn, hub: hub.clone(), registry: registry.clone() }.into_service()
+        ChatSession { conn, hub: hub.clone(), rooms: rooms.clone() }.into_service()
     });
     let app = Router::new()
         .route("/", get(index))

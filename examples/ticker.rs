@@ -57,14 +57,14 @@ impl Ticker for TickerSession {
             return Err(UnknownSymbol(unknown.clone()));
         }
         for symbol in &symbols {
-            self.conn.join_group(symbol);
+            self.conn.join_group(symbol).await;
         }
         Ok(self.subscriptions())
     }
 
     async fn unsubscribe(&self, symbols: Vec<String>) -> Vec<String> {
         for symbol in &symbols {
-            self.conn.leave_group(symbol);
+            self.conn.leave_group(symbol).await;
         }
         self.subscriptions()
     }

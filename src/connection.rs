@@ -16,24 +16,40 @@ use crate::hub::HubCore;
 use crate::peer::{CloseReason, Peer};
 use crate::server::Identity;
 
-/// Identifies one connection, unique across processes (a random per-process
-/// part, then a counter), so ids from several server nodes never collide.
+/// Identifies one connection, unique across server nodes: the node part is
+/// random for each hub (so for each server process, and for each of several
+/// nodes in one process), then a counter. A backplane routes by the node part.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId {
-    node: u32,
+    node: u64,
     sequence: u64,
 }
 
+/// A random node id. `RandomState` is seeded from the OS and differs on every
+/// call: randomness without a dependency.
+pub(crate) fn random_node() -> u64 {
+    RandomState::new().hash_one(std::process::id())
+}
+
 impl ConnectionId {
-    pub(crate) fn next() -> Self {
-        static NODE: OnceLock<u32> = OnceLock::new();
+    /// A fresh id on node `node`.
+    pub(crate) fn on_node(node: u64) -> Self {
         static SEQUENCE: AtomicU64 = AtomicU64::new(1);
-        // RandomState is seeded from the OS: a random node part without a dependency.
-        let node = *NODE.get_or_init(|| RandomState::new().hash_one(std::process::id()) as u32);
         ConnectionId { node, sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed) }
     }
 
-    /// The per-process counter part.
+    /// A fresh id on this process's own node (clients' connections, tests).
+    pub(crate) fn next() -> Self {
+        static NODE: OnceLock<u64> = OnceLock::new();
+        Self::on_node(*NODE.get_or_init(random_node))
+    }
+
+    /// The node (the hub, or the process) that holds the connection.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// The counter part.
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
@@ -41,7 +57,7 @@ impl ConnectionId {
 
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}-{}", self.node, self.sequence)
+        write!(f, "{:016x}-{}", self.node, self.sequence)
     }
 }
 
@@ -62,7 +78,7 @@ impl FromStr for ConnectionId {
         let error = || ParseConnectionIdError(text.to_owned());
         let (node, sequence) = text.split_once('-').ok_or_else(error)?;
         Ok(ConnectionId {
-            node: u32::from_str_radix(node, 16).map_err(|_| error())?,
+            node: u64::from_str_radix(node, 16).map_err(|_| error())?,
             sequence: sequence.parse().map_err(|_| error())?,
         })
     }
@@ -280,14 +296,16 @@ impl<CB> Connection<CB> {
         self.inner.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds this connection to a hub group; false if it already was a member.
-    pub fn join_group(&self, group: &str) -> bool {
-        self.inner.hub.add_to_group(self.id(), group)
+    /// Adds this connection to a hub group; false if it already was a
+    /// member. Resolves once the group's messages reach it (with a backplane,
+    /// once this node is subscribed).
+    pub async fn join_group(&self, group: &str) -> bool {
+        self.inner.hub.change_group(self.id(), group, true).await
     }
 
     /// Removes this connection from a hub group; false if it was not a member.
-    pub fn leave_group(&self, group: &str) -> bool {
-        self.inner.hub.remove_from_group(self.id(), group)
+    pub async fn leave_group(&self, group: &str) -> bool {
+        self.inner.hub.change_group(self.id(), group, false).await
     }
 
     /// The groups this connection is in.

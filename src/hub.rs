@@ -12,12 +12,14 @@ use std::marker::PhantomData;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::caller::{Call, Notify};
-use crate::connection::ConnectionId;
+use crate::connection::{ConnectionId, random_node};
 use crate::contract::Contract;
 use crate::error::Error;
 use crate::peer::{Offer, Peer};
@@ -66,6 +68,12 @@ impl Payload {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// Text received from a bus, kept in the buffer it arrived in; `None`
+    /// when it is not UTF-8.
+    pub fn from_utf8(bytes: bytes::Bytes) -> Option<Payload> {
+        Utf8Bytes::try_from(bytes).ok().map(Payload)
+    }
 }
 
 impl From<String> for Payload {
@@ -74,28 +82,88 @@ impl From<String> for Payload {
     }
 }
 
-/// Carries a hub's fan-out to every server process that holds connections.
+/// What a process receives from a bus besides what every process gets: the
+/// messages of a group, or of a user, it has members of.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Topic {
+    /// A hub group.
+    Group(Arc<str>),
+    /// A user's connections.
+    User(Arc<str>),
+}
+
+/// Carries a hub's fan-out, and its dealings with single connections, to
+/// every server node that holds connections.
 ///
-/// The default, [`InProcess`], has one process. Another implementation
-/// publishes to a bus and, when messages arrive from the bus, hands them to
-/// [`LocalConnections::deliver`] on each process.
+/// The default, [`InProcess`], has one node and needs none of the optional
+/// methods. A bus implementation ([`RedisBackplane`](crate::RedisBackplane))
+/// publishes what [`publish`](Self::publish) gets to the other nodes, hands
+/// what arrives to [`LocalConnections`], subscribes to the topics this node
+/// has members of, and carries calls and group changes to the node that holds
+/// a connection.
 pub trait Backplane: Send + Sync + 'static {
-    /// Called once, when the hub is made: `local` delivers to this process's connections.
+    /// This node's id, the node part of the ids of the connections its hub
+    /// holds; asked once, when the hub is made. Random unless the bus needs
+    /// to know it first.
+    fn node(&self) -> u64 {
+        random_node()
+    }
+
+    /// Called once, when the hub is made: `local` reaches this node's connections.
     fn attach(&self, local: LocalConnections) {
         let _ = local;
     }
 
-    /// Delivers `payload` to `audience` on every process, this one included.
+    /// Delivers `payload` to `audience` on every node, this one included.
+    /// Never waits.
     fn publish(&self, local: &LocalConnections, audience: &Audience, payload: &Payload);
 
-    /// A group got its first member on this process.
-    fn group_opened(&self, group: &str) {
-        let _ = group;
+    /// This node has its first member of `topic`: start receiving its messages.
+    fn subscribe(&self, topic: &Topic) {
+        let _ = topic;
     }
 
-    /// A group lost its last member on this process.
-    fn group_closed(&self, group: &str) {
-        let _ = group;
+    /// This node has no member of `topic` left.
+    fn unsubscribe(&self, topic: &Topic) {
+        let _ = topic;
+    }
+
+    /// Resolves once messages published to `topic` from now on reach this
+    /// node (at once when the bus cannot be reached: what it misses is lost
+    /// anyway).
+    fn subscribed(&self, topic: &Topic) -> BoxFuture<'static, ()> {
+        let _ = topic;
+        Box::pin(std::future::ready(()))
+    }
+
+    /// True when connection `id`, not held here, may be held by another node
+    /// on this bus.
+    fn reaches(&self, id: ConnectionId) -> bool {
+        let _ = id;
+        false
+    }
+
+    /// Calls `method` on connection `id`, held by another node, and returns
+    /// its result; fails with [`Error::Closed`] when no node holds it, and
+    /// with [`Error::Timeout`] after `timeout` (the backplane's default when
+    /// `None`).
+    fn call(
+        &self,
+        id: ConnectionId,
+        method: &str,
+        params: Box<RawValue>,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, Error>> {
+        let _ = (id, method, params, timeout);
+        Box::pin(std::future::ready(Err(Error::Closed)))
+    }
+
+    /// Adds connection `id`, held by another node, to `group` (or removes it,
+    /// when `join` is false); true when that changed its membership.
+    fn change_group(&self, id: ConnectionId, group: &str, join: bool) -> BoxFuture<'static, Result<bool, Error>> {
+        let _ = (id, group, join);
+        Box::pin(std::future::ready(Ok(false)))
     }
 }
 
@@ -125,6 +193,8 @@ struct Member {
 pub(crate) struct HubCore {
     state: RwLock<State>,
     backplane: Arc<dyn Backplane>,
+    /// The node part of the ids of connections this hub holds.
+    node: u64,
     myself: Weak<HubCore>,
 }
 
@@ -147,13 +217,54 @@ impl LocalConnections {
             None => 0,
         }
     }
+
+    /// This node's id: the node part of the ids of the connections it holds.
+    pub fn node(&self) -> u64 {
+        self.0.upgrade().map_or(0, |core| core.node)
+    }
+
+    /// True while connection `id` is connected to this node.
+    pub fn holds(&self, id: ConnectionId) -> bool {
+        self.0.upgrade().is_some_and(|core| core.peer(id).is_some())
+    }
+
+    /// Calls `method` on local connection `id` for another node: its result,
+    /// its error, or [`Error::Closed`] when it is not here.
+    pub async fn call(
+        &self,
+        id: ConnectionId,
+        method: &str,
+        params: &RawValue,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, Error> {
+        let peer = self.0.upgrade().and_then(|core| core.peer(id)).ok_or(Error::Closed)?;
+        peer.call(method, params, Some(timeout)).await
+    }
+
+    /// Adds local connection `id` to `group` (or removes it) for another
+    /// node; true when that changed its membership. Resolves once the group's
+    /// messages reach this node.
+    pub async fn change_group(&self, id: ConnectionId, group: &str, join: bool) -> bool {
+        let Some(core) = self.0.upgrade() else { return false };
+        core.change_group_here(id, group, join).await.unwrap_or(false)
+    }
 }
 
 impl HubCore {
     pub(crate) fn new(backplane: Arc<dyn Backplane>) -> Arc<Self> {
-        let core = Arc::new_cyclic(|myself| HubCore { state: RwLock::default(), backplane, myself: myself.clone() });
+        let core = Arc::new_cyclic(|myself| HubCore {
+            state: RwLock::default(),
+            node: backplane.node(),
+            backplane,
+            myself: myself.clone(),
+        });
         core.backplane.attach(core.local());
         core
+    }
+
+    /// A fresh id for a connection this hub is to hold.
+    pub(crate) fn next_connection_id(&self) -> ConnectionId {
+        ConnectionId::on_node(self.node)
     }
 
     pub(crate) fn new_local() -> Arc<Self> {
@@ -174,11 +285,19 @@ impl HubCore {
     }
 
     pub(crate) fn register(&self, peer: Peer, user: Option<Arc<str>>) {
-        let mut state = self.write();
-        if let Some(user) = &user {
-            state.users.entry(user.clone()).or_default().insert(peer.id(), peer.clone());
+        let opened = {
+            let mut state = self.write();
+            let opened = user.as_ref().and_then(|user| {
+                let connections = state.users.entry(user.clone()).or_default();
+                connections.insert(peer.id(), peer.clone());
+                (connections.len() == 1).then(|| Topic::User(user.clone()))
+            });
+            state.connections.insert(peer.id(), Member { peer, groups: Vec::new(), user });
+            opened
+        };
+        if let Some(topic) = opened {
+            self.backplane.subscribe(&topic);
         }
-        state.connections.insert(peer.id(), Member { peer, groups: Vec::new(), user });
     }
 
     /// Removes a connection and takes it out of every group.
@@ -193,6 +312,7 @@ impl HubCore {
                 connections.remove(&id);
                 if connections.is_empty() {
                     state.users.remove(user);
+                    closed.push(Topic::User(user.clone()));
                 }
             }
             for group in member.groups {
@@ -200,58 +320,89 @@ impl HubCore {
                     members.remove(&id);
                     if members.is_empty() {
                         state.groups.remove(&group);
-                        closed.push(group);
+                        closed.push(Topic::Group(group));
                     }
                 }
             }
         }
-        for group in closed {
-            self.backplane.group_closed(&group);
+        for topic in closed {
+            self.backplane.unsubscribe(&topic);
         }
     }
 
-    pub(crate) fn add_to_group(&self, id: ConnectionId, group: &str) -> bool {
+    /// Adds local connection `id` to `group`: `None` when it is not here,
+    /// else whether it was not a member yet.
+    fn add_here(&self, id: ConnectionId, group: &str) -> Option<bool> {
         let opened = {
             let mut state = self.write();
             let State { connections, groups, .. } = &mut *state;
-            let Some(member) = connections.get_mut(&id) else { return false };
+            let member = connections.get_mut(&id)?;
             if member.groups.iter().any(|g| &**g == group) {
-                return false;
+                return Some(false);
             }
             let name: Arc<str> = match groups.get_key_value(group) {
                 Some((name, _)) => name.clone(),
                 None => group.into(),
             };
             member.groups.push(name.clone());
-            let members = groups.entry(name).or_default();
+            let members = groups.entry(name.clone()).or_default();
             members.insert(id, member.peer.clone());
-            members.len() == 1
+            (members.len() == 1).then_some(Topic::Group(name))
         };
-        if opened {
-            self.backplane.group_opened(group);
+        if let Some(topic) = opened {
+            self.backplane.subscribe(&topic);
         }
-        true
+        Some(true)
     }
 
-    pub(crate) fn remove_from_group(&self, id: ConnectionId, group: &str) -> bool {
+    /// Removes local connection `id` from `group`: `None` when it is not
+    /// here, else whether it was a member.
+    fn remove_here(&self, id: ConnectionId, group: &str) -> Option<bool> {
         let closed = {
             let mut state = self.write();
             let State { connections, groups, .. } = &mut *state;
-            let Some(member) = connections.get_mut(&id) else { return false };
-            let Some(at) = member.groups.iter().position(|g| &**g == group) else { return false };
-            member.groups.swap_remove(at);
-            let Some(members) = groups.get_mut(group) else { return true };
+            let member = connections.get_mut(&id)?;
+            let Some(at) = member.groups.iter().position(|g| &**g == group) else { return Some(false) };
+            let name = member.groups.swap_remove(at);
+            let Some(members) = groups.get_mut(group) else { return Some(true) };
             members.remove(&id);
-            let empty = members.is_empty();
-            if empty {
+            members.is_empty().then(|| {
                 groups.remove(group);
-            }
-            empty
+                Topic::Group(name)
+            })
         };
-        if closed {
-            self.backplane.group_closed(group);
+        if let Some(topic) = closed {
+            self.backplane.unsubscribe(&topic);
         }
-        true
+        Some(true)
+    }
+
+    /// Changes the membership of a local connection; for a join, resolves
+    /// once the group's messages reach this node.
+    async fn change_group_here(&self, id: ConnectionId, group: &str, join: bool) -> Option<bool> {
+        if !join {
+            return self.remove_here(id, group);
+        }
+        let changed = self.add_here(id, group)?;
+        self.backplane.subscribed(&Topic::Group(group.into())).await;
+        Some(changed)
+    }
+
+    /// Changes the membership of connection `id`, here or on another node.
+    pub(crate) async fn change_group(&self, id: ConnectionId, group: &str, join: bool) -> bool {
+        if let Some(changed) = self.change_group_here(id, group, join).await {
+            return changed;
+        }
+        if !self.backplane.reaches(id) {
+            return false;
+        }
+        match self.backplane.change_group(id, group, join).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::warn!(conn = %id, group, join, error = %e, "could not change the group of a connection on another node");
+                false
+            }
+        }
     }
 
     pub(crate) fn groups_of(&self, id: ConnectionId) -> Vec<String> {
@@ -425,14 +576,22 @@ impl<M: Contract> Hub<M> {
         <M::Stub<ConnectionTarget> as Contract>::from_caller(ConnectionTarget { core: self.core.clone(), id })
     }
 
-    /// Adds connection `id` to `group`; false if it is not connected here or already a member.
-    pub fn add_to_group(&self, id: ConnectionId, group: &str) -> bool {
-        self.core.add_to_group(id, group)
+    /// Adds connection `id` to `group`, on whichever node holds it; false if
+    /// no node does, or it already was a member. Resolves once the group's
+    /// messages reach it: a fan-out to the group after this includes it.
+    pub async fn add_to_group(&self, id: ConnectionId, group: &str) -> bool {
+        self.core.change_group(id, group, true).await
     }
 
-    /// Removes connection `id` from `group`; false if it was not a member.
-    pub fn remove_from_group(&self, id: ConnectionId, group: &str) -> bool {
-        self.core.remove_from_group(id, group)
+    /// Removes connection `id` from `group`, on whichever node holds it;
+    /// false if it was not a member.
+    pub async fn remove_from_group(&self, id: ConnectionId, group: &str) -> bool {
+        self.core.change_group(id, group, false).await
+    }
+
+    /// This hub's node id: the node part of the ids of its connections.
+    pub fn node(&self) -> u64 {
+        self.core.node
     }
 
     /// The groups connection `id` is in.
@@ -492,27 +651,41 @@ impl fmt::Debug for ConnectionTarget {
     }
 }
 
-impl ConnectionTarget {
-    fn peer(&self) -> Result<Peer, Error> {
-        self.core.peer(self.id).ok_or(Error::Closed)
-    }
-}
-
 impl Notify for ConnectionTarget {
-    /// Fails with [`Error::Closed`] when the connection is gone.
+    /// Fails with [`Error::Closed`] when no node holds the connection. To a
+    /// connection on another node the message goes through the backplane,
+    /// at most once.
     async fn notify<P: Serialize + Send + Sync>(&self, method: &str, params: P) -> Result<(), Error> {
-        self.peer()?.notify(method, params).await
+        if let Some(peer) = self.core.peer(self.id) {
+            return peer.notify(method, params).await;
+        }
+        if !self.core.backplane.reaches(self.id) {
+            return Err(Error::Closed);
+        }
+        let frame = wire::notification(method, Some(params)).map_err(Error::Encode)?;
+        self.core.publish(&Audience::Connection(self.id), &Payload::from(frame));
+        Ok(())
     }
 }
 
 impl Call for ConnectionTarget {
-    /// Fails with [`Error::Closed`] when the connection is gone or closes before answering.
+    /// Fails with [`Error::Closed`] when no node holds the connection or it
+    /// closes before answering, and with [`Error::Timeout`] past the deadline,
+    /// wherever the connection is.
     async fn call<P, R>(&self, method: &str, params: P, timeout: Option<Duration>) -> Result<R, Error>
     where
         P: Serialize + Send + Sync,
         R: DeserializeOwned + Send,
     {
-        self.peer()?.call(method, params, timeout).await
+        if let Some(peer) = self.core.peer(self.id) {
+            return peer.call(method, params, timeout).await;
+        }
+        if !self.core.backplane.reaches(self.id) {
+            return Err(Error::Closed);
+        }
+        let params = serde_json::value::to_raw_value(&params).map_err(Error::Encode)?;
+        let result = self.core.backplane.call(self.id, method, params, timeout).await?;
+        serde_json::from_str(result.get()).map_err(Error::Decode)
     }
 }
 
@@ -530,20 +703,20 @@ mod tests {
         Payload::from(text.to_owned())
     }
 
-    #[test]
-    fn groups_track_membership_and_empty_groups_disappear() {
+    #[tokio::test]
+    async fn groups_track_membership_and_empty_groups_disappear() {
         let hub = HubCore::new_local();
         let a = peer(4);
         let b = peer(4);
         hub.register(a.clone(), None);
         hub.register(b.clone(), None);
-        assert!(hub.add_to_group(a.id(), "room"));
-        assert!(!hub.add_to_group(a.id(), "room"));
-        assert!(hub.add_to_group(b.id(), "room"));
-        assert!(!hub.add_to_group(ConnectionId::next(), "room"));
+        assert!(hub.change_group(a.id(), "room", true).await);
+        assert!(!hub.change_group(a.id(), "room", true).await);
+        assert!(hub.change_group(b.id(), "room", true).await);
+        assert!(!hub.change_group(ConnectionId::next(), "room", true).await);
         assert_eq!(hub.groups_of(a.id()), vec!["room".to_string()]);
-        assert!(hub.remove_from_group(a.id(), "room"));
-        assert!(!hub.remove_from_group(a.id(), "room"));
+        assert!(hub.change_group(a.id(), "room", false).await);
+        assert!(!hub.change_group(a.id(), "room", false).await);
         hub.unregister(b.id());
         assert!(hub.read().groups.is_empty());
         assert!(hub.groups_of(b.id()).is_empty());
@@ -558,8 +731,8 @@ mod tests {
         for p in [&a, &b, &c] {
             hub.register(p.clone(), None);
         }
-        hub.add_to_group(a.id(), "g");
-        hub.add_to_group(b.id(), "g");
+        hub.add_here(a.id(), "g");
+        hub.add_here(b.id(), "g");
 
         let message = payload(r#"{"jsonrpc":"2.0","method":"x"}"#);
         assert_eq!(hub.deliver(&Audience::GroupExcept("g".into(), vec![a.id()]), &message), 1);
@@ -609,8 +782,8 @@ mod tests {
         assert_eq!(std::iter::from_fn(|| fast.next_queued()).count(), 2);
     }
 
-    #[test]
-    fn backplanes_hear_about_groups_opening_and_closing() {
+    #[tokio::test]
+    async fn backplanes_hear_about_topics_opening_and_closing() {
         #[derive(Default)]
         struct Recorder(std::sync::Mutex<Vec<String>>);
         impl Backplane for Arc<Recorder> {
@@ -618,24 +791,50 @@ mod tests {
                 self.0.lock().unwrap().push("publish".into());
                 local.deliver(audience, payload);
             }
-            fn group_opened(&self, group: &str) {
-                self.0.lock().unwrap().push(format!("open {group}"));
+            fn subscribe(&self, topic: &Topic) {
+                self.0.lock().unwrap().push(format!("subscribe {topic:?}"));
             }
-            fn group_closed(&self, group: &str) {
-                self.0.lock().unwrap().push(format!("close {group}"));
+            fn unsubscribe(&self, topic: &Topic) {
+                self.0.lock().unwrap().push(format!("unsubscribe {topic:?}"));
+            }
+            fn subscribed(&self, topic: &Topic) -> BoxFuture<'static, ()> {
+                self.0.lock().unwrap().push(format!("await {topic:?}"));
+                Box::pin(std::future::ready(()))
             }
         }
         let recorder = Arc::new(Recorder::default());
         let hub = HubCore::new(Arc::new(recorder.clone()));
         let a = peer(4);
         let b = peer(4);
-        hub.register(a.clone(), None);
+        hub.register(a.clone(), Some("ada".into()));
         hub.register(b.clone(), None);
-        hub.add_to_group(a.id(), "g");
-        hub.add_to_group(b.id(), "g");
-        hub.remove_from_group(a.id(), "g");
+        hub.change_group(a.id(), "g", true).await;
+        hub.change_group(b.id(), "g", true).await;
+        hub.change_group(a.id(), "g", false).await;
         hub.publish(&Audience::Group("g".into()), &payload("{}"));
         hub.unregister(b.id());
-        assert_eq!(*recorder.0.lock().unwrap(), ["open g", "publish", "close g"]);
+        hub.unregister(a.id());
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            [
+                r#"subscribe User("ada")"#,
+                r#"subscribe Group("g")"#,
+                r#"await Group("g")"#,
+                r#"await Group("g")"#,
+                "publish",
+                r#"unsubscribe Group("g")"#,
+                r#"unsubscribe User("ada")"#,
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_no_node_holds_is_closed_and_in_no_group() {
+        let hub = Hub::<crate::NoCallbacks>::new();
+        let stranger = ConnectionId::next();
+        assert!(!hub.add_to_group(stranger, "g").await);
+        let target = ConnectionTarget { core: hub.core().clone(), id: stranger };
+        assert!(matches!(target.notify("x", ()).await, Err(Error::Closed)));
+        assert!(matches!(target.call::<_, bool>("x", (), None).await, Err(Error::Closed)));
     }
 }

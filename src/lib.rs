@@ -170,6 +170,8 @@ mod error;
 mod hub;
 pub mod openrpc;
 mod peer;
+#[cfg(feature = "redis")]
+mod redis;
 mod rpc_error;
 mod server;
 mod socket;
@@ -189,9 +191,13 @@ pub use contract::{
 };
 pub use dispatch::HandlerError;
 pub use error::{Error, codes};
-pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, SlowConsumer};
+pub use hub::{
+    Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, SlowConsumer, Topic,
+};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
 pub use peer::{CloseReason, Peer};
+#[cfg(feature = "redis")]
+pub use redis::{RedisBackplane, RedisOptions};
 /// The TLS library, for configurations beyond [`Tls::from_pem_files`].
 pub use rustls;
 /// The JSON Schema library whose `JsonSchema` every parameter and result type implements.

@@ -7,7 +7,8 @@
 //! - `info`: the service trait's name as `title`, its doc comment as
 //!   `description`, and the declaring crate's version;
 //! - `methods`: one method object per service method: its wire name, doc
-//!   comment, parameters (`required` unless the type is an `Option`), `result`
+//!   comment, parameters (`required` but for a trailing run of `Option`s),
+//!   `result`
 //!   and documented `errors` (both left out for one-way methods, which
 //!   OpenRPC reads as notifications); `paramStructure` is `"either"`, as dispatch
 //!   takes parameters by name or by position;
@@ -21,6 +22,8 @@
 //!   has no place for one.
 //!
 //! [`ServerBuilder::without_discovery`]: crate::ServerBuilder::without_discovery
+
+use std::collections::{HashMap, HashSet};
 
 use schemars::generate::SchemaSettings;
 use schemars::{Schema, SchemaGenerator};
@@ -53,9 +56,9 @@ pub const DISCOVER_METHOD: &str = "rpc.discover";
 /// assert_eq!(doc["methods"][0]["params"][1]["schema"]["type"], "integer");
 /// ```
 pub fn document(service: &ContractInfo) -> Value {
-    let mut schemas = Schemas::new();
+    let mut schemas = Schemas::new(&[]);
     let methods: Vec<Value> = service.methods.iter().map(|m| schemas.method(m)).collect();
-    let callbacks = service.callback().filter(|c| !c.methods.is_empty()).map(|callback| {
+    let callbacks = service.callback_with_methods().map(|callback| {
         let methods: Vec<Value> = callback.methods.iter().map(|m| schemas.method(m)).collect();
         let mut object = Map::new();
         object.insert("name".into(), callback.name.into());
@@ -85,32 +88,46 @@ pub fn document(service: &ContractInfo) -> Value {
 
 /// One generator for a whole document, so each named type is defined once
 /// (under `#/components/schemas/`), with draft 7's transforms applied.
+///
+/// Definitions are renamed to plain identifiers (ASCII letters, digits and
+/// `_`, unique, clear of `reserved`), as OpenRPC wants component names and
+/// TypeScript wants type names; every `$ref` is rewritten to match. Schemas
+/// describe types as they are read (serde's `Deserialize` side).
 pub(crate) struct Schemas {
     generator: SchemaGenerator,
+    names: Names,
 }
 
 impl Schemas {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(reserved: &[&str]) -> Self {
         let mut settings = SchemaSettings::draft07();
         settings.definitions_path = "/components/schemas".into();
         settings.meta_schema = None;
-        Schemas { generator: settings.into_generator() }
+        let names = Names { assigned: HashMap::new(), taken: reserved.iter().map(|n| (*n).to_owned()).collect() };
+        Schemas { generator: settings.into_generator(), names }
     }
 
-    /// A schema as draft 7 has it (the generator's transforms applied).
+    /// A schema as draft 7 has it (the generator's transforms applied), its
+    /// `$ref`s naming renamed definitions.
     pub(crate) fn schema(&mut self, of: SchemaFn) -> Value {
         let mut schema: Schema = of(&mut self.generator);
         for transform in self.generator.transforms_mut() {
             transform.transform(&mut schema);
         }
-        schema.to_value()
+        let mut value = schema.to_value();
+        self.names.rewrite_refs(&mut value);
+        value
     }
 
     fn method(&mut self, method: &MethodInfo) -> Value {
+        // OpenRPC wants optional parameters after the required ones: only a
+        // trailing run of `Option`s can be left out by position too.
+        let first_optional = method.params.len() - method.optional_tail();
         let params: Vec<Value> = method
             .params
             .iter()
-            .map(|p| json!({ "name": p.name, "schema": self.schema(p.schema), "required": !p.optional }))
+            .enumerate()
+            .map(|(i, p)| json!({ "name": p.name, "schema": self.schema(p.schema), "required": i < first_optional }))
             .collect();
         let mut object = Map::new();
         object.insert("name".into(), method.wire_name.into());
@@ -136,10 +153,87 @@ impl Schemas {
         Value::Object(object)
     }
 
-    /// Every named type used, transformed for draft 7.
+    /// Every named type used, transformed for draft 7, under its new name.
     pub(crate) fn finish(mut self) -> Map<String, Value> {
-        self.generator.take_definitions(true)
+        let definitions = self.generator.take_definitions(true);
+        let mut renamed: Vec<(String, Value)> = definitions
+            .into_iter()
+            .map(|(raw, mut schema)| {
+                self.names.rewrite_refs(&mut schema);
+                (self.names.of(&raw), schema)
+            })
+            .collect();
+        renamed.sort_by(|a, b| a.0.cmp(&b.0));
+        renamed.into_iter().collect()
     }
+}
+
+/// Definition names as identifiers: each raw name gets one, on first sight.
+struct Names {
+    assigned: HashMap<String, String>,
+    taken: HashSet<String>,
+}
+
+impl Names {
+    fn of(&mut self, raw: &str) -> String {
+        if let Some(name) = self.assigned.get(raw) {
+            return name.clone();
+        }
+        let mut base: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
+            base.insert(0, '_');
+        }
+        let mut name = base.clone();
+        let mut n = 2;
+        while self.taken.contains(&name) {
+            name = format!("{base}{n}");
+            n += 1;
+        }
+        self.taken.insert(name.clone());
+        self.assigned.insert(raw.to_owned(), name.clone());
+        name
+    }
+
+    /// Points every `#/components/schemas/…` reference at the renamed definition.
+    fn rewrite_refs(&mut self, value: &mut Value) {
+        match value {
+            Value::Object(object) => {
+                for (key, child) in object.iter_mut() {
+                    match child {
+                        Value::String(reference) if key == "$ref" => {
+                            if let Some(encoded) = reference.strip_prefix(SCHEMAS_PATH) {
+                                *reference = format!("{SCHEMAS_PATH}{}", self.of(&decode_ref(encoded)));
+                            }
+                        }
+                        _ => self.rewrite_refs(child),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.rewrite_refs(item)),
+            _ => {}
+        }
+    }
+}
+
+/// A reference's last segment as the definition's name: JSON Pointer
+/// escapes (`~1`, `~0`) and URI percent-escapes undone.
+fn decode_ref(encoded: &str) -> String {
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut rest = encoded.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (byte, tail) {
+            (b'%', [high, low, ..]) if hex(*high).is_some() && hex(*low).is_some() => {
+                bytes.push((hex(*high).unwrap() * 16 + hex(*low).unwrap()) as u8);
+                rest = &tail[2..];
+            }
+            _ => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).replace("~1", "/").replace("~0", "~")
 }
 
 fn insert_text(object: &mut Map<String, Value>, key: &str, text: &str) {

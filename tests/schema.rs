@@ -7,6 +7,9 @@
 //! Node and npm they are skipped, unless `WSDUPLEX_REQUIRE_NODE=1` (as in CI)
 //! makes that a failure.
 
+// `Odd::twins` has a parameter in camelCase on purpose; generated code binds it too.
+#![allow(non_snake_case)]
+
 mod common;
 
 #[path = "../examples/shared/chat_contract.rs"]
@@ -17,8 +20,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use common::{Raw, within};
+use common::{Raw, within, within_for};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -113,6 +117,49 @@ pub trait Viewer {
 #[wsduplex::service]
 pub trait Plain {
     async fn echo(&self, text: String) -> String;
+}
+
+/// Names that clash with what the generated module uses.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Peer {
+    pub nick: String,
+}
+
+/// A type named like TypeScript's own `Record`.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Record {
+    pub id: u32,
+}
+
+/// A non-ASCII type name.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Größe {
+    pub cm: u32,
+}
+
+/// Another, that an ASCII-only name would merge with the first.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Grüße {
+    pub text: String,
+}
+
+/// Fixed fields beside a flattened map.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Labels {
+    pub name: String,
+    #[serde(flatten)]
+    pub extra: HashMap<String, i64>,
+}
+
+/// Shapes that trip up naive generators.
+#[wsduplex::service(namespace = "odd")]
+pub trait Odd {
+    /// Integer map keys, and a parameter named like the options argument.
+    async fn scores(&self, options: Option<u8>) -> HashMap<u32, String>;
+    /// Type names of the module's own, or not ASCII.
+    async fn names(&self, peer: Peer, record: Record, size: Größe, greeting: Grüße) -> Vec<Peer>;
+    /// Two Rust names that are one in camelCase.
+    async fn twins(&self, room_id: u32, roomId: u32) -> Labels;
 }
 
 struct CanvasSession {
@@ -300,22 +347,26 @@ fn the_generated_chat_client_is_up_to_date() {
 
 #[test]
 fn the_generated_canvas_client_types_every_shape() {
-    let ts = wsduplex::typescript::render(&[CanvasClient::contract(), PlainClient::contract()]);
+    let ts = wsduplex::typescript::render(&[CanvasClient::contract(), PlainClient::contract(), OddClient::contract()]);
     let dts = &ts.declarations;
     for line in [
-        "add(shape: Shape, layer?: number | null, options?: CallOptions): Promise<number>;",
-        "addMany(shapes: Shape[], at: Point | null | undefined, replace: boolean, options?: CallOptions): Promise<number[]>;",
-        "clear(options?: CallOptions): Promise<void>;",
+        "add(shape: Shape, layer?: number | null, options?: wsduplex.CallOptions): Promise<number>;",
+        "addMany(shapes: Shape[], at: Point | null | undefined, replace: boolean, options?: wsduplex.CallOptions): Promise<number[]>;",
+        "clear(options?: wsduplex.CallOptions): Promise<void>;",
         "nudge(command: Command_): void;",
-        "size(options?: CallOptions): Promise<[number, number]>;",
-        "tags(options?: CallOptions): Promise<Record<string, string[]>>;",
-        "static connect(url: string, events: Viewer, options?: Omit<ConnectOptions, \"handlers\">): CanvasClient;",
-        "confirm(question: string, defaultAnswer: boolean | null | undefined, context: HandlerContext): boolean | Promise<boolean>;",
-        "drawn(id: number, shape: Shape, context: HandlerContext): void | Promise<void>;",
-        "export declare function viewerHandlers(events: Viewer): Record<string, Handler>;",
-        "static connect(url: string, options?: Omit<ConnectOptions, \"handlers\">): PlainClient;",
+        "size(options?: wsduplex.CallOptions): Promise<[number, number]>;",
+        "tags(options?: wsduplex.CallOptions): Promise<{ [key: string]: string[] }>;",
+        "static connect(url: string, events: Viewer, options?: Omit<wsduplex.ConnectOptions, \"handlers\">): CanvasClient;",
+        "confirm(question: string, defaultAnswer: boolean | null | undefined, context: wsduplex.HandlerContext): boolean | Promise<boolean>;",
+        "drawn(id: number, shape: Shape, context: wsduplex.HandlerContext): void | Promise<void>;",
+        "export declare function viewerHandlers(events: Viewer): Record<string, wsduplex.Handler>;",
+        "static connect(url: string, options?: Omit<wsduplex.ConnectOptions, \"handlers\">): PlainClient;",
         "@throws {RpcError} 2002 Outside: A point lies outside the canvas; `data` is the point. (`data`: `Point`)",
         "/** Across. */",
+        "scores(options?: number | null, _options?: wsduplex.CallOptions): Promise<{ [key: string]: string }>;",
+        "names(peer: Peer, record: Record2, size: Gr__e, greeting: Gr__e2, options?: wsduplex.CallOptions): Promise<Peer[]>;",
+        "twins(roomId: number, roomId_: number, options?: wsduplex.CallOptions): Promise<Labels>;",
+        "export type Record2 = {",
     ] {
         assert!(dts.contains(line), "missing `{line}` in:\n{dts}");
     }
@@ -324,6 +375,7 @@ fn the_generated_canvas_client_types_every_shape() {
         r#"return this.peer.call("canvas.add_many", { shapes, at, replace }, options);"#,
         r#"this.peer.notify("canvas.nudge", { command });"#,
         r#""canvas.confirm": (params, context) => events.confirm(...argumentsOf(params, ["question","default_answer"], ["default_answer"]), context),"#,
+        r#"return this.peer.call("odd.twins", { room_id: roomId, roomId: roomId_ }, options);"#,
     ] {
         assert!(js.contains(line), "missing `{line}` in:\n{js}");
     }
@@ -357,25 +409,30 @@ fn node_tools() -> Option<PathBuf> {
         .clone()
 }
 
-fn run(command: &mut Command) -> Output {
-    let output = command.output().expect("node runs");
+/// Runs a Node tool, killed if it outlives the test's bound.
+async fn run(command: &mut tokio::process::Command) -> Output {
+    let output = within_for(Duration::from_secs(120), command.kill_on_drop(true).output()).await.expect("node runs");
     eprintln!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     output
 }
 
-fn validate_openrpc(files: &[&Path]) -> Output {
-    run(Command::new("node").arg(repo().join("clients/js/tools/validate-openrpc.mjs")).args(files))
+async fn validate_openrpc(files: &[&Path]) -> Output {
+    run(tokio::process::Command::new("node").arg(repo().join("clients/js/tools/validate-openrpc.mjs")).args(files))
+        .await
 }
 
-/// `tsc --strict` on `files`, with the settings of `clients/js/tsconfig.json`.
-fn tsc(dir: &Path, files: &[&str]) -> Output {
-    let config = json!({
-        "extends": repo().join("clients/js/tsconfig.json"),
-        "files": files,
-    });
-    std::fs::write(dir.join("tsconfig.json"), config.to_string()).unwrap();
+/// `tsc --strict -p dir`; with `files`, through a `tsconfig.json` in `dir`
+/// that extends `clients/js/tsconfig.json`.
+async fn tsc(dir: &Path, files: &[&str]) -> Output {
+    if !files.is_empty() {
+        let config = json!({
+            "extends": repo().join("clients/js/tsconfig.json"),
+            "files": files,
+        });
+        std::fs::write(dir.join("tsconfig.json"), config.to_string()).unwrap();
+    }
     let tsc = repo().join("clients/js/node_modules/typescript/bin/tsc");
-    run(Command::new("node").arg(tsc).arg("--strict").arg("-p").arg(dir))
+    run(tokio::process::Command::new("node").arg(tsc).arg("--strict").arg("-p").arg(dir)).await
 }
 
 /// A fresh directory holding `wsduplex.js` and its typings, for generated
@@ -384,7 +441,11 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("wsduplex-schema-{name}-{}", std::process::id()));
+        Scratch::new_in(&std::env::temp_dir(), name)
+    }
+
+    fn new_in(base: &Path, name: &str) -> Scratch {
+        let dir = base.join(format!(".wsduplex-schema-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for file in ["wsduplex.js", "wsduplex.d.ts"] {
@@ -407,32 +468,46 @@ impl Drop for Scratch {
     }
 }
 
-#[test]
-fn openrpc_documents_validate_against_the_meta_schema() {
+#[tokio::test]
+async fn openrpc_documents_validate_against_the_meta_schema() {
     if node_tools().is_none() {
         return;
     }
     let dir = Scratch::new("openrpc");
-    let canvas = dir.join("canvas.openrpc.json");
-    let plain = dir.join("plain.openrpc.json");
-    std::fs::write(&canvas, wsduplex::openrpc::document(CanvasClient::contract()).to_string()).unwrap();
-    std::fs::write(&plain, wsduplex::openrpc::document(PlainClient::contract()).to_string()).unwrap();
-    let chat = repo().join("tests/snapshots/chat.openrpc.json");
-    assert!(validate_openrpc(&[&chat, &canvas, &plain]).status.success());
+    let mut files = vec![repo().join("tests/snapshots/chat.openrpc.json")];
+    for (name, contract) in
+        [("canvas", CanvasClient::contract()), ("plain", PlainClient::contract()), ("odd", OddClient::contract())]
+    {
+        let file = dir.join(format!("{name}.openrpc.json"));
+        std::fs::write(&file, wsduplex::openrpc::document(contract).to_string()).unwrap();
+        files.push(file);
+    }
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    assert!(validate_openrpc(&files).await.status.success());
 
     // The validator does reject: an error object with a member OpenRPC does not have.
     let mut broken = wsduplex::openrpc::document(CanvasClient::contract());
     broken["methods"][0]["errors"][0]["data-schema"] = json!({});
     let broken_file = dir.join("broken.openrpc.json");
     std::fs::write(&broken_file, broken.to_string()).unwrap();
-    let output = validate_openrpc(&[&broken_file]);
+    let output = validate_openrpc(&[&broken_file]).await;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("/methods/0/errors/0"));
+    // ... and checks the callback contract's method objects too.
+    let mut broken = wsduplex::openrpc::document(CanvasClient::contract());
+    broken["x-callbacks"]["methods"][0]["params"] = json!("not a list");
+    std::fs::write(&broken_file, broken.to_string()).unwrap();
+    let output = validate_openrpc(&[&broken_file]).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("/x-callbacks/methods/0/params"));
 }
 
 /// TypeScript that uses every generated method and type, as a page would.
 const CANVAS_USAGE: &str = r#"
-import { CanvasClient, PlainClient, type Point, type Shape, type Viewer } from "./canvas.js";
+import {
+  CanvasClient, OddClient, PlainClient, type Gr__e, type Gr__e2, type Labels, type Peer, type Point, type Record2,
+  type Shape, type Viewer,
+} from "./canvas.js";
 
 const viewer: Viewer = {
   drawn(id: number, shape: Shape) {
@@ -455,36 +530,46 @@ async function use(): Promise<void> {
   const ok: boolean = await canvas.check("sure?");
   const echoed: string = await PlainClient.connect("ws://127.0.0.1:1/").echo("hi");
   console.log(id, onLayer, ids, width, height, tags, seen, ok, echoed);
+
+  const odd = OddClient.connect("ws://127.0.0.1:1/");
+  const scores: { [key: string]: string } = await odd.scores(3, { timeout: 5 });
+  const size: Gr__e = { cm: 180 };
+  const greeting: Gr__e2 = { text: "hi" };
+  const record: Record2 = { id: 1 };
+  const peers: Peer[] = await odd.names({ nick: "ada" }, record, size, greeting);
+  const labels: Labels = await odd.twins(1, 2);
+  const named: string = labels.name;
+  const extra: number | string | undefined = labels["weight"];
+  console.log(scores, peers, named, extra, odd.peer.closed);
 }
 void use;
 "#;
 
-#[test]
-fn generated_typescript_type_checks_strictly() {
+#[tokio::test]
+async fn generated_typescript_type_checks_strictly() {
     if node_tools().is_none() {
         return;
     }
     // The checked-in chat client and the page-like code that uses it.
-    let chat_dir = repo().join("clients/js");
-    let tsc_path = chat_dir.join("node_modules/typescript/bin/tsc");
-    let chat = run(Command::new("node").arg(&tsc_path).arg("--strict").arg("-p").arg(&chat_dir));
+    let chat = tsc(&repo().join("clients/js"), &[]).await;
     assert!(chat.status.success(), "tsc --strict -p clients/js failed");
 
     // Every other shape.
     let dir = Scratch::new("tsc");
-    wsduplex::typescript::render(&[CanvasClient::contract(), PlainClient::contract()]).write(&dir, "canvas").unwrap();
+    let contracts = [CanvasClient::contract(), PlainClient::contract(), OddClient::contract()];
+    wsduplex::typescript::render(&contracts).write(&dir, "canvas").unwrap();
     std::fs::write(dir.join("usage.ts"), CANVAS_USAGE).unwrap();
-    assert!(tsc(&dir, &["usage.ts"]).status.success(), "the canvas client does not type-check");
+    assert!(tsc(&dir, &["usage.ts"]).await.status.success(), "the canvas client does not type-check");
 }
 
-#[test]
-fn a_wrong_parameter_type_fails_to_type_check() {
+#[tokio::test]
+async fn a_wrong_parameter_type_fails_to_type_check() {
     if node_tools().is_none() {
         return;
     }
     let dir = Scratch::new("wrong");
     let wrong = repo().join("clients/js/typecheck/wrong_param_type.ts");
-    let output = tsc(&dir, &[wrong.to_str().unwrap()]);
+    let output = tsc(&dir, &[wrong.to_str().unwrap()]).await;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
     assert!(
@@ -500,13 +585,14 @@ fn a_wrong_parameter_type_fails_to_type_check() {
 /// prints what it saw as JSON.
 const CANVAS_LIVE: &str = r#"
 import { CanvasClient } from "./canvas.js";
+import { WebSocket } from "ws";
 
 const drawn = [];
 const canvas = CanvasClient.connect(process.argv[2], {
   drawn: (id, shape) => { drawn.push([id, shape]); },
   confirm: (question, defaultAnswer) => defaultAnswer ?? question === "go on?",
   viewport: () => ({ x: 3, y: 4, label: "here" }),
-});
+}, { WebSocket });
 const seen = {};
 seen.add = await canvas.add({ Circle: { center: { x: 1, y: 2, label: null }, radius: 3 } });
 seen.onLayer = await canvas.add("Dot", 4);
@@ -530,17 +616,12 @@ async fn the_generated_client_calls_and_answers_a_live_server() {
         return;
     }
     let (url, nudges) = serve_canvas(Server::builder()).await;
-    let dir = Scratch::new("live");
+    // Inside clients/js, so the script finds `ws` there (Node has a
+    // WebSocket of its own only from version 22).
+    let dir = Scratch::new_in(&repo().join("clients/js"), "live");
     wsduplex::typescript::render(&[CanvasClient::contract()]).write(&dir, "canvas").unwrap();
     std::fs::write(dir.join("live.mjs"), CANVAS_LIVE).unwrap();
-    // Node 20 has its WebSocket behind a flag; later versions have it on.
-    let mut has_websocket = tokio::process::Command::new("node");
-    has_websocket.args(["-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"]);
-    let flag =
-        if within(has_websocket.status()).await.unwrap().success() { None } else { Some("--experimental-websocket") };
-    let mut node = tokio::process::Command::new("node");
-    node.args(flag).arg(dir.join("live.mjs")).arg(&url);
-    let output = within(node.output()).await.unwrap();
+    let output = run(tokio::process::Command::new("node").arg(dir.join("live.mjs")).arg(&url)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     let seen: Value = serde_json::from_str(stdout.trim()).unwrap();

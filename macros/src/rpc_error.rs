@@ -109,12 +109,21 @@ fn mapping(variant: &Ident, attrs: &[Attribute], errors: &mut Errors) -> Mapping
     }
 }
 
+/// JSON-RPC keeps -32768..=-32000 for itself and for implementations (wsduplex's own codes).
+const RESERVED_CODES: std::ops::RangeInclusive<i64> = -32768..=-32000;
+
 fn check(variants: &[Variant], errors: &mut Errors) {
     let mut codes: Vec<(i64, &Ident)> = Vec::new();
     for variant in variants {
         match &variant.mapping {
             Mapping::Code(code) => {
                 if let Some(value) = literal_code(code) {
+                    if RESERVED_CODES.contains(&value) {
+                        errors.spanned(
+                            code,
+                            format!("code {value} is reserved (-32768..=-32000 belong to JSON-RPC and wsduplex); pick another"),
+                        );
+                    }
                     match codes.iter().find(|(seen, _)| *seen == value) {
                         Some((_, first)) => {
                             errors.spanned(code, format!("code {value} is already the code of `{first}`"))
@@ -151,13 +160,49 @@ fn literal_code(code: &Expr) -> Option<i64> {
     }
 }
 
+/// Compile-time checks for codes written as constants, which the macro
+/// cannot read: none reserved, no two alike.
+fn code_assertions(variants: &[Variant]) -> TokenStream {
+    let codes: Vec<&Expr> = variants
+        .iter()
+        .filter_map(|v| match &v.mapping {
+            Mapping::Code(code) => Some(code),
+            _ => None,
+        })
+        .collect();
+    let mut checks = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        if literal_code(code).is_some() {
+            continue;
+        }
+        // One item per check, so each failing one is reported.
+        checks.push(quote_spanned! {code.span()=>
+            const _: () = ::core::assert!(
+                (#code) < -32768 || (#code) > -32000,
+                "an error code in -32768..=-32000 is reserved (JSON-RPC and wsduplex); pick another",
+            );
+        });
+        // Each pair once: a pair of constants from the first of the two.
+        let others = codes.iter().enumerate().filter(|(j, other)| *j > i || (*j < i && literal_code(other).is_some()));
+        for (_, other) in others {
+            checks.push(quote_spanned! {code.span()=>
+                const _: () = ::core::assert!((#code) != (#other), "two variants have the same error code");
+            });
+        }
+    }
+    quote!(#(#checks)*)
+}
+
 fn render(ident: &Ident, variants: &[Variant]) -> TokenStream {
+    let assertions = code_assertions(variants);
     let arms = variants.iter().map(|v| conversion_arm(ident, v));
     let documented = variants.iter().map(documentation);
     let error = Ident::new("error", Span::mixed_site());
     let message = Ident::new("message", Span::mixed_site());
     let list = Ident::new("errors", Span::mixed_site());
     quote! {
+        #assertions
+
         impl ::core::convert::From<#ident> for ::wsduplex::ErrorObjectOwned {
             fn from(#error: #ident) -> Self {
                 let #message = ::std::string::ToString::to_string(&#error);
@@ -232,7 +277,7 @@ fn conversion_arm(ident: &Ident, variant: &Variant) -> TokenStream {
 /// The statement adding one variant's documented errors to the list.
 fn documentation(variant: &Variant) -> TokenStream {
     let list = Ident::new("errors", Span::mixed_site());
-    let name = variant.ident.to_string();
+    let name = variant.ident.unraw().to_string();
     let docs = &variant.docs;
     match &variant.mapping {
         Mapping::Code(code) => {

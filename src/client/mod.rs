@@ -33,6 +33,8 @@ use reconnect::ReconnectHook;
 mod handshake;
 mod reconnect;
 
+#[cfg(feature = "redis")]
+pub(crate) use reconnect::random_unit;
 pub use reconnect::{ConnectionState, ReconnectPolicy};
 
 /// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).

@@ -110,9 +110,20 @@ impl ContractInfo {
     pub fn callback(&self) -> Option<&'static ContractInfo> {
         self.callback.map(|info| info())
     }
+
+    /// A service's callback contract, when it declares one with methods.
+    pub fn callback_with_methods(&self) -> Option<&'static ContractInfo> {
+        self.callback().filter(|callback| !callback.methods.is_empty())
+    }
 }
 
 impl MethodInfo {
+    /// How many parameters at the end are `Option`s: those a caller may
+    /// leave out by position as well as by name.
+    pub fn optional_tail(&self) -> usize {
+        self.params.iter().rev().take_while(|p| p.optional).count()
+    }
+
     /// The method's documented errors, each code once (the first one listed wins).
     pub fn documented_errors(&self) -> Vec<ErrorInfo> {
         let mut errors = (self.errors)();

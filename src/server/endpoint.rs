@@ -29,7 +29,7 @@ use super::ServerBuilder;
 use super::connections::{Connections, Slot};
 use super::policy::{DynAuthenticate, Identity, Origins};
 use super::upgrade::{Rejection, check_upgrade, plain};
-use crate::connection::{Connection, ConnectionId, Handshake};
+use crate::connection::{Connection, Handshake};
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
 use crate::peer::{CloseReason, Driver, Peer, Transport};
 use crate::socket::Socket;
@@ -325,7 +325,7 @@ where
     M: ServiceContract + Dispatch<S> + 'static,
     S: Send + Sync + 'static,
 {
-    let id = ConnectionId::next();
+    let id = config.hub.next_connection_id();
     let span = tracing::debug_span!("conn", %id, remote = ?handshake.remote_addr(), user = identity.user.as_deref());
     let _entered = span.enter();
     let peer = Peer::new(id, &config.peer);

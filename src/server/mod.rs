@@ -19,7 +19,7 @@ use futures_util::FutureExt;
 use http::Request;
 use hyper_util::rt::TokioIo;
 use jsonrpsee_core::server::{Methods, RpcModule};
-use serde_json::Value;
+use jsonrpsee_types::ResponsePayload;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -304,9 +304,14 @@ impl ServerBuilder {
         if methods.method(openrpc::DISCOVER_METHOD).is_some() {
             return;
         }
-        let document = Arc::new(openrpc::document(service));
+        // Written once; each call shares it.
+        let document = match serde_json::value::to_raw_value(&openrpc::document(service)) {
+            Ok(document) => SharedJson(Arc::from(document)),
+            Err(e) => return tracing::error!(error = %e, "could not write the OpenRPC document"),
+        };
         let mut module = RpcModule::new(());
-        let registered = module.register_method(openrpc::DISCOVER_METHOD, move |_, _, _| Value::clone(&document));
+        let registered =
+            module.register_method(openrpc::DISCOVER_METHOD, move |_, _, _| ResponsePayload::success(document.clone()));
         if let Err(e) = registered.map(|_| ()).and_then(|()| methods.merge(module)) {
             tracing::error!(error = %e, "could not register rpc.discover");
         }
@@ -377,6 +382,16 @@ impl ServerBuilder {
         let limits =
             HandshakeLimits { at_once: self.max_connections, timeout: self.handshake_timeout, tls: self.tls.clone() };
         (limits, self.endpoint(factory))
+    }
+}
+
+/// JSON written once and shared by every response that carries it.
+#[derive(Clone)]
+struct SharedJson(Arc<serde_json::value::RawValue>);
+
+impl serde::Serialize for SharedJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 

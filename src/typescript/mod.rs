@@ -33,7 +33,7 @@
 //! }
 //!
 //! let ts = wsduplex::typescript::render(&[CalculatorClient::contract()]);
-//! assert!(ts.declarations.contains("add(a: number, b: number, options?: CallOptions): Promise<number>;"));
+//! assert!(ts.declarations.contains("add(a: number, b: number, options?: wsduplex.CallOptions): Promise<number>;"));
 //! assert!(ts.javascript.contains(r#"return this.peer.call("calc.add", { a, b }, options);"#));
 //! ```
 
@@ -47,7 +47,7 @@ use serde_json::Value;
 
 use crate::contract::{ContractInfo, ContractKind, MethodInfo};
 use crate::openrpc::Schemas;
-use types::{doc_comment, identifier, type_of};
+use types::{doc_comment, type_of};
 
 /// A generated module: its JavaScript and its TypeScript declarations.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +83,17 @@ pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
         }
     }
 
-    let mut schemas = Schemas::new();
+    // Type names the module itself uses, which no definition may take.
+    let mut reserved: Vec<String> = GLOBALS.iter().map(|g| (*g).to_owned()).collect();
+    for service in &services {
+        reserved.push(format!("{}Client", service.name));
+    }
+    for callback in &callbacks {
+        reserved.push(callback.name.to_owned());
+        reserved.push(handlers_function(callback));
+    }
+    let reserved: Vec<&str> = reserved.iter().map(String::as_str).collect();
+    let mut schemas = Schemas::new(&reserved);
     let mut js = Output::default();
     let mut dts = Output::default();
     for service in &services {
@@ -95,7 +105,7 @@ pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
     for (name, schema) in schemas.finish() {
         let description = schema.get("description").and_then(Value::as_str).unwrap_or("");
         dts.text.push_str(&doc_comment(description, 0));
-        writeln!(dts.text, "export type {} = {};\n", identifier(&name), type_of(&schema, 0)).unwrap();
+        writeln!(dts.text, "export type {name} = {};\n", type_of(&schema, 0)).unwrap();
     }
 
     let names: Vec<&str> = services.iter().chain(&callbacks).map(|c| c.name).collect();
@@ -104,15 +114,24 @@ pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
         if names.len() == 1 { "" } else { "s" },
         names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
     );
-    let import = |names: &[&str], keyword: &str| match names.len() {
-        0 => String::new(),
-        _ => format!("import {keyword}{{ {} }} from \"./wsduplex.js\";\n\n", names.join(", ")),
+    let js_import = match js.imports().as_slice() {
+        [] => String::new(),
+        names => format!("import {{ {} }} from \"./wsduplex.js\";\n\n", names.join(", ")),
     };
+    // One namespace for the module's types, so no definition can shadow them.
+    let dts_import = format!("import type * as {MODULE} from \"./wsduplex.js\";\n\n");
     TypeScript {
-        javascript: format!("{header}{}{}", import(&js.imports(), ""), js.text.trim_end()) + "\n",
-        declarations: format!("{header}{}{}", import(&dts.imports(), "type "), dts.text.trim_end()) + "\n",
+        javascript: format!("{header}{js_import}{}", js.text.trim_end()) + "\n",
+        declarations: format!("{header}{dts_import}{}", dts.text.trim_end()) + "\n",
     }
 }
+
+/// The namespace the declarations import `wsduplex.d.ts` under.
+const MODULE: &str = "wsduplex";
+
+/// Global names the declarations use, and the namespace: never a definition's name.
+const GLOBALS: &[&str] =
+    &[MODULE, "Promise", "Omit", "Record", "Array", "Object", "String", "Number", "Boolean", "Error"];
 
 /// Text being written, and the names it needs from `wsduplex.js`.
 #[derive(Default)]
@@ -138,7 +157,7 @@ impl Output {
 }
 
 fn push_once<'a>(list: &mut Vec<&'a ContractInfo>, contract: &'a ContractInfo) {
-    if !list.iter().any(|c| c.name == contract.name && c.kind == contract.kind) {
+    if !list.iter().any(|c| std::ptr::eq(*c, contract)) {
         list.push(contract);
     }
 }
@@ -160,9 +179,17 @@ impl Params {
     /// handler's context), so none of theirs can be marked optional.
     fn of(method: &MethodInfo, schemas: &mut Schemas, more_follow: bool) -> Params {
         let wire: Vec<&'static str> = method.params.iter().map(|p| p.name).collect();
-        let names: Vec<String> = wire.iter().map(|w| local_name(w)).collect();
+        // camelCase can merge two Rust names (`room_id`, `roomId`): keep them apart.
+        let mut names: Vec<String> = Vec::with_capacity(wire.len());
+        for w in &wire {
+            let mut name = local_name(w);
+            while names.contains(&name) {
+                name.push('_');
+            }
+            names.push(name);
+        }
         // Only a trailing run of optional parameters can be left out in TypeScript.
-        let trailing = if more_follow { 0 } else { method.params.iter().rev().take_while(|p| p.optional).count() };
+        let trailing = if more_follow { 0 } else { method.optional_tail() };
         let first_trailing = method.params.len() - trailing;
         let typed = method
             .params
@@ -211,23 +238,23 @@ impl Params {
 
 fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output, dts: &mut Output) {
     let class = format!("{}Client", service.name);
-    let callback = service.callback().filter(|c| !c.methods.is_empty());
+    let callback = service.callback_with_methods();
     let docs =
         if service.docs.is_empty() { format!("A client of `{}`.", service.name) } else { service.docs.to_owned() };
     dts.text.push_str(&doc_comment(&docs, 0));
     js.text.push_str(&doc_comment(&docs, 0));
-    dts.uses(&["CallOptions", "ConnectOptions", "Peer"]);
     js.uses(&["connect"]);
     writeln!(dts.text, "export declare class {class} {{").unwrap();
-    writeln!(dts.text, "  /** Wraps a connection made with `connect`. */\n  constructor(peer: Peer);").unwrap();
-    writeln!(dts.text, "  /** The connection. */\n  readonly peer: Peer;").unwrap();
+    writeln!(dts.text, "  /** Wraps a connection made with `connect`. */\n  constructor(peer: {MODULE}.Peer);")
+        .unwrap();
+    writeln!(dts.text, "  /** The connection. */\n  readonly peer: {MODULE}.Peer;").unwrap();
     writeln!(js.text, "export class {class} {{\n  constructor(peer) {{\n    this.peer = peer;\n  }}\n").unwrap();
     match callback {
         Some(callback) => {
             let handlers = handlers_function(callback);
             writeln!(
                 dts.text,
-                "  /** Connects to a `{}` server at `url`; `events` answers its callbacks. */\n  static connect(url: string, events: {}, options?: Omit<ConnectOptions, \"handlers\">): {class};",
+                "  /** Connects to a `{}` server at `url`; `events` answers its callbacks. */\n  static connect(url: string, events: {}, options?: Omit<{MODULE}.ConnectOptions, \"handlers\">): {class};",
                 service.name, callback.name
             )
             .unwrap();
@@ -240,7 +267,7 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
         None => {
             writeln!(
                 dts.text,
-                "  /** Connects to a `{}` server at `url`. */\n  static connect(url: string, options?: Omit<ConnectOptions, \"handlers\">): {class};",
+                "  /** Connects to a `{}` server at `url`. */\n  static connect(url: string, options?: Omit<{MODULE}.ConnectOptions, \"handlers\">): {class};",
                 service.name
             )
             .unwrap();
@@ -269,10 +296,9 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
             .unwrap();
         } else {
             let options = params.fresh("options");
-            let result = type_of(&schemas.schema(method.result), 1);
-            let result = if result == "null" { "void".to_owned() } else { result };
+            let result = result_type(method, schemas);
             let mut typed = params.typed.clone();
-            typed.push(format!("{options}?: CallOptions"));
+            typed.push(format!("{options}?: {MODULE}.CallOptions"));
             writeln!(dts.text, "  {name}({}): Promise<{result}>;", typed.join(", ")).unwrap();
             let mut names = params.names.clone();
             names.push(options.clone());
@@ -296,7 +322,6 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
         callback.docs.to_owned()
     };
     dts.text.push_str(&doc_comment(&docs, 0));
-    dts.uses(&["Handler", "HandlerContext"]);
     js.uses(&["argumentsOf"]);
     writeln!(dts.text, "export interface {} {{", callback.name).unwrap();
     let mut entries = Vec::new();
@@ -304,18 +329,13 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
         let params = Params::of(method, schemas, true);
         let name = member_name(method, callback.namespace);
         let context = params.fresh("context");
-        let result = if method.oneway {
-            "void".to_owned()
-        } else {
-            let result = type_of(&schemas.schema(method.result), 1);
-            if result == "null" { "void".to_owned() } else { result }
-        };
+        let result = result_type(method, schemas);
         if i > 0 {
             dts.text.push('\n');
         }
         dts.text.push_str(&doc_comment(method.docs, 1));
         let mut typed = params.typed.clone();
-        typed.push(format!("{context}: HandlerContext"));
+        typed.push(format!("{context}: {MODULE}.HandlerContext"));
         writeln!(dts.text, "  {name}({}): {result} | Promise<{result}>;", typed.join(", ")).unwrap();
         let wire_names = Value::from(params.wire.clone());
         let optional = match params.optional.is_empty() {
@@ -333,11 +353,26 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
         callback.name
     );
     dts.text.push_str(&doc_comment(&fn_docs, 0));
-    writeln!(dts.text, "export declare function {handlers}(events: {}): Record<string, Handler>;\n", callback.name)
-        .unwrap();
+    writeln!(
+        dts.text,
+        "export declare function {handlers}(events: {}): Record<string, {MODULE}.Handler>;\n",
+        callback.name
+    )
+    .unwrap();
     js.text.push_str(&doc_comment(&fn_docs, 0));
     writeln!(js.text, "export function {handlers}(events) {{\n  return {{\n{}\n  }};\n}}\n", entries.join("\n"))
         .unwrap();
+}
+
+/// What a method gives back: `void` for one-way methods and `()`.
+fn result_type(method: &MethodInfo, schemas: &mut Schemas) -> String {
+    if method.oneway {
+        return "void".into();
+    }
+    match type_of(&schemas.schema(method.result), 1) {
+        unit if unit == "null" => "void".into(),
+        result => result,
+    }
 }
 
 /// A method's doc comment, with its documented errors as `@throws`.
@@ -391,7 +426,11 @@ fn camel_case(name: &str) -> String {
 fn member_name(method: &MethodInfo, namespace: Option<&str>) -> String {
     let wire = method.wire_name;
     let base = namespace.and_then(|ns| wire.strip_prefix(ns)?.strip_prefix('.')).unwrap_or(wire);
-    let name = identifier(&camel_case(base));
+    let mut name: String =
+        camel_case(base).chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
     if matches!(name.as_str(), "peer" | "constructor") { format!("{name}_") } else { name }
 }
 

@@ -10,136 +10,166 @@ use serde_json::{Map, Value};
 use crate::openrpc::SCHEMAS_PATH;
 
 /// The TypeScript type of `schema`, written at indentation `indent` (for
-/// objects that span lines).
+/// objects that span lines). `$ref`s name definitions already renamed to
+/// TypeScript identifiers (see [`Schemas`](crate::openrpc::Schemas)).
 pub(crate) fn type_of(schema: &Value, indent: usize) -> String {
+    ty(schema, indent).text
+}
+
+/// A type's text, and whether it is a union or intersection at the top
+/// level (and so needs parentheses inside another type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ty {
+    text: String,
+    compound: bool,
+}
+
+impl Ty {
+    fn plain(text: impl Into<String>) -> Ty {
+        Ty { text: text.into(), compound: false }
+    }
+
+    /// The text, parenthesized when it could bind wrongly inside another type.
+    fn operand(&self) -> String {
+        if self.compound { format!("({})", self.text) } else { self.text.clone() }
+    }
+}
+
+fn ty(schema: &Value, indent: usize) -> Ty {
     let object = match schema {
-        Value::Bool(true) => return "unknown".into(),
-        Value::Bool(false) => return "never".into(),
+        Value::Bool(true) => return Ty::plain("unknown"),
+        Value::Bool(false) => return Ty::plain("never"),
         Value::Object(object) => object,
-        _ => return "unknown".into(),
+        _ => return Ty::plain("unknown"),
     };
     if let Some(reference) = object.get("$ref").and_then(Value::as_str) {
-        return match reference.strip_prefix(SCHEMAS_PATH) {
-            Some(name) => identifier(name),
-            None => "unknown".into(),
-        };
+        return Ty::plain(reference.strip_prefix(SCHEMAS_PATH).unwrap_or("unknown"));
     }
     if let Some(value) = object.get("const") {
-        return literal(value);
+        return Ty::plain(literal(value));
     }
     if let Some(Value::Array(values)) = object.get("enum") {
-        return union(values.iter().map(literal).collect());
+        return union(values.iter().map(|v| Ty::plain(literal(v))).collect());
     }
     let mut parts = Vec::new();
-    if object.contains_key("type") || object.contains_key("properties") || object.contains_key("items") {
+    if ["type", "properties", "items", "additionalProperties", "patternProperties"]
+        .iter()
+        .any(|k| object.contains_key(*k))
+    {
         parts.push(typed(object, indent));
     }
     for key in ["oneOf", "anyOf"] {
         if let Some(Value::Array(members)) = object.get(key) {
-            parts.push(union(members.iter().map(|m| type_of(m, indent)).collect()));
+            parts.push(union(members.iter().map(|m| ty(m, indent)).collect()));
         }
     }
     if let Some(Value::Array(members)) = object.get("allOf") {
-        parts.extend(members.iter().map(|m| type_of(m, indent)));
+        parts.extend(members.iter().map(|m| ty(m, indent)));
     }
-    match parts.len() {
-        0 => "unknown".into(),
-        1 => parts.remove(0),
-        _ => parts.iter().map(|p| parenthesized(p)).collect::<Vec<_>>().join(" & "),
-    }
+    intersection(parts)
 }
 
 /// A schema's `type` (one name or several): each becomes a member of a union.
-fn typed(object: &Map<String, Value>, indent: usize) -> String {
+fn typed(object: &Map<String, Value>, indent: usize) -> Ty {
     let names: Vec<&str> = match object.get("type") {
         Some(Value::String(name)) => vec![name],
         Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
-        // `properties` or `items` without a `type`.
-        _ if object.contains_key("properties") => vec!["object"],
-        _ => vec!["array"],
+        // Keywords of one kind without a `type`.
+        _ if object.contains_key("items") => vec!["array"],
+        _ => vec!["object"],
     };
     union(
         names
             .into_iter()
             .map(|name| match name {
-                "string" => "string".into(),
-                "integer" | "number" => "number".into(),
-                "boolean" => "boolean".into(),
-                "null" => "null".into(),
+                "string" => Ty::plain("string"),
+                "integer" | "number" => Ty::plain("number"),
+                "boolean" => Ty::plain("boolean"),
+                "null" => Ty::plain("null"),
                 "array" => array(object, indent),
                 "object" => object_type(object, indent),
-                _ => "unknown".into(),
+                _ => Ty::plain("unknown"),
             })
             .collect(),
     )
 }
 
-fn array(object: &Map<String, Value>, indent: usize) -> String {
+fn array(object: &Map<String, Value>, indent: usize) -> Ty {
     match object.get("items") {
         // Draft 7's tuple form: one schema per position.
         Some(Value::Array(items)) => {
-            let items: Vec<String> = items.iter().map(|i| type_of(i, indent)).collect();
-            format!("[{}]", items.join(", "))
+            let items: Vec<String> = items.iter().map(|i| ty(i, indent).text).collect();
+            Ty::plain(format!("[{}]", items.join(", ")))
         }
-        Some(items) => format!("{}[]", parenthesized(&type_of(items, indent))),
-        None => "unknown[]".into(),
+        Some(items) => Ty::plain(format!("{}[]", ty(items, indent).operand())),
+        None => Ty::plain("unknown[]"),
     }
 }
 
-fn object_type(object: &Map<String, Value>, indent: usize) -> String {
-    let properties = object.get("properties").and_then(Value::as_object);
-    let extra = match object.get("additionalProperties") {
-        Some(Value::Bool(false)) => None,
-        Some(schema @ Value::Object(_)) => Some(type_of(schema, indent)),
-        _ if properties.is_some() => None,
-        _ => Some("unknown".into()),
+fn object_type(object: &Map<String, Value>, indent: usize) -> Ty {
+    let properties = object.get("properties").and_then(Value::as_object).filter(|p| !p.is_empty());
+    // Keys beyond the properties: `additionalProperties`, and maps whose keys
+    // follow a pattern (integer keys, say).
+    let mut extra: Vec<Ty> = match object.get("additionalProperties") {
+        Some(Value::Bool(false)) => Vec::new(),
+        Some(schema @ Value::Object(_)) => vec![ty(schema, indent + 1)],
+        _ if properties.is_some() || object.contains_key("patternProperties") => Vec::new(),
+        _ => vec![Ty::plain("unknown")],
     };
-    let Some(properties) = properties.filter(|p| !p.is_empty()) else {
-        return format!("Record<string, {}>", extra.unwrap_or_else(|| "never".into()));
+    if let Some(patterns) = object.get("patternProperties").and_then(Value::as_object) {
+        extra.extend(patterns.values().map(|schema| ty(schema, indent + 1)));
+    }
+    let pad = "  ".repeat(indent + 1);
+    let Some(properties) = properties else {
+        let value = if extra.is_empty() { Ty::plain("never") } else { union(extra) };
+        return Ty::plain(format!("{{ [key: string]: {} }}", value.text));
     };
     let required: Vec<&str> = match object.get("required") {
         Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    let pad = "  ".repeat(indent + 1);
     let mut text = String::from("{\n");
+    let mut property_types = Vec::new();
     for (name, schema) in properties {
         if let Some(description) = schema.get("description").and_then(Value::as_str) {
             text.push_str(&doc_comment(description, indent + 1));
         }
         let optional = if required.contains(&name.as_str()) { "" } else { "?" };
-        text.push_str(&format!("{pad}{}{optional}: {};\n", property_key(name), type_of(schema, indent + 1)));
+        let property = ty(schema, indent + 1);
+        text.push_str(&format!("{pad}{}{optional}: {};\n", property_key(name), property.text));
+        property_types.push(property);
+    }
+    if !extra.is_empty() {
+        // An index signature must admit every property's type too.
+        extra.extend(property_types);
+        extra.push(Ty::plain("undefined"));
+        text.push_str(&format!("{pad}[key: string]: {};\n", union(extra).text));
     }
     text.push_str(&"  ".repeat(indent));
     text.push('}');
-    match extra {
-        Some(extra) => format!("{text} & Record<string, {extra}>"),
-        None => text,
-    }
+    Ty::plain(text)
 }
 
-fn union(mut members: Vec<String>) -> String {
-    members.dedup();
+fn union(mut members: Vec<Ty>) -> Ty {
+    let mut seen = Vec::new();
+    members.retain(|m| {
+        let new = !seen.contains(&m.text);
+        seen.push(m.text.clone());
+        new
+    });
     match members.len() {
-        0 => "never".into(),
+        0 => Ty::plain("never"),
         1 => members.remove(0),
-        _ => members.iter().map(|m| parenthesized(m)).collect::<Vec<_>>().join(" | "),
+        _ => Ty { text: members.iter().map(Ty::operand).collect::<Vec<_>>().join(" | "), compound: true },
     }
 }
 
-/// Wraps a union or intersection so it can stand inside another type.
-fn parenthesized(ty: &str) -> String {
-    let mut depth = 0i32;
-    let mut top_level_operator = false;
-    for c in ty.chars() {
-        match c {
-            '{' | '[' | '(' | '<' => depth += 1,
-            '}' | ']' | ')' | '>' => depth -= 1,
-            '|' | '&' if depth == 0 => top_level_operator = true,
-            _ => {}
-        }
+fn intersection(mut members: Vec<Ty>) -> Ty {
+    match members.len() {
+        0 => Ty::plain("unknown"),
+        1 => members.remove(0),
+        _ => Ty { text: members.iter().map(Ty::operand).collect::<Vec<_>>().join(" & "), compound: true },
     }
-    if top_level_operator { format!("({ty})") } else { ty.to_owned() }
 }
 
 fn literal(value: &Value) -> String {
@@ -152,15 +182,6 @@ fn literal(value: &Value) -> String {
 /// A property name, quoted unless it is a plain identifier.
 pub(crate) fn property_key(name: &str) -> String {
     if is_identifier(name) { name.to_owned() } else { Value::from(name).to_string() }
-}
-
-/// A definition's name as a TypeScript identifier.
-pub(crate) fn identifier(name: &str) -> String {
-    let mut ident: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    if ident.is_empty() || ident.starts_with(|c: char| c.is_ascii_digit()) {
-        ident.insert(0, '_');
-    }
-    ident
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -226,8 +247,38 @@ mod tests {
         );
         assert_eq!(
             ts(json!({"type": "object", "additionalProperties": {"type": "integer"}})),
-            "Record<string, number>"
+            "{ [key: string]: number }"
         );
+        // A map with integer keys, as schemars writes `HashMap<u32, String>`.
+        let by_number = json!({"type": "object", "additionalProperties": false, "patternProperties": {"^\\d+$": {"type": "string"}}});
+        assert_eq!(ts(by_number), "{ [key: string]: string }");
+    }
+
+    #[test]
+    fn properties_beside_a_flattened_map_widen_the_index_signature() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"name": {"type": "string"}},
+            "required": ["name"],
+            "additionalProperties": {"type": "integer"}
+        });
+        assert_eq!(ts(schema), "{\n  name: string;\n  [key: string]: number | string | undefined;\n}");
+    }
+
+    #[test]
+    fn brackets_in_docs_do_not_confuse_the_precedence() {
+        let schema = json!({
+            "allOf": [
+                {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]},
+                {"oneOf": [
+                    {"type": "object", "properties": {"text": {"type": "string", "description": "must be > 0 chars)"}}},
+                    {"type": "object", "properties": {"n": {"type": "integer"}}}
+                ]}
+            ]
+        });
+        let text = ts(schema);
+        assert!(text.contains("} & ({"), "{text}");
+        assert!(text.ends_with("})"), "{text}");
     }
 
     #[test]
@@ -268,9 +319,8 @@ mod tests {
 
     #[test]
     fn names_and_docs() {
-        assert_eq!(identifier("Wrapper_for_String"), "Wrapper_for_String");
-        assert_eq!(identifier("Pair<u8>"), "Pair_u8_");
         assert_eq!(property_key("class"), "class");
+        assert_eq!(property_key("odd-key"), "\"odd-key\"");
         assert_eq!(doc_comment("One line.", 1), "  /** One line. */\n");
         assert_eq!(doc_comment("Two\n\nlines */ here", 0), "/**\n * Two\n *\n * lines *\\/ here\n */\n");
     }

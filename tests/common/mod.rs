@@ -161,7 +161,7 @@ impl Service for Session {
     }
 
     async fn join(&self, group: String) -> bool {
-        self.conn.join_group(&group)
+        self.conn.join_group(&group).await
     }
 
     async fn shout(&self, group: String, text: String) {

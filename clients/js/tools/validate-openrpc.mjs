@@ -23,16 +23,31 @@ addFormats(ajv);
 ajv.addSchema(withoutDialect(jsonSchema));
 ajv.addSchema({ ...withoutDialect(jsonSchema), $id: "https://meta.json-schema.tools" });
 const validate = ajv.compile(withoutDialect(openrpcDocument));
+// wsduplex's `x-callbacks` holds method objects; the meta-schema lets any
+// `x-` field through, so each is checked against its methodObject here.
+const validateMethod = ajv.getSchema("https://meta.open-rpc.org/#/definitions/methodObject");
+
+/** Every error of `doc`, as "path message" lines. */
+function problems(doc) {
+  const found = [];
+  if (!validate(doc)) found.push(...validate.errors.map((e) => `${e.instancePath || "/"} ${e.message}`));
+  (doc?.["x-callbacks"]?.methods ?? []).forEach((method, i) => {
+    if (!validateMethod(method)) {
+      found.push(...validateMethod.errors.map((e) => `/x-callbacks/methods/${i}${e.instancePath} ${e.message}`));
+    }
+  });
+  return found;
+}
 
 let failed = false;
 for (const file of process.argv.slice(2)) {
-  const doc = JSON.parse(readFileSync(file, "utf8"));
-  if (validate(doc)) {
+  const found = problems(JSON.parse(readFileSync(file, "utf8")));
+  if (found.length === 0) {
     console.log(`valid ${file}`);
   } else {
     failed = true;
     console.log(`invalid ${file}`);
-    for (const error of validate.errors) console.log(`  ${error.instancePath || "/"} ${error.message}`);
+    for (const problem of found) console.log(`  ${problem}`);
   }
 }
 process.exit(failed ? 1 : 0);

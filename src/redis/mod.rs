@@ -1,0 +1,411 @@
+//! One hub across many server nodes, over Redis pub/sub (as SignalR's Redis
+//! backplane does).
+//!
+//! Each node publishes its fan-out to Redis and delivers what the other nodes
+//! publish to its own connections. A node listens on `PREFIX:all`, on its own
+//! `PREFIX:node:ID` (messages to its connections, calls and their replies,
+//! group changes), and on `PREFIX:group:NAME` / `PREFIX:user:NAME` only while
+//! it has members of that group or user.
+//!
+//! What it guarantees, and what it does not:
+//! - At most once. A message published while Redis is unreachable, or while
+//!   a node is resubscribing, is lost for the other nodes; local delivery
+//!   goes on during an outage.
+//! - Order: messages from one node reach each other node in the order they
+//!   were published.
+//! - A fan-out is serialized once; each node hands the same bytes to all its
+//!   recipients.
+//! - A call to a connection on another node has the caller's deadline: it
+//!   fails with `Timeout` if no answer comes in time (the node holding the
+//!   connection died, or Redis is down) and with `Closed` when no node holds
+//!   the connection or it closes before answering.
+
+mod bus;
+mod publisher;
+mod subscriber;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::ReconnectPolicy;
+use crate::connection::{ConnectionId, random_node};
+use crate::error::Error;
+use crate::hub::{Audience, Backplane, LocalConnections, Payload, Topic};
+use bus::{Channels, Message, Outcome};
+use publisher::Outgoing;
+use subscriber::{Change, Subscriptions};
+
+/// Settings for a [`RedisBackplane`].
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    prefix: String,
+    call_timeout: Duration,
+    reconnect: ReconnectPolicy,
+    publish_queue: usize,
+    subscribe_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            prefix: "wsduplex".into(),
+            call_timeout: Duration::from_secs(30),
+            reconnect: ReconnectPolicy::exponential(Duration::from_millis(100), Duration::from_secs(5)),
+            publish_queue: 65_536,
+            subscribe_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// The defaults: prefix `wsduplex`, calls to other nodes time out after
+    /// 30 s, resubscription backs off from 100 ms to 5 s, 65,536 messages may
+    /// wait to be published.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The prefix of every channel name: hubs with different prefixes share a
+    /// Redis without hearing each other.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a call to a connection on another node waits for its answer
+    /// when the stub sets no deadline of its own.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How the subscription reconnects after Redis goes away.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// Most messages waiting to be published; past it a fan-out to other
+    /// nodes is dropped (and logged), never waited for.
+    pub fn publish_queue(mut self, messages: usize) -> Self {
+        self.publish_queue = messages.max(1);
+        self
+    }
+
+    /// Longest a group join waits for this node's subscription to the group
+    /// to be confirmed.
+    pub fn subscribe_timeout(mut self, timeout: Duration) -> Self {
+        self.subscribe_timeout = timeout;
+        self
+    }
+}
+
+/// A [`Backplane`] over Redis pub/sub: one per hub, so one per server node.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use wsduplex::{Hub, RedisBackplane, RedisOptions};
+/// # #[wsduplex::callback] pub trait Events { #[oneway] async fn news(&self, text: String); }
+///
+/// let backplane = RedisBackplane::connect("redis://127.0.0.1:6379/", RedisOptions::new()).await?;
+/// let hub = Hub::<EventsClient>::with_backplane(backplane);
+/// // Reaches every connection of every node behind the same Redis.
+/// hub.all().news("hello".into()).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackplane {
+    shared: Arc<Shared>,
+    publish: mpsc::Sender<Outgoing>,
+    subscriptions: mpsc::UnboundedSender<Change>,
+}
+
+/// What the tasks and the backplane share.
+struct Shared {
+    node: u64,
+    channels: Channels,
+    options: RedisOptions,
+    local: OnceLock<LocalConnections>,
+    confirmed: Arc<Subscriptions>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    next_call: AtomicU64,
+    /// Who to tell about publish queue overflow, once per burst.
+    overflowing: std::sync::atomic::AtomicBool,
+}
+
+/// The answer to a call or a group change made on another node.
+enum Answer {
+    Call(Outcome),
+    Group(bool),
+}
+
+impl fmt::Debug for RedisBackplane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackplane")
+            .field("node", &format_args!("{:016x}", self.shared.node))
+            .field("prefix", &self.shared.options.prefix)
+            .finish()
+    }
+}
+
+impl RedisBackplane {
+    /// Connects to Redis at `url` (`redis://host:port/`), subscribes this
+    /// node, and starts publishing. Fails if Redis cannot be reached now;
+    /// once connected, it rides out Redis restarts by itself.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<RedisBackplane, Error> {
+        let client = redis::Client::open(url).map_err(Error::transport)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let publisher = client.get_connection_manager_with_config(config).await.map_err(Error::transport)?;
+
+        let node = random_node();
+        let channels = Channels::new(&options.prefix);
+        let wanted: HashSet<String> = [channels.all(), channels.node(node)].into();
+        let pubsub = subscriber::connect(&client, &wanted).await.map_err(Error::transport)?;
+
+        let shared = Arc::new(Shared {
+            node,
+            channels,
+            local: OnceLock::new(),
+            confirmed: Arc::new(Subscriptions::default()),
+            pending: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            overflowing: Default::default(),
+            options,
+        });
+        let (publish, queue) = mpsc::channel(shared.options.publish_queue);
+        tokio::spawn(publisher::run(publisher, queue));
+        let (subscriptions, changes) = mpsc::unbounded_channel();
+        let backplane = RedisBackplane { shared: shared.clone(), publish, subscriptions };
+        let receiver = backplane.clone_for_receiving();
+        shared.confirmed.connected(&wanted);
+        tokio::spawn(subscriber::run(
+            client,
+            pubsub,
+            wanted,
+            changes,
+            shared.confirmed.clone(),
+            shared.options.reconnect.clone(),
+            move |message| receiver.receive(message),
+        ));
+        tracing::debug!(node = format_args!("{node:016x}"), "joined the Redis backplane");
+        Ok(backplane)
+    }
+
+    /// What the subscriber task holds: it must not keep the queues open, or
+    /// the tasks would outlive every hub.
+    fn clone_for_receiving(&self) -> Receiver {
+        Receiver { shared: Arc::downgrade(&self.shared), publish: self.publish.downgrade() }
+    }
+
+    fn queue(&self, channel: String, message: &Message) -> bool {
+        enqueue(&self.shared, &self.publish, channel, message)
+    }
+
+    /// Registers a call, sends `message` for it, and waits for its answer.
+    async fn ask(&self, target_node: u64, message: impl FnOnce(u64) -> Message, timeout: Duration) -> Option<Answer> {
+        let call = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
+        let (sender, answer) = oneshot::channel();
+        self.shared.lock_pending().insert(call, sender);
+        // Forgets the call however this ends (answered, timed out, dropped).
+        let _forget = Forget { shared: &self.shared, call };
+        if !self.queue(self.shared.channels.node(target_node), &message(call)) {
+            return None;
+        }
+        tokio::time::timeout(timeout, answer).await.ok()?.ok()
+    }
+}
+
+impl Shared {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Forget<'a> {
+    shared: &'a Shared,
+    call: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.shared.lock_pending().remove(&self.call);
+    }
+}
+
+/// Queues `message` for `channel`; false (and a log line per burst) when the
+/// queue is full or closed.
+fn enqueue(shared: &Shared, publish: &mpsc::Sender<Outgoing>, channel: String, message: &Message) -> bool {
+    match publish.try_send((channel, message.encode())) {
+        Ok(()) => {
+            shared.overflowing.store(false, Ordering::Relaxed);
+            true
+        }
+        Err(_) => {
+            if !shared.overflowing.swap(true, Ordering::Relaxed) {
+                tracing::warn!("the Redis publish queue is full; messages to other nodes are dropped");
+            }
+            false
+        }
+    }
+}
+
+impl Backplane for RedisBackplane {
+    fn node(&self) -> u64 {
+        self.shared.node
+    }
+
+    fn attach(&self, local: LocalConnections) {
+        if self.shared.local.set(local).is_err() {
+            tracing::error!("a RedisBackplane serves one hub; this one is attached already");
+        }
+    }
+
+    fn publish(&self, local: &LocalConnections, audience: &Audience, payload: &Payload) {
+        local.deliver(audience, payload);
+        if let Audience::Connection(id) = audience
+            && id.node() == self.shared.node
+        {
+            return;
+        }
+        let message =
+            Message::Fanout { origin: self.shared.node, audience: audience.clone(), payload: payload.clone() };
+        self.queue(self.shared.channels.of(audience), &message);
+    }
+
+    fn subscribe(&self, topic: &Topic) {
+        let _ = self.subscriptions.send(Change::Subscribe(self.shared.channels.topic(topic)));
+    }
+
+    fn unsubscribe(&self, topic: &Topic) {
+        let _ = self.subscriptions.send(Change::Unsubscribe(self.shared.channels.topic(topic)));
+    }
+
+    fn subscribed(&self, topic: &Topic) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        let channel = shared.channels.topic(topic);
+        Box::pin(async move { shared.confirmed.confirmed(&channel, shared.options.subscribe_timeout).await })
+    }
+
+    fn reaches(&self, id: ConnectionId) -> bool {
+        id.node() != self.shared.node
+    }
+
+    fn call(
+        &self,
+        id: ConnectionId,
+        method: &str,
+        params: Box<RawValue>,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, Error>> {
+        let this = self.clone();
+        let method = method.to_owned();
+        let timeout = timeout.unwrap_or(self.shared.options.call_timeout);
+        Box::pin(async move {
+            let origin = this.shared.node;
+            let message =
+                |call| Message::Call { origin, call, target: id, timeout, method, params: params.get().to_owned() };
+            match this.ask(id.node(), message, timeout).await {
+                Some(Answer::Call(Outcome::Result(json))) => RawValue::from_string(json).map_err(Error::Decode),
+                Some(Answer::Call(Outcome::Rpc(json))) => match serde_json::from_str(&json) {
+                    Ok(object) => Err(Error::Rpc(object)),
+                    Err(e) => Err(Error::Decode(e)),
+                },
+                Some(Answer::Call(Outcome::Closed)) => Err(Error::Closed),
+                Some(Answer::Call(Outcome::Timeout)) | None => Err(Error::Timeout(timeout)),
+                Some(Answer::Group(_)) => Err(Error::Closed),
+            }
+        })
+    }
+
+    fn change_group(&self, id: ConnectionId, group: &str, join: bool) -> BoxFuture<'static, Result<bool, Error>> {
+        let this = self.clone();
+        let group = group.to_owned();
+        let timeout = self.shared.options.call_timeout;
+        Box::pin(async move {
+            let origin = this.shared.node;
+            let message = |call| Message::Group { origin, call, target: id, join, group };
+            match this.ask(id.node(), message, timeout).await {
+                Some(Answer::Group(changed)) => Ok(changed),
+                Some(Answer::Call(_)) => Err(Error::Closed),
+                None => Err(Error::Timeout(timeout)),
+            }
+        })
+    }
+}
+
+/// The subscriber's handle on the backplane: weak, so the tasks end with the
+/// last hub.
+struct Receiver {
+    shared: std::sync::Weak<Shared>,
+    publish: mpsc::WeakSender<Outgoing>,
+}
+
+impl Receiver {
+    /// Handles one message from Redis; never waits (calls and group changes
+    /// run in their own tasks).
+    fn receive(&self, message: redis::Msg) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let Some(local) = shared.local.get().cloned() else { return };
+        let bytes = bytes::Bytes::copy_from_slice(message.get_payload_bytes());
+        let Some(message) = Message::decode(bytes) else {
+            tracing::debug!(channel = message.get_channel_name(), "ignored a message that is not the backplane's");
+            return;
+        };
+        if message.origin() == shared.node {
+            return;
+        }
+        match message {
+            Message::Fanout { audience, payload, .. } => {
+                local.deliver(&audience, &payload);
+            }
+            Message::Call { origin, call, target, timeout, method, params } => {
+                let Some(publish) = self.publish.upgrade() else { return };
+                tokio::spawn(async move {
+                    let outcome = match RawValue::from_string(params) {
+                        Ok(params) => match local.call(target, &method, &params, timeout).await {
+                            Ok(result) => Outcome::Result(result.get().to_owned()),
+                            Err(Error::Rpc(object)) => {
+                                Outcome::Rpc(serde_json::to_string(&object).unwrap_or_else(|_| "{}".into()))
+                            }
+                            Err(Error::Timeout(_)) => Outcome::Timeout,
+                            Err(_) => Outcome::Closed,
+                        },
+                        Err(_) => Outcome::Closed,
+                    };
+                    let reply = Message::Reply { origin: shared.node, call, outcome };
+                    enqueue(&shared, &publish, shared.channels.node(origin), &reply);
+                });
+            }
+            Message::Group { origin, call, target, join, group } => {
+                let Some(publish) = self.publish.upgrade() else { return };
+                tokio::spawn(async move {
+                    let changed = local.change_group(target, &group, join).await;
+                    let reply = Message::GroupReply { origin: shared.node, call, changed };
+                    enqueue(&shared, &publish, shared.channels.node(origin), &reply);
+                });
+            }
+            Message::Reply { call, outcome, .. } => {
+                if let Some(waiting) = shared.lock_pending().remove(&call) {
+                    let _ = waiting.send(Answer::Call(outcome));
+                }
+            }
+            Message::GroupReply { call, changed, .. } => {
+                if let Some(waiting) = shared.lock_pending().remove(&call) {
+                    let _ = waiting.send(Answer::Group(changed));
+                }
+            }
+        }
+    }
+}
