@@ -7,6 +7,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use common::redis::RedisServer;
 use common::{Raw, within};
 use serde_json::{Value, json};
 
@@ -281,6 +282,62 @@ async fn an_unanswered_invite_fails_with_an_implementation_error() {
     let cancel = json!({"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":asked["id"]}});
     assert_eq!(bob.raw.recv().await, cancel);
     assert_ok(bob.join("kitchen", "bob").await, json!(["bob"]));
+}
+
+#[tokio::test]
+async fn two_servers_on_one_redis_behave_as_one() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let url = redis.url();
+    let one = start_chat(&["--redis", &url]);
+    let two = start_chat(&["--redis", &url]);
+    let mut alice = User::connect(&one).await;
+    let mut bob = User::connect(&two).await;
+    let mut carol = User::connect(&one).await;
+
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    assert_ok(bob.join("lobby", "bob").await, json!(["alice", "bob"]));
+    alice.expect(joined("lobby", "bob")).await;
+
+    // Nicks are unique across servers.
+    assert_eq!(error_code(&carol.join("lobby", "bob").await), 1001);
+    assert_ok(carol.join("kitchen", "carol").await, json!(["carol"]));
+
+    // Messages both ways, to every member and no one else.
+    alice.notify("chat.say", json!({"text":"hi bob"})).await;
+    alice.expect(message("lobby", "alice", "hi bob")).await;
+    bob.expect(message("lobby", "alice", "hi bob")).await;
+    bob.notify("chat.say", json!({"text":"hi alice"})).await;
+    bob.expect(message("lobby", "bob", "hi alice")).await;
+    alice.expect(message("lobby", "bob", "hi alice")).await;
+
+    // An invite from server one, answered by bob on server two, moves bob.
+    let invite = carol.request("chat.invite", json!({"nick":"bob"})).await;
+    let asked = bob.raw.recv().await;
+    assert_eq!(asked["method"], json!("chat.invited"));
+    assert_eq!(asked["params"], json!({"from":"carol","room":"kitchen"}));
+    bob.raw.send(&json!({"jsonrpc":"2.0","id":asked["id"],"result":true}).to_string()).await;
+    alice.expect(left("lobby", "bob")).await;
+    carol.expect(joined("kitchen", "bob")).await;
+    assert_eq!(carol.raw.recv().await, json!({"jsonrpc":"2.0","id":invite,"result":true}));
+    // Server two moved bob's connection into the kitchen's group.
+    bob.notify("chat.say", json!({"text":"in the kitchen"})).await;
+    bob.expect(message("kitchen", "bob", "in the kitchen")).await;
+    carol.expect(message("kitchen", "bob", "in the kitchen")).await;
+
+    // Leaving, and a disconnect that frees the nick on the other server.
+    assert_ok(bob.call("chat.leave", json!({})).await, Value::Null);
+    carol.expect(left("kitchen", "bob")).await;
+    assert_ok(bob.join("kitchen", "bob").await, json!(["bob", "carol"]));
+    carol.expect(joined("kitchen", "bob")).await;
+    within(bob.raw.socket.close(None)).await.unwrap();
+    carol.expect(left("kitchen", "bob")).await;
+    let mut bob_again = User::connect(&one).await;
+    assert_ok(bob_again.join("kitchen", "bob").await, json!(["bob", "carol"]));
+    carol.expect(joined("kitchen", "bob")).await;
+
+    // Alice, in the lobby, heard none of the kitchen.
+    alice.notify("chat.say", json!({"text":"still here"})).await;
+    alice.expect(message("lobby", "alice", "still here")).await;
 }
 
 #[tokio::test]

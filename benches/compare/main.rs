@@ -1,9 +1,12 @@
 //! `cargo bench --bench compare [-- --quick]`: wsduplex side by side with
 //! jsonrpsee 0.26 and a raw tokio-tungstenite floor, same machine, same run,
 //! same payloads. Prints a Markdown table and a summary line of ratios
-//! (wsduplex / jsonrpsee). Under `cargo test` it runs every scenario briefly,
+//! (wsduplex / jsonrpsee), and a line for the Redis backplane (which needs
+//! `redis-server`; its scenarios are skipped without it). Under `cargo test`
+//! it runs every scenario briefly,
 //! scaled down, so the harness cannot rot; it asserts nothing about speed.
 
+mod backplane;
 mod broadcast;
 mod calls;
 mod idle;
@@ -200,6 +203,7 @@ fn main() {
             rows.push(Row { contender: "wsduplex", scenario: "callbacks_vs_calls", unit: "callbacks/s", measurement });
         }
         broadcast_scenarios(&plan, &mut rows).await;
+        backplane::scenarios(&plan, &mut rows).await;
         for contender in ["wsduplex", "jsonrpsee", "raw floor"].into_iter().filter(|_| plan.runs("idle_mem")) {
             let process_name = if contender == "raw floor" { "raw" } else { contender };
             let measurement = idle::measure(process_name, plan.idle_connections, plan.settle).await;
@@ -212,4 +216,7 @@ fn main() {
     stats::print_table(&mut rows);
     println!();
     println!("{}", summary(&rows));
+    if let Some(line) = backplane::summary(&rows) {
+        println!("{line}");
+    }
 }

@@ -25,7 +25,7 @@ pub trait BenchEvents {
     async fn tick(&self, seq: u64, data: String);
 }
 
-struct Session;
+pub struct Session;
 
 impl Bench for Session {
     async fn echo(&self, text: String) -> String {

@@ -277,11 +277,9 @@ impl RedisRooms {
             .await
             .map_err(unavailable)?;
         let [status, left_room, left_nick, members @ ..] = reply.as_slice() else {
-            return Err(ChatError::NotInRoom);
-        };
-        if status == "taken" {
+            // `{'taken'}`: another live connection holds the nick.
             return Err(ChatError::NickTaken(nick.to_owned()));
-        }
+        };
         let mut members = members.to_vec();
         members.sort();
         let left = (!left_room.is_empty()).then(|| (left_room.clone(), left_nick.clone()));

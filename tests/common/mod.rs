@@ -1,6 +1,8 @@
 //! A small contract pair and helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,300 @@
+//! One hub across three server nodes over a real `redis-server` (started by
+//! each test on a free port, persistence off): every targeting mode, group
+//! changes from any node, callbacks with replies across nodes with their
+//! deadlines and closed connections, and Redis killed and restarted.
+//!
+//! Skipped where `redis-server` is not installed, unless
+//! `WSDUPLEX_REQUIRE_REDIS=1` (as in CI).
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::within;
+use tokio::sync::mpsc;
+use wsduplex::{
+    Client, Connection, ConnectionId, Error, Handshake, Hub, Identity, RedisBackplane, RedisOptions, Server,
+    ServerHandle,
+};
+
+/// What a client can ask of its node.
+#[wsduplex::service(namespace = "bp", callback = Screen)]
+pub trait Control {
+    /// The caller's connection id.
+    async fn me(&self) -> String;
+    /// Joins `group`.
+    async fn join(&self, group: String) -> bool;
+}
+
+/// What a node tells its clients.
+#[wsduplex::callback(namespace = "bp")]
+pub trait Screen {
+    #[oneway]
+    async fn show(&self, text: String);
+    async fn ask(&self, question: String) -> String;
+    /// Never answers.
+    async fn stall(&self) -> String;
+}
+
+struct Session(Connection<ScreenClient>);
+
+impl Control for Session {
+    async fn me(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    async fn join(&self, group: String) -> bool {
+        self.0.join_group(&group).await
+    }
+}
+
+/// A client that records what it is shown, and says when it stalls.
+struct Viewer {
+    name: String,
+    shown: mpsc::UnboundedSender<String>,
+    stalling: mpsc::UnboundedSender<()>,
+}
+
+impl Screen for Viewer {
+    async fn show(&self, text: String) {
+        let _ = self.shown.send(text);
+    }
+
+    async fn ask(&self, question: String) -> String {
+        format!("{} says {question}", self.name)
+    }
+
+    async fn stall(&self) -> String {
+        let _ = self.stalling.send(());
+        std::future::pending().await
+    }
+}
+
+/// One server node: a hub on the Redis backplane and a server for it.
+struct Node {
+    hub: Hub<ScreenClient>,
+    handle: ServerHandle,
+}
+
+impl Node {
+    async fn start(redis: &RedisServer) -> Node {
+        let options = RedisOptions::new().prefix("test").call_timeout(Duration::from_secs(5));
+        let backplane = within(RedisBackplane::connect(&redis.url(), options)).await.unwrap();
+        let hub = Hub::<ScreenClient>::with_backplane(backplane);
+        // `?user=NAME` names the connection's user.
+        let authenticate = |handshake: &Handshake| match handshake.query("user") {
+            Some(user) => Ok(Identity::user(user)),
+            None => Ok(Identity::anonymous()),
+        };
+        let server = within(Server::builder().hub(&hub).authenticate(authenticate).build("127.0.0.1:0")).await.unwrap();
+        let handle = server.start(|conn| Session(conn).into_service());
+        Node { hub, handle }
+    }
+
+    fn url(&self, user: Option<&str>) -> String {
+        let query = user.map(|u| format!("?user={u}")).unwrap_or_default();
+        format!("ws://{}/{query}", self.handle.local_addr())
+    }
+}
+
+/// A connected client and what it has been shown.
+struct Viewing {
+    client: ControlClient<Client>,
+    id: ConnectionId,
+    shown: mpsc::UnboundedReceiver<String>,
+    stalling: mpsc::UnboundedReceiver<()>,
+}
+
+impl Viewing {
+    async fn connect(node: &Node, name: &str, user: Option<&str>) -> Viewing {
+        let (tx, shown) = mpsc::unbounded_channel();
+        let (stalls, stalling) = mpsc::unbounded_channel();
+        let viewer = Viewer { name: name.into(), shown: tx, stalling: stalls };
+        let client = within(ControlClient::connect(&node.url(user), viewer)).await.unwrap();
+        let id = within(client.me()).await.unwrap().parse().unwrap();
+        Viewing { client, id, shown, stalling }
+    }
+
+    async fn next(&mut self) -> String {
+        within(self.shown.recv()).await.expect("the client is gone")
+    }
+
+    /// The next thing shown is `expected`.
+    async fn sees(&mut self, expected: &str) {
+        assert_eq!(self.next().await, expected);
+    }
+}
+
+/// Everyone gets `marker` from `node`; each of `viewers` must see `marker`
+/// next, proving it saw nothing before it that it should not have.
+async fn all_see_next(node: &Node, viewers: &mut [&mut Viewing], marker: &str) {
+    node.hub.all().show(marker.into()).await.unwrap();
+    for viewer in viewers.iter_mut() {
+        viewer.sees(marker).await;
+    }
+}
+
+macro_rules! redis_or_skip {
+    () => {
+        match RedisServer::start().await {
+            Some(redis) => redis,
+            None => return,
+        }
+    };
+}
+
+#[tokio::test]
+async fn every_targeting_mode_reaches_every_node() {
+    let redis = redis_or_skip!();
+    let nodes = [Node::start(&redis).await, Node::start(&redis).await, Node::start(&redis).await];
+    // Connection ids are unique across nodes: each hub has its own node part.
+    assert_ne!(nodes[0].hub.node(), nodes[1].hub.node());
+
+    let mut a = Viewing::connect(&nodes[0], "a", Some("ada")).await;
+    let mut b = Viewing::connect(&nodes[1], "b", None).await;
+    let mut c = Viewing::connect(&nodes[2], "c", Some("ada")).await;
+    let mut d = Viewing::connect(&nodes[2], "d", None).await;
+
+    // all(), from each node.
+    for (i, node) in nodes.iter().enumerate() {
+        node.hub.all().show(format!("all from {i}")).await.unwrap();
+        for viewer in [&mut a, &mut b, &mut c, &mut d] {
+            viewer.sees(&format!("all from {i}")).await;
+        }
+    }
+
+    // group(): members on nodes 0 and 2, sent from node 1, which has none.
+    assert!(within(a.client.join("g".into())).await.unwrap());
+    assert!(within(c.client.join("g".into())).await.unwrap());
+    redis.wait_for_subscribers("test:group:g", 2).await;
+    nodes[1].hub.group("g").show("to g".into()).await.unwrap();
+    a.sees("to g").await;
+    c.sees("to g").await;
+    nodes[1].hub.group_except("g", a.id).show("to g but a".into()).await.unwrap();
+    c.sees("to g but a").await;
+    all_see_next(&nodes[1], &mut [&mut a, &mut b, &mut c, &mut d], "marker 1").await;
+
+    // except(), user() and connection().
+    nodes[0].hub.except(c.id).show("not c".into()).await.unwrap();
+    for viewer in [&mut a, &mut b, &mut d] {
+        viewer.sees("not c").await;
+    }
+    nodes[1].hub.user("ada").show("to ada".into()).await.unwrap();
+    a.sees("to ada").await;
+    c.sees("to ada").await;
+    nodes[0].hub.connection(d.id).show("to d".into()).await.unwrap();
+    d.sees("to d").await;
+    all_see_next(&nodes[0], &mut [&mut a, &mut b, &mut c, &mut d], "marker 2").await;
+
+    // A node subscribes only to what it has members of: node 1 has no one in g.
+    assert_eq!(redis.subscribers("test:group:g").await, 2);
+    assert_eq!(redis.subscribers("test:user:ada").await, 2);
+    assert_eq!(redis.subscribers("test:all").await, 3);
+
+    // Group membership changed from a node that does not hold the connection.
+    assert!(within(nodes[0].hub.add_to_group(b.id, "h")).await);
+    assert!(!within(nodes[0].hub.add_to_group(b.id, "h")).await, "already a member");
+    assert_eq!(nodes[1].hub.groups_of(b.id), ["h"]);
+    nodes[2].hub.group("h").show("to h".into()).await.unwrap();
+    b.sees("to h").await;
+    assert!(within(nodes[2].hub.remove_from_group(b.id, "h")).await);
+    redis.wait_for_subscribers("test:group:h", 0).await;
+    nodes[2].hub.group("h").show("to h again".into()).await.unwrap();
+    all_see_next(&nodes[2], &mut [&mut b], "marker 3").await;
+
+    // The last member leaving a group unsubscribes its node.
+    drop(c);
+    redis.wait_for_subscribers("test:group:g", 1).await;
+    redis.wait_for_subscribers("test:user:ada", 1).await;
+}
+
+#[tokio::test]
+async fn callbacks_with_replies_cross_nodes_with_deadlines_and_closes() {
+    let redis = redis_or_skip!();
+    let nodes = [Node::start(&redis).await, Node::start(&redis).await];
+    let mut b = Viewing::connect(&nodes[1], "b", None).await;
+
+    // Asked from node 0, answered by b on node 1.
+    let answer = within(nodes[0].hub.connection(b.id).ask("hello?".into())).await.unwrap();
+    assert_eq!(answer, "b says hello?");
+
+    // The caller's deadline holds across nodes.
+    let stub = nodes[0].hub.connection(b.id).with_timeout(Duration::from_millis(300));
+    match within(stub.stall()).await {
+        Err(Error::Timeout(limit)) => assert_eq!(limit, Duration::from_millis(300)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+
+    // A connection that closes while asked: Closed, long before the deadline.
+    let stalled = tokio::spawn({
+        let hub = nodes[0].hub.clone();
+        let id = b.id;
+        async move { hub.connection(id).with_timeout(Duration::from_secs(60)).stall().await }
+    });
+    // Once b is working on it (twice: the timed-out call above stalled too) ...
+    within(b.stalling.recv()).await.unwrap();
+    within(b.stalling.recv()).await.unwrap();
+    // ... it goes away.
+    b.client.caller().close();
+    match within(stalled).await.unwrap() {
+        Err(Error::Closed) => {}
+        other => panic!("expected Closed, got {other:?}"),
+    }
+
+    // No node holds it any more: Closed; one-way messages to it are simply lost.
+    assert!(matches!(within(nodes[0].hub.connection(b.id).ask("still there?".into())).await, Err(Error::Closed)));
+    assert!(nodes[0].hub.connection(b.id).show("gone".into()).await.is_ok());
+
+    // A node that died (or never was): nobody answers, the deadline does.
+    let nowhere: ConnectionId = "00000000deadbeef-1".parse().unwrap();
+    let stub = nodes[0].hub.connection(nowhere).with_timeout(Duration::from_millis(300));
+    assert!(matches!(within(stub.ask("anyone?".into())).await, Err(Error::Timeout(_))));
+}
+
+#[tokio::test]
+async fn nodes_ride_out_a_redis_restart() {
+    let mut redis = redis_or_skip!();
+    let nodes = [Node::start(&redis).await, Node::start(&redis).await];
+    let mut a = Viewing::connect(&nodes[0], "a", None).await;
+    let mut b = Viewing::connect(&nodes[1], "b", None).await;
+    assert!(within(b.client.join("g".into())).await.unwrap());
+    redis.wait_for_subscribers("test:group:g", 1).await;
+
+    redis.kill().await;
+    // Local delivery goes on; the other node misses what is published now.
+    nodes[0].hub.all().show("during the outage".into()).await.unwrap();
+    a.sees("during the outage").await;
+    nodes[1].hub.all().show("during the outage, on 1".into()).await.unwrap();
+    b.sees("during the outage, on 1").await;
+
+    redis.restart().await;
+    // Both nodes come back with every channel they had: all, their own, and g.
+    redis.wait_for_subscribers("test:all", 2).await;
+    redis.wait_for_subscribers("test:group:g", 1).await;
+    // Node 0's publisher reconnects too; repeat until a message gets through.
+    within(async {
+        loop {
+            nodes[0].hub.group("g").show("after".into()).await.unwrap();
+            if let Ok(shown) = tokio::time::timeout(Duration::from_millis(200), b.shown.recv()).await {
+                assert_ne!(shown.as_deref(), Some("during the outage"), "sent while Redis was down");
+                break;
+            }
+        }
+    })
+    .await;
+    // At most once: the outage's message never arrives; every "after" sent
+    // (some may have gone out just as the publisher came back) arrives once at most.
+    nodes[0].hub.all().show("marker".into()).await.unwrap();
+    a.sees("marker").await;
+    loop {
+        match b.next().await.as_str() {
+            "after" => continue,
+            "marker" => break,
+            other => panic!("b was shown {other:?}"),
+        }
+    }
+    // Calls across nodes work again.
+    let answer = within(nodes[1].hub.connection(a.id).ask("back?".into())).await.unwrap();
+    assert_eq!(answer, "a says back?");
+}
