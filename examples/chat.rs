@@ -155,11 +155,15 @@ struct ChatSession {
     conn: Connection<ChatEventsClient>,
     hub: Hub<ChatEventsClient>,
     rooms: Arc<Rooms>,
+    /// Held across a room change and the hub group changes that follow it,
+    /// so two moves of one connection cannot interleave.
+    moving: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ChatSession {
     /// Moves connection `id` into `room` and tells both rooms.
     async fn move_to(&self, id: ConnectionId, room: &str, nick: &str) -> Result<Vec<String>, ChatError> {
+        let _moving = self.moving.lock().await;
         let moved = self.rooms.enter(id, room, nick).await?;
         if let Some((old_room, old_nick)) = moved.left {
             self.hub.remove_from_group(id, &old_room).await;
@@ -187,18 +191,19 @@ impl Chat for ChatSession {
 
     async fn invite(&self, nick: String) -> Result<bool, ChatError> {
         let (room, from) = self.rooms.whereabouts(self.conn.id()).await?;
-        let invitee = self.rooms.holder(&nick).await.ok_or_else(|| ChatError::NoSuchUser(nick.clone()))?;
+        let invitee = self.rooms.holder(&nick).await?.ok_or_else(|| ChatError::NoSuchUser(nick.clone()))?;
         // Waits up to --callback-timeout-ms for the invitee's own answer,
         // whichever server it is connected to.
         let accepted = self.hub.connection(invitee).invited(from, room.clone()).await?;
-        if accepted && let Some(invitee_nick) = self.rooms.nick_of(invitee).await {
+        if accepted && let Some(invitee_nick) = self.rooms.nick_of(invitee).await? {
             self.move_to(invitee, &room, &invitee_nick).await?;
         }
         Ok(accepted)
     }
 
     async fn leave(&self) -> Result<(), ChatError> {
-        let (room, nick) = self.rooms.exit_room(self.conn.id()).await.ok_or(ChatError::NotInRoom)?;
+        let _moving = self.moving.lock().await;
+        let (room, nick) = self.rooms.exit_room(self.conn.id()).await?.ok_or(ChatError::NotInRoom)?;
         self.hub.remove_from_group(self.conn.id(), &room).await;
         self.hub.group(&room).left(room.clone(), nick).await?;
         Ok(())
@@ -209,8 +214,17 @@ impl Chat for ChatSession {
 impl Drop for ChatSession {
     fn drop(&mut self) {
         let (id, hub, rooms) = (self.conn.id(), self.hub.clone(), self.rooms.clone());
+        // Local state frees the nick before anything else can run.
+        let freed = rooms.forget_here(id);
         tokio::spawn(async move {
-            if let Some((room, nick)) = rooms.forget(id).await {
+            let left = match freed {
+                Some(left) => left,
+                None => match rooms.forget(id).await {
+                    Ok(left) => left,
+                    Err(e) => return tracing::warn!(error = %e, conn = %id, "could not free a nick"),
+                },
+            };
+            if let Some((room, nick)) = left {
                 let _ = hub.group(&room).left(room.clone(), nick).await;
             }
         });
@@ -258,8 +272,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => (Hub::<ChatEventsClient>::new(), Rooms::local()),
     };
     let rooms = Arc::new(rooms);
+    let moving = Arc::default();
     let endpoint = options.server().hub(&hub).endpoint(move |conn: Connection<ChatEventsClient>| {
-        ChatSession { conn, hub: hub.clone(), rooms: rooms.clone() }.into_service()
+        ChatSession { conn, hub: hub.clone(), rooms: rooms.clone(), moving: Arc::clone(&moving) }.into_service()
     });
     let app = Router::new()
         .route("/", get(index))

@@ -119,12 +119,14 @@ pub trait Backplane: Send + Sync + 'static {
     /// Never waits.
     fn publish(&self, local: &LocalConnections, audience: &Audience, payload: &Payload);
 
-    /// This node has its first member of `topic`: start receiving its messages.
+    /// This node has its first member of `topic`: start receiving its
+    /// messages. Called under the hub's lock, in the order membership
+    /// changed: it must not block, nor call back into the hub.
     fn subscribe(&self, topic: &Topic) {
         let _ = topic;
     }
 
-    /// This node has no member of `topic` left.
+    /// This node has no member of `topic` left. Called like [`subscribe`](Self::subscribe).
     fn unsubscribe(&self, topic: &Topic) {
         let _ = topic;
     }
@@ -142,6 +144,13 @@ pub trait Backplane: Send + Sync + 'static {
     fn reaches(&self, id: ConnectionId) -> bool {
         let _ = id;
         false
+    }
+
+    /// Sends a one-way message to connection `id`, held by another node;
+    /// fails with [`Error::Closed`] when no node can hold it. At most once.
+    fn send_to(&self, id: ConnectionId, payload: &Payload) -> BoxFuture<'static, Result<(), Error>> {
+        let _ = (id, payload);
+        Box::pin(std::future::ready(Err(Error::Closed)))
     }
 
     /// Calls `method` on connection `id`, held by another node, and returns
@@ -262,6 +271,11 @@ impl HubCore {
         core
     }
 
+    /// Resolves once the bus delivers `topic`'s messages to this node.
+    pub(crate) fn subscribed(&self, topic: &Topic) -> BoxFuture<'static, ()> {
+        self.backplane.subscribed(topic)
+    }
+
     /// A fresh id for a connection this hub is to hold.
     pub(crate) fn next_connection_id(&self) -> ConnectionId {
         ConnectionId::on_node(self.node)
@@ -284,73 +298,64 @@ impl HubCore {
         self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    // Topics open and close under the state's lock, so a bus hears of them
+    // in the order membership changed (a close racing an open must not
+    // overtake it).
+
     pub(crate) fn register(&self, peer: Peer, user: Option<Arc<str>>) {
-        let opened = {
-            let mut state = self.write();
-            let opened = user.as_ref().and_then(|user| {
-                let connections = state.users.entry(user.clone()).or_default();
-                connections.insert(peer.id(), peer.clone());
-                (connections.len() == 1).then(|| Topic::User(user.clone()))
-            });
-            state.connections.insert(peer.id(), Member { peer, groups: Vec::new(), user });
-            opened
-        };
-        if let Some(topic) = opened {
-            self.backplane.subscribe(&topic);
+        let mut state = self.write();
+        if let Some(user) = &user {
+            let connections = state.users.entry(user.clone()).or_default();
+            connections.insert(peer.id(), peer.clone());
+            if connections.len() == 1 {
+                self.backplane.subscribe(&Topic::User(user.clone()));
+            }
         }
+        state.connections.insert(peer.id(), Member { peer, groups: Vec::new(), user });
     }
 
     /// Removes a connection and takes it out of every group.
     pub(crate) fn unregister(&self, id: ConnectionId) {
-        let mut closed = Vec::new();
+        let mut state = self.write();
+        let Some(member) = state.connections.remove(&id) else { return };
+        if let Some(user) = &member.user
+            && let Some(connections) = state.users.get_mut(user)
         {
-            let mut state = self.write();
-            let Some(member) = state.connections.remove(&id) else { return };
-            if let Some(user) = &member.user
-                && let Some(connections) = state.users.get_mut(user)
-            {
-                connections.remove(&id);
-                if connections.is_empty() {
-                    state.users.remove(user);
-                    closed.push(Topic::User(user.clone()));
-                }
-            }
-            for group in member.groups {
-                if let Some(members) = state.groups.get_mut(&group) {
-                    members.remove(&id);
-                    if members.is_empty() {
-                        state.groups.remove(&group);
-                        closed.push(Topic::Group(group));
-                    }
-                }
+            connections.remove(&id);
+            if connections.is_empty() {
+                state.users.remove(user);
+                self.backplane.unsubscribe(&Topic::User(user.clone()));
             }
         }
-        for topic in closed {
-            self.backplane.unsubscribe(&topic);
+        for group in member.groups {
+            if let Some(members) = state.groups.get_mut(&group) {
+                members.remove(&id);
+                if members.is_empty() {
+                    state.groups.remove(&group);
+                    self.backplane.unsubscribe(&Topic::Group(group));
+                }
+            }
         }
     }
 
     /// Adds local connection `id` to `group`: `None` when it is not here,
     /// else whether it was not a member yet.
     fn add_here(&self, id: ConnectionId, group: &str) -> Option<bool> {
-        let opened = {
-            let mut state = self.write();
-            let State { connections, groups, .. } = &mut *state;
-            let member = connections.get_mut(&id)?;
-            if member.groups.iter().any(|g| &**g == group) {
-                return Some(false);
-            }
-            let name: Arc<str> = match groups.get_key_value(group) {
-                Some((name, _)) => name.clone(),
-                None => group.into(),
-            };
-            member.groups.push(name.clone());
-            let members = groups.entry(name.clone()).or_default();
-            members.insert(id, member.peer.clone());
-            (members.len() == 1).then_some(Topic::Group(name))
+        let mut state = self.write();
+        let State { connections, groups, .. } = &mut *state;
+        let member = connections.get_mut(&id)?;
+        if member.groups.iter().any(|g| &**g == group) {
+            return Some(false);
+        }
+        let name: Arc<str> = match groups.get_key_value(group) {
+            Some((name, _)) => name.clone(),
+            None => group.into(),
         };
-        if let Some(topic) = opened {
-            self.backplane.subscribe(&topic);
+        member.groups.push(name.clone());
+        let members = groups.entry(name.clone()).or_default();
+        members.insert(id, member.peer.clone());
+        if members.len() == 1 {
+            self.backplane.subscribe(&Topic::Group(name));
         }
         Some(true)
     }
@@ -358,21 +363,16 @@ impl HubCore {
     /// Removes local connection `id` from `group`: `None` when it is not
     /// here, else whether it was a member.
     fn remove_here(&self, id: ConnectionId, group: &str) -> Option<bool> {
-        let closed = {
-            let mut state = self.write();
-            let State { connections, groups, .. } = &mut *state;
-            let member = connections.get_mut(&id)?;
-            let Some(at) = member.groups.iter().position(|g| &**g == group) else { return Some(false) };
-            let name = member.groups.swap_remove(at);
-            let Some(members) = groups.get_mut(group) else { return Some(true) };
-            members.remove(&id);
-            members.is_empty().then(|| {
-                groups.remove(group);
-                Topic::Group(name)
-            })
-        };
-        if let Some(topic) = closed {
-            self.backplane.unsubscribe(&topic);
+        let mut state = self.write();
+        let State { connections, groups, .. } = &mut *state;
+        let member = connections.get_mut(&id)?;
+        let Some(at) = member.groups.iter().position(|g| &**g == group) else { return Some(false) };
+        let name = member.groups.swap_remove(at);
+        let Some(members) = groups.get_mut(group) else { return Some(true) };
+        members.remove(&id);
+        if members.is_empty() {
+            groups.remove(group);
+            self.backplane.unsubscribe(&Topic::Group(name));
         }
         Some(true)
     }
@@ -652,9 +652,9 @@ impl fmt::Debug for ConnectionTarget {
 }
 
 impl Notify for ConnectionTarget {
-    /// Fails with [`Error::Closed`] when no node holds the connection. To a
-    /// connection on another node the message goes through the backplane,
-    /// at most once.
+    /// Fails with [`Error::Closed`] when no node can hold the connection. To
+    /// a connection on another node the message goes through the backplane,
+    /// at most once (that node may have lost the connection meanwhile).
     async fn notify<P: Serialize + Send + Sync>(&self, method: &str, params: P) -> Result<(), Error> {
         if let Some(peer) = self.core.peer(self.id) {
             return peer.notify(method, params).await;
@@ -663,8 +663,7 @@ impl Notify for ConnectionTarget {
             return Err(Error::Closed);
         }
         let frame = wire::notification(method, Some(params)).map_err(Error::Encode)?;
-        self.core.publish(&Audience::Connection(self.id), &Payload::from(frame));
-        Ok(())
+        self.core.backplane.send_to(self.id, &Payload::from(frame)).await
     }
 }
 

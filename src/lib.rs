@@ -86,7 +86,14 @@
 //!   proxy ([`Connection::callback`]).
 //! - [`Hub`] tracks live connections and groups, and fans one-way callbacks
 //!   out to them: serialized once, the same bytes queued for every recipient,
-//!   never waiting on a slow one. Its fan-out goes through a [`Backplane`].
+//!   never waiting on a slow one. Its fan-out, calls to single connections
+//!   and group changes go through a [`Backplane`]: in this process by
+//!   default, or across server nodes with `RedisBackplane` (feature `redis`,
+//!   on by default).
+//! - Contracts describe themselves: `XClient::contract()` gives the metadata
+//!   (schemas, documented errors, docs) from which [`openrpc`] makes the
+//!   document servers answer `rpc.discover` with, and [`typescript`] makes
+//!   typed browser clients; [`derive@RpcError`] gives error enums their codes.
 //! - [`Client`] connects and serves the callback contract; generated stubs
 //!   wrap it. Every call has a deadline (30 s by default, per client with
 //!   [`ClientBuilder::timeout`], per call with the stub's `with_timeout`).

@@ -1,7 +1,8 @@
 //! One hub across three server nodes over a real `redis-server` (started by
 //! each test on a free port, persistence off): every targeting mode, group
 //! changes from any node, callbacks with replies across nodes with their
-//! deadlines and closed connections, and Redis killed and restarted.
+//! deadlines and closed connections, and Redis killed and restarted. A
+//! server process that dies mid-call is in `chat_example.rs`.
 //!
 //! Skipped where `redis-server` is not installed, unless
 //! `WSDUPLEX_REQUIRE_REDIS=1` (as in CI).
@@ -165,9 +166,9 @@ async fn every_targeting_mode_reaches_every_node() {
     }
 
     // group(): members on nodes 0 and 2, sent from node 1, which has none.
+    // A join returns once its node hears the group: a message right after reaches it.
     assert!(within(a.client.join("g".into())).await.unwrap());
     assert!(within(c.client.join("g".into())).await.unwrap());
-    redis.wait_for_subscribers("test:group:g", 2).await;
     nodes[1].hub.group("g").show("to g".into()).await.unwrap();
     a.sees("to g").await;
     c.sees("to g").await;
@@ -242,14 +243,47 @@ async fn callbacks_with_replies_cross_nodes_with_deadlines_and_closes() {
         other => panic!("expected Closed, got {other:?}"),
     }
 
-    // No node holds it any more: Closed; one-way messages to it are simply lost.
+    // Its node is up but no longer holds it: Closed, from that node. A
+    // one-way message to it goes out (at most once) and is dropped there.
     assert!(matches!(within(nodes[0].hub.connection(b.id).ask("still there?".into())).await, Err(Error::Closed)));
     assert!(nodes[0].hub.connection(b.id).show("gone".into()).await.is_ok());
 
-    // A node that died (or never was): nobody answers, the deadline does.
+    // No node listens for it (its node died, or never was): Closed at once,
+    // not at the deadline; a one-way message says so too.
     let nowhere: ConnectionId = "00000000deadbeef-1".parse().unwrap();
-    let stub = nodes[0].hub.connection(nowhere).with_timeout(Duration::from_millis(300));
-    assert!(matches!(within(stub.ask("anyone?".into())).await, Err(Error::Timeout(_))));
+    let stub = nodes[0].hub.connection(nowhere).with_timeout(Duration::from_secs(60));
+    assert!(matches!(within(stub.ask("anyone?".into())).await, Err(Error::Closed)));
+    assert!(matches!(within(stub.show("anyone?".into())).await, Err(Error::Closed)));
+    assert!(!within(nodes[0].hub.add_to_group(nowhere, "g")).await);
+}
+
+/// The ids of the pub/sub connections Redis has.
+async fn subscriber_ids(redis: &RedisServer) -> Vec<String> {
+    let mut connection = redis.connection().await;
+    let list: String =
+        within(redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("pubsub").query_async(&mut connection)).await.unwrap();
+    let mut ids: Vec<String> = list.lines().filter_map(|l| l.split(' ').next()).map(str::to_owned).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn keep_alive_pings_keep_the_subscription() {
+    let redis = redis_or_skip!();
+    let options = || RedisOptions::new().prefix("test").keep_alive(Duration::from_millis(20));
+    let near =
+        Hub::<ScreenClient>::with_backplane(within(RedisBackplane::connect(&redis.url(), options())).await.unwrap());
+    let far =
+        Hub::<ScreenClient>::with_backplane(within(RedisBackplane::connect(&redis.url(), options())).await.unwrap());
+    let before = subscriber_ids(&redis).await;
+    assert_eq!(before.len(), 2);
+    // Many pings later (each answered), the same connections, still delivering.
+    for _ in 0..10 {
+        within(far.all().show("ping".into())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(subscriber_ids(&redis).await, before, "a subscription was replaced");
+    drop(near);
 }
 
 #[tokio::test]

@@ -341,6 +341,28 @@ async fn two_servers_on_one_redis_behave_as_one() {
 }
 
 #[tokio::test]
+async fn an_invite_to_a_server_that_dies_fails_at_its_deadline() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let url = redis.url();
+    let one = start_chat(&["--redis", &url, "--callback-timeout-ms", "1500"]);
+    let two = start_chat(&["--redis", &url, "--callback-timeout-ms", "1500"]);
+    let mut alice = User::connect(&one).await;
+    let mut bob = User::connect(&two).await;
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    assert_ok(bob.join("den", "bob").await, json!(["bob"]));
+
+    // Bob's server receives the invite; then it is killed, as a crash would.
+    let invite = alice.request("chat.invite", json!({"nick":"bob"})).await;
+    assert_eq!(bob.raw.recv().await["method"], json!("chat.invited"));
+    drop(two);
+    let started = std::time::Instant::now();
+    let reply = alice.raw.recv().await;
+    assert_eq!(reply["id"], json!(invite));
+    assert_eq!(error_code(&reply), -32020, "timed out: {reply}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500), "no later than its deadline");
+}
+
+#[tokio::test]
 async fn a_disconnect_frees_the_nick_and_tells_the_room() {
     let chat = start_chat(&[]);
     let mut alice = User::connect(&chat).await;

@@ -3,7 +3,7 @@
 //! and nicks (`chat --redis URL`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -48,7 +48,7 @@ impl Rooms {
     pub async fn whereabouts(&self, id: ConnectionId) -> Result<(String, String), ChatError> {
         let found = match self {
             Rooms::Local(registry) => Self::registry(registry).whereabouts(id),
-            Rooms::Shared(redis) => redis.whereabouts(id).await,
+            Rooms::Shared(redis) => redis.whereabouts(id).await?,
         };
         match found {
             (Some(room), Some(nick)) => Ok((room, nick)),
@@ -56,34 +56,43 @@ impl Rooms {
         }
     }
 
-    /// The connection holding `nick`.
-    pub async fn holder(&self, nick: &str) -> Option<ConnectionId> {
+    /// The live connection holding `nick`.
+    pub async fn holder(&self, nick: &str) -> Result<Option<ConnectionId>, ChatError> {
         match self {
-            Rooms::Local(registry) => Self::registry(registry).nicks.get(nick).copied(),
+            Rooms::Local(registry) => Ok(Self::registry(registry).nicks.get(nick).copied()),
             Rooms::Shared(redis) => redis.holder(nick).await,
         }
     }
 
     /// The nick connection `id` holds.
-    pub async fn nick_of(&self, id: ConnectionId) -> Option<String> {
+    pub async fn nick_of(&self, id: ConnectionId) -> Result<Option<String>, ChatError> {
         match self {
-            Rooms::Local(registry) => Self::registry(registry).members.get(&id).map(|m| m.nick.clone()),
-            Rooms::Shared(redis) => redis.whereabouts(id).await.1,
+            Rooms::Local(registry) => Ok(Self::registry(registry).members.get(&id).map(|m| m.nick.clone())),
+            Rooms::Shared(redis) => Ok(redis.whereabouts(id).await?.1),
         }
     }
 
     /// Takes connection `id` out of its room (its nick stays held).
-    pub async fn exit_room(&self, id: ConnectionId) -> Option<(String, String)> {
+    pub async fn exit_room(&self, id: ConnectionId) -> Result<Option<(String, String)>, ChatError> {
         match self {
-            Rooms::Local(registry) => Self::registry(registry).exit_room(id),
+            Rooms::Local(registry) => Ok(Self::registry(registry).exit_room(id)),
             Rooms::Shared(redis) => redis.exit(id, false).await,
         }
     }
 
-    /// Forgets a connection that closed: its nick is free again.
-    pub async fn forget(&self, id: ConnectionId) -> Option<(String, String)> {
+    /// Forgets a connection that closed, at once when the state is local:
+    /// its nick is free again. Returns the room it left, if any.
+    pub fn forget_here(&self, id: ConnectionId) -> Option<Option<(String, String)>> {
         match self {
-            Rooms::Local(registry) => Self::registry(registry).forget(id),
+            Rooms::Local(registry) => Some(Self::registry(registry).forget(id)),
+            Rooms::Shared(_) => None,
+        }
+    }
+
+    /// Forgets a connection that closed: its nick is free again.
+    pub async fn forget(&self, id: ConnectionId) -> Result<Option<(String, String)>, ChatError> {
+        match self {
+            Rooms::Local(registry) => Ok(Self::registry(registry).forget(id)),
             Rooms::Shared(redis) => redis.exit(id, true).await,
         }
     }
@@ -159,9 +168,12 @@ impl Registry {
 /// atomic across servers. Keys: `chat:nick:NICK` → connection id;
 /// `chat:member:ID` → hash of `nick` and `room`; `chat:room:ROOM` → set of
 /// nicks; `chat:alive:NODE` → set while that server runs (a nick held by a
-/// connection of a server that died is free again).
+/// connection of a server that died is free again once its mark lapses).
+/// The state lives as long as Redis keeps it: a Redis without persistence
+/// that restarts forgets every room.
 pub struct RedisRooms {
     redis: ConnectionManager,
+    node: u64,
 }
 
 /// How long a server counts as alive without renewing its mark.
@@ -176,7 +188,9 @@ end
 "#;
 
 const ENTER: &str = r#"
-local id, room, nick = ARGV[1], ARGV[2], ARGV[3]
+local id, room, nick, node, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- The caller's server is alive: it is running this.
+redis.call('SET', 'chat:alive:' .. node, 1, 'PX', ttl)
 local holder = redis.call('GET', 'chat:nick:' .. nick)
 if holder and holder ~= id and alive(holder) then return {'taken'} end
 if holder and holder ~= id then
@@ -203,13 +217,19 @@ else
 end
 for _, other in ipairs(redis.call('SMEMBERS', 'chat:room:' .. room)) do
   local other_holder = redis.call('GET', 'chat:nick:' .. other)
-  if other_holder and alive(other_holder) then
+  if other_holder and (other_holder == id or alive(other_holder)) then
     table.insert(result, other)
   else
     redis.call('SREM', 'chat:room:' .. room, other)
   end
 end
 return result
+"#;
+
+const HOLDER: &str = r#"
+local holder = redis.call('GET', 'chat:nick:' .. ARGV[1])
+if holder and alive(holder) then return holder end
+return false
 "#;
 
 const EXIT: &str = r#"
@@ -229,50 +249,47 @@ if room then return {room, nick} end
 return {}
 "#;
 
+/// The scripts, each with the `alive` function it may use; hashed once.
+static SCRIPTS: LazyLock<[redis::Script; 3]> =
+    LazyLock::new(|| [ENTER, HOLDER, EXIT].map(|body| redis::Script::new(&format!("{ALIVE}{body}"))));
+
 impl RedisRooms {
     /// Connects, and marks server `node` alive for as long as this process runs.
     pub async fn connect(url: &str, node: u64) -> redis::RedisResult<RedisRooms> {
-        let client = redis::Client::open(url)?;
-        let redis = client.get_connection_manager().await?;
-        let mut beat = redis.clone();
+        let redis = redis::Client::open(url)?.get_connection_manager().await?;
+        let rooms = RedisRooms { redis, node };
+        rooms.mark_alive().await?;
+        let beat = RedisRooms { redis: rooms.redis.clone(), node };
         tokio::spawn(async move {
             let mut every = tokio::time::interval(ALIVE_FOR / 3);
+            every.tick().await;
             loop {
                 every.tick().await;
-                let key = format!("chat:alive:{node:016x}");
-                let marked: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(1)
-                    .arg("PX")
-                    .arg(ALIVE_FOR.as_millis() as u64)
-                    .query_async(&mut beat)
-                    .await;
-                if let Err(e) = marked {
+                if let Err(e) = beat.mark_alive().await {
                     tracing::warn!(error = %e, "cannot mark this chat server alive in Redis");
                 }
             }
         });
-        let rooms = RedisRooms { redis };
-        // Alive before the first join counts on it.
-        redis::cmd("SET")
-            .arg(format!("chat:alive:{node:016x}"))
-            .arg(1)
-            .arg("PX")
-            .arg(ALIVE_FOR.as_millis() as u64)
-            .query_async::<()>(&mut rooms.redis.clone())
-            .await?;
         Ok(rooms)
     }
 
-    fn script(body: &str) -> redis::Script {
-        redis::Script::new(&format!("{ALIVE}{body}"))
+    async fn mark_alive(&self) -> redis::RedisResult<()> {
+        redis::cmd("SET")
+            .arg(format!("chat:alive:{:016x}", self.node))
+            .arg(1)
+            .arg("PX")
+            .arg(ALIVE_FOR.as_millis() as u64)
+            .query_async(&mut self.redis.clone())
+            .await
     }
 
     async fn enter(&self, id: ConnectionId, room: &str, nick: &str) -> Result<Moved, ChatError> {
-        let reply: Vec<String> = Self::script(ENTER)
+        let reply: Vec<String> = SCRIPTS[0]
             .arg(id.to_string())
             .arg(room)
             .arg(nick)
+            .arg(format!("{:016x}", self.node))
+            .arg(ALIVE_FOR.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(unavailable)?;
@@ -287,33 +304,33 @@ impl RedisRooms {
         Ok(Moved { left, joined, members })
     }
 
-    async fn whereabouts(&self, id: ConnectionId) -> (Option<String>, Option<String>) {
-        let found: redis::RedisResult<(Option<String>, Option<String>)> = redis::cmd("HMGET")
+    async fn whereabouts(&self, id: ConnectionId) -> Result<(Option<String>, Option<String>), ChatError> {
+        redis::cmd("HMGET")
             .arg(format!("chat:member:{id}"))
             .arg("room")
             .arg("nick")
             .query_async(&mut self.redis.clone())
-            .await;
-        found.unwrap_or((None, None))
+            .await
+            .map_err(unavailable)
     }
 
-    async fn holder(&self, nick: &str) -> Option<ConnectionId> {
+    async fn holder(&self, nick: &str) -> Result<Option<ConnectionId>, ChatError> {
         let holder: Option<String> =
-            redis::cmd("GET").arg(format!("chat:nick:{nick}")).query_async(&mut self.redis.clone()).await.ok()?;
-        holder?.parse().ok()
+            SCRIPTS[1].arg(nick).invoke_async(&mut self.redis.clone()).await.map_err(unavailable)?;
+        Ok(holder.and_then(|id| id.parse().ok()))
     }
 
-    async fn exit(&self, id: ConnectionId, forget: bool) -> Option<(String, String)> {
-        let reply: Vec<String> = Self::script(EXIT)
+    async fn exit(&self, id: ConnectionId, forget: bool) -> Result<Option<(String, String)>, ChatError> {
+        let reply: Vec<String> = SCRIPTS[2]
             .arg(id.to_string())
             .arg(if forget { "1" } else { "0" })
             .invoke_async(&mut self.redis.clone())
             .await
-            .ok()?;
-        match reply.as_slice() {
+            .map_err(unavailable)?;
+        Ok(match reply.as_slice() {
             [room, nick] => Some((room.clone(), nick.clone())),
             _ => None,
-        }
+        })
     }
 }
 

@@ -83,16 +83,6 @@ pub(crate) enum Message {
 }
 
 impl Message {
-    pub(crate) fn origin(&self) -> u64 {
-        match self {
-            Message::Fanout { origin, .. }
-            | Message::Call { origin, .. }
-            | Message::Group { origin, .. }
-            | Message::Reply { origin, .. }
-            | Message::GroupReply { origin, .. } => *origin,
-        }
-    }
-
     /// The bytes to publish.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut header = String::new();
@@ -119,7 +109,9 @@ impl Message {
                 body.push(payload.as_str().as_bytes());
             }
             Message::Call { origin, call, target, timeout, method, params } => {
-                write!(header, "C {origin:x} {call} {target} {} {}", timeout.as_millis(), method.len()).unwrap();
+                // Whole milliseconds: at least one, at most what fits.
+                let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+                write!(header, "C {origin:x} {call} {target} {millis} {}", method.len()).unwrap();
                 body.push(method.as_bytes());
                 body.push(params.as_bytes());
             }
@@ -148,6 +140,15 @@ impl Message {
             bytes.extend_from_slice(part);
         }
         bytes
+    }
+
+    /// The sending node, read from the header alone (to skip a node's own
+    /// messages before copying them).
+    pub(crate) fn origin_of(bytes: &[u8]) -> Option<u64> {
+        let end = bytes.iter().take(64).position(|&b| b == b'\n')?;
+        let header = &bytes[..end];
+        let origin = std::str::from_utf8(header).ok()?.split(' ').nth(1)?;
+        u64::from_str_radix(origin, 16).ok()
     }
 
     /// Reads a message; `None` for anything malformed (another program on the
@@ -280,6 +281,36 @@ mod tests {
             round_trip(Message::Reply { origin: 2, call: 42, outcome });
         }
         round_trip(Message::GroupReply { origin: 2, call: 43, changed: true });
+    }
+
+    #[test]
+    fn the_origin_is_read_from_the_header_alone() {
+        let message = Message::GroupReply { origin: 0xabc, call: 1, changed: true };
+        assert_eq!(Message::origin_of(&message.encode()), Some(0xabc));
+        assert_eq!(Message::origin_of(b"junk"), None);
+        assert_eq!(Message::origin_of(b""), None);
+    }
+
+    #[test]
+    fn call_deadlines_travel_in_whole_milliseconds() {
+        let call = |timeout| Message::Call {
+            origin: 1,
+            call: 2,
+            target: id("3-4"),
+            timeout,
+            method: "m".into(),
+            params: "[]".into(),
+        };
+        let Some(Message::Call { timeout, .. }) =
+            Message::decode(Bytes::from(call(Duration::from_micros(10)).encode()))
+        else {
+            panic!()
+        };
+        assert_eq!(timeout, Duration::from_millis(1));
+        let Some(Message::Call { timeout, .. }) = Message::decode(Bytes::from(call(Duration::MAX).encode())) else {
+            panic!()
+        };
+        assert_eq!(timeout, Duration::from_millis(u64::MAX));
     }
 
     #[test]

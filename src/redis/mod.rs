@@ -50,6 +50,7 @@ pub struct RedisOptions {
     reconnect: ReconnectPolicy,
     publish_queue: usize,
     subscribe_timeout: Duration,
+    keep_alive: Duration,
 }
 
 impl Default for RedisOptions {
@@ -60,6 +61,7 @@ impl Default for RedisOptions {
             reconnect: ReconnectPolicy::exponential(Duration::from_millis(100), Duration::from_secs(5)),
             publish_queue: 65_536,
             subscribe_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(10),
         }
     }
 }
@@ -67,7 +69,7 @@ impl Default for RedisOptions {
 impl RedisOptions {
     /// The defaults: prefix `wsduplex`, calls to other nodes time out after
     /// 30 s, resubscription backs off from 100 ms to 5 s, 65,536 messages may
-    /// wait to be published.
+    /// wait to be published, the subscription is checked every 10 s.
     pub fn new() -> Self {
         Self::default()
     }
@@ -99,6 +101,13 @@ impl RedisOptions {
         self
     }
 
+    /// How often the subscription's connection is checked with a PING (10 s):
+    /// a connection that stopped answering is replaced.
+    pub fn keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = interval.max(Duration::from_millis(1));
+        self
+    }
+
     /// Longest a group join waits for this node's subscription to the group
     /// to be confirmed.
     pub fn subscribe_timeout(mut self, timeout: Duration) -> Self {
@@ -107,7 +116,8 @@ impl RedisOptions {
     }
 }
 
-/// A [`Backplane`] over Redis pub/sub: one per hub, so one per server node.
+/// A [`Backplane`] over Redis pub/sub: one per hub, so one per server node
+/// (it is not `Clone`: give it to one hub).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -121,7 +131,6 @@ impl RedisOptions {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
 pub struct RedisBackplane {
     shared: Arc<Shared>,
     publish: mpsc::Sender<Outgoing>,
@@ -135,7 +144,7 @@ struct Shared {
     options: RedisOptions,
     local: OnceLock<LocalConnections>,
     confirmed: Arc<Subscriptions>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    pending: Mutex<HashMap<u64, Pending>>,
     next_call: AtomicU64,
     /// Who to tell about publish queue overflow, once per burst.
     overflowing: std::sync::atomic::AtomicBool,
@@ -197,10 +206,20 @@ impl RedisBackplane {
             changes,
             shared.confirmed.clone(),
             shared.options.reconnect.clone(),
+            shared.options.keep_alive,
             move |message| receiver.receive(message),
         ));
         tracing::debug!(node = format_args!("{node:016x}"), "joined the Redis backplane");
         Ok(backplane)
+    }
+
+    /// Another handle, for the backplane's own futures.
+    fn share(&self) -> RedisBackplane {
+        RedisBackplane {
+            shared: self.shared.clone(),
+            publish: self.publish.clone(),
+            subscriptions: self.subscriptions.clone(),
+        }
     }
 
     /// What the subscriber task holds: it must not keep the queues open, or
@@ -210,26 +229,64 @@ impl RedisBackplane {
     }
 
     fn queue(&self, channel: String, message: &Message) -> bool {
-        enqueue(&self.shared, &self.publish, channel, message)
+        enqueue(&self.shared, &self.publish, Outgoing { channel, message: message.encode(), heard: None })
     }
 
-    /// Registers a call, sends `message` for it, and waits for its answer.
-    async fn ask(&self, target_node: u64, message: impl FnOnce(u64) -> Message, timeout: Duration) -> Option<Answer> {
+    /// Publishes `message` to node `node`'s channel, in order with the rest,
+    /// and says whether that node is there: `Closed` when no node listens on
+    /// it (it died, or never was), a transport error when Redis cannot be reached.
+    async fn publish_to_node(&self, node: u64, message: &Message) -> Result<(), Error> {
+        let (heard, count) = oneshot::channel();
+        let outgoing =
+            Outgoing { channel: self.shared.channels.node(node), message: message.encode(), heard: Some(heard) };
+        if !enqueue(&self.shared, &self.publish, outgoing) {
+            return Err(Error::Transport("the Redis publish queue is full".into()));
+        }
+        match count.await {
+            Ok(Ok(0)) => Err(Error::Closed),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::Transport(format!("cannot publish to Redis: {e}").into())),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+
+    /// Registers a call, sends `message` for it to node `target`, and waits
+    /// for that node's answer until `timeout`.
+    async fn ask(&self, target: u64, message: impl FnOnce(u64) -> Message, timeout: Duration) -> Result<Answer, Error> {
         let call = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
         let (sender, answer) = oneshot::channel();
-        self.shared.lock_pending().insert(call, sender);
+        self.shared.lock_pending().insert(call, Pending { from: target, answer: sender });
         // Forgets the call however this ends (answered, timed out, dropped).
         let _forget = Forget { shared: &self.shared, call };
-        if !self.queue(self.shared.channels.node(target_node), &message(call)) {
-            return None;
-        }
-        tokio::time::timeout(timeout, answer).await.ok()?.ok()
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
+        self.publish_to_node(target, &message(call)).await?;
+        let answer = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, answer).await.map_err(|_| Error::Timeout(timeout))?,
+            None => answer.await,
+        };
+        answer.map_err(|_| Error::Closed)
     }
 }
 
+/// A call waiting for node `from` to answer.
+struct Pending {
+    from: u64,
+    answer: oneshot::Sender<Answer>,
+}
+
 impl Shared {
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands `answer` to call `call`, if it waits for node `from`.
+    fn answer(&self, call: u64, from: u64, answer: Answer) {
+        let mut pending = self.lock_pending();
+        if pending.get(&call).is_some_and(|p| p.from == from)
+            && let Some(waiting) = pending.remove(&call)
+        {
+            let _ = waiting.answer.send(answer);
+        }
     }
 }
 
@@ -244,10 +301,10 @@ impl Drop for Forget<'_> {
     }
 }
 
-/// Queues `message` for `channel`; false (and a log line per burst) when the
-/// queue is full or closed.
-fn enqueue(shared: &Shared, publish: &mpsc::Sender<Outgoing>, channel: String, message: &Message) -> bool {
-    match publish.try_send((channel, message.encode())) {
+/// Queues `outgoing`; false (and a log line per burst) when the queue is
+/// full or closed.
+fn enqueue(shared: &Shared, publish: &mpsc::Sender<Outgoing>, outgoing: Outgoing) -> bool {
+    match publish.try_send(outgoing) {
         Ok(()) => {
             shared.overflowing.store(false, Ordering::Relaxed);
             true
@@ -302,6 +359,13 @@ impl Backplane for RedisBackplane {
         id.node() != self.shared.node
     }
 
+    fn send_to(&self, id: ConnectionId, payload: &Payload) -> BoxFuture<'static, Result<(), Error>> {
+        let this = self.share();
+        let message =
+            Message::Fanout { origin: self.shared.node, audience: Audience::Connection(id), payload: payload.clone() };
+        Box::pin(async move { this.publish_to_node(id.node(), &message).await })
+    }
+
     fn call(
         &self,
         id: ConnectionId,
@@ -309,37 +373,36 @@ impl Backplane for RedisBackplane {
         params: Box<RawValue>,
         timeout: Option<Duration>,
     ) -> BoxFuture<'static, Result<Box<RawValue>, Error>> {
-        let this = self.clone();
+        let this = self.share();
         let method = method.to_owned();
         let timeout = timeout.unwrap_or(self.shared.options.call_timeout);
         Box::pin(async move {
             let origin = this.shared.node;
             let message =
                 |call| Message::Call { origin, call, target: id, timeout, method, params: params.get().to_owned() };
-            match this.ask(id.node(), message, timeout).await {
-                Some(Answer::Call(Outcome::Result(json))) => RawValue::from_string(json).map_err(Error::Decode),
-                Some(Answer::Call(Outcome::Rpc(json))) => match serde_json::from_str(&json) {
+            match this.ask(id.node(), message, timeout).await? {
+                Answer::Call(Outcome::Result(json)) => RawValue::from_string(json).map_err(Error::Decode),
+                Answer::Call(Outcome::Rpc(json)) => match serde_json::from_str(&json) {
                     Ok(object) => Err(Error::Rpc(object)),
                     Err(e) => Err(Error::Decode(e)),
                 },
-                Some(Answer::Call(Outcome::Closed)) => Err(Error::Closed),
-                Some(Answer::Call(Outcome::Timeout)) | None => Err(Error::Timeout(timeout)),
-                Some(Answer::Group(_)) => Err(Error::Closed),
+                Answer::Call(Outcome::Closed) | Answer::Group(_) => Err(Error::Closed),
+                Answer::Call(Outcome::Timeout) => Err(Error::Timeout(timeout)),
             }
         })
     }
 
     fn change_group(&self, id: ConnectionId, group: &str, join: bool) -> BoxFuture<'static, Result<bool, Error>> {
-        let this = self.clone();
+        let this = self.share();
         let group = group.to_owned();
         let timeout = self.shared.options.call_timeout;
         Box::pin(async move {
             let origin = this.shared.node;
             let message = |call| Message::Group { origin, call, target: id, join, group };
             match this.ask(id.node(), message, timeout).await {
-                Some(Answer::Group(changed)) => Ok(changed),
-                Some(Answer::Call(_)) => Err(Error::Closed),
-                None => Err(Error::Timeout(timeout)),
+                Ok(Answer::Group(changed)) => Ok(changed),
+                Ok(Answer::Call(_)) | Err(Error::Closed) => Ok(false),
+                Err(e) => Err(e),
             }
         })
     }
@@ -358,14 +421,15 @@ impl Receiver {
     fn receive(&self, message: redis::Msg) {
         let Some(shared) = self.shared.upgrade() else { return };
         let Some(local) = shared.local.get().cloned() else { return };
+        // A node hears its own fan-out on shared channels: skip it uncopied.
+        if Message::origin_of(message.get_payload_bytes()) == Some(shared.node) {
+            return;
+        }
         let bytes = bytes::Bytes::copy_from_slice(message.get_payload_bytes());
         let Some(message) = Message::decode(bytes) else {
             tracing::debug!(channel = message.get_channel_name(), "ignored a message that is not the backplane's");
             return;
         };
-        if message.origin() == shared.node {
-            return;
-        }
         match message {
             Message::Fanout { audience, payload, .. } => {
                 local.deliver(&audience, &payload);
@@ -385,7 +449,8 @@ impl Receiver {
                         Err(_) => Outcome::Closed,
                     };
                     let reply = Message::Reply { origin: shared.node, call, outcome };
-                    enqueue(&shared, &publish, shared.channels.node(origin), &reply);
+                    let channel = shared.channels.node(origin);
+                    enqueue(&shared, &publish, Outgoing { channel, message: reply.encode(), heard: None });
                 });
             }
             Message::Group { origin, call, target, join, group } => {
@@ -393,19 +458,12 @@ impl Receiver {
                 tokio::spawn(async move {
                     let changed = local.change_group(target, &group, join).await;
                     let reply = Message::GroupReply { origin: shared.node, call, changed };
-                    enqueue(&shared, &publish, shared.channels.node(origin), &reply);
+                    let channel = shared.channels.node(origin);
+                    enqueue(&shared, &publish, Outgoing { channel, message: reply.encode(), heard: None });
                 });
             }
-            Message::Reply { call, outcome, .. } => {
-                if let Some(waiting) = shared.lock_pending().remove(&call) {
-                    let _ = waiting.send(Answer::Call(outcome));
-                }
-            }
-            Message::GroupReply { call, changed, .. } => {
-                if let Some(waiting) = shared.lock_pending().remove(&call) {
-                    let _ = waiting.send(Answer::Group(changed));
-                }
-            }
+            Message::Reply { origin, call, outcome } => shared.answer(call, origin, Answer::Call(outcome)),
+            Message::GroupReply { origin, call, changed } => shared.answer(call, origin, Answer::Group(changed)),
         }
     }
 }

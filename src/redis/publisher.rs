@@ -2,10 +2,16 @@
 //! many to a round trip.
 
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// One message for a channel.
-pub(crate) type Outgoing = (String, Vec<u8>);
+pub(crate) struct Outgoing {
+    pub(crate) channel: String,
+    pub(crate) message: Vec<u8>,
+    /// Told how many nodes received it (Redis's count of subscribers), or
+    /// why it could not be published.
+    pub(crate) heard: Option<oneshot::Sender<Result<usize, String>>>,
+}
 
 /// Most messages in one pipeline.
 const BATCH: usize = 256;
@@ -18,21 +24,30 @@ pub(crate) async fn run(mut connection: ConnectionManager, mut queue: mpsc::Rece
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let mut pipe = redis::pipe();
-        for (channel, message) in &batch {
-            pipe.cmd("PUBLISH").arg(channel).arg(message).ignore();
+        for outgoing in &batch {
+            pipe.cmd("PUBLISH").arg(&outgoing.channel).arg(&outgoing.message);
         }
-        match pipe.query_async::<()>(&mut connection).await {
-            Ok(()) if failing => {
+        let published: redis::RedisResult<Vec<usize>> = pipe.query_async(&mut connection).await;
+        match &published {
+            Ok(_) if failing => {
                 failing = false;
                 tracing::info!("publishing to Redis again");
             }
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) if !failing => {
                 failing = true;
                 tracing::warn!(error = %e, lost = batch.len(), "cannot publish to Redis; messages to other nodes are lost until it is back");
             }
             Err(e) => tracing::debug!(error = %e, lost = batch.len(), "cannot publish to Redis"),
         }
-        batch.clear();
+        for (i, outgoing) in batch.drain(..).enumerate() {
+            if let Some(heard) = outgoing.heard {
+                let count = match &published {
+                    Ok(counts) => Ok(counts.get(i).copied().unwrap_or(0)),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = heard.send(count);
+            }
+        }
     }
 }

@@ -67,9 +67,6 @@ impl Subscriptions {
     }
 }
 
-/// How long a pub/sub connection may stay silent before a PING checks it.
-const PING_EVERY: Duration = Duration::from_secs(10);
-
 /// Keeps the node subscribed to `wanted` (plus what `changes` adds) until
 /// `changes` closes, reconnecting with `policy` when Redis goes away. `first`
 /// is a connection subscribed to `wanted` already.
@@ -80,6 +77,7 @@ pub(crate) async fn run(
     mut changes: mpsc::UnboundedReceiver<Change>,
     subscriptions: std::sync::Arc<Subscriptions>,
     policy: ReconnectPolicy,
+    ping_every: Duration,
     on_message: impl Fn(Msg),
 ) {
     let mut failures = 0u32;
@@ -87,7 +85,10 @@ pub(crate) async fn run(
     loop {
         let connected = match first.take() {
             Some(pubsub) => Ok(pubsub),
-            None => connect(&client, &wanted).await,
+            None => match tokio::time::timeout(ping_every, connect(&client, &wanted)).await {
+                Ok(connected) => connected,
+                Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, "connecting took too long"))),
+            },
         };
         match connected {
             Ok(pubsub) => {
@@ -97,7 +98,7 @@ pub(crate) async fn run(
                 failures = 0;
                 subscriptions.connected(&wanted);
                 let (mut sink, mut stream) = pubsub.split();
-                let mut ping = tokio::time::interval(PING_EVERY);
+                let mut ping = tokio::time::interval(ping_every);
                 ping.tick().await;
                 let lost = loop {
                     tokio::select! {
@@ -109,7 +110,9 @@ pub(crate) async fn run(
                             None => return,
                             Some(Change::Subscribe(channel)) => {
                                 if wanted.insert(channel.clone()) {
-                                    if sink.subscribe(&channel).await.is_err() {
+                                    // Bounded like a PING: a frozen Redis must not hold the loop.
+                                    let done = tokio::time::timeout(ping_every, sink.subscribe(&channel)).await;
+                                    if !matches!(done, Ok(Ok(()))) {
                                         break "SUBSCRIBE failed";
                                     }
                                     subscriptions.update(|state| {
@@ -122,13 +125,15 @@ pub(crate) async fn run(
                                 subscriptions.update(|state| {
                                     state.confirmed.remove(&channel);
                                 });
-                                if sink.unsubscribe(&channel).await.is_err() {
+                                let done = tokio::time::timeout(ping_every, sink.unsubscribe(&channel)).await;
+                                if !matches!(done, Ok(Ok(()))) {
                                     break "UNSUBSCRIBE failed";
                                 }
                             }
                         },
                         _ = ping.tick() => {
-                            let answered = tokio::time::timeout(PING_EVERY, sink.ping::<String>()).await;
+                            // Subscribed, Redis answers PING with ["pong", ""]: any answer will do.
+                            let answered = tokio::time::timeout(ping_every, sink.ping::<redis::Value>()).await;
                             if !matches!(answered, Ok(Ok(_))) {
                                 break "PING went unanswered";
                             }

@@ -31,6 +31,7 @@ use super::policy::{DynAuthenticate, Identity, Origins};
 use super::upgrade::{Rejection, check_upgrade, plain};
 use crate::connection::{Connection, Handshake};
 use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
+use crate::hub::Topic;
 use crate::peer::{CloseReason, Driver, Peer, Transport};
 use crate::socket::Socket;
 
@@ -332,6 +333,7 @@ where
     slot.attach(&peer);
     let hub = config.hub.clone();
     hub.register(peer.clone(), identity.user.clone());
+    let (identity_user, hub_for_user) = (identity.user.clone(), hub.clone());
     let callback = <M::Callback as Contract>::from_caller(peer.clone());
     let connection = Connection::new(peer.clone(), handshake, identity, hub.clone(), callback);
     let untyped = connection.untyped();
@@ -367,7 +369,16 @@ where
             run_hook("on_disconnect", || on_disconnect(&connection, reason));
         }
     };
-    Ok(driver.run(on_end).instrument(span))
+    // With a bus, a user's messages reach this connection once its node
+    // listens for them: start serving then (at once in one process).
+    let user_subscribed = identity_user.map(|user| hub_for_user.subscribed(&Topic::User(user)));
+    Ok(async move {
+        if let Some(subscribed) = user_subscribed {
+            subscribed.await;
+        }
+        driver.run(on_end).await
+    }
+    .instrument(span))
 }
 
 /// Runs an application hook; a panic in it is logged, and goes no further.
