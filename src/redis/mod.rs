@@ -205,8 +205,7 @@ impl RedisBackplane {
             wanted,
             changes,
             shared.confirmed.clone(),
-            shared.options.reconnect.clone(),
-            shared.options.keep_alive,
+            (shared.options.reconnect.clone(), shared.options.keep_alive),
             move |message| receiver.receive(message),
         ));
         tracing::debug!(node = format_args!("{node:016x}"), "joined the Redis backplane");

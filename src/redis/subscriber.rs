@@ -76,8 +76,7 @@ pub(crate) async fn run(
     mut wanted: HashSet<String>,
     mut changes: mpsc::UnboundedReceiver<Change>,
     subscriptions: std::sync::Arc<Subscriptions>,
-    policy: ReconnectPolicy,
-    ping_every: Duration,
+    (policy, ping_every): (ReconnectPolicy, Duration),
     on_message: impl Fn(Msg),
 ) {
     let mut failures = 0u32;
