@@ -5,14 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use wsduplex::{Connection, ConnectionId, Hub, RedisBackplane, RedisOptions, Server};
 
 use crate::broadcast::{self, Deliveries};
 use crate::calls::Window;
-use crate::stats::{Latencies, Measurement, Row};
-use crate::wsduplex_side::{Bench, BenchEventsClient, Session, connect};
-use crate::{Plan, TICK_DATA};
+use crate::stats::{Measurement, Row};
+use crate::wsduplex_side::{Bench, BenchEventsClient, Session, connect, time_callbacks};
+use crate::{Plan, SMALL, TICK_DATA};
 
 // The tests' helper; the bench uses only part of it.
 #[allow(dead_code)]
@@ -122,28 +121,11 @@ async fn callbacks(redis: &RedisServer, window: Window) -> (Measurement, Measure
 }
 
 async fn round_trips(hub: Hub<BenchEventsClient>, id: ConnectionId, window: Window) -> Measurement {
-    let caller = tokio::spawn(async move {
-        let measuring_from = Instant::now() + window.warmup;
-        let until = measuring_from + window.measure;
-        let mut latencies = Latencies::default();
-        let mut ops = 0;
-        let payload = "x".repeat(16);
-        loop {
-            let sent = Instant::now();
-            if sent >= until {
-                break;
-            }
-            let echoed = hub.connection(id).echo_back(payload.clone()).await.expect("callback");
-            assert_eq!(echoed.len(), payload.len());
-            if sent >= measuring_from {
-                latencies.record(sent.elapsed());
-                ops += 1;
-            }
-        }
-        let elapsed = Instant::now().saturating_duration_since(measuring_from);
-        Measurement { ops, elapsed, latencies, memory_per_connection: None }
-    });
-    caller.await.expect("the callback caller panicked")
+    time_callbacks(SMALL, window, move |payload| {
+        let hub = hub.clone();
+        async move { hub.connection(id).echo_back(payload).await.expect("callback") }
+    })
+    .await
 }
 
 /// The backplane's line under the summary: deliveries per second by node

@@ -97,6 +97,20 @@ pub async fn callbacks(payload: &str, window: Window) -> Measurement {
     let deliveries = Arc::new(Deliveries::default());
     let _client = connect(&server.url, &deliveries).await;
     let conn = server.connections.recv().await.expect("a connection");
+    time_callbacks(payload, window, move |payload| {
+        let conn = conn.clone();
+        async move { conn.callback().echo_back(payload).await.expect("callback") }
+    })
+    .await
+}
+
+/// Times `round_trip` (one callback, answered with `payload` echoed), one at
+/// a time, from a task of its own.
+pub async fn time_callbacks<F, Fut>(payload: &str, window: Window, round_trip: F) -> Measurement
+where
+    F: Fn(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = String> + Send,
+{
     let payload = payload.to_owned();
     let caller = tokio::spawn(async move {
         let measuring_from = Instant::now() + window.warmup;
@@ -108,7 +122,7 @@ pub async fn callbacks(payload: &str, window: Window) -> Measurement {
             if sent >= until {
                 break;
             }
-            let echoed = conn.callback().echo_back(payload.clone()).await.expect("callback");
+            let echoed = round_trip(payload.clone()).await;
             assert_eq!(echoed.len(), payload.len());
             if sent >= measuring_from {
                 latencies.record(sent.elapsed());

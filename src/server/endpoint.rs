@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::{FutureExt, SinkExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, UPGRADE};
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -370,15 +371,13 @@ where
         }
     };
     // With a bus, a user's messages reach this connection once its node
-    // listens for them: start serving then (at once in one process).
-    let user_subscribed = identity_user.map(|user| hub_for_user.subscribed(&Topic::User(user)));
-    Ok(async move {
-        if let Some(subscribed) = user_subscribed {
-            subscribed.await;
-        }
-        driver.run(on_end).await
-    }
-    .instrument(span))
+    // listens for them: start serving then. Combinators, not an async block,
+    // so the task does not keep room for the driver twice.
+    let run = match identity_user {
+        Some(user) => Either::Left(hub_for_user.subscribed(&Topic::User(user)).then(move |()| driver.run(on_end))),
+        None => Either::Right(driver.run(on_end)),
+    };
+    Ok(run.instrument(span))
 }
 
 /// Runs an application hook; a panic in it is logged, and goes no further.
