@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::within;
+use common::{Raw, within};
 use tokio::sync::mpsc;
 use wsduplex::{
     Client, Connection, ConnectionId, Error, Handshake, Hub, Identity, RedisBackplane, RedisOptions, Server,
@@ -136,6 +136,19 @@ async fn all_see_next(node: &Node, viewers: &mut [&mut Viewing], marker: &str) {
     }
 }
 
+/// The next text frame a raw socket gets, as it came.
+async fn next_text(raw: &mut Raw) -> String {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match within(raw.socket.next()).await {
+            Some(Ok(Message::Text(text))) => return text.to_string(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
 macro_rules! redis_or_skip {
     () => {
         match RedisServer::start().await {
@@ -203,6 +216,14 @@ async fn every_targeting_mode_reaches_every_node() {
     redis.wait_for_subscribers("test:group:h", 0).await;
     nodes[2].hub.group("h").show("to h again".into()).await.unwrap();
     all_see_next(&nodes[2], &mut [&mut b], "marker 3").await;
+
+    // The bytes a socket on another node gets are those a local broadcast sends.
+    let mut here = Raw::connect(&nodes[0].url(None)).await;
+    let mut there = Raw::connect(&nodes[2].url(None)).await;
+    nodes[0].hub.all().show("same bytes".into()).await.unwrap();
+    let (here, there) = (next_text(&mut here).await, next_text(&mut there).await);
+    assert_eq!(here, r#"{"jsonrpc":"2.0","method":"bp.show","params":{"text":"same bytes"}}"#);
+    assert_eq!(there, here);
 
     // The last member leaving a group unsubscribes its node.
     drop(c);

@@ -359,7 +359,10 @@ async fn an_invite_to_a_server_that_dies_fails_at_its_deadline() {
     let reply = alice.raw.recv().await;
     assert_eq!(reply["id"], json!(invite));
     assert_eq!(error_code(&reply), -32020, "timed out: {reply}");
-    assert!(started.elapsed() < std::time::Duration::from_millis(1500), "no later than its deadline");
+    // By its 1.5 s deadline (plus the time to answer on a busy machine),
+    // not when some default would expire.
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(3), "failed {waited:?} after the server died");
 }
 
 #[tokio::test]
