@@ -34,6 +34,7 @@ mod chat_contract;
 #[path = "shared/chat_rooms.rs"]
 mod chat_rooms;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -155,16 +156,40 @@ struct ChatSession {
     conn: Connection<ChatEventsClient>,
     hub: Hub<ChatEventsClient>,
     rooms: Arc<Rooms>,
-    /// Held across a room change and the hub group changes that follow it,
-    /// so two moves of one connection cannot interleave.
-    moving: Arc<tokio::sync::Mutex<()>>,
+    /// Moves of a connection (a room change and the hub group changes that
+    /// follow it) go one at a time, so two cannot interleave.
+    moves: Arc<Moves>,
+}
+
+/// A lock per connection being moved, held across a room change and its
+/// hub group changes. Within one process: a connection moved from two
+/// servers at once is not serialized.
+#[derive(Default)]
+struct Moves(std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Moves {
+    async fn of(&self, id: ConnectionId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone();
+        lock.lock_owned().await
+    }
+
+    fn forget(&self, id: ConnectionId) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
 }
 
 impl ChatSession {
     /// Moves connection `id` into `room` and tells both rooms.
-    async fn move_to(&self, id: ConnectionId, room: &str, nick: &str) -> Result<Vec<String>, ChatError> {
-        let _moving = self.moving.lock().await;
-        let moved = self.rooms.enter(id, room, nick).await?;
+    /// With `existing`, only while `id` is still known under `nick`.
+    async fn move_to(
+        &self,
+        id: ConnectionId,
+        room: &str,
+        nick: &str,
+        existing: bool,
+    ) -> Result<Vec<String>, ChatError> {
+        let _moving = self.moves.of(id).await;
+        let moved = self.rooms.enter(id, room, nick, existing).await?;
         if let Some((old_room, old_nick)) = moved.left {
             self.hub.remove_from_group(id, &old_room).await;
             self.hub.group(&old_room).left(old_room.clone(), old_nick).await?;
@@ -180,7 +205,7 @@ impl ChatSession {
 
 impl Chat for ChatSession {
     async fn join(&self, room: String, nick: String) -> Result<Vec<String>, ChatError> {
-        self.move_to(self.conn.id(), &room, &nick).await
+        self.move_to(self.conn.id(), &room, &nick, false).await
     }
 
     async fn say(&self, text: String) -> Result<(), ChatError> {
@@ -196,13 +221,13 @@ impl Chat for ChatSession {
         // whichever server it is connected to.
         let accepted = self.hub.connection(invitee).invited(from, room.clone()).await?;
         if accepted && let Some(invitee_nick) = self.rooms.nick_of(invitee).await? {
-            self.move_to(invitee, &room, &invitee_nick).await?;
+            self.move_to(invitee, &room, &invitee_nick, true).await?;
         }
         Ok(accepted)
     }
 
     async fn leave(&self) -> Result<(), ChatError> {
-        let _moving = self.moving.lock().await;
+        let _moving = self.moves.of(self.conn.id()).await;
         let (room, nick) = self.rooms.exit_room(self.conn.id()).await?.ok_or(ChatError::NotInRoom)?;
         self.hub.remove_from_group(self.conn.id(), &room).await;
         self.hub.group(&room).left(room.clone(), nick).await?;
@@ -214,6 +239,7 @@ impl Chat for ChatSession {
 impl Drop for ChatSession {
     fn drop(&mut self) {
         let (id, hub, rooms) = (self.conn.id(), self.hub.clone(), self.rooms.clone());
+        self.moves.forget(id);
         // Local state frees the nick before anything else can run.
         let freed = rooms.forget_here(id);
         tokio::spawn(async move {
@@ -272,9 +298,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => (Hub::<ChatEventsClient>::new(), Rooms::local()),
     };
     let rooms = Arc::new(rooms);
-    let moving = Arc::default();
+    let moves = Arc::<Moves>::default();
     let endpoint = options.server().hub(&hub).endpoint(move |conn: Connection<ChatEventsClient>| {
-        ChatSession { conn, hub: hub.clone(), rooms: rooms.clone(), moving: Arc::clone(&moving) }.into_service()
+        ChatSession { conn, hub: hub.clone(), rooms: rooms.clone(), moves: moves.clone() }.into_service()
     });
     let app = Router::new()
         .route("/", get(index))

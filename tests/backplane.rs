@@ -15,9 +15,15 @@ use common::redis::RedisServer;
 use common::{Raw, within};
 use tokio::sync::mpsc;
 use wsduplex::{
-    Client, Connection, ConnectionId, Error, Handshake, Hub, Identity, RedisBackplane, RedisOptions, Server,
+    Audience, Client, Connection, ConnectionId, Error, Handshake, Hub, Identity, RedisBackplane, RedisOptions, Server,
     ServerHandle,
 };
+
+/// Distinct numbers for made-up connection ids.
+fn made_up_sequence() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// What a client can ask of its node.
 #[wsduplex::service(namespace = "bp", callback = Screen)]
@@ -80,7 +86,10 @@ struct Node {
 
 impl Node {
     async fn start(redis: &RedisServer) -> Node {
-        let options = RedisOptions::new().prefix("test").call_timeout(Duration::from_secs(5));
+        Node::start_with(redis, RedisOptions::new().prefix("test").call_timeout(Duration::from_secs(5))).await
+    }
+
+    async fn start_with(redis: &RedisServer, options: RedisOptions) -> Node {
         let backplane = within(RedisBackplane::connect(&redis.url(), options)).await.unwrap();
         let hub = Hub::<ScreenClient>::with_backplane(backplane);
         // `?user=NAME` names the connection's user.
@@ -115,6 +124,11 @@ impl Viewing {
         let client = within(ControlClient::connect(&node.url(user), viewer)).await.unwrap();
         let id = within(client.me()).await.unwrap().parse().unwrap();
         Viewing { client, id, shown, stalling }
+    }
+
+    /// The id of a connection node `node` does not hold.
+    fn dummy_id(node: &Node) -> ConnectionId {
+        format!("{:016x}-{}", node.hub.node(), 1_000_000 + made_up_sequence()).parse().unwrap()
     }
 
     async fn next(&mut self) -> String {
@@ -194,10 +208,18 @@ async fn every_targeting_mode_reaches_every_node() {
     for viewer in [&mut a, &mut b, &mut d] {
         viewer.sees("not c").await;
     }
+    // A long list of exceptions (a long bus header): everyone else once, the sending node too.
+    let mut except: Vec<ConnectionId> = (0..12).map(|_| Viewing::dummy_id(&nodes[1])).collect();
+    except.push(b.id);
+    nodes[0].hub.to(Audience::AllExcept(except)).show("not b".into()).await.unwrap();
+    for viewer in [&mut a, &mut c, &mut d] {
+        viewer.sees("not b").await;
+    }
+    all_see_next(&nodes[0], &mut [&mut a, &mut b, &mut c, &mut d], "marker 1b").await;
     nodes[1].hub.user("ada").show("to ada".into()).await.unwrap();
     a.sees("to ada").await;
     c.sees("to ada").await;
-    nodes[0].hub.connection(d.id).show("to d".into()).await.unwrap();
+    within(nodes[0].hub.connection(d.id).show("to d".into())).await.unwrap();
     d.sees("to d").await;
     all_see_next(&nodes[0], &mut [&mut a, &mut b, &mut c, &mut d], "marker 2").await;
 
@@ -267,7 +289,7 @@ async fn callbacks_with_replies_cross_nodes_with_deadlines_and_closes() {
     // Its node is up but no longer holds it: Closed, from that node. A
     // one-way message to it goes out (at most once) and is dropped there.
     assert!(matches!(within(nodes[0].hub.connection(b.id).ask("still there?".into())).await, Err(Error::Closed)));
-    assert!(nodes[0].hub.connection(b.id).show("gone".into()).await.is_ok());
+    assert!(within(nodes[0].hub.connection(b.id).show("gone".into())).await.is_ok());
 
     // No node listens for it (its node died, or never was): Closed at once,
     // not at the deadline; a one-way message says so too.
@@ -291,20 +313,19 @@ async fn subscriber_ids(redis: &RedisServer) -> Vec<String> {
 #[tokio::test]
 async fn keep_alive_pings_keep_the_subscription() {
     let redis = redis_or_skip!();
-    let options = || RedisOptions::new().prefix("test").keep_alive(Duration::from_millis(20));
-    let near =
-        Hub::<ScreenClient>::with_backplane(within(RedisBackplane::connect(&redis.url(), options())).await.unwrap());
-    let far =
-        Hub::<ScreenClient>::with_backplane(within(RedisBackplane::connect(&redis.url(), options())).await.unwrap());
+    let options = || RedisOptions::new().prefix("test").keep_alive(Duration::from_millis(100));
+    let near = Node::start_with(&redis, options()).await;
+    let far = Node::start_with(&redis, options()).await;
+    let mut a = Viewing::connect(&near, "a", None).await;
     let before = subscriber_ids(&redis).await;
     assert_eq!(before.len(), 2);
     // Many pings later (each answered), the same connections, still delivering.
-    for _ in 0..10 {
-        within(far.all().show("ping".into())).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for round in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        within(far.hub.all().show(format!("round {round}"))).await.unwrap();
+        a.sees(&format!("round {round}")).await;
     }
     assert_eq!(subscriber_ids(&redis).await, before, "a subscription was replaced");
-    drop(near);
 }
 
 #[tokio::test]

@@ -394,8 +394,24 @@ fn node_tools() -> Option<PathBuf> {
             let modules = dir.join("node_modules");
             let installed = || modules.join("typescript").exists() && modules.join("ajv").exists();
             if !installed() {
-                let npm = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).status();
-                eprintln!("npm ci in clients/js: {npm:?}");
+                // Bounded: a registry that does not answer must not hang the tests.
+                let npm = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).spawn();
+                let status = npm.map(|mut child| {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+                    loop {
+                        match child.try_wait() {
+                            Ok(Some(status)) => break Some(status),
+                            Ok(None) if std::time::Instant::now() < deadline => {
+                                std::thread::sleep(Duration::from_millis(100))
+                            }
+                            _ => {
+                                let _ = child.kill();
+                                break None;
+                            }
+                        }
+                    }
+                });
+                eprintln!("npm ci in clients/js: {status:?}");
             }
             if installed() {
                 return Some(modules);

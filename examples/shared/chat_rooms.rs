@@ -37,10 +37,12 @@ impl Rooms {
     }
 
     /// Puts connection `id` in `room` under `nick`, out of its previous room.
-    pub async fn enter(&self, id: ConnectionId, room: &str, nick: &str) -> Result<Moved, ChatError> {
+    /// With `existing`, only a connection still known under that nick moves
+    /// (an invitee that left meanwhile is not brought back): else `NoSuchUser`.
+    pub async fn enter(&self, id: ConnectionId, room: &str, nick: &str, existing: bool) -> Result<Moved, ChatError> {
         match self {
-            Rooms::Local(registry) => Self::registry(registry).enter(id, room, nick),
-            Rooms::Shared(redis) => redis.enter(id, room, nick).await,
+            Rooms::Local(registry) => Self::registry(registry).enter(id, room, nick, existing),
+            Rooms::Shared(redis) => redis.enter(id, room, nick, existing).await,
         }
     }
 
@@ -124,7 +126,10 @@ impl Registry {
         Some((room, member.nick.clone()))
     }
 
-    fn enter(&mut self, id: ConnectionId, room: &str, nick: &str) -> Result<Moved, ChatError> {
+    fn enter(&mut self, id: ConnectionId, room: &str, nick: &str, existing: bool) -> Result<Moved, ChatError> {
+        if existing && self.members.get(&id).is_none_or(|member| member.nick != nick) {
+            return Err(ChatError::NoSuchUser(nick.to_owned()));
+        }
         if self.nicks.get(nick).is_some_and(|holder| *holder != id) {
             return Err(ChatError::NickTaken(nick.to_owned()));
         }
@@ -188,9 +193,10 @@ end
 "#;
 
 const ENTER: &str = r#"
-local id, room, nick, node, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local id, room, nick, node, ttl, existing = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] == '1'
 -- The caller's server is alive: it is running this.
 redis.call('SET', 'chat:alive:' .. node, 1, 'PX', ttl)
+if existing and redis.call('HGET', 'chat:member:' .. id, 'nick') ~= nick then return {'gone'} end
 local holder = redis.call('GET', 'chat:nick:' .. nick)
 if holder and holder ~= id and alive(holder) then return {'taken'} end
 if holder and holder ~= id then
@@ -283,19 +289,23 @@ impl RedisRooms {
             .await
     }
 
-    async fn enter(&self, id: ConnectionId, room: &str, nick: &str) -> Result<Moved, ChatError> {
+    async fn enter(&self, id: ConnectionId, room: &str, nick: &str, existing: bool) -> Result<Moved, ChatError> {
         let reply: Vec<String> = SCRIPTS[0]
             .arg(id.to_string())
             .arg(room)
             .arg(nick)
             .arg(format!("{:016x}", self.node))
             .arg(ALIVE_FOR.as_millis() as u64)
+            .arg(if existing { "1" } else { "0" })
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(unavailable)?;
         let [status, left_room, left_nick, members @ ..] = reply.as_slice() else {
-            // `{'taken'}`: another live connection holds the nick.
-            return Err(ChatError::NickTaken(nick.to_owned()));
+            return Err(match reply.first().map(String::as_str) {
+                Some("gone") => ChatError::NoSuchUser(nick.to_owned()),
+                // `{'taken'}`: another live connection holds the nick.
+                _ => ChatError::NickTaken(nick.to_owned()),
+            });
         };
         let mut members = members.to_vec();
         members.sort();

@@ -145,10 +145,21 @@ impl Message {
     /// The sending node, read from the header alone (to skip a node's own
     /// messages before copying them).
     pub(crate) fn origin_of(bytes: &[u8]) -> Option<u64> {
-        let end = bytes.iter().take(64).position(|&b| b == b'\n')?;
-        let header = &bytes[..end];
-        let origin = std::str::from_utf8(header).ok()?.split(' ').nth(1)?;
-        u64::from_str_radix(origin, 16).ok()
+        // "K ORIGIN ...": the kind is one byte, the origin at most 16 hex digits.
+        let rest = bytes.get(2..)?;
+        let end = rest.iter().take(17).position(|&b| b == b' ' || b == b'\n')?;
+        u64::from_str_radix(std::str::from_utf8(&rest[..end]).ok()?, 16).ok()
+    }
+
+    /// The node that sent it.
+    pub(crate) fn origin(&self) -> u64 {
+        match self {
+            Message::Fanout { origin, .. }
+            | Message::Call { origin, .. }
+            | Message::Group { origin, .. }
+            | Message::Reply { origin, .. }
+            | Message::GroupReply { origin, .. } => *origin,
+        }
     }
 
     /// Reads a message; `None` for anything malformed (another program on the
@@ -287,6 +298,14 @@ mod tests {
     fn the_origin_is_read_from_the_header_alone() {
         let message = Message::GroupReply { origin: 0xabc, call: 1, changed: true };
         assert_eq!(Message::origin_of(&message.encode()), Some(0xabc));
+        // However long the header (here, many excluded ids).
+        let except: Vec<ConnectionId> = (10..40).map(|n| id(&format!("fedcba9876543210-{n}"))).collect();
+        let long = Message::Fanout {
+            origin: u64::MAX,
+            audience: Audience::GroupExcept("room".into(), except),
+            payload: Payload::from("{}".to_owned()),
+        };
+        assert_eq!(Message::origin_of(&long.encode()), Some(u64::MAX));
         assert_eq!(Message::origin_of(b"junk"), None);
         assert_eq!(Message::origin_of(b""), None);
     }

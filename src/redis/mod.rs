@@ -181,7 +181,10 @@ impl RedisBackplane {
         let node = random_node();
         let channels = Channels::new(&options.prefix);
         let wanted: HashSet<String> = [channels.all(), channels.node(node)].into();
-        let pubsub = subscriber::connect(&client, &wanted).await.map_err(Error::transport)?;
+        let pubsub = match tokio::time::timeout(Duration::from_secs(10), subscriber::connect(&client, &wanted)).await {
+            Ok(connected) => connected.map_err(Error::transport)?,
+            Err(_) => return Err(Error::Timeout(Duration::from_secs(10))),
+        };
 
         let shared = Arc::new(Shared {
             node,
@@ -257,13 +260,15 @@ impl RedisBackplane {
         self.shared.lock_pending().insert(call, Pending { from: target, answer: sender });
         // Forgets the call however this ends (answered, timed out, dropped).
         let _forget = Forget { shared: &self.shared, call };
-        let deadline = tokio::time::Instant::now().checked_add(timeout);
-        self.publish_to_node(target, &message(call)).await?;
-        let answer = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, answer).await.map_err(|_| Error::Timeout(timeout))?,
-            None => answer.await,
+        // The deadline covers the publishing too: a stalled Redis must not hold the caller.
+        let asked = async {
+            self.publish_to_node(target, &message(call)).await?;
+            answer.await.map_err(|_| Error::Closed)
         };
-        answer.map_err(|_| Error::Closed)
+        match tokio::time::Instant::now().checked_add(timeout) {
+            Some(deadline) => tokio::time::timeout_at(deadline, asked).await.map_err(|_| Error::Timeout(timeout))?,
+            None => asked.await,
+        }
     }
 }
 
@@ -341,11 +346,15 @@ impl Backplane for RedisBackplane {
     }
 
     fn subscribe(&self, topic: &Topic) {
-        let _ = self.subscriptions.send(Change::Subscribe(self.shared.channels.topic(topic)));
+        let channel = self.shared.channels.topic(topic);
+        self.shared.confirmed.sent(&channel);
+        let _ = self.subscriptions.send(Change::Subscribe(channel));
     }
 
     fn unsubscribe(&self, topic: &Topic) {
-        let _ = self.subscriptions.send(Change::Unsubscribe(self.shared.channels.topic(topic)));
+        let channel = self.shared.channels.topic(topic);
+        self.shared.confirmed.sent(&channel);
+        let _ = self.subscriptions.send(Change::Unsubscribe(channel));
     }
 
     fn subscribed(&self, topic: &Topic) -> BoxFuture<'static, ()> {
@@ -362,7 +371,13 @@ impl Backplane for RedisBackplane {
         let this = self.share();
         let message =
             Message::Fanout { origin: self.shared.node, audience: Audience::Connection(id), payload: payload.clone() };
-        Box::pin(async move { this.publish_to_node(id.node(), &message).await })
+        let timeout = self.shared.options.call_timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, this.publish_to_node(id.node(), &message)).await {
+                Ok(sent) => sent,
+                Err(_) => Err(Error::Timeout(timeout)),
+            }
+        })
     }
 
     fn call(
@@ -429,6 +444,9 @@ impl Receiver {
             tracing::debug!(channel = message.get_channel_name(), "ignored a message that is not the backplane's");
             return;
         };
+        if message.origin() == shared.node {
+            return;
+        }
         match message {
             Message::Fanout { audience, payload, .. } => {
                 local.deliver(&audience, &payload);

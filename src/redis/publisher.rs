@@ -23,6 +23,11 @@ pub(crate) async fn run(mut connection: ConnectionManager, mut queue: mpsc::Rece
     let mut failing = false;
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
+        // A call whose caller gave up (its deadline passed while queued) is not sent.
+        batch.retain(|outgoing| !outgoing.heard.as_ref().is_some_and(oneshot::Sender::is_closed));
+        if batch.is_empty() {
+            continue;
+        }
         let mut pipe = redis::pipe();
         for outgoing in &batch {
             pipe.cmd("PUBLISH").arg(&outgoing.channel).arg(&outgoing.message);

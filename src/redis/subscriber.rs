@@ -1,7 +1,7 @@
 //! The node's subscription to Redis: one dedicated pub/sub connection, the
 //! channels this node wants, and their resubscription after Redis comes back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,6 +18,14 @@ pub(crate) enum Change {
     Unsubscribe(String),
 }
 
+impl Change {
+    fn channel(&self) -> &str {
+        match self {
+            Change::Subscribe(channel) | Change::Unsubscribe(channel) => channel,
+        }
+    }
+}
+
 /// Which wanted channels Redis has confirmed, for [`Subscriptions::confirmed`].
 #[derive(Default)]
 pub(crate) struct Subscriptions {
@@ -29,6 +37,9 @@ pub(crate) struct Subscriptions {
 struct State {
     connected: bool,
     confirmed: HashSet<String>,
+    /// Changes sent to the task and not handled yet, by channel: while one
+    /// is pending, what `confirmed` says may be about to change.
+    pending: HashMap<String, usize>,
 }
 
 impl Subscriptions {
@@ -40,16 +51,31 @@ impl Subscriptions {
         });
     }
 
+    /// A change for `channel` is on its way to the task.
+    pub(crate) fn sent(&self, channel: &str) {
+        self.update(|state| *state.pending.entry(channel.to_owned()).or_default() += 1);
+    }
+
+    /// The task has handled a change for `channel`.
+    fn handled(state: &mut State, channel: &str) {
+        if let Some(count) = state.pending.get_mut(channel) {
+            *count -= 1;
+            if *count == 0 {
+                state.pending.remove(channel);
+            }
+        }
+    }
+
     fn update(&self, change: impl FnOnce(&mut State)) {
         change(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
         self.changed.notify_waiters();
     }
 
-    /// True once `channel` is confirmed, or while Redis is unreachable
-    /// (nothing published then reaches anyone anyway).
+    /// True once `channel` is confirmed with no change to it pending, or
+    /// while Redis is unreachable (nothing published then reaches anyone anyway).
     fn settled(&self, channel: &str) -> bool {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        !state.connected || state.confirmed.contains(channel)
+        !state.connected || (!state.pending.contains_key(channel) && state.confirmed.contains(channel))
     }
 
     /// Resolves once `channel` is settled, or after `limit`.
@@ -67,9 +93,14 @@ impl Subscriptions {
     }
 }
 
+/// Most changes sent to Redis in one SUBSCRIBE or UNSUBSCRIBE.
+const CHANGES_AT_ONCE: usize = 512;
+
 /// Keeps the node subscribed to `wanted` (plus what `changes` adds) until
 /// `changes` closes, reconnecting with `policy` when Redis goes away. `first`
-/// is a connection subscribed to `wanted` already.
+/// is a connection subscribed to `wanted` already. The connection is checked
+/// with a PING every `ping_every`; every request to Redis gets `patience` to
+/// be answered.
 pub(crate) async fn run(
     client: redis::Client,
     first: redis::aio::PubSub,
@@ -79,12 +110,15 @@ pub(crate) async fn run(
     (policy, ping_every): (ReconnectPolicy, Duration),
     on_message: impl Fn(Msg),
 ) {
+    // A PING may wait as long as it is apart, but never less than this.
+    let patience = ping_every.max(Duration::from_secs(2));
     let mut failures = 0u32;
     let mut first = Some(first);
+    let mut batch = Vec::with_capacity(CHANGES_AT_ONCE);
     loop {
         let connected = match first.take() {
             Some(pubsub) => Ok(pubsub),
-            None => match tokio::time::timeout(ping_every, connect(&client, &wanted)).await {
+            None => match tokio::time::timeout(patience, connect(&client, &wanted)).await {
                 Ok(connected) => connected,
                 Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, "connecting took too long"))),
             },
@@ -105,34 +139,39 @@ pub(crate) async fn run(
                             Some(message) => on_message(message),
                             None => break "the connection closed",
                         },
-                        change = changes.recv() => match change {
-                            None => return,
-                            Some(Change::Subscribe(channel)) => {
-                                if wanted.insert(channel.clone()) {
-                                    // Bounded like a PING: a frozen Redis must not hold the loop.
-                                    let done = tokio::time::timeout(ping_every, sink.subscribe(&channel)).await;
-                                    if !matches!(done, Ok(Ok(()))) {
-                                        break "SUBSCRIBE failed";
-                                    }
-                                    subscriptions.update(|state| {
-                                        state.confirmed.insert(channel);
-                                    });
-                                }
+                        received = changes.recv_many(&mut batch, CHANGES_AT_ONCE) => {
+                            if received == 0 {
+                                return;
                             }
-                            Some(Change::Unsubscribe(channel)) => {
-                                wanted.remove(&channel);
-                                subscriptions.update(|state| {
-                                    state.confirmed.remove(&channel);
-                                });
-                                let done = tokio::time::timeout(ping_every, sink.unsubscribe(&channel)).await;
-                                if !matches!(done, Ok(Ok(()))) {
-                                    break "UNSUBSCRIBE failed";
+                            // Many changes, one request each way: what each channel ends up as.
+                            let (subscribe, unsubscribe) = settle(&mut wanted, &batch);
+                            let mut failed = false;
+                            if !subscribe.is_empty() {
+                                let done = tokio::time::timeout(patience, sink.subscribe(&subscribe)).await;
+                                failed |= !matches!(done, Ok(Ok(())));
+                            }
+                            if !unsubscribe.is_empty() && !failed {
+                                let done = tokio::time::timeout(patience, sink.unsubscribe(&unsubscribe)).await;
+                                failed |= !matches!(done, Ok(Ok(())));
+                            }
+                            subscriptions.update(|state| {
+                                for channel in &subscribe {
+                                    state.confirmed.insert(channel.clone());
                                 }
+                                for channel in &unsubscribe {
+                                    state.confirmed.remove(channel);
+                                }
+                                for change in batch.drain(..) {
+                                    Subscriptions::handled(state, change.channel());
+                                }
+                            });
+                            if failed {
+                                break "SUBSCRIBE or UNSUBSCRIBE failed";
                             }
                         },
                         _ = ping.tick() => {
                             // Subscribed, Redis answers PING with ["pong", ""]: any answer will do.
-                            let answered = tokio::time::timeout(ping_every, sink.ping::<redis::Value>()).await;
+                            let answered = tokio::time::timeout(patience, sink.ping::<redis::Value>()).await;
                             if !matches!(answered, Ok(Ok(_))) {
                                 break "PING went unanswered";
                             }
@@ -160,18 +199,35 @@ pub(crate) async fn run(
         loop {
             tokio::select! {
                 () = &mut pause => break,
-                change = changes.recv() => match change {
-                    None => return,
-                    Some(Change::Subscribe(channel)) => {
-                        wanted.insert(channel);
+                received = changes.recv_many(&mut batch, CHANGES_AT_ONCE) => {
+                    if received == 0 {
+                        return;
                     }
-                    Some(Change::Unsubscribe(channel)) => {
-                        wanted.remove(&channel);
-                    }
+                    settle(&mut wanted, &batch);
+                    subscriptions.update(|state| {
+                        for change in batch.drain(..) {
+                            Subscriptions::handled(state, change.channel());
+                        }
+                    });
                 },
             }
         }
     }
+}
+
+/// Applies `changes` to `wanted`, in order; returns the channels to
+/// subscribe to and to unsubscribe from, each once.
+fn settle(wanted: &mut HashSet<String>, changes: &[Change]) -> (Vec<String>, Vec<String>) {
+    let before = wanted.clone();
+    for change in changes {
+        match change {
+            Change::Subscribe(channel) => wanted.insert(channel.clone()),
+            Change::Unsubscribe(channel) => wanted.remove(channel),
+        };
+    }
+    let subscribe = wanted.difference(&before).cloned().collect();
+    let unsubscribe = before.difference(wanted).cloned().collect();
+    (subscribe, unsubscribe)
 }
 
 /// A pub/sub connection subscribed to every channel of `wanted`.
@@ -190,6 +246,43 @@ pub(crate) async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_changes_become_one_request_each_way() {
+        let mut wanted: HashSet<String> = ["all".into(), "g".into()].into();
+        let changes = [
+            Change::Subscribe("h".into()),
+            Change::Unsubscribe("g".into()),
+            Change::Subscribe("g".into()),
+            Change::Subscribe("k".into()),
+            Change::Unsubscribe("k".into()),
+            Change::Unsubscribe("all".into()),
+        ];
+        let (mut subscribe, unsubscribe) = settle(&mut wanted, &changes);
+        subscribe.sort();
+        assert_eq!(subscribe, ["h"]);
+        assert_eq!(unsubscribe, ["all"]);
+        assert_eq!(wanted, ["g".to_owned(), "h".to_owned()].into());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_change_holds_back_confirmation() {
+        let subscriptions = Subscriptions::default();
+        subscriptions.connected(&["den".to_owned()].into());
+        // The last member left and another joined: both changes not handled yet.
+        subscriptions.sent("den");
+        subscriptions.sent("den");
+        let started = tokio::time::Instant::now();
+        subscriptions.confirmed("den", Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5), "confirmed while changes were pending");
+        subscriptions.update(|state| {
+            Subscriptions::handled(state, "den");
+            Subscriptions::handled(state, "den");
+        });
+        let started = tokio::time::Instant::now();
+        subscriptions.confirmed("den", Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn confirmation_waits_for_the_channel_or_gives_up() {

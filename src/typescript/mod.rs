@@ -278,9 +278,9 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
             .unwrap();
         }
     }
-    for method in service.methods {
+    let names = member_names(service);
+    for (method, name) in service.methods.iter().zip(names) {
         let params = Params::of(method, schemas, false);
-        let name = member_name(method, service.namespace);
         let docs = method_docs(method, schemas);
         dts.text.push('\n');
         dts.text.push_str(&doc_comment(&docs, 1));
@@ -325,9 +325,9 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
     js.uses(&["argumentsOf"]);
     writeln!(dts.text, "export interface {} {{", callback.name).unwrap();
     let mut entries = Vec::new();
-    for (i, method) in callback.methods.iter().enumerate() {
+    let names = member_names(callback);
+    for (i, (method, name)) in callback.methods.iter().zip(names).enumerate() {
         let params = Params::of(method, schemas, true);
-        let name = member_name(method, callback.namespace);
         let context = params.fresh("context");
         let result = result_type(method, schemas);
         if i > 0 {
@@ -419,6 +419,20 @@ fn camel_case(name: &str) -> String {
         }
     }
     out
+}
+
+/// The members of a contract's class or interface, one per method, none twice
+/// (a renamed method may land on another's name).
+fn member_names(contract: &ContractInfo) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(contract.methods.len());
+    for method in contract.methods {
+        let mut name = member_name(method, contract.namespace);
+        while names.contains(&name) {
+            name.push('_');
+        }
+        names.push(name);
+    }
+    names
 }
 
 /// A method's name in a class or interface: its wire name without the
@@ -521,5 +535,38 @@ mod tests {
         assert_eq!(member_name(&method("ns.peer"), Some("ns")), "peer_");
         assert_eq!(member_name(&method("other.x"), Some("ns")), "otherX");
         assert_eq!(member_name(&method("9lives"), None), "_9lives");
+
+        static METHODS: [MethodInfo; 2] = [
+            MethodInfo {
+                name: "a",
+                wire_name: "get_price",
+                params: &[],
+                returns: "()",
+                result: crate::contract::schema_of::<()>,
+                errors: Vec::new,
+                oneway: false,
+                docs: "",
+            },
+            MethodInfo {
+                name: "b",
+                wire_name: "getPrice",
+                params: &[],
+                returns: "()",
+                result: crate::contract::schema_of::<()>,
+                errors: Vec::new,
+                oneway: false,
+                docs: "",
+            },
+        ];
+        let contract = ContractInfo {
+            name: "Prices",
+            namespace: None,
+            kind: ContractKind::Service,
+            docs: "",
+            version: "0",
+            methods: &METHODS,
+            callback: None,
+        };
+        assert_eq!(member_names(&contract), ["getPrice", "getPrice_"]);
     }
 }

@@ -30,10 +30,16 @@ impl RedisServer {
             eprintln!("skipped: redis-server is not installed");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = RedisServer { port, child: None };
-        server.restart().await;
-        Some(server)
+        // A free port, as far as anyone can tell: another test may take it
+        // first, so a server that cannot start there tries another.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut server = RedisServer { port, child: None };
+            if server.try_start().await {
+                return Some(server);
+            }
+        }
+        panic!("redis-server did not start on any of five free ports");
     }
 
     /// `redis://127.0.0.1:PORT/`
@@ -43,6 +49,11 @@ impl RedisServer {
 
     /// Starts the server (again) on its port, and returns once it accepts connections.
     pub async fn restart(&mut self) {
+        assert!(self.try_start().await, "redis-server exited before it was ready");
+    }
+
+    /// Starts the server on its port; false if it exits before it is ready.
+    async fn try_start(&mut self) -> bool {
         let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--loglevel", "notice"])
@@ -52,18 +63,22 @@ impl RedisServer {
             .spawn()
             .expect("redis-server starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        within_for(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
+        let ready = within_for(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("Ready to accept connections") {
-                    return;
+                    return true;
                 }
             }
-            panic!("redis-server exited before it was ready");
+            false
         })
         .await;
+        if !ready {
+            return false;
+        }
         // Keep reading its log, so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
+        true
     }
 
     /// Kills the server at once, as a crash would.
