@@ -74,11 +74,12 @@ impl crate::DocumentedErrors for Error {
     fn errors() -> Vec<crate::ErrorInfo> {
         use crate::ErrorInfo;
         /// The shape of a peer's error object, passed on as `data`.
-        #[derive(schemars::JsonSchema)]
+        #[derive(schemars::JsonSchema, serde::Serialize)]
         #[allow(dead_code, reason = "only its schema is used")]
         struct ErrorObject {
             code: i32,
             message: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
             data: Option<serde_json::Value>,
         }
         vec![

@@ -180,6 +180,7 @@ mod peer;
 #[cfg(feature = "redis")]
 mod redis;
 mod rpc_error;
+mod schemas;
 mod server;
 mod socket;
 mod tls;

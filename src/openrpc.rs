@@ -13,7 +13,9 @@
 //!   OpenRPC reads as notifications); `paramStructure` is `"either"`, as dispatch
 //!   takes parameters by name or by position;
 //! - `components.schemas`: every named type the parameters, results and
-//!   errors use, referenced as `#/components/schemas/Name` (JSON Schema draft 7);
+//!   errors use, referenced as `#/components/schemas/Name` (JSON Schema draft
+//!   7), as it travels: a type that serde reads and writes in different
+//!   shapes has a second definition, `NameOut`, for the shape written;
 //! - `x-callbacks` (extension): the callback contract, as
 //!   `{"name", "description", "methods": [method objects]}`: what the server
 //!   calls on a connected client, described like the service's own methods;
@@ -23,19 +25,13 @@
 //!
 //! [`ServerBuilder::without_discovery`]: crate::ServerBuilder::without_discovery
 
-use std::collections::{HashMap, HashSet};
-
-use schemars::generate::SchemaSettings;
-use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use crate::contract::{ContractInfo, MethodInfo, SchemaFn};
+use crate::contract::{ContractInfo, ContractKind, MethodInfo};
+use crate::schemas::{Schemas, Side};
 
 /// The OpenRPC version of the documents made here.
 pub const OPENRPC_VERSION: &str = "1.3.2";
-
-/// Where a document's named types are, as `$ref`s point at them.
-pub(crate) const SCHEMAS_PATH: &str = "#/components/schemas/";
 
 /// The method name a server answers with its document.
 pub const DISCOVER_METHOD: &str = "rpc.discover";
@@ -56,10 +52,19 @@ pub const DISCOVER_METHOD: &str = "rpc.discover";
 /// assert_eq!(doc["methods"][0]["params"][1]["schema"]["type"], "integer");
 /// ```
 pub fn document(service: &ContractInfo) -> Value {
+    let callback = service.callback_with_methods();
     let mut schemas = Schemas::new(&[]);
-    let methods: Vec<Value> = service.methods.iter().map(|m| schemas.method(m)).collect();
-    let callbacks = service.callback_with_methods().map(|callback| {
-        let methods: Vec<Value> = callback.methods.iter().map(|m| schemas.method(m)).collect();
+    // Every type met once, so each gets its name; then the real pass.
+    let methods_of = |schemas: &mut Schemas| {
+        let methods: Vec<Value> = service.methods.iter().map(|m| method(schemas, m, ContractKind::Service)).collect();
+        let callbacks: Option<Vec<Value>> =
+            callback.map(|c| c.methods.iter().map(|m| method(schemas, m, ContractKind::Callback)).collect());
+        (methods, callbacks)
+    };
+    methods_of(&mut schemas);
+    schemas.name();
+    let (methods, callback_methods) = methods_of(&mut schemas);
+    let callbacks = callback.zip(callback_methods).map(|(callback, methods)| {
         let mut object = Map::new();
         object.insert("name".into(), callback.name.into());
         insert_text(&mut object, "description", callback.docs);
@@ -86,154 +91,45 @@ pub fn document(service: &ContractInfo) -> Value {
     Value::Object(doc)
 }
 
-/// One generator for a whole document, so each named type is defined once
-/// (under `#/components/schemas/`), with draft 7's transforms applied.
-///
-/// Definitions are renamed to plain identifiers (ASCII letters, digits and
-/// `_`, unique, clear of `reserved`), as OpenRPC wants component names and
-/// TypeScript wants type names; every `$ref` is rewritten to match. Schemas
-/// describe types as they are read (serde's `Deserialize` side).
-pub(crate) struct Schemas {
-    generator: SchemaGenerator,
-    names: Names,
-}
-
-impl Schemas {
-    pub(crate) fn new(reserved: &[&str]) -> Self {
-        let mut settings = SchemaSettings::draft07();
-        settings.definitions_path = "/components/schemas".into();
-        settings.meta_schema = None;
-        let names = Names { assigned: HashMap::new(), taken: reserved.iter().map(|n| (*n).to_owned()).collect() };
-        Schemas { generator: settings.into_generator(), names }
+/// One method object; `kind` says which side implements it.
+fn method(schemas: &mut Schemas, method: &MethodInfo, kind: ContractKind) -> Value {
+    // What the implementer reads (its parameters) and writes (result, error data).
+    let (reads, writes) = match kind {
+        ContractKind::Service => (Side::Read, Side::Written),
+        ContractKind::Callback => (Side::Written, Side::Read),
+    };
+    // OpenRPC wants optional parameters after the required ones: only a
+    // trailing run of `Option`s can be left out by position too.
+    let first_optional = method.params.len() - method.optional_tail();
+    let params: Vec<Value> = method
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({ "name": p.name, "schema": schemas.schema(p.schema, reads), "required": i < first_optional }))
+        .collect();
+    let mut object = Map::new();
+    object.insert("name".into(), method.wire_name.into());
+    insert_text(&mut object, "description", method.docs);
+    object.insert("params".into(), params.into());
+    object.insert("paramStructure".into(), "either".into());
+    if method.oneway {
+        // A notification: no result, and no error reaches the caller.
+        return Value::Object(object);
     }
-
-    /// A schema as draft 7 has it (the generator's transforms applied), its
-    /// `$ref`s naming renamed definitions.
-    pub(crate) fn schema(&mut self, of: SchemaFn) -> Value {
-        let mut schema: Schema = of(&mut self.generator);
-        for transform in self.generator.transforms_mut() {
-            transform.transform(&mut schema);
-        }
-        let mut value = schema.to_value();
-        self.names.rewrite_refs(&mut value);
-        value
-    }
-
-    fn method(&mut self, method: &MethodInfo) -> Value {
-        // OpenRPC wants optional parameters after the required ones: only a
-        // trailing run of `Option`s can be left out by position too.
-        let first_optional = method.params.len() - method.optional_tail();
-        let params: Vec<Value> = method
-            .params
+    object.insert("result".into(), json!({ "name": "result", "schema": schemas.schema(method.result, writes) }));
+    let errors = method.documented_errors();
+    if !errors.is_empty() {
+        let objects: Vec<Value> = errors.iter().map(|e| json!({ "code": e.code, "message": e.summary() })).collect();
+        object.insert("errors".into(), objects.into());
+        let data: Map<String, Value> = errors
             .iter()
-            .enumerate()
-            .map(|(i, p)| json!({ "name": p.name, "schema": self.schema(p.schema), "required": i < first_optional }))
+            .filter_map(|e| e.data.map(|data| (e.code.to_string(), schemas.schema(data, writes))))
             .collect();
-        let mut object = Map::new();
-        object.insert("name".into(), method.wire_name.into());
-        insert_text(&mut object, "description", method.docs);
-        object.insert("params".into(), params.into());
-        object.insert("paramStructure".into(), "either".into());
-        if method.oneway {
-            // A notification: no result, and no error reaches the caller.
-            return Value::Object(object);
-        }
-        object.insert("result".into(), json!({ "name": "result", "schema": self.schema(method.result) }));
-        let errors = method.documented_errors();
-        if !errors.is_empty() {
-            let objects: Vec<Value> =
-                errors.iter().map(|e| json!({ "code": e.code, "message": e.summary() })).collect();
-            object.insert("errors".into(), objects.into());
-            let data: Map<String, Value> =
-                errors.iter().filter_map(|e| e.data.map(|data| (e.code.to_string(), self.schema(data)))).collect();
-            if !data.is_empty() {
-                object.insert("x-error-data".into(), Value::Object(data));
-            }
-        }
-        Value::Object(object)
-    }
-
-    /// Every named type used, transformed for draft 7, under its new name.
-    pub(crate) fn finish(mut self) -> Map<String, Value> {
-        let definitions = self.generator.take_definitions(true);
-        let mut renamed: Vec<(String, Value)> = definitions
-            .into_iter()
-            .map(|(raw, mut schema)| {
-                self.names.rewrite_refs(&mut schema);
-                (self.names.of(&raw), schema)
-            })
-            .collect();
-        renamed.sort_by(|a, b| a.0.cmp(&b.0));
-        renamed.into_iter().collect()
-    }
-}
-
-/// Definition names as identifiers: each raw name gets one, on first sight.
-struct Names {
-    assigned: HashMap<String, String>,
-    taken: HashSet<String>,
-}
-
-impl Names {
-    fn of(&mut self, raw: &str) -> String {
-        if let Some(name) = self.assigned.get(raw) {
-            return name.clone();
-        }
-        let mut base: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
-            base.insert(0, '_');
-        }
-        let mut name = base.clone();
-        let mut n = 2;
-        while self.taken.contains(&name) {
-            name = format!("{base}{n}");
-            n += 1;
-        }
-        self.taken.insert(name.clone());
-        self.assigned.insert(raw.to_owned(), name.clone());
-        name
-    }
-
-    /// Points every `#/components/schemas/…` reference at the renamed definition.
-    fn rewrite_refs(&mut self, value: &mut Value) {
-        match value {
-            Value::Object(object) => {
-                for (key, child) in object.iter_mut() {
-                    match child {
-                        Value::String(reference) if key == "$ref" => {
-                            if let Some(encoded) = reference.strip_prefix(SCHEMAS_PATH) {
-                                *reference = format!("{SCHEMAS_PATH}{}", self.of(&decode_ref(encoded)));
-                            }
-                        }
-                        _ => self.rewrite_refs(child),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|item| self.rewrite_refs(item)),
-            _ => {}
+        if !data.is_empty() {
+            object.insert("x-error-data".into(), Value::Object(data));
         }
     }
-}
-
-/// A reference's last segment as the definition's name: JSON Pointer
-/// escapes (`~1`, `~0`) and URI percent-escapes undone.
-fn decode_ref(encoded: &str) -> String {
-    let mut bytes = Vec::with_capacity(encoded.len());
-    let mut rest = encoded.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (byte, tail) {
-            (b'%', [high, low, ..]) if hex(*high).is_some() && hex(*low).is_some() => {
-                bytes.push((hex(*high).unwrap() * 16 + hex(*low).unwrap()) as u8);
-                rest = &tail[2..];
-            }
-            _ => {
-                bytes.push(byte);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&bytes).replace("~1", "/").replace("~0", "~")
+    Value::Object(object)
 }
 
 fn insert_text(object: &mut Map<String, Value>, key: &str, text: &str) {

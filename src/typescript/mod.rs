@@ -22,7 +22,8 @@
 //!   parameters by name or by position as the wire allows.
 //!
 //! Named types used by parameters, results and error data become exported
-//! type aliases. Integers are `number`: values past 2^53 lose precision in
+//! type aliases, in the shape each travels in (`Point` as the server reads
+//! it, `PointOut` as it writes it, when serde makes the two differ). Integers are `number`: values past 2^53 lose precision in
 //! JavaScript.
 //!
 //! ```
@@ -46,7 +47,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::contract::{ContractInfo, ContractKind, MethodInfo};
-use crate::openrpc::Schemas;
+use crate::schemas::{Schemas, Side};
 use types::{doc_comment, type_of};
 
 /// A generated module: its JavaScript and its TypeScript declarations.
@@ -94,14 +95,21 @@ pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
     }
     let reserved: Vec<&str> = reserved.iter().map(String::as_str).collect();
     let mut schemas = Schemas::new(&reserved);
-    let mut js = Output::default();
-    let mut dts = Output::default();
-    for service in &services {
-        service_class(service, &mut schemas, &mut js, &mut dts);
-    }
-    for callback in &callbacks {
-        callback_interface(callback, &mut schemas, &mut js, &mut dts);
-    }
+    let render_all = |schemas: &mut Schemas| {
+        let mut js = Output::default();
+        let mut dts = Output::default();
+        for service in &services {
+            service_class(service, schemas, &mut js, &mut dts);
+        }
+        for callback in &callbacks {
+            callback_interface(callback, schemas, &mut js, &mut dts);
+        }
+        (js, dts)
+    };
+    // A first pass meets every type so each gets its name; the second writes.
+    render_all(&mut schemas);
+    schemas.name();
+    let (js, mut dts) = render_all(&mut schemas);
     for (name, schema) in schemas.finish() {
         let description = schema.get("description").and_then(Value::as_str).unwrap_or("");
         dts.text.push_str(&doc_comment(description, 0));
@@ -177,7 +185,7 @@ struct Params {
 impl Params {
     /// `more_follow`: a required parameter of ours comes after theirs (a
     /// handler's context), so none of theirs can be marked optional.
-    fn of(method: &MethodInfo, schemas: &mut Schemas, more_follow: bool) -> Params {
+    fn of(method: &MethodInfo, schemas: &mut Schemas, side: Side, more_follow: bool) -> Params {
         let wire: Vec<&'static str> = method.params.iter().map(|p| p.name).collect();
         // camelCase can merge two Rust names (`room_id`, `roomId`): keep them apart.
         let mut names: Vec<String> = Vec::with_capacity(wire.len());
@@ -197,7 +205,7 @@ impl Params {
             .zip(&names)
             .enumerate()
             .map(|(i, (param, name))| {
-                let ty = type_of(&schemas.schema(param.schema), 1);
+                let ty = type_of(&schemas.schema(param.schema, side), 1);
                 match (param.optional, i >= first_trailing) {
                     (true, true) => format!("{name}?: {ty}"),
                     (true, false) => format!("{name}: {ty} | undefined"),
@@ -280,7 +288,8 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
     }
     let names = member_names(service);
     for (method, name) in service.methods.iter().zip(names) {
-        let params = Params::of(method, schemas, false);
+        // A service reads its parameters and writes its result.
+        let params = Params::of(method, schemas, Side::Read, false);
         let docs = method_docs(method, schemas);
         dts.text.push('\n');
         dts.text.push_str(&doc_comment(&docs, 1));
@@ -296,7 +305,7 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
             .unwrap();
         } else {
             let options = params.fresh("options");
-            let result = result_type(method, schemas);
+            let result = result_type(method, schemas, Side::Written);
             let mut typed = params.typed.clone();
             typed.push(format!("{options}?: {MODULE}.CallOptions"));
             writeln!(dts.text, "  {name}({}): Promise<{result}>;", typed.join(", ")).unwrap();
@@ -327,9 +336,10 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
     let mut entries = Vec::new();
     let names = member_names(callback);
     for (i, (method, name)) in callback.methods.iter().zip(names).enumerate() {
-        let params = Params::of(method, schemas, true);
+        // A callback's parameters are written by the server, its result read.
+        let params = Params::of(method, schemas, Side::Written, true);
         let context = params.fresh("context");
-        let result = result_type(method, schemas);
+        let result = result_type(method, schemas, Side::Read);
         if i > 0 {
             dts.text.push('\n');
         }
@@ -365,11 +375,11 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
 }
 
 /// What a method gives back: `void` for one-way methods and `()`.
-fn result_type(method: &MethodInfo, schemas: &mut Schemas) -> String {
+fn result_type(method: &MethodInfo, schemas: &mut Schemas, side: Side) -> String {
     if method.oneway {
         return "void".into();
     }
-    match type_of(&schemas.schema(method.result), 1) {
+    match type_of(&schemas.schema(method.result, side), 1) {
         unit if unit == "null" => "void".into(),
         result => result,
     }
@@ -386,7 +396,9 @@ fn method_docs(method: &MethodInfo, schemas: &mut Schemas) -> String {
     for error in errors {
         let data = match error.data {
             Some(data) => {
-                let ty = type_of(&schemas.schema(data), 0).split_whitespace().collect::<Vec<_>>().join(" ");
+                // Error data is written by the service.
+                let ty =
+                    type_of(&schemas.schema(data, Side::Written), 0).split_whitespace().collect::<Vec<_>>().join(" ");
                 format!(" (`data`: `{ty}`)")
             }
             None => String::new(),
