@@ -141,7 +141,7 @@ impl Schemas {
 
 /// A name as an identifier: ASCII letters, digits and `_`, not starting
 /// with a digit (what OpenRPC's component names and TypeScript both take).
-fn identifier(raw: &str) -> String {
+pub(crate) fn identifier(raw: &str) -> String {
     let mut name: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');

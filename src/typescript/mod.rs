@@ -47,7 +47,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::contract::{ContractInfo, ContractKind, MethodInfo};
-use crate::schemas::{Schemas, Side};
+use crate::schemas::{Schemas, Side, identifier};
 use types::{doc_comment, type_of};
 
 /// A generated module: its JavaScript and its TypeScript declarations.
@@ -190,10 +190,7 @@ impl Params {
         // camelCase can merge two Rust names (`room_id`, `roomId`): keep them apart.
         let mut names: Vec<String> = Vec::with_capacity(wire.len());
         for w in &wire {
-            let mut name = local_name(w);
-            while names.contains(&name) {
-                name.push('_');
-            }
+            let name = apart(local_name(w), &names);
             names.push(name);
         }
         // Only a trailing run of optional parameters can be left out in TypeScript.
@@ -438,13 +435,18 @@ fn camel_case(name: &str) -> String {
 fn member_names(contract: &ContractInfo) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(contract.methods.len());
     for method in contract.methods {
-        let mut name = member_name(method, contract.namespace);
-        while names.contains(&name) {
-            name.push('_');
-        }
+        let name = apart(member_name(method, contract.namespace), &names);
         names.push(name);
     }
     names
+}
+
+/// `name`, with `_` added until no name in `taken` is the same.
+fn apart(mut name: String, taken: &[String]) -> String {
+    while taken.contains(&name) {
+        name.push('_');
+    }
+    name
 }
 
 /// A method's name in a class or interface: its wire name without the
@@ -452,11 +454,7 @@ fn member_names(contract: &ContractInfo) -> Vec<String> {
 fn member_name(method: &MethodInfo, namespace: Option<&str>) -> String {
     let wire = method.wire_name;
     let base = namespace.and_then(|ns| wire.strip_prefix(ns)?.strip_prefix('.')).unwrap_or(wire);
-    let mut name: String =
-        camel_case(base).chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        name.insert(0, '_');
-    }
+    let name = identifier(&camel_case(base));
     if matches!(name.as_str(), "peer" | "constructor") { format!("{name}_") } else { name }
 }
 
@@ -530,9 +528,9 @@ mod tests {
         assert_eq!(camel_case("get-price"), "getPrice");
     }
 
-    #[test]
-    fn members_are_named_after_the_wire_name_without_the_namespace() {
-        let method = |wire_name| MethodInfo {
+    /// A method without parameters, results or docs: only its wire name matters here.
+    const fn unit_method(wire_name: &'static str) -> MethodInfo {
+        MethodInfo {
             name: "rust_name",
             wire_name,
             params: &[],
@@ -541,35 +539,19 @@ mod tests {
             errors: Vec::new,
             oneway: false,
             docs: "",
-        };
+        }
+    }
+
+    #[test]
+    fn members_are_named_after_the_wire_name_without_the_namespace() {
+        let method = unit_method;
         assert_eq!(member_name(&method("chat.join_room"), Some("chat")), "joinRoom");
         assert_eq!(member_name(&method("size"), None), "size");
         assert_eq!(member_name(&method("ns.peer"), Some("ns")), "peer_");
         assert_eq!(member_name(&method("other.x"), Some("ns")), "otherX");
         assert_eq!(member_name(&method("9lives"), None), "_9lives");
 
-        static METHODS: [MethodInfo; 2] = [
-            MethodInfo {
-                name: "a",
-                wire_name: "get_price",
-                params: &[],
-                returns: "()",
-                result: crate::contract::schema_of::<()>,
-                errors: Vec::new,
-                oneway: false,
-                docs: "",
-            },
-            MethodInfo {
-                name: "b",
-                wire_name: "getPrice",
-                params: &[],
-                returns: "()",
-                result: crate::contract::schema_of::<()>,
-                errors: Vec::new,
-                oneway: false,
-                docs: "",
-            },
-        ];
+        static METHODS: [MethodInfo; 2] = [unit_method("get_price"), unit_method("getPrice")];
         let contract = ContractInfo {
             name: "Prices",
             namespace: None,
