@@ -172,6 +172,7 @@ mod caller;
 mod client;
 mod connection;
 mod contract;
+mod deadline;
 mod dispatch;
 mod error;
 mod hub;

@@ -4,10 +4,18 @@
 //! tokio-tungstenite allocates its read buffer up front, so every idle
 //! connection carries it. Here small reads go through a buffer on the stack
 //! and only what arrives is kept; a large frame is read straight into a
-//! buffer of its own size; the write buffer exists only until it is flushed.
-//! An idle connection holds its socket and a few words of state.
+//! buffer of its own size. Outgoing frames are written from the message's
+//! own bytes with vectored writes (a broadcast's payload is shared by every
+//! recipient, never copied per socket); only a client's frames, which must be
+//! masked, are copied. An idle connection holds its socket and a few words.
+//!
+//! Reading never waits for writing: a ping is answered by one owed pong
+//! (a newer ping replaces it, RFC 6455 section 5.5.3), written at the next
+//! frame boundary, so a peer that pings and never reads cannot grow memory.
+//! The socket reports what it saw ([`Activity`]) for the driver's liveness checks.
 
-use std::io::{self, Cursor};
+use std::collections::VecDeque;
+use std::io::{self, Cursor, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -28,9 +36,34 @@ const STACK_READ: usize = 8 * 1024;
 /// The most a large frame's buffer grows ahead of the data that arrives.
 const LARGE_READ: usize = 64 * 1024;
 
-/// Past this many bytes waiting to be written, `poll_ready` flushes first and
-/// reading pauses (a peer that sends pings but never reads cannot pile up pongs).
-const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Past this many bytes waiting to be written, `poll_ready` says wait: the
+/// socket holds at most this much, plus one message, of what the driver hands it.
+pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// The most buffers one vectored write takes.
+const MAX_SLICES: usize = 64;
+
+/// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
+const MAX_HEADER: usize = 14;
+
+/// Whether a close code may appear in a close frame (RFC 6455 section 7.4 and
+/// IANA's registry: 1012 to 1014 are registered, 1004 to 1006 and 1015 never sent).
+pub(crate) fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// What the socket saw since the driver last asked: evidence that the peer
+/// is alive, for the keep-alive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Activity {
+    /// Bytes arrived from the peer (part of a frame counts).
+    pub read: bool,
+    /// Bytes that had been waiting for room in the socket left: the peer is
+    /// taking what we send.
+    pub drained: bool,
+    /// The last byte of a ping we sent left.
+    pub ping_flushed: bool,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -49,6 +82,32 @@ struct Fragments {
     data: BytesMut,
 }
 
+/// One frame waiting to be written: its header, and its payload as the
+/// message holds it (shared, not copied).
+struct Outgoing {
+    header: [u8; MAX_HEADER],
+    header_len: u8,
+    payload: Bytes,
+    /// Bytes of header and payload already written.
+    written: usize,
+    opcode: OpCode,
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        self.header_len as usize + self.payload.len()
+    }
+
+    /// The unwritten parts, as buffers for a vectored write.
+    fn unwritten(&self) -> [&[u8]; 2] {
+        let header = &self.header[..self.header_len as usize];
+        match self.written.checked_sub(header.len()) {
+            None => [&header[self.written..], &self.payload],
+            Some(into_payload) => [&[], &self.payload[into_payload..]],
+        }
+    }
+}
+
 /// One WebSocket connection, after the HTTP upgrade.
 pub(crate) struct Socket<Io> {
     io: Io,
@@ -59,19 +118,24 @@ pub(crate) struct Socket<Io> {
     /// The full length (header and payload) of a frame whose header has arrived.
     awaiting: usize,
     fragments: Option<Fragments>,
-    /// Encoded frames not yet written; unallocated when empty.
-    write: Vec<u8>,
-    written: usize,
+    /// Frames not yet written, in order; unallocated when empty.
+    write: VecDeque<Outgoing>,
+    /// Unwritten bytes in `write`.
+    write_bytes: usize,
+    /// The pong owed for the latest ping, written at the next frame boundary.
+    pong_owed: Option<Bytes>,
+    /// Our keep-alive ping, written at the next frame boundary.
+    ping_wanted: Option<Bytes>,
+    /// The last write found no room in the socket.
+    write_blocked: bool,
+    activity: Activity,
     state: State,
-    /// Source of masks for frames a client sends.
-    mask_state: u64,
 }
 
 impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
     /// Wraps a connection whose handshake is done; `pre_read` holds bytes that
     /// arrived with the handshake.
     pub(crate) fn new(io: Io, role: Role, max_message: usize, pre_read: &[u8]) -> Self {
-        use std::hash::{BuildHasher, RandomState};
         Socket {
             io,
             role,
@@ -79,25 +143,44 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             read: BytesMut::from(pre_read),
             awaiting: 0,
             fragments: None,
-            write: Vec::new(),
-            written: 0,
+            write: VecDeque::new(),
+            write_bytes: 0,
+            pong_owed: None,
+            ping_wanted: None,
+            write_blocked: false,
+            activity: Activity::default(),
             state: State::Open,
-            // Masks only need to be unpredictable to third parties (RFC 6455 section 10.3).
-            mask_state: RandomState::new().hash_one(0u8) | 1,
         }
     }
 
+    /// What happened since the last call (see [`Activity`]).
+    pub(crate) fn take_activity(&mut self) -> Activity {
+        std::mem::take(&mut self.activity)
+    }
+
+    /// Bytes waiting to be written.
+    #[cfg(test)]
+    pub(crate) fn unwritten(&self) -> usize {
+        self.write_bytes
+    }
+
     /// The next complete frame in the read buffer, unmasked, or `None` when
-    /// more bytes are needed. A header that breaks a rule is refused as soon
-    /// as it arrives, before its payload is waited for.
+    /// more bytes are needed. A header that breaks a rule, or would take a
+    /// message past the size limit, is refused as soon as it arrives, before
+    /// its payload is waited for.
     fn next_frame(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, WsError> {
         let mut cursor = Cursor::new(&self.read[..]);
         let Some((header, length)) = FrameHeader::parse(&mut cursor)? else { return Ok(None) };
         let header_len = cursor.position() as usize;
+        // A continuation counts with the fragments before it: the bound is on the message.
+        let before = match (&self.fragments, header.opcode) {
+            (Some(fragments), OpCode::Data(Data::Continue)) => fragments.data.len(),
+            _ => 0,
+        };
         let length = match usize::try_from(length) {
-            Ok(length) if length <= self.max_message => length,
+            Ok(length) if length.saturating_add(before) <= self.max_message => length,
             _ => {
-                let size = usize::try_from(length).unwrap_or(usize::MAX);
+                let size = usize::try_from(length).unwrap_or(usize::MAX).saturating_add(before);
                 return Err(CapacityError::MessageTooLong { size, max_size: self.max_message }.into());
             }
         };
@@ -145,10 +228,6 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
                 let Some(fragments) = &mut self.fragments else {
                     return Err(ProtocolError::UnexpectedContinueFrame.into());
                 };
-                let size = fragments.data.len() + payload.len();
-                if size > self.max_message {
-                    return Err(CapacityError::MessageTooLong { size, max_size: self.max_message }.into());
-                }
                 fragments.data.extend_from_slice(&payload);
                 if !header.is_final {
                     return Ok(None);
@@ -170,10 +249,12 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             OpCode::Data(Data::Reserved(code)) => Err(ProtocolError::UnknownDataFrameType(code).into()),
             OpCode::Control(control) => match control {
                 Control::Ping => {
+                    let payload = payload.freeze();
                     if self.state == State::Open {
-                        self.encode(OpCode::Control(Control::Pong), &payload);
+                        // Only the latest ping needs an answer.
+                        self.pong_owed = Some(payload.clone());
                     }
-                    Ok(Some(Message::Ping(payload.freeze())))
+                    Ok(Some(Message::Ping(payload)))
                 }
                 Control::Pong => Ok(Some(Message::Pong(payload.freeze()))),
                 Control::Close => self.on_close(payload.freeze()).map(Some),
@@ -187,19 +268,20 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             0 => None,
             1 => return Err(ProtocolError::InvalidCloseSequence.into()),
             _ => {
-                let code = CloseCode::from(u16::from_be_bytes([payload[0], payload[1]]));
-                if !code.is_allowed() {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                if !close_code_allowed(code) {
                     return Err(ProtocolError::InvalidCloseSequence.into());
                 }
                 let reason = Utf8Bytes::try_from(payload.slice(2..)).map_err(|e| WsError::Utf8(e.to_string()))?;
-                Some(CloseFrame { code, reason })
+                Some(CloseFrame { code: CloseCode::from(code), reason })
             }
         };
         match self.state {
             State::Open => {
                 // Answer with the same code (RFC 6455 section 5.5.1).
-                let echo: &[u8] = if payload.len() >= 2 { &payload[..2] } else { &[] };
-                self.encode(OpCode::Control(Control::Close), echo);
+                let echo = if payload.len() >= 2 { payload.slice(..2) } else { Bytes::new() };
+                self.pong_owed = None;
+                self.push(OpCode::Control(Control::Close), echo);
                 self.state = State::CloseReceived;
             }
             State::CloseSent => self.state = State::Closed,
@@ -213,57 +295,135 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
     /// else through the stack. `Ok(0)` is the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let missing = self.awaiting.saturating_sub(self.read.len());
-        if missing > STACK_READ {
+        let read = if missing > STACK_READ {
             self.read.reserve(missing.min(LARGE_READ));
-            return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read);
+            ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read))?
+        } else {
+            // Uninitialized: zeroing 8 KiB for every read would cost more than the read.
+            let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            let filled = buf.filled();
+            self.read.extend_from_slice(filled);
+            filled.len()
+        };
+        if read > 0 {
+            self.activity.read = true;
         }
-        // Uninitialized: zeroing 8 KiB for every read would cost more than the read.
-        let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
-        let mut buf = ReadBuf::uninit(&mut stack);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-        let filled = buf.filled();
-        self.read.extend_from_slice(filled);
-        Poll::Ready(Ok(filled.len()))
+        Poll::Ready(Ok(read))
     }
 
-    /// Appends one frame to the write buffer, masked when this side is a client.
-    fn encode(&mut self, opcode: OpCode, payload: &[u8]) {
-        let mask = (self.role == Role::Client).then(|| self.next_mask());
+    /// Queues one frame, masked (a copy) when this side is a client.
+    fn push(&mut self, opcode: OpCode, payload: Bytes) {
+        let frame = self.frame(opcode, payload);
+        self.write_bytes += frame.len();
+        self.write.push_back(frame);
+    }
+
+    fn frame(&self, opcode: OpCode, payload: Bytes) -> Outgoing {
+        let mask = (self.role == Role::Client).then(mask);
         let header = FrameHeader { is_final: true, rsv1: false, rsv2: false, rsv3: false, opcode, mask };
-        // Writing into a Vec cannot fail.
-        let _ = header.format(payload.len() as u64, &mut self.write);
-        let start = self.write.len();
-        self.write.extend_from_slice(payload);
-        if let Some(mask) = mask {
-            apply_mask(&mut self.write[start..], mask);
+        let mut bytes = [0; MAX_HEADER];
+        let mut cursor = Cursor::new(&mut bytes[..]);
+        // A header always fits in MAX_HEADER bytes.
+        let _ = header.format(payload.len() as u64, &mut cursor);
+        let header_len = cursor.position() as u8;
+        let payload = match mask {
+            Some(mask) => {
+                let mut masked = BytesMut::from(&payload[..]);
+                apply_mask(&mut masked, mask);
+                masked.freeze()
+            }
+            None => payload,
+        };
+        Outgoing { header: bytes, header_len, payload, written: 0, opcode }
+    }
+
+    /// Puts an owed pong, then a wanted ping, at the head of the queue, if
+    /// no frame is half written there. Each replaces one of its kind that
+    /// has not started to leave, so at most one of each waits.
+    fn queue_control_frames(&mut self) {
+        if self.write.front().is_some_and(|frame| frame.written > 0) {
+            return;
+        }
+        for (control, wanted) in [(Control::Ping, self.ping_wanted.take()), (Control::Pong, self.pong_owed.take())] {
+            let Some(payload) = wanted else { continue };
+            let frame = self.frame(OpCode::Control(control), payload);
+            self.write_bytes += frame.len();
+            let waiting = self.write.iter().take(2).position(|queued| queued.opcode == frame.opcode);
+            match waiting.and_then(|at| self.write.get_mut(at)) {
+                Some(queued) => self.write_bytes -= std::mem::replace(queued, frame).len(),
+                None => self.write.push_front(frame),
+            }
         }
     }
 
-    fn next_mask(&mut self) -> [u8; 4] {
-        // xorshift64
-        let mut x = self.mask_state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.mask_state = x;
-        (x as u32).to_ne_bytes()
-    }
-
-    /// Writes out the write buffer, then lets go of it.
+    /// Writes out everything queued, then flushes the stream and lets go of the queue.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.write.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.write[self.written..]))?;
-            if n == 0 {
+        loop {
+            self.queue_control_frames();
+            if self.write.is_empty() {
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            for part in self.write.iter().flat_map(Outgoing::unwritten) {
+                if count == MAX_SLICES {
+                    break;
+                }
+                if !part.is_empty() {
+                    slices[count] = IoSlice::new(part);
+                    count += 1;
+                }
+            }
+            let written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Ready(result) => result?,
+                Poll::Pending => {
+                    self.write_blocked = true;
+                    return Poll::Pending;
+                }
+            };
+            if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.written += n;
+            if std::mem::take(&mut self.write_blocked) {
+                self.activity.drained = true;
+            }
+            self.advance(written);
         }
         if self.write.capacity() > 0 {
-            self.write = Vec::new();
-            self.written = 0;
+            self.write = VecDeque::new();
         }
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.io).poll_flush(cx)
     }
+
+    /// Marks `written` bytes as gone, dropping the frames they finish.
+    fn advance(&mut self, mut written: usize) {
+        self.write_bytes -= written;
+        while written > 0 {
+            let Some(frame) = self.write.front_mut() else { return };
+            let left = frame.len() - frame.written;
+            if written < left {
+                frame.written += written;
+                return;
+            }
+            written -= left;
+            if frame.opcode == OpCode::Control(Control::Ping) {
+                self.activity.ping_flushed = true;
+            }
+            self.write.pop_front();
+        }
+    }
+
+    fn has_unwritten(&self) -> bool {
+        !self.write.is_empty() || self.pong_owed.is_some() || self.ping_wanted.is_some()
+    }
+}
+
+/// A fresh mask from a CSPRNG (RFC 6455 section 5.3: masks must not be
+/// predictable, or a page could poison a proxy's cache).
+fn mask() -> [u8; 4] {
+    rand::random()
 }
 
 /// A complete data message, its text checked for UTF-8.
@@ -297,14 +457,11 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Stream for Socket<Io> {
             if this.state == State::Closed {
                 return Poll::Ready(None);
             }
-            // Pongs and the close echo go out without waiting for a flush.
-            if this.written < this.write.len() {
-                match this.poll_write_out(cx) {
-                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                    // Woken when the socket takes more.
-                    Poll::Pending if this.write.len() - this.written >= WRITE_HIGH_WATER => return Poll::Pending,
-                    _ => {}
-                }
+            // Pongs and the close echo go out as the socket takes them; reading never waits for that.
+            if this.has_unwritten()
+                && let Poll::Ready(Err(e)) = this.poll_write_out(cx)
+            {
+                return Poll::Ready(Some(Err(e.into())));
             }
             match this.next_frame() {
                 Ok(Some((header, payload))) => match this.on_frame(header, payload) {
@@ -332,8 +489,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<Io> {
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         let this = &mut *self;
-        if this.write.len() - this.written >= WRITE_HIGH_WATER {
-            ready!(this.poll_write_out(cx))?;
+        if this.write_bytes >= WRITE_HIGH_WATER {
+            if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
+                return Poll::Ready(Err(e.into()));
+            }
+            if this.write_bytes >= WRITE_HIGH_WATER {
+                return Poll::Pending;
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -344,10 +506,11 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<Io> {
             return Err(ProtocolError::SendAfterClosing.into());
         }
         match message {
-            Message::Text(text) => this.encode(OpCode::Data(Data::Text), text.as_bytes()),
-            Message::Binary(data) => this.encode(OpCode::Data(Data::Binary), &data),
-            Message::Ping(data) => this.encode(OpCode::Control(Control::Ping), &data),
-            Message::Pong(data) => this.encode(OpCode::Control(Control::Pong), &data),
+            Message::Text(text) => this.push(OpCode::Data(Data::Text), text.into()),
+            Message::Binary(data) => this.push(OpCode::Data(Data::Binary), data),
+            // Control frames skip the queue (at the next frame boundary).
+            Message::Ping(data) => this.ping_wanted = Some(data),
+            Message::Pong(data) => this.pong_owed = Some(data),
             Message::Close(frame) => {
                 let mut payload = Vec::new();
                 if let Some(frame) = frame {
@@ -360,7 +523,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<Io> {
                     }
                     payload.extend_from_slice(&reason.as_bytes()[..end]);
                 }
-                this.encode(OpCode::Control(Control::Close), &payload);
+                this.push(OpCode::Control(Control::Close), payload.into());
                 this.state = State::CloseSent;
             }
             Message::Frame(_) => return Err(ProtocolError::InvalidOpcode(0).into()),
@@ -369,16 +532,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<Io> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        let this = &mut *self;
-        ready!(this.poll_write_out(cx))?;
-        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
-        Poll::Ready(Ok(()))
+        self.poll_write_out(cx).map_err(WsError::from)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         let this = &mut *self;
         if this.state == State::Open {
-            this.encode(OpCode::Control(Control::Close), &[]);
+            this.push(OpCode::Control(Control::Close), Bytes::new());
             this.state = State::CloseSent;
         }
         ready!(this.poll_write_out(cx))?;
@@ -563,7 +723,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_peer_that_pings_but_never_reads_cannot_pile_up_pongs() {
+    async fn a_peer_that_pings_and_never_reads_is_still_read_and_owed_one_pong() {
         within(async {
             use futures_util::FutureExt;
             let (a, mut b) = tokio::io::duplex(4096);
@@ -575,28 +735,177 @@ mod tests {
             }
             // The peer writes and writes, and never reads what comes back.
             let writer = tokio::spawn(async move {
-                let _ = tokio::io::AsyncWriteExt::write_all(&mut b, &pings).await;
+                tokio::io::AsyncWriteExt::write_all(&mut b, &pings).await.unwrap();
                 b
             });
-            // Drive the server until nothing moves any more, noting its largest write backlog.
-            let (mut largest, mut idle) = (0, 0);
-            while idle < 100 {
+            let (mut seen, mut largest) = (0, 0);
+            while seen < 100_000 {
                 match server.next().now_or_never() {
-                    Some(Some(Ok(Message::Ping(_)))) => idle = 0,
+                    Some(Some(Ok(Message::Ping(_)))) => seen += 1,
                     Some(other) => panic!("unexpected {other:?}"),
-                    None => {
-                        idle += 1;
-                        tokio::task::yield_now().await;
-                    }
+                    None => tokio::task::yield_now().await,
                 }
-                largest = largest.max(server.write.len() - server.written);
+                largest = largest.max(server.unwritten());
             }
-            // Reading paused near the high-water mark instead of queueing 100,000 pongs
-            // (one read's worth of pongs may land on top of it).
-            assert!(largest >= WRITE_HIGH_WATER, "the backlog never reached the mark: {largest}");
-            assert!(largest < WRITE_HIGH_WATER + 4096, "the backlog grew to {largest}");
-            assert!(!writer.is_finished(), "the peer is held back too");
-            writer.abort();
+            // Every ping was read although none of the pongs could be written:
+            // reading never waits for writing, and only the latest pong is owed.
+            let _peer = within(writer).await.unwrap();
+            assert!(largest <= 2, "the write backlog grew to {largest}");
+            assert!(server.pong_owed.is_some() || server.unwritten() > 0, "a pong is still owed");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_fragmented_message_is_bounded_by_the_limit_not_twice_it() {
+        within(async {
+            // 600 bytes, then a continuation that announces 600 more but never
+            // sends them: the header alone crosses the 1024-byte limit.
+            let (a, mut b) = tokio::io::duplex(64 * 1024);
+            let mut server = Socket::new(a, Role::Server, 1024, &[]);
+            let mut bytes = Vec::new();
+            let first = FrameHeader { is_final: false, ..masked(OpCode::Data(Data::Text)) };
+            first.format(600, &mut bytes).unwrap();
+            let start = bytes.len();
+            bytes.extend_from_slice(&[b'a'; 600]);
+            apply_mask(&mut bytes[start..], [9, 8, 7, 6]);
+            masked(OpCode::Data(Data::Continue)).format(600, &mut bytes).unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut b, &bytes).await.unwrap();
+            match server.next().await {
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                    assert_eq!((size, max_size), (1200, 1024));
+                }
+                other => panic!("expected the limit at the continuation's header, got {other:?}"),
+            }
+            assert!(server.read.len() <= 600 + 2 * MAX_HEADER, "buffered {} bytes", server.read.len());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn registered_close_codes_are_accepted_and_echoed() {
+        within(async {
+            for code in [1012, 1013, 1014, 3000, 4999] {
+                let (mut server, mut client) = with_tungstenite_client().await;
+                let frame = CloseFrame { code: CloseCode::from(code), reason: "".into() };
+                client.send(Message::Close(Some(frame))).await.unwrap();
+                match server.next().await {
+                    Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), code),
+                    other => panic!("expected close {code}, got {other:?}"),
+                }
+                server.close().await.unwrap();
+                match client.next().await {
+                    Some(Ok(Message::Close(Some(echo)))) => assert_eq!(u16::from(echo.code), code),
+                    other => panic!("expected the echo of {code}, got {other:?}"),
+                }
+            }
+            for code in [999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+                assert!(!close_code_allowed(code), "{code}");
+            }
+        })
+        .await;
+    }
+
+    /// The masks of `frames` frames sent by a new client socket, read off the wire.
+    async fn masks_of_a_client(frames: usize) -> Vec<[u8; 4]> {
+        let (a, mut b) = tokio::io::duplex(1 << 20);
+        let mut client = Socket::new(a, Role::Client, MAX, &[]);
+        for _ in 0..frames {
+            client.feed(Message::Text("m".into())).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        let mut wire = vec![0; frames * 7];
+        tokio::io::AsyncReadExt::read_exact(&mut b, &mut wire).await.unwrap();
+        let mut cursor = Cursor::new(&wire[..]);
+        (0..frames)
+            .map(|_| {
+                let (header, length) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+                cursor.set_position(cursor.position() + length);
+                header.mask.expect("a client masks every frame")
+            })
+            .collect()
+    }
+
+    /// The length of the shortest linear feedback shift register that makes
+    /// `bits` (Berlekamp-Massey over GF(2)): about half the length for random
+    /// bits, at most the state size for a linear generator such as xorshift.
+    fn linear_complexity(bits: &[u8]) -> usize {
+        let n = bits.len();
+        let (mut c, mut b) = (vec![0u8; n + 1], vec![0u8; n + 1]);
+        (c[0], b[0]) = (1, 1);
+        let (mut l, mut m) = (0usize, -1isize);
+        for i in 0..n {
+            let d = (1..=l).fold(bits[i], |d, j| d ^ (c[j] & bits[i - j]));
+            if d == 1 {
+                let t = c.clone();
+                let shift = (i as isize - m) as usize;
+                for j in 0..=n - shift {
+                    c[j + shift] ^= b[j];
+                }
+                if 2 * l <= i {
+                    (l, m, b) = (i + 1 - l, i as isize, t);
+                }
+            }
+        }
+        l
+    }
+
+    #[tokio::test]
+    async fn client_masks_are_unpredictable() {
+        within(async {
+            // Clients started at the same instant share no masks.
+            let mut firsts = std::collections::HashSet::new();
+            for _ in 0..64 {
+                firsts.insert(masks_of_a_client(1).await[0]);
+            }
+            assert!(firsts.len() >= 63, "clients started together repeat masks: {} distinct of 64", firsts.len());
+            // One client's masks: balanced bits, and no short linear recurrence
+            // in any bit of them (a linear generator such as xorshift64 gives
+            // each bit one of at most its 64 bits of state; random bits need
+            // about half their length).
+            let masks = masks_of_a_client(1024).await;
+            let ones: u32 = masks.iter().map(|mask| u32::from_ne_bytes(*mask).count_ones()).sum();
+            assert!((15_800..=16_968).contains(&ones), "{ones} ones in 32,768 bits");
+            for bit in [0, 7, 13, 31] {
+                let bits: Vec<u8> = masks.iter().map(|mask| (u32::from_le_bytes(*mask) >> bit) as u8 & 1).collect();
+                let complexity = linear_complexity(&bits);
+                assert!((496..=528).contains(&complexity), "bit {bit}: linear complexity {complexity} of 1,024");
+            }
+        })
+        .await;
+    }
+
+    #[test]
+    fn linear_complexity_tells_a_linear_generator_from_random_bits() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let bits: Vec<u8> = (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x & 1) as u8
+            })
+            .collect();
+        assert!(linear_complexity(&bits) <= 64);
+        let random: Vec<u8> = (0..1024).map(|_| rand::random::<bool>() as u8).collect();
+        assert!(linear_complexity(&random) > 480);
+    }
+
+    #[tokio::test]
+    async fn frames_are_written_from_the_messages_own_bytes() {
+        within(async {
+            let (a, mut b) = tokio::io::duplex(1 << 20);
+            let mut server = Socket::new(a, Role::Server, MAX, &[]);
+            let shared = Utf8Bytes::from("x".repeat(100_000));
+            server.start_send_unpin(Message::Text(shared.clone())).unwrap();
+            let queued = server.write.front().unwrap();
+            assert_eq!(queued.payload.as_ptr(), shared.as_bytes().as_ptr(), "the payload was copied");
+            server.flush().await.unwrap();
+            let mut wire = vec![0; 10 + 100_000];
+            tokio::io::AsyncReadExt::read_exact(&mut b, &mut wire).await.unwrap();
+            assert_eq!(wire[..2], [0x81, 127]);
+            assert_eq!(wire[2..10], 100_000u64.to_be_bytes());
+            assert!(wire[10..].iter().all(|&byte| byte == b'x'));
         })
         .await;
     }

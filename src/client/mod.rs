@@ -23,6 +23,7 @@ use tracing::Instrument;
 use crate::caller::{Call, Notify};
 use crate::connection::ConnectionId;
 use crate::contract::{Dispatch, ServiceInstance};
+use crate::deadline::deadline_in;
 use crate::error::Error;
 use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
 use crate::socket::Socket;
@@ -595,7 +596,7 @@ impl Call for Client {
         R: DeserializeOwned + Send,
     {
         let timeout = timeout.unwrap_or(self.link.call_timeout);
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_in(timeout);
         let peer = self.connected(deadline, timeout).await?;
         peer.call(method, params, Some(deadline.saturating_duration_since(Instant::now()))).await
     }
@@ -630,6 +631,6 @@ impl Client {
     /// The connection for a jsonrpsee-style call, waited for within the default deadline.
     async fn ready(&self) -> Result<Peer, ClientError> {
         let timeout = self.link.call_timeout;
-        Ok(self.connected(Instant::now() + timeout, timeout).await?)
+        Ok(self.connected(deadline_in(timeout), timeout).await?)
     }
 }

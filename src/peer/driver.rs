@@ -5,19 +5,31 @@
 //! response in the same task. Reading never waits for a handler, so a handler
 //! that awaits a reply on this same connection cannot deadlock it.
 //!
-//! At most `max_in_flight` calls run at once. Past that, the driver keeps
-//! reading: what needs no slot is handled at once (responses, which a running
-//! handler may be waiting for, and `$/cancelRequest`, which frees slots), and
-//! other frames are parked, in order, until a call finishes. When
-//! `max_in_flight` frames or [`PARKED_BYTES`] are parked, it stops reading
-//! (TCP backpressure), unless this side is waiting for replies from the peer:
-//! those replies may sit behind the peer's requests, so it keeps reading and
-//! answers the excess requests with -32009 (server busy) rather than
-//! deadlock. It also stops reading while `max_in_flight` frames wait for the
-//! socket. Writing never blocks reading.
+//! Flow control. Reading never waits for writing: responses, `$/cancelRequest`
+//! and control frames are always read and handled, however slowly the peer
+//! takes what we send. Back-pressure applies to new requests only. At most
+//! `max_in_flight` calls run at once, and a call's slot is free again once
+//! its reply has been handed to the socket (so a peer that asks and does not
+//! read cannot make replies pile up here). Past the limit, requests and
+//! notifications are parked, in order, up to [`PARKED_BYTES`]. With the
+//! parking full, the driver stops reading (TCP holds the peer back) only when
+//! nothing on this side waits on the peer (no call awaiting its reply, no
+//! sender waiting for room in the queue): then nothing it needs can be behind
+//! those requests, and the running calls finish on their own. Otherwise it
+//! keeps reading and answers the excess requests with -32009 (server busy).
+//! Two peers that both follow these rules never wait on each other: a side
+//! that stops reading needs nothing from its peer, and a side that owes
+//! replies is owed them by a peer that waits for them, so reads. The one
+//! other pause is for a peer that keeps asking without reading the replies
+//! it is owed ([`owed_limit`](Driver::owed_limit) of them).
 //!
-//! The same task pings the peer on a schedule and drops it when nothing comes
-//! back in time, closes an idle connection when asked to, and on shutdown
+//! Liveness (see [`KeepAlive`]): any bytes read, or taken by the peer after
+//! our writes had to wait, show that the peer is there; a ping's time to be
+//! answered starts when its bytes have left. While not reading by choice,
+//! the driver presumes the peer alive as long as its own writes flow, and
+//! pings more often, so the peer hears from it.
+//!
+//! The same task closes an idle connection when asked to, and on shutdown
 //! refuses new calls, lets running ones finish, then closes with 1001.
 
 use std::collections::VecDeque;
@@ -34,6 +46,7 @@ use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use jsonrpsee_core::server::{MethodCallback, MethodResponse, Methods};
 use jsonrpsee_types::{ErrorObjectOwned, Extensions, Params};
 use serde_json::value::RawValue;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -43,23 +56,34 @@ use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
 use super::{CloseReason, Control, Peer, PeerConfig, Reply};
 use crate::dispatch::{Answer, Handler, HandlerError, HandlerFuture, IncomingCall};
 use crate::error::codes;
+use crate::socket::{Activity, Socket};
 use crate::wire::{self, RequestId};
 
 /// How long a close handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The most bytes of frames a connection parks while at its call limit.
+/// The most bytes of frames a connection parks while at its call limit
+/// (soft by one frame: one frame is parked whatever its size).
 const PARKED_BYTES: usize = 4 << 20;
 
-/// A WebSocket as the engine sees it: a [`Socket`](crate::socket::Socket), or channels in tests.
+/// What a parked frame costs besides its bytes, so that many tiny frames
+/// also reach the bound.
+const PARKED_OVERHEAD: usize = 64;
+
+/// A WebSocket as the engine sees it: a [`Socket`], or channels in tests.
+/// Control frames (pings) are accepted without `poll_ready`: they go out
+/// ahead of queued data, at the next frame boundary.
 pub(crate) trait Transport:
     Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send + 'static
 {
+    /// What happened on the wire since the last call.
+    fn take_activity(&mut self) -> Activity;
 }
 
-impl<T> Transport for T where
-    T: Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send + 'static
-{
+impl<Io: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Socket<Io> {
+    fn take_activity(&mut self) -> Activity {
+        Socket::take_activity(self)
+    }
 }
 
 /// Why the driver loop stopped.
@@ -172,18 +196,19 @@ pub(crate) struct Driver<T, H> {
     handler: Option<H>,
     methods: Option<Methods>,
     running: FuturesUnordered<Running>,
-    /// Call slots taken by `running`: a batch takes one per call, so it may
-    /// take the connection past `max_in_flight` (by at most one batch).
+    /// Call slots taken by `running` and by replies not yet handed to the
+    /// socket: a batch takes one per call, so it may take the connection past
+    /// `max_in_flight` (by at most one batch); an immediate reply (an error,
+    /// a refusal) takes one too.
     in_flight: usize,
     /// Frames read while `max_in_flight` calls were running, in arrival order.
     parked: VecDeque<Utf8Bytes>,
+    /// Bytes of `parked`, with [`PARKED_OVERHEAD`] per frame.
     parked_bytes: usize,
     max_in_flight: usize,
     max_batch_len: usize,
     unflushed: bool,
     keep_alive: Option<KeepAlive>,
-    /// A ping is due and waits for room in the socket.
-    ping_due: bool,
     idle: Option<IdleTimeout>,
     /// Set while shutting down: new calls are refused until the deadline.
     draining: Option<Pin<Box<Sleep>>>,
@@ -222,7 +247,6 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             max_batch_len: config.max_batch_len,
             unflushed: false,
             keep_alive: config.keep_alive.map(KeepAlive::new),
-            ping_due: false,
             idle: config.idle_timeout.map(IdleTimeout::new),
             draining: None,
             closing: None,
@@ -265,7 +289,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             for control in self.peer.shared().outbox.take_controls() {
                 progress = true;
                 match control {
-                    Control::Cancel(id) => self.enqueue(wire::cancel(id)),
+                    Control::Cancel(id) => self.queue_own(wire::cancel(id), 0),
                     Control::Close { frame, graceful } => {
                         let reason = CloseReason::ClosedLocally { code: frame.code.into() };
                         self.start_closing(frame, reason, graceful);
@@ -286,13 +310,14 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
             while let Poll::Ready(Some(finished)) = self.running.poll_next_unpin(cx) {
                 progress = true;
-                self.in_flight -= finished.weight;
                 if let Some(idle) = &mut self.idle {
                     idle.active();
                 }
                 let Answer { frame, failures } = finished.answer;
-                if let Some(frame) = frame {
-                    self.enqueue(frame);
+                match frame {
+                    // The slots come back once the reply is handed to the socket.
+                    Some(frame) => self.queue_own(frame, finished.weight),
+                    None => self.in_flight -= finished.weight,
                 }
                 if let Some(hook) = &self.on_handler_error {
                     for failure in &failures {
@@ -317,28 +342,16 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
             while self.in_flight < self.max_in_flight {
                 let Some(text) = self.parked.pop_front() else { break };
-                self.parked_bytes -= text.len();
+                self.parked_bytes -= text.len() + PARKED_OVERHEAD;
                 progress = true;
                 self.on_json(&text);
             }
 
             let reading = self.may_read();
-            if !reading
-                && (wrote || self.parked.len() >= self.max_in_flight)
-                && let Some(keep_alive) = &mut self.keep_alive
-            {
-                // Not reading by our own choice, the peer's pongs wait unread:
-                // its taking our frames, or our own slow calls, stand in for them.
-                keep_alive.heard();
-            }
-
             if reading {
                 match Pin::new(&mut self.transport).poll_next(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
-                        if let Some(keep_alive) = &mut self.keep_alive {
-                            keep_alive.heard();
-                        }
                         if let Some(ended) = self.on_message(message) {
                             return Poll::Ready(ended);
                         }
@@ -357,10 +370,26 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                     Poll::Pending => {}
                 }
             }
+            self.note_activity(reading);
 
             if !progress {
                 return Poll::Pending;
             }
+        }
+    }
+
+    /// Hands what the socket saw to the keep-alive. While not reading by
+    /// choice, the peer's answers wait unread: it is presumed alive as long
+    /// as our own writes flow.
+    fn note_activity(&mut self, reading: bool) {
+        let activity = self.transport.take_activity();
+        let Some(keep_alive) = &mut self.keep_alive else { return };
+        keep_alive.set_paused(!reading);
+        if activity.ping_flushed {
+            keep_alive.ping_sent();
+        }
+        if activity.read || activity.drained || (!reading && !self.unflushed) {
+            keep_alive.heard();
         }
     }
 
@@ -370,7 +399,14 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
         if let Some(keep_alive) = &mut self.keep_alive {
             match keep_alive.poll(cx) {
-                Poll::Ready(KeepAliveDue::Ping) => self.ping_due = true,
+                Poll::Ready(KeepAliveDue::Ping) => {
+                    // Ahead of queued data, at the next frame boundary; the
+                    // peer's time to answer starts once it has left.
+                    if let Err(e) = Pin::new(&mut self.transport).start_send(Message::Ping(Bytes::new())) {
+                        return Some(Ended::Transport(e));
+                    }
+                    self.unflushed = true;
+                }
                 Poll::Ready(KeepAliveDue::Unresponsive) => {
                     tracing::debug!(conn = %self.peer.id(), "no answer to a keep-alive ping; dropping the connection");
                     return Some(Ended::Abandoned(CloseReason::Unresponsive));
@@ -461,30 +497,17 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// Writes what is waiting while the socket takes it; `Ok(true)` if anything was written.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, WsError>> {
         let mut wrote = false;
-        if self.ping_due {
-            match Pin::new(&mut self.transport).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {
-                    Pin::new(&mut self.transport).start_send(Message::Ping(Bytes::new()))?;
-                    self.ping_due = false;
-                    self.unflushed = true;
-                    if let Some(keep_alive) = &mut self.keep_alive {
-                        keep_alive.ping_sent();
-                    }
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {}
-            }
-        }
         loop {
             match Pin::new(&mut self.transport).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break,
             }
-            let message = match self.peer.shared().outbox.poll_pop(cx) {
-                Poll::Ready(message) => message,
+            let (message, slots) = match self.peer.shared().outbox.poll_pop(cx) {
+                Poll::Ready(popped) => popped,
                 Poll::Pending => break,
             };
+            self.in_flight -= slots;
             Pin::new(&mut self.transport).start_send(message)?;
             wrote = true;
             self.unflushed = true;
@@ -502,7 +525,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         Poll::Ready(Ok(wrote))
     }
 
-    /// Handles one frame; `Some` when it ends the connection.
+    /// Handles one message; `Some` when it ends the connection.
     fn on_message(&mut self, message: Message) -> Option<Ended> {
         if let (Some(idle), Message::Text(_) | Message::Binary(_)) = (&mut self.idle, &message) {
             idle.active();
@@ -522,20 +545,41 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
     fn reply_parse_error(&mut self) {
         let error = ErrorObjectOwned::owned(codes::PARSE_ERROR, "Parse error", None::<()>);
-        self.enqueue(wire::failure(&RequestId::Null, &error));
+        self.reply(wire::failure(&RequestId::Null, &error));
     }
 
     /// Queues a frame this task made, behind what other tasks queued before
     /// it: one connection's frames leave in the order they were made (a
-    /// handler's notifications to its caller arrive before its reply).
-    fn enqueue(&mut self, frame: String) {
-        self.peer.shared().outbox.push_own(Message::Text(frame.into()));
+    /// handler's notifications to its caller arrive before its reply). A
+    /// reply holds its call's `slots` until it is handed to the socket.
+    fn queue_own(&mut self, frame: String, slots: usize) {
+        self.peer.shared().outbox.push_own(Message::Text(frame.into()), slots);
+    }
+
+    /// Queues an immediate reply (an error, a refusal, a cancellation's
+    /// answer): it takes a slot until written, like a call's reply.
+    fn reply(&mut self, frame: String) {
+        self.in_flight += 1;
+        self.queue_own(frame, 1);
+    }
+
+    /// The most replies owed to the peer and not yet handed to the socket
+    /// before the driver stops reading: only a peer that keeps asking
+    /// without reading its replies gets that far.
+    fn owed_limit(&self) -> usize {
+        2 * self.max_in_flight + self.max_batch_len
+    }
+
+    /// True while something on this side waits on the peer: a call for its
+    /// reply, or a sender for room in the queue (which the peer's reading frees).
+    fn waits_on_peer(&self) -> bool {
+        let shared = self.peer.shared();
+        shared.pending.is_waiting() || shared.outbox.has_waiting_senders()
     }
 
     /// Whether to read another frame now (see the module docs).
     fn may_read(&self) -> bool {
-        !self.peer.shared().outbox.is_backlogged(self.max_in_flight)
-            && (self.parked.len() < self.max_in_flight || self.peer.shared().pending.is_waiting())
+        self.in_flight < self.owed_limit() && (self.parked_bytes < PARKED_BYTES || self.waits_on_peer())
     }
 
     /// Handles a frame now, parks it while the connection is at its call
@@ -555,22 +599,23 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         if needs_no_slot(&frame) {
             return self.on_frame(frame, &text);
         }
-        if self.parked.len() < self.max_in_flight && self.parked_bytes + text.len() <= PARKED_BYTES {
-            self.parked_bytes += text.len();
+        // Soft by one frame, like `may_read`: whatever it reads while not full, it parks.
+        if self.parked_bytes < PARKED_BYTES {
+            self.parked_bytes += text.len() + PARKED_OVERHEAD;
             self.parked.push_back(text);
             return;
         }
         match frame {
             wire::Frame::Single(message) => {
                 if let Some(refusal) = self.refuse(message, &text) {
-                    self.enqueue(refusal);
+                    self.reply(refusal);
                 }
             }
             wire::Frame::Batch(items) => {
                 let refusals: Vec<String> =
                     items.into_iter().filter_map(|item| self.refuse(wire::classify(item), &text)).collect();
                 if !refusals.is_empty() {
-                    self.enqueue(wire::batch(&refusals));
+                    self.reply(wire::batch(&refusals));
                 }
             }
             other => self.on_frame(other, &text),
@@ -607,11 +652,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             wire::Frame::BatchTooLarge => {
                 let message = format!("Batch too large: at most {} entries", self.max_batch_len);
                 let error = ErrorObjectOwned::owned(codes::BATCH_TOO_LARGE, message, None::<()>);
-                self.enqueue(wire::failure(&RequestId::Null, &error));
+                self.reply(wire::failure(&RequestId::Null, &error));
             }
             wire::Frame::Single(message) => match self.on_single(message, text) {
                 Action::Nothing => {}
-                Action::Reply(frame) => self.enqueue(frame),
+                Action::Reply(frame) => self.reply(frame),
                 Action::Run(running) => self.launch(running),
             },
             wire::Frame::Batch(items) => self.on_batch(items, text),
@@ -768,7 +813,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 waker.wake();
             }
             let error = ErrorObjectOwned::owned(codes::REQUEST_CANCELLED, "Request cancelled", None::<()>);
-            self.enqueue(wire::failure(&target, &error));
+            self.reply(wire::failure(&target, &error));
         }
     }
 
@@ -784,7 +829,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         }
         if calls.is_empty() {
             if !answers.is_empty() {
-                self.enqueue(wire::batch(&answers));
+                self.reply(wire::batch(&answers));
             }
             return;
         }

@@ -3,7 +3,11 @@
 //!
 //! Calls register a oneshot in the pending map before their frame is queued; the
 //! driver routes each response to the call it answers and, when the connection
-//! ends, fails every call still waiting at once.
+//! ends, fails every call still waiting at once. At most `max_outgoing_calls`
+//! of this side's calls await replies at once; more wait their turn within
+//! their deadline, so one side never sends the other more requests than it
+//! serves at once (by default both numbers are 128), and the peer need not
+//! park or refuse them.
 
 mod driver;
 mod liveness;
@@ -17,7 +21,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -25,6 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::Instrument;
 
 use crate::connection::ConnectionId;
+use crate::deadline::deadline_in;
 use crate::error::Error;
 use crate::hub::SlowConsumer;
 use crate::wire;
@@ -41,8 +46,10 @@ use pending::{CallGuard, Pending};
 pub(crate) struct PeerConfig {
     /// Deadline of a call made without its own.
     pub call_timeout: Duration,
-    /// Incoming requests running at once; past it the engine stops reading.
+    /// Incoming requests running at once; past it they are parked.
     pub max_in_flight: usize,
+    /// This side's calls awaiting replies at once; past it calls wait their turn.
+    pub max_outgoing_calls: usize,
     /// Frames waiting for the socket, per connection.
     pub outbound_capacity: usize,
     /// Bytes waiting for the socket, per connection.
@@ -62,6 +69,7 @@ impl Default for PeerConfig {
         PeerConfig {
             call_timeout: Duration::from_secs(30),
             max_in_flight: 128,
+            max_outgoing_calls: 128,
             outbound_capacity: 256,
             outbound_bytes: 4 << 20,
             slow_consumer: SlowConsumer::Disconnect,
@@ -115,6 +123,9 @@ pub(crate) struct Shared {
     pub(crate) id: ConnectionId,
     outbox: Outbox,
     pending: Pending,
+    /// Turns for this side's calls (see `max_outgoing_calls`).
+    call_turns: Semaphore,
+    max_outgoing_calls: usize,
     next_id: AtomicU64,
     call_timeout: Duration,
     /// Set once, when the connection ends.
@@ -148,6 +159,8 @@ impl Peer {
                 slow_consumer: config.slow_consumer,
             }),
             pending: Pending::default(),
+            call_turns: Semaphore::new(config.max_outgoing_calls.clamp(1, Semaphore::MAX_PERMITS)),
+            max_outgoing_calls: config.max_outgoing_calls.clamp(1, Semaphore::MAX_PERMITS),
             next_id: AtomicU64::new(1),
             call_timeout: config.call_timeout,
             closed: std::sync::Mutex::new(None),
@@ -177,16 +190,41 @@ impl Peer {
         P: Serialize,
         R: DeserializeOwned,
     {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = wire::request(id, method, params).map_err(Error::Encode)?;
         let timeout = timeout.unwrap_or(self.shared.call_timeout);
+        let deadline = deadline_in(timeout);
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("rpc.out", conn = %self.shared.id, method, id);
-        self.call_raw(id, frame, timeout).instrument(span).await?.decode()
+        async {
+            // Serialized once it has its turn: a call that waits holds no frame.
+            let turn = self.turn(1, deadline, timeout).await?;
+            let frame = wire::request(id, method, params).map_err(Error::Encode)?;
+            self.call_in_turn(id, frame, deadline, timeout, turn).await?.decode()
+        }
+        .instrument(span)
+        .await
     }
 
-    /// Sends a request frame with id `id` (already serialized) and awaits its reply.
-    pub(crate) async fn call_raw(&self, id: u64, frame: String, timeout: Duration) -> Result<Reply, Error> {
-        let deadline = Instant::now() + timeout;
+    /// Waits until this side may have `calls` more calls awaiting replies
+    /// (a batch larger than the whole allowance waits for all of it).
+    async fn turn(&self, calls: usize, deadline: Instant, timeout: Duration) -> Result<SemaphorePermit<'_>, Error> {
+        let calls = calls.min(self.shared.max_outgoing_calls) as u32;
+        match tokio::time::timeout_at(deadline, self.shared.call_turns.acquire_many(calls)).await {
+            Ok(Ok(turn)) => Ok(turn),
+            // The semaphore is never closed.
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    /// Sends a request frame and awaits its reply, holding its turn until then.
+    async fn call_in_turn(
+        &self,
+        id: u64,
+        frame: String,
+        deadline: Instant,
+        timeout: Duration,
+        _turn: SemaphorePermit<'_>,
+    ) -> Result<Reply, Error> {
         let receiver = self.shared.pending.register(id)?;
         let mut guard = CallGuard::new(&self.shared, id);
         self.send_before(Message::Text(frame.into()), deadline, timeout).await?;
@@ -205,7 +243,8 @@ impl Peer {
         calls: &[(&str, Option<Box<serde_json::value::RawValue>>)],
         timeout: Duration,
     ) -> Result<Vec<Reply>, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_in(timeout);
+        let _turn = self.turn(calls.len(), deadline, timeout).await?;
         let mut frames = Vec::with_capacity(calls.len());
         let mut waiting = Vec::with_capacity(calls.len());
         for (method, params) in calls {
@@ -233,13 +272,13 @@ impl Peer {
     pub(crate) async fn notify_with<P: Serialize>(&self, method: &str, params: Option<P>) -> Result<(), Error> {
         let frame = wire::notification(method, params).map_err(Error::Encode)?;
         let timeout = self.shared.call_timeout;
-        self.send_before(Message::Text(frame.into()), Instant::now() + timeout, timeout).await
+        self.send_before(Message::Text(frame.into()), deadline_in(timeout), timeout).await
     }
 
     /// Sends an already serialized frame, waiting for room within the default deadline.
     pub(crate) async fn send_frame(&self, frame: String) -> Result<(), Error> {
         let timeout = self.shared.call_timeout;
-        self.send_before(Message::Text(frame.into()), Instant::now() + timeout, timeout).await
+        self.send_before(Message::Text(frame.into()), deadline_in(timeout), timeout).await
     }
 
     /// Queues a frame, waiting for room until `deadline`.
@@ -305,7 +344,7 @@ impl Peer {
     /// The next frame waiting for the driver (tests stand in for the driver).
     #[cfg(test)]
     pub(crate) fn next_queued(&self) -> Option<Message> {
-        self.shared.outbox.pop()
+        self.shared.outbox.pop().map(|(message, _)| message)
     }
 
     /// Control requests waiting for the driver.

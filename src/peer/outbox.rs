@@ -2,8 +2,9 @@
 //! were made: those other tasks hand over (bounded by frames and by bytes: a
 //! broadcast that finds it full applies the [`SlowConsumer`] policy, a call
 //! waits for room) and the driver's own responses (never refused: a reply owed
-//! is never dropped). Control requests (cancel a call, close, shut down) wait
-//! beside it, unbounded. It allocates only while it holds something: an idle
+//! is never dropped; each carries the call slots it frees once written).
+//! Control requests (cancel a call, close, shut down) wait beside it,
+//! unbounded. It allocates only while it holds something: an idle
 //! connection's queue costs a few words inside its shared state.
 
 use std::collections::VecDeque;
@@ -46,6 +47,8 @@ struct Entry {
     message: Message,
     /// A broadcast frame, which [`SlowConsumer::DropOldest`] may drop.
     droppable: bool,
+    /// Call slots the driver gets back once this reply is written.
+    slots: usize,
 }
 
 #[derive(Default)]
@@ -58,6 +61,8 @@ struct State {
     sealed: bool,
     /// A sender waits for room: the next pop wakes it.
     room_wanted: bool,
+    /// Senders waiting for room now.
+    waiting: usize,
 }
 
 /// Bounds and policy of one connection's queue.
@@ -99,9 +104,9 @@ impl State {
         self.frames.len() < bounds.frames && self.bytes < bounds.bytes
     }
 
-    fn push(&mut self, message: Message, droppable: bool) {
+    fn push(&mut self, message: Message, droppable: bool, slots: usize) {
         self.bytes += size_of(&message);
-        self.frames.push_back(Entry { message, droppable });
+        self.frames.push_back(Entry { message, droppable, slots });
     }
 
     /// Drops the oldest droppable frame; false if there is none.
@@ -136,7 +141,7 @@ impl Outbox {
                 state.room_wanted = true;
                 return Err(PushError::Full(frame));
             }
-            state.push(frame, false);
+            state.push(frame, false, 0);
         }
         self.driver.wake();
         Ok(())
@@ -168,7 +173,7 @@ impl Outbox {
             if state.sealed {
                 Offer::Full
             } else {
-                state.push(frame, true);
+                state.push(frame, true, 0);
                 if dropped == 0 { Offer::Queued } else { Offer::QueuedDroppingOldest(dropped) }
             }
         };
@@ -181,9 +186,10 @@ impl Outbox {
     }
 
     /// Queues a frame the driver made (a response), after everything queued
-    /// before it, whatever the bounds.
-    pub(crate) fn push_own(&self, frame: Message) {
-        self.lock().push(frame, false);
+    /// before it, whatever the bounds; `slots` come back to the driver with
+    /// it once it is written.
+    pub(crate) fn push_own(&self, frame: Message, slots: usize) {
+        self.lock().push(frame, false, slots);
     }
 
     /// Frames waiting.
@@ -196,15 +202,23 @@ impl Outbox {
         self.lock().bytes
     }
 
-    /// True while the queue holds `frames` frames or its byte bound: the
-    /// driver stops reading then, so its own replies cannot pile up.
-    pub(crate) fn is_backlogged(&self, frames: usize) -> bool {
-        let state = self.lock();
-        state.frames.len() >= frames || state.bytes >= self.bounds.bytes
+    /// True while a sender waits for room: this side then depends on the
+    /// peer reading, and the driver never stops reading.
+    pub(crate) fn has_waiting_senders(&self) -> bool {
+        self.lock().waiting > 0
     }
 
     /// Queues a frame, waiting for room; gives it back if the connection closes.
     pub(crate) async fn push(&self, mut frame: Message) -> Result<(), Message> {
+        /// Counts this sender as waiting until it is done or dropped.
+        struct Waiting<'a>(&'a Outbox);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.lock().waiting -= 1;
+            }
+        }
+        self.lock().waiting += 1;
+        let _waiting = Waiting(self);
         loop {
             let mut room = pin!(self.room.notified());
             room.as_mut().enable();
@@ -239,8 +253,9 @@ impl Outbox {
         std::mem::take(&mut self.lock().controls)
     }
 
-    /// The next frame, if any (the driver registers its waker first).
-    pub(crate) fn pop(&self) -> Option<Message> {
+    /// The next frame, if any (the driver registers its waker first), and
+    /// the call slots its writing frees.
+    pub(crate) fn pop(&self) -> Option<(Message, usize)> {
         let (entry, room_wanted) = {
             let mut state = self.lock();
             let entry = state.frames.pop_front();
@@ -258,11 +273,11 @@ impl Outbox {
             // freed frame would strand the rest.
             self.room.notify_waiters();
         }
-        entry.map(|entry| entry.message)
+        entry.map(|entry| (entry.message, entry.slots))
     }
 
     /// Like [`pop`](Self::pop), registering the driver's waker when empty.
-    pub(crate) fn poll_pop(&self, cx: &Context<'_>) -> Poll<Message> {
+    pub(crate) fn poll_pop(&self, cx: &Context<'_>) -> Poll<(Message, usize)> {
         self.register(cx);
         match self.pop() {
             Some(frame) => Poll::Ready(frame),
@@ -312,6 +327,11 @@ mod tests {
         Outbox::new(Bounds { frames, bytes, slow_consumer })
     }
 
+    /// The next frame, without its slots.
+    fn next(outbox: &Outbox) -> Option<Message> {
+        outbox.pop().map(|(message, _)| message)
+    }
+
     fn bounded(frames: usize) -> Outbox {
         outbox(frames, 1 << 20, SlowConsumer::Disconnect)
     }
@@ -324,9 +344,9 @@ mod tests {
         outbox.try_push(frame("b")).unwrap();
         assert!(matches!(outbox.try_push(frame("c")), Err(PushError::Full(_))));
         assert!(outbox.push_control(Control::Cancel(1)), "controls are never refused for room");
-        assert_eq!(outbox.pop(), Some(frame("a")));
-        assert_eq!(outbox.pop(), Some(frame("b")));
-        assert_eq!(outbox.pop(), None);
+        assert_eq!(next(&outbox), Some(frame("a")));
+        assert_eq!(next(&outbox), Some(frame("b")));
+        assert_eq!(next(&outbox), None);
         assert_eq!(outbox.take_controls().len(), 1);
     }
 
@@ -351,11 +371,9 @@ mod tests {
         let large = "x".repeat(50);
         outbox.try_push(frame(&large)).unwrap();
         assert!(matches!(outbox.try_push(frame("1")), Err(PushError::Full(_))));
-        assert!(outbox.is_backlogged(100), "at the byte bound the driver stops reading");
-        assert_eq!(outbox.pop(), Some(frame("123456")));
-        assert!(outbox.is_backlogged(100));
-        assert_eq!(outbox.pop(), Some(frame(&large)));
-        assert!(!outbox.is_backlogged(100));
+        assert_eq!(next(&outbox), Some(frame("123456")));
+        assert!(matches!(outbox.try_push(frame("1")), Err(PushError::Full(_))), "still over the bound");
+        assert_eq!(next(&outbox), Some(frame(&large)));
         assert_eq!(outbox.offer(frame(&large)), Offer::Queued);
     }
 
@@ -367,15 +385,35 @@ mod tests {
         assert_eq!(outbox.offer(frame("news 2")), Offer::Queued);
         assert_eq!(outbox.offer(frame("news 3")), Offer::QueuedDroppingOldest(1));
         assert_eq!(outbox.offer(frame("news 4")), Offer::QueuedDroppingOldest(1));
-        let order: Vec<_> = std::iter::from_fn(|| outbox.pop()).collect();
+        let order: Vec<_> = std::iter::from_fn(|| next(&outbox)).collect();
         assert_eq!(order, [frame("reply"), frame("news 3"), frame("news 4")]);
 
         // Nothing droppable: the new broadcast is the one left out.
         for text in ["a", "b", "c"] {
-            outbox.push_own(frame(text));
+            outbox.push_own(frame(text), 0);
         }
         assert_eq!(outbox.offer(frame("news 5")), Offer::Skipped);
         assert_eq!(outbox.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn senders_waiting_for_room_are_counted_until_done_or_dropped() {
+        let outbox = Arc::new(bounded(1));
+        outbox.try_push(frame("a")).unwrap();
+        assert!(!outbox.has_waiting_senders());
+        let waiting = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.push(frame("b")).await })
+        };
+        let given_up = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { tokio::time::timeout(Duration::from_millis(1), outbox.push(frame("c"))).await })
+        };
+        tokio::time::timeout(Duration::from_secs(10), given_up).await.unwrap().unwrap().unwrap_err();
+        assert!(outbox.has_waiting_senders(), "one sender still waits");
+        outbox.pop();
+        tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap().unwrap();
+        assert!(!outbox.has_waiting_senders());
     }
 
     #[tokio::test]
@@ -392,7 +430,7 @@ mod tests {
             .collect();
         tokio::task::yield_now().await;
         // The driver empties the queue in one go.
-        while outbox.pop().is_some() {}
+        while next(&outbox).is_some() {}
         for sender in waiting {
             tokio::time::timeout(Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
         }
@@ -408,19 +446,19 @@ mod tests {
             tokio::spawn(async move { outbox.push(frame("123456")).await })
         };
         tokio::task::yield_now().await;
-        assert_eq!(outbox.pop(), Some(frame("1234567890")));
+        assert_eq!(next(&outbox), Some(frame("1234567890")));
         tokio::time::timeout(Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
-        assert_eq!(outbox.pop(), Some(frame("123456")));
+        assert_eq!(next(&outbox), Some(frame("123456")));
     }
 
     #[test]
     fn the_drivers_own_frames_keep_their_place_and_are_never_refused() {
         let outbox = bounded(1);
         outbox.try_push(frame("broadcast")).unwrap();
-        outbox.push_own(frame("reply"));
+        outbox.push_own(frame("reply"), 1);
         assert!(matches!(outbox.try_push(frame("more")), Err(PushError::Full(_))));
-        assert_eq!(outbox.pop(), Some(frame("broadcast")));
-        assert_eq!(outbox.pop(), Some(frame("reply")));
+        assert_eq!(outbox.pop(), Some((frame("broadcast"), 0)));
+        assert_eq!(outbox.pop(), Some((frame("reply"), 1)), "a reply gives its call slot back once written");
     }
 
     #[test]
@@ -431,7 +469,7 @@ mod tests {
         assert!(matches!(outbox.try_push(frame("late")), Err(PushError::Closed(_))));
         assert_eq!(outbox.offer(frame("late")), Offer::Closed);
         assert!(!outbox.push_control(Control::Cancel(1)));
-        assert_eq!(outbox.pop(), Some(frame("last words")));
+        assert_eq!(next(&outbox), Some(frame("last words")));
     }
 
     #[tokio::test]
@@ -443,9 +481,9 @@ mod tests {
             tokio::spawn(async move { outbox.push(frame("second")).await })
         };
         tokio::task::yield_now().await;
-        assert_eq!(outbox.pop(), Some(frame("first")));
+        assert_eq!(next(&outbox), Some(frame("first")));
         tokio::time::timeout(Duration::from_secs(10), sender).await.unwrap().unwrap().unwrap();
-        assert_eq!(outbox.pop(), Some(frame("second")));
+        assert_eq!(next(&outbox), Some(frame("second")));
 
         outbox.try_push(frame("third")).unwrap();
         let blocked = {

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_util::{Sink, Stream};
@@ -14,23 +14,34 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::*;
 use crate::caller::Call;
 use crate::dispatch::{Handler, HandlerFuture, IncomingCall, handle};
+use crate::socket::Activity;
 
 /// One end of an in-memory WebSocket.
 struct ChannelTransport {
     tx: Option<mpsc::UnboundedSender<Message>>,
     rx: mpsc::UnboundedReceiver<Message>,
+    activity: Activity,
 }
 
 fn transport_pair() -> (ChannelTransport, ChannelTransport) {
     let (a_tx, b_rx) = mpsc::unbounded_channel();
     let (b_tx, a_rx) = mpsc::unbounded_channel();
-    (ChannelTransport { tx: Some(a_tx), rx: a_rx }, ChannelTransport { tx: Some(b_tx), rx: b_rx })
+    let end = |tx, rx| ChannelTransport { tx: Some(tx), rx, activity: Activity::default() };
+    (end(a_tx, a_rx), end(b_tx, b_rx))
+}
+
+impl Transport for ChannelTransport {
+    fn take_activity(&mut self) -> Activity {
+        std::mem::take(&mut self.activity)
+    }
 }
 
 impl Stream for ChannelTransport {
     type Item = Result<Message, WsError>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|m| m.map(Ok))
+        let received = ready!(self.rx.poll_recv(cx));
+        self.activity.read |= received.is_some();
+        Poll::Ready(received.map(Ok))
     }
 }
 
@@ -39,7 +50,9 @@ impl Sink<Message> for ChannelTransport {
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         Poll::Ready(if self.tx.is_some() { Ok(()) } else { Err(WsError::AlreadyClosed) })
     }
-    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), WsError> {
+    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), WsError> {
+        // A channel takes a ping at once.
+        self.activity.ping_flushed |= matches!(message, Message::Ping(_));
         match &self.tx {
             Some(tx) => tx.send(message).map_err(|_| WsError::ConnectionClosed),
             None => Err(WsError::AlreadyClosed),

@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::client::ReconnectPolicy;
 use crate::connection::{ConnectionId, random_node};
+use crate::deadline::deadline_in;
 use crate::error::Error;
 use crate::hub::{Audience, Backplane, LocalConnections, Payload, Topic};
 use bus::{Channels, Message, Outcome};
@@ -265,10 +266,7 @@ impl RedisBackplane {
             self.publish_to_node(target, &message(call)).await?;
             answer.await.map_err(|_| Error::Closed)
         };
-        match tokio::time::Instant::now().checked_add(timeout) {
-            Some(deadline) => tokio::time::timeout_at(deadline, asked).await.map_err(|_| Error::Timeout(timeout))?,
-            None => asked.await,
-        }
+        tokio::time::timeout_at(deadline_in(timeout), asked).await.map_err(|_| Error::Timeout(timeout))?
     }
 }
 

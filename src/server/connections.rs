@@ -14,6 +14,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::upgrade::Rejection;
 use crate::connection::ConnectionId;
+use crate::deadline::deadline_in;
 use crate::peer::Peer;
 
 pub(crate) struct Connections {
@@ -83,7 +84,7 @@ impl Connections {
     /// once every task of this endpoint has ended.
     pub(crate) async fn shutdown(&self) {
         self.stopping.cancel();
-        let deadline = Instant::now() + self.shutdown_timeout;
+        let deadline = deadline_in(self.shutdown_timeout);
         let open: Vec<Peer> = self.live().values().cloned().collect();
         for peer in open {
             peer.shutdown(deadline);

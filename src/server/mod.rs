@@ -30,6 +30,7 @@ use policy::{DynAuthenticate, Origins};
 
 use crate::connection::Connection;
 use crate::contract::{Contract, ContractInfo, Dispatch, ServiceContract, ServiceInstance};
+use crate::deadline::{deadline_after, deadline_in};
 use crate::dispatch::HandlerError;
 use crate::hub::{Hub, HubCore, SlowConsumer};
 use crate::openrpc;
@@ -518,7 +519,7 @@ async fn accept(listener: TcpListener, endpoint: Endpoint, limits: HandshakeLimi
         };
         // Latency over throughput: every message is a small frame.
         let _ = stream.set_nodelay(true);
-        let (timeout, deadline) = (limits.timeout, Instant::now() + limits.timeout);
+        let (timeout, deadline) = (limits.timeout, deadline_in(limits.timeout));
         let endpoint = endpoint.clone();
         let tls = limits.tls.clone();
         let serving = async move {
@@ -574,7 +575,7 @@ where
                 tracing::debug!(%remote, error = %e, "HTTP connection failed or timed out");
             }
         }
-        () = tokio::time::sleep_until(deadline + timeout) => {
+        () = tokio::time::sleep_until(deadline_after(deadline, timeout)) => {
             tracing::debug!(%remote, "closing a connection that did not finish its upgrade in time");
         }
         () = stopping.cancelled() => {
