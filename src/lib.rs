@@ -139,10 +139,11 @@ macro_rules! for_each_arity {
     };
 }
 
-/// The liveness settings of a builder whose `peer` field is a `PeerConfig`:
-/// keep-alive pings and the idle timeout, the same on both ends. `$other`
-/// names the other end in the docs.
-macro_rules! liveness_settings {
+/// The settings of a builder whose `peer` field is a `PeerConfig` that are
+/// the same on both ends: keep-alive pings, the idle timeout, and how many
+/// calls to the other end may await replies at once. `$other` names the
+/// other end in the docs.
+macro_rules! peer_settings {
     ($other:literal) => {
         #[doc = concat!("Pings the ", $other, " every `interval`, and drops the connection when nothing")]
         /// comes back within `timeout` of a ping going out (default: 30 s and
@@ -163,6 +164,16 @@ macro_rules! liveness_settings {
         /// way, and no call has been running, for `timeout` (default: never).
         pub fn idle_timeout(mut self, timeout: ::std::time::Duration) -> Self {
             self.peer.idle_timeout = Some(timeout);
+            self
+        }
+
+        #[doc = concat!("Calls to the ", $other, " awaiting replies at once, per connection (default")]
+        /// 128, the default `max_in_flight` of a wsduplex peer); further calls
+        /// wait their turn, in order, within their deadline. Keeping this at
+        /// or below what the other end runs at once means it never has to
+        /// park or refuse our calls.
+        pub fn max_outgoing_calls(mut self, limit: usize) -> Self {
+            self.peer.max_outgoing_calls = limit;
             self
         }
     };

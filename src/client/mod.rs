@@ -250,8 +250,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Callbacks from the server running at once (default 128); past it the
-    /// client stops reading until one finishes.
+    /// Callbacks from the server running at once (default 128); past it
+    /// they are parked and then held back as the server's
+    /// [`max_in_flight`](crate::ServerBuilder::max_in_flight) describes.
     pub fn max_in_flight(mut self, limit: usize) -> Self {
         self.peer.max_in_flight = limit;
         self
@@ -263,7 +264,7 @@ impl ClientBuilder {
         self
     }
 
-    liveness_settings!("server");
+    peer_settings!("server");
 
     /// Trusts the certificates in `pem` (PEM text) for `wss://` URLs, besides
     /// the operating system's roots: a private CA, or a self-signed server.

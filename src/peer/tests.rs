@@ -256,6 +256,37 @@ async fn calls_past_the_in_flight_limit_wait_their_turn() {
     .await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn past_max_outgoing_calls_a_call_waits_for_a_turn_within_its_deadline() {
+    within(async {
+        let p = pair(PeerConfig { max_outgoing_calls: 2, ..PeerConfig::default() });
+        let hangs: Vec<_> = (0..2)
+            .map(|_| {
+                let peer = p.a.clone();
+                tokio::spawn(async move { peer.call::<_, ()>("hang", (), None).await })
+            })
+            .collect();
+        p.signals.hang_started.notified().await;
+        p.signals.hang_started.notified().await;
+        // Both turns taken: a third call is not sent, and gives up at its deadline.
+        let started = tokio::time::Instant::now();
+        let error = p.a.call::<_, String>("echo", Text { text: "x" }, Some(Duration::from_secs(2))).await;
+        assert!(matches!(error, Err(Error::Timeout(_))), "{error:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(p.a.shared().pending.len(), 2, "the waiting call was never registered nor sent");
+        // A turn frees up when a call ends (here, given up on): the next goes through.
+        hangs[0].abort();
+        let echoed: String = p.a.call("echo", Text { text: "y" }, None).await.unwrap();
+        assert_eq!(echoed, "y");
+        // A batch larger than the allowance waits for all of it, then goes out whole.
+        hangs[1].abort();
+        let batch = [("echo", None), ("echo", None), ("echo", None)];
+        let replies = p.a.call_batch(&batch, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(replies.len(), 3);
+    })
+    .await;
+}
+
 /// Records the name and fields of every span created.
 #[derive(Clone, Default)]
 struct SpanRecorder(Arc<std::sync::Mutex<Vec<String>>>);

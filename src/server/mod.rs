@@ -124,12 +124,15 @@ impl ServerBuilder {
         self
     }
 
-    /// Requests running at once per connection (default 128). Past it, the
-    /// server parks further frames (as many again, up to 4 MiB) and then stops
-    /// reading from that socket until one finishes, so TCP holds the client
-    /// back; while it waits for that client's replies to its own callbacks,
-    /// it keeps reading and answers the excess requests with -32009 (server
-    /// busy) instead, since those replies may be queued behind them.
+    /// Requests running at once per connection (default 128); a call's slot
+    /// is free again once its reply has been handed to the socket. Past it,
+    /// the server parks further requests, in order, up to 4 MiB; with the
+    /// parking full it stops reading from that socket until a call finishes
+    /// (TCP holds the client back), unless it is waiting on that client (for
+    /// a callback's reply, or for room to send): then it keeps reading and
+    /// answers the excess requests with -32009 (server busy), since what it
+    /// waits for may be queued behind them. Responses and `$/cancelRequest`
+    /// are always read.
     pub fn max_in_flight(mut self, limit: usize) -> Self {
         self.peer.max_in_flight = limit;
         self
@@ -183,7 +186,7 @@ impl ServerBuilder {
         self
     }
 
-    liveness_settings!("client");
+    peer_settings!("client");
 
     /// How long a TCP connection to the standalone server may take to finish
     /// its TLS handshake and WebSocket upgrade (default 10 s); a slower one is
