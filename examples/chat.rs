@@ -10,8 +10,9 @@
 //!
 //! Flags: `--listen ADDR` (default 127.0.0.1:8080); `--callback-timeout-ms N`
 //! (default 10000), how long an invite waits for the invitee's answer;
-//! `--max-message-bytes N` (default 10 MiB) and `--max-connections N` (default
-//! 10000), the server's limits; `--token SECRET` (then a client must send
+//! `--max-message-bytes N` (default 10 MiB), `--max-connections N` (default
+//! 10000) and `--handshake-timeout-ms N` (default 10000, how long a client may
+//! take over each HTTP request head), the server's limits; `--token SECRET` (then a client must send
 //! `Authorization: Bearer SECRET` or `?token=SECRET`, or gets 401);
 //! `--allow-origin ORIGIN`, repeatable (a browser page from any other origin
 //! gets 403); `--tls-cert FILE --tls-key FILE` (PEM), to serve `https://` and
@@ -36,7 +37,6 @@ mod chat_rooms;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,7 @@ use wsduplex::{
 };
 
 const USAGE: &str = "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] \
-                     [--max-connections N] [--token SECRET] [--allow-origin ORIGIN]... \
+                     [--max-connections N] [--handshake-timeout-ms N] [--token SECRET] [--allow-origin ORIGIN]... \
                      [--tls-cert FILE --tls-key FILE] [--redis URL] | --emit-ts DIR";
 
 struct Options {
@@ -61,6 +61,7 @@ struct Options {
     callback_timeout_ms: u64,
     max_message_bytes: Option<usize>,
     max_connections: Option<usize>,
+    handshake_timeout_ms: Option<u64>,
     token: Option<String>,
     allow_origins: Vec<String>,
     tls_cert: Option<String>,
@@ -75,6 +76,7 @@ fn parse_args() -> Result<Options, String> {
         callback_timeout_ms: 10_000,
         max_message_bytes: None,
         max_connections: None,
+        handshake_timeout_ms: None,
         token: None,
         allow_origins: Vec::new(),
         tls_cert: None,
@@ -91,6 +93,7 @@ fn parse_args() -> Result<Options, String> {
             "--callback-timeout-ms" => options.callback_timeout_ms = number()?,
             "--max-message-bytes" => options.max_message_bytes = Some(number()? as usize),
             "--max-connections" => options.max_connections = Some(number()? as usize),
+            "--handshake-timeout-ms" => options.handshake_timeout_ms = Some(number()?),
             "--token" => options.token = Some(value.clone()),
             "--allow-origin" => options.allow_origins.push(value.clone()),
             "--tls-cert" => options.tls_cert = Some(value.clone()),
@@ -120,6 +123,9 @@ impl Options {
         }
         if let Some(limit) = self.max_connections {
             server = server.max_connections(limit);
+        }
+        if let Some(millis) = self.handshake_timeout_ms {
+            server = server.handshake_timeout(Duration::from_millis(millis));
         }
         for origin in &self.allow_origins {
             server = server.allow_origin(origin);
@@ -313,26 +319,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let shutdown = async move {
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down");
-        // Inside axum's shutdown signal: axum does not track the WebSocket sessions.
-        endpoint.shutdown().await;
     };
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    // The endpoint serves the whole app: each request head within the
+    // handshake timeout, a bounded number of connections before their upgrade.
     // Small frames: send them at once rather than wait for Nagle's algorithm.
     match tls {
         Some(tls) => {
             let listener = TlsListener::new(listener, tls).tap_io(|tls| {
                 let _ = tls.get_ref().0.set_nodelay(true);
             });
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
+            endpoint.serve_with_shutdown(listener, app, shutdown).await
         }
         None => {
             let listener = listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
+            endpoint.serve_with_shutdown(listener, app, shutdown).await
         }
     }
     Ok(())

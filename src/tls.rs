@@ -155,7 +155,8 @@ impl ClientTls {
 
 type Handshaking = Pin<Box<dyn Future<Output = Option<(TlsStream<TcpStream>, SocketAddr)>> + Send>>;
 
-/// A TCP listener whose connections speak TLS, for `axum::serve`: serves an
+/// A TCP listener whose connections speak TLS, for
+/// [`Endpoint::serve`](crate::Endpoint::serve) (or `axum::serve`): serves an
 /// axum router (a wsduplex [`Endpoint`](crate::Endpoint) mounted in it
 /// included) over `https://` and `wss://`.
 ///
@@ -163,21 +164,20 @@ type Handshaking = Pin<Box<dyn Future<Output = Option<(TlsStream<TcpStream>, Soc
 /// up no other; one that fails (a client that does not trust the
 /// certificate, say) is logged and dropped.
 ///
-/// As with any listener but `TcpListener`, axum gives handlers the client's
-/// address (`ConnectInfo<SocketAddr>`, which [`Connection::remote_addr`](crate::Connection::remote_addr)
-/// reads) when the listener is wrapped with `ListenerExt::tap_io`, which is
-/// also the place to turn off Nagle's algorithm:
+/// Once a handshake is done, `Endpoint::serve` bounds the HTTP phase as
+/// for plain TCP (`axum::serve` does not). `ListenerExt::tap_io` is the
+/// place to turn off Nagle's algorithm:
 ///
 /// ```no_run
-/// # async fn serve(app: axum::Router, tls: wsduplex::Tls) -> std::io::Result<()> {
-/// use std::net::SocketAddr;
+/// # async fn serve(app: axum::Router, endpoint: wsduplex::Endpoint, tls: wsduplex::Tls) -> std::io::Result<()> {
 /// use axum::serve::ListenerExt;
 ///
 /// let tcp = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
 /// let listener = wsduplex::TlsListener::new(tcp, tls).tap_io(|tls| {
 ///     let _ = tls.get_ref().0.set_nodelay(true);
 /// });
-/// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+/// endpoint.serve(listener, app).await;
+/// # Ok(())
 /// # }
 /// ```
 pub struct TlsListener {

@@ -409,6 +409,38 @@ async fn the_limit_flags_apply_from_outside() {
     assert_eq!(alice.raw.close_code().await, 1009);
 }
 
+const PAGE: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+#[tokio::test]
+async fn half_a_request_is_cut_off_and_connections_before_their_upgrade_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chat = start_chat(&["--handshake-timeout-ms", "500", "--max-connections", "2"]);
+    let addr: std::net::SocketAddr = chat.addr.parse().unwrap();
+    let mut halves = Vec::new();
+    for _ in 0..2 {
+        let mut stream = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+        within(stream.write_all(b"GET / HTTP/1.1\r\nHost: local")).await.unwrap();
+        halves.push((stream, std::time::Instant::now()));
+    }
+    // Two connections before their upgrade: a third is closed at once, though it asks for the page.
+    let refused = common::http_response(addr, PAGE).await;
+    assert_eq!(refused, "", "a third connection was served");
+    // The two halves are cut off at the handshake timeout.
+    for (mut stream, start) in halves {
+        let mut buffer = [0; 64];
+        let read = within(stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(start.elapsed() >= std::time::Duration::from_millis(500), "after {:?}", start.elapsed());
+    }
+    // Their places free up as they go (just after the client sees its end): the page is served again.
+    within(async {
+        while !common::http_response(addr, PAGE).await.starts_with("http/1.1 200") {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn ctrl_c_shuts_down_gracefully_with_1001() {
     let mut chat = start_chat(&[]);

@@ -278,3 +278,28 @@ async fn a_client_gone_while_the_server_awaits_its_callback_fails_that_call_at_o
         within(ServiceClient::connect_with(Client::builder(), &server.url, Listener::default())).await.unwrap();
     assert_eq!(within(client.echo("after".into())).await.unwrap(), "after");
 }
+
+#[tokio::test]
+async fn upgrades_that_break_rfc_6455_get_400() {
+    let scene = Scene::new().await;
+    let upgrade = |host: &str, extra: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\n{host}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+    };
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let cases = [
+        ("a duplicate key", upgrade("Host: localhost\r\n", &format!("{key}{key}"))),
+        ("a key not of 16 bytes", upgrade("Host: localhost\r\n", "Sec-WebSocket-Key: c2l4dGVlbiBieXRlcyBwbHVz\r\n")),
+        ("a key not in base64", upgrade("Host: localhost\r\n", "Sec-WebSocket-Key: ???????????????????????=\r\n")),
+        ("the version twice", upgrade("Host: localhost\r\n", &format!("{key}Sec-WebSocket-Version: 13\r\n"))),
+        ("no Host", upgrade("", key)),
+    ];
+    for (case, request) in cases {
+        let response = http_response(scene.server.addr, &request).await;
+        assert!(response.starts_with("http/1.1 400"), "{case}: {response}");
+    }
+    // The same request, well formed, is upgraded.
+    let response = http_response(scene.server.addr, &upgrade("Host: localhost\r\n", key)).await;
+    assert!(response.starts_with("http/1.1 101"), "{response}");
+}

@@ -408,3 +408,60 @@ async fn a_client_runs_at_most_max_in_flight_callbacks_at_once() {
     assert_eq!(within(second).await.unwrap(), "late answer to second");
     assert_eq!(gated.answering.load(Ordering::SeqCst), 2);
 }
+
+/// An endpoint with a page beside it, served by `Endpoint::serve` on a port of its own.
+async fn serve_app(builder: wsduplex::ServerBuilder) -> std::net::SocketAddr {
+    let endpoint = builder.endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
+    let app =
+        axum::Router::new().route("/", axum::routing::get(|| async { "page" })).route_service("/ws", endpoint.clone());
+    let listener = within(tokio::net::TcpListener::bind("127.0.0.1:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Without Nagle's delay, which the paused clock would otherwise jump over.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { endpoint.serve(listener, app).await });
+    addr
+}
+
+const PAGE: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+#[tokio::test(start_paused = true)]
+async fn endpoint_serve_cuts_off_a_connection_that_sends_half_a_request() {
+    let addr = serve_app(Server::builder()).await;
+    assert!(http_response(addr, PAGE).await.ends_with("page"));
+    let url = format!("ws://{addr}/ws");
+    let client = within(ServiceClient::connect(&url, Listener::default())).await.unwrap();
+    assert_eq!(within(client.echo("mounted".into())).await.unwrap(), "mounted");
+    for partial in ["", "GET / HTTP/1.1\r\nHost: local"] {
+        let start = Instant::now();
+        let mut stream = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+        within(stream.write_all(partial.as_bytes())).await.unwrap();
+        let mut buffer = [0; 64];
+        let read = within(stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(start.elapsed() >= Duration::from_secs(10), "closed after {:?}", start.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn endpoint_serve_bounds_the_connections_before_their_upgrade() {
+    let addr = serve_app(Server::builder().max_connections(2).handshake_timeout(Duration::from_secs(60))).await;
+    let mut halves = Vec::new();
+    for _ in 0..2 {
+        let mut stream = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+        within(stream.write_all(b"GET / HTTP/1.1\r\nHost: local")).await.unwrap();
+        halves.push(stream);
+    }
+    // A third is closed at once, though it sends a whole request.
+    let refused = http_response(addr, PAGE).await;
+    assert_eq!(refused, "", "a third connection was served");
+    // Places free up as those two go.
+    drop(halves);
+    within(async {
+        while !http_response(addr, PAGE).await.ends_with("page") {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}

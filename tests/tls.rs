@@ -5,9 +5,12 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsduplex::{Client, Connection, Error, Server, Tls, TlsListener};
 
 /// A self-signed certificate for localhost, written as PEM files into a
@@ -92,21 +95,45 @@ async fn a_client_that_does_not_trust_the_certificate_fails_and_the_server_serve
 }
 
 #[tokio::test]
-async fn an_axum_router_serves_wss_through_the_tls_listener() {
+async fn an_axum_router_serves_wss_through_the_tls_listener_and_bounds_the_http_phase() {
     let certificate = Certificate::new();
-    let endpoint = Server::builder().endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "page" })).route_service("/ws", endpoint);
+    let builder = Server::builder().handshake_timeout(Duration::from_millis(500));
+    let endpoint = builder.endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
+    let app =
+        axum::Router::new().route("/", axum::routing::get(|| async { "page" })).route_service("/ws", endpoint.clone());
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = tcp.local_addr().unwrap().port();
+    let addr = tcp.local_addr().unwrap();
     let tls = certificate.tls();
-    tokio::spawn(async move { axum::serve(TlsListener::new(tcp, tls), app).await });
+    tokio::spawn(async move { endpoint.serve(TlsListener::new(tcp, tls), app).await });
 
-    let url = format!("wss://127.0.0.1:{port}/ws");
+    let url = format!("wss://127.0.0.1:{}/ws", addr.port());
     let stranger = Certificate::new();
     assert!(within(stranger.trusting_client().connect(&url, wsduplex::NoCallbacks::service())).await.is_err());
     let client =
         within(ServiceClient::connect_with(certificate.trusting_client(), &url, Listener::default())).await.unwrap();
     assert_eq!(within(client.echo("mounted, over tls".into())).await.unwrap(), "mounted, over tls");
+
+    // The TLS handshake done, half a request, then nothing: cut off at the handshake timeout.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(certificate.pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = within(connector.connect(name, tcp)).await.unwrap();
+    let start = std::time::Instant::now();
+    within(stream.write_all(b"GET / HTTP/1.1\r\nHost: local")).await.unwrap();
+    within(stream.flush()).await.unwrap();
+    let mut buffer = [0; 64];
+    let read = within(stream.read(&mut buffer)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(start.elapsed() >= Duration::from_millis(500), "cut off after {:?}", start.elapsed());
 }
 
 #[test]

@@ -42,6 +42,11 @@ impl Connections {
         })
     }
 
+    /// The most connections admitted at once (`max_connections`).
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
     fn live(&self) -> MutexGuard<'_, HashMap<ConnectionId, Peer>> {
         // Nothing panics while holding this lock; recover rather than propagate.
         self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use super::ServerBuilder;
 use super::connections::{Connections, Slot};
+use super::http_phase::{self, Served};
 use super::policy::{DynAuthenticate, Identity, Origins};
 use super::upgrade::{Rejection, check_upgrade, plain};
 use crate::connection::{Connection, Handshake};
@@ -178,6 +179,12 @@ impl Endpoint {
         &self.inner.connections
     }
 
+    /// How many connections may be in their HTTP phase at once, and how long
+    /// each request head may take.
+    pub(super) fn handshake_limits(&self) -> (usize, Duration) {
+        (self.inner.connections.max(), self.inner.handshake_timeout)
+    }
+
     /// Connections open now.
     pub fn connection_count(&self) -> usize {
         self.inner.connections.count()
@@ -190,13 +197,45 @@ impl Endpoint {
     /// [`Error::Closed`](crate::Error::Closed). Returns once every connection
     /// task has ended.
     ///
-    /// Under axum, await it inside the future given to
-    /// `axum::serve(..).with_graceful_shutdown(..)`: axum does not track
-    /// upgraded connections, and stops accepting once that future resolves
-    /// (until then, new upgrades get 503). Waits at most the shutdown timeout
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown) calls it when its
+    /// signal comes; HTTP connections not yet upgraded get a second to
+    /// finish the request they are on. Waits at most the shutdown timeout
     /// plus a few seconds per close handshake.
     pub async fn shutdown(&self) {
         self.inner.connections.shutdown().await;
+    }
+
+    /// Serves `app`, an axum router that mounts this endpoint, on
+    /// `listener`: a `tokio::net::TcpListener`, a [`TlsListener`](crate::TlsListener),
+    /// or any axum listener with socket addresses. It is what
+    /// `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`
+    /// does, plus the bounds on the HTTP phase that axum leaves out: each
+    /// request head must arrive within
+    /// [`handshake_timeout`](ServerBuilder::handshake_timeout) (a client
+    /// that sends half a request and waits, or idles between requests, is cut
+    /// off), and at most [`max_connections`](ServerBuilder::max_connections)
+    /// connections may be in their HTTP phase at once (more are closed at
+    /// once). Runs until the endpoint shuts down; see
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown).
+    pub async fn serve<L>(&self, listener: L, app: axum::Router)
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
+        http_phase::accept(listener, self.clone(), Served::App(app)).await
+    }
+
+    /// Like [`serve`](Self::serve), until `signal` completes; then shuts
+    /// down gracefully ([`shutdown`](Self::shutdown): pages being served get
+    /// a second to finish) and returns when every connection has ended.
+    pub async fn serve_with_shutdown<L>(&self, listener: L, app: axum::Router, signal: impl Future<Output = ()>)
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
+        tokio::select! {
+            () = self.serve(listener, app) => {}
+            () = signal => {}
+        }
+        self.shutdown().await;
     }
 
     /// Answers one HTTP request: `101 Switching Protocols` and a new

@@ -3,34 +3,30 @@
 
 mod connections;
 mod endpoint;
+mod http_phase;
 mod policy;
 mod upgrade;
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use http::Request;
-use hyper_util::rt::TokioIo;
 use jsonrpsee_core::server::{Methods, RpcModule};
 use jsonrpsee_types::ResponsePayload;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 pub use endpoint::Endpoint;
+pub(crate) use http_phase::accept_failed;
 pub use policy::{Authenticate, Identity, Refusal};
 use policy::{DynAuthenticate, Origins};
 
 use crate::connection::Connection;
 use crate::contract::{Contract, ContractInfo, Dispatch, ServiceContract, ServiceInstance};
-use crate::deadline::{deadline_after, deadline_in};
+
 use crate::dispatch::HandlerError;
 use crate::hub::{Hub, HubCore, SlowConsumer};
 use crate::openrpc;
@@ -40,9 +36,6 @@ use crate::tls::Tls;
 
 /// Largest message accepted by default: 10 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
-
-/// How long an HTTP connection that is shutting down may take to finish its request.
-const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Settings for a server; made by [`Server::builder`]. Every limit has a
 /// default that is safe for a server on the open internet.
@@ -332,11 +325,12 @@ impl ServerBuilder {
     /// `router.route_service("/ws", endpoint)`.
     ///
     /// `factory` builds one service instance per connection from the
-    /// connection's handle. Serve the router with connect info to give
-    /// [`Connection::remote_addr`] the client's address:
+    /// connection's handle. Serve the router with [`Endpoint::serve`]: like
+    /// `axum::serve`, with [`Connection::remote_addr`] set, and with the
+    /// handshake timeout and connection bound applied to the HTTP phase,
+    /// which `axum::serve` leaves unbounded:
     ///
     /// ```no_run
-    /// use std::net::SocketAddr;
     /// use axum::routing::get;
     /// use wsduplex::{Connection, Server};
     ///
@@ -358,9 +352,10 @@ impl ServerBuilder {
     /// let endpoint = Server::builder().endpoint(|_conn: Connection| Up.into_service());
     /// let app = axum::Router::new()
     ///     .route("/", get(|| async { "hello" }))
-    ///     .route_service("/api/ws", endpoint);
+    ///     .route_service("/api/ws", endpoint.clone());
     /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
-    /// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    /// endpoint.serve_with_shutdown(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await;
+    /// # Ok(())
     /// # }
     /// ```
     pub fn endpoint<F, M, S>(self, factory: F) -> Endpoint
@@ -376,16 +371,14 @@ impl ServerBuilder {
         Endpoint::new(builder, factory)
     }
 
-    /// The standalone server's handshake settings, and its endpoint.
-    fn into_parts<F, M, S>(self, factory: F) -> (HandshakeLimits, Endpoint)
+    /// The standalone server's TLS, and its endpoint.
+    fn into_parts<F, M, S>(self, factory: F) -> (Option<Tls>, Endpoint)
     where
         F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
         M: ServiceContract + Dispatch<S> + 'static,
         S: Send + Sync + 'static,
     {
-        let limits =
-            HandshakeLimits { at_once: self.max_connections, timeout: self.handshake_timeout, tls: self.tls.clone() };
-        (limits, self.endpoint(factory))
+        (self.tls.clone(), self.endpoint(factory))
     }
 }
 
@@ -435,8 +428,8 @@ impl Server {
         S: Send + Sync + 'static,
     {
         let Server { listener, builder, .. } = self;
-        let (limits, endpoint) = builder.into_parts(factory);
-        accept(listener, endpoint, limits).await;
+        let (tls, endpoint) = builder.into_parts(factory);
+        http_phase::accept_standalone(listener, tls, endpoint).await;
         Ok(())
     }
 
@@ -464,8 +457,8 @@ impl Server {
         S: Send + Sync + 'static,
     {
         let Server { listener, local_addr, builder } = self;
-        let (limits, endpoint) = builder.into_parts(factory);
-        endpoint.connections().spawn(accept(listener, endpoint.clone(), limits));
+        let (tls, endpoint) = builder.into_parts(factory);
+        endpoint.connections().spawn(http_phase::accept_standalone(listener, tls, endpoint.clone()));
         ServerHandle { endpoint, local_addr }
     }
 }
@@ -494,111 +487,5 @@ impl ServerHandle {
     /// listener's, has ended.
     pub async fn shutdown(&self) {
         self.endpoint.shutdown().await;
-    }
-}
-
-/// The accept loop: one task per TCP connection, until the shutdown starts.
-/// At most `max_connections` connections may be in their handshake at once;
-/// past that, a new one is closed at once (it has not said a word yet).
-async fn accept(listener: TcpListener, endpoint: Endpoint, limits: HandshakeLimits) {
-    let stopping = endpoint.connections().stopping().clone();
-    let tasks = endpoint.connections().clone();
-    let handshakes = Arc::new(Semaphore::new(limits.at_once));
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stopping.cancelled() => return,
-        };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                accept_failed(e).await;
-                continue;
-            }
-        };
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "too many connections in their handshake; closing a new one");
-            continue;
-        };
-        // Latency over throughput: every message is a small frame.
-        let _ = stream.set_nodelay(true);
-        let (timeout, deadline) = (limits.timeout, deadline_in(limits.timeout));
-        let endpoint = endpoint.clone();
-        let tls = limits.tls.clone();
-        let serving = async move {
-            match tls {
-                None => serve_http(stream, remote, endpoint, deadline, timeout).await,
-                Some(tls) => {
-                    let stopping = endpoint.connections().stopping().clone();
-                    let handshake = tokio::time::timeout_at(deadline, tls.accept(stream));
-                    let accepted = tokio::select! {
-                        accepted = handshake => accepted,
-                        () = stopping.cancelled() => return,
-                    };
-                    match accepted {
-                        Ok(Ok(stream)) => serve_http(stream, remote, endpoint, deadline, timeout).await,
-                        Ok(Err(error)) => tracing::debug!(%remote, %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                    }
-                }
-            }
-        };
-        tasks.spawn(serving.map(move |()| drop(permit)));
-    }
-}
-
-/// Bounds on connections still in their handshake, and their TLS.
-struct HandshakeLimits {
-    at_once: usize,
-    timeout: Duration,
-    tls: Option<Tls>,
-}
-
-/// Serves one connection's HTTP until its WebSocket upgrade: its request
-/// headers must be in by `deadline` (a client that trickles them in is cut
-/// off), and the answer (the authentication hook has the handshake timeout
-/// again for it) must be out one `timeout` later.
-async fn serve_http<Io>(io: Io, remote: SocketAddr, endpoint: Endpoint, deadline: Instant, timeout: Duration)
-where
-    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let stopping = endpoint.connections().stopping().clone();
-    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(remote);
-        endpoint.handle(request).map(Ok::<_, Infallible>)
-    });
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(deadline.saturating_duration_since(Instant::now()));
-    let serving = http.serve_connection(TokioIo::new(io), service);
-    let mut serving = pin!(serving.with_upgrades());
-    tokio::select! {
-        served = serving.as_mut() => {
-            if let Err(e) = served {
-                tracing::debug!(%remote, error = %e, "HTTP connection failed or timed out");
-            }
-        }
-        () = tokio::time::sleep_until(deadline_after(deadline, timeout)) => {
-            tracing::debug!(%remote, "closing a connection that did not finish its upgrade in time");
-        }
-        () = stopping.cancelled() => {
-            serving.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, serving).await;
-        }
-    }
-}
-
-/// Accept errors are about one connection or a passing shortage (of file
-/// descriptors, say): log, pause briefly if it is a shortage, keep serving.
-pub(crate) async fn accept_failed(error: io::Error) {
-    use io::ErrorKind::*;
-    match error.kind() {
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock => {
-            tracing::debug!(%error, "accept failed");
-        }
-        _ => {
-            tracing::warn!(%error, "accept failed; pausing");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }

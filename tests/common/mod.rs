@@ -310,7 +310,6 @@ impl Raw {
 /// (`"Name: value"`), and returns the response head, lowercased. The
 /// connection is closed after the answer.
 pub async fn upgrade_response(addr: std::net::SocketAddr, path: &str, extra: &[&str]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -320,6 +319,12 @@ pub async fn upgrade_response(addr: std::net::SocketAddr, path: &str, extra: &[&
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
+    http_response(addr, &request).await
+}
+
+/// Sends `request` as it is and returns the response head (and body), lowercased.
+pub async fn http_response(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = within(TcpStream::connect(addr)).await.unwrap();
     within(stream.write_all(request.as_bytes())).await.unwrap();
     // The head, then the body its Content-Length announces (the connection may stay open).

@@ -1,0 +1,196 @@
+//! The HTTP phase of every connection, whichever way it is served: the
+//! standalone server's listener, and [`Endpoint::serve`] for an axum app on
+//! a TCP or TLS listener. Each connection must send each request head within
+//! the handshake timeout (a client that trickles one in, or sends half of
+//! one and waits, is cut off), and at most `max_connections` connections may
+//! be in their HTTP phase at once (past that, a new one is closed at once,
+//! before it has said a word). A connection leaves its HTTP phase when it
+//! upgrades to a WebSocket, or closes.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::Endpoint;
+use crate::deadline::{deadline_after, deadline_in};
+use crate::tls::{Tls, TlsListener};
+
+/// How long an HTTP connection that is shutting down may take to finish its request.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// What a connection's HTTP requests go to.
+#[derive(Clone)]
+pub(super) enum Served {
+    /// Every request, on any path, is a WebSocket upgrade for the endpoint
+    /// (the standalone server): the whole HTTP phase, not just each request
+    /// head, must fit in the handshake timeout twice (once for the request,
+    /// once more for the authentication hook).
+    Endpoint,
+    /// An axum app that mounts the endpoint somewhere among other routes.
+    App(axum::Router),
+}
+
+/// The standalone server's TCP listener: small frames go out at once
+/// (no Nagle), and a failed accept pauses briefly if it is a shortage.
+struct Tcp(TcpListener);
+
+impl axum::serve::Listener for Tcp {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (stream, remote);
+                }
+                Err(error) => accept_failed(error).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// The accept loop: one task per connection, until the endpoint shuts down.
+pub(super) async fn accept<L>(mut listener: L, endpoint: Endpoint, served: Served)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let stopping = endpoint.connections().stopping().clone();
+    let tasks = endpoint.connections().clone();
+    let (at_once, timeout) = endpoint.handshake_limits();
+    let handshakes = Arc::new(Semaphore::new(at_once.min(Semaphore::MAX_PERMITS)));
+    loop {
+        let (io, remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopping.cancelled() => return,
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "too many connections in their HTTP phase; closing a new one");
+            continue;
+        };
+        let phase = Phase { remote, endpoint: endpoint.clone(), served: served.clone(), permit };
+        tasks.spawn(serve_http(io, phase, deadline_in(timeout), timeout));
+    }
+}
+
+/// One connection in its HTTP phase.
+struct Phase {
+    remote: SocketAddr,
+    endpoint: Endpoint,
+    served: Served,
+    /// Its place among the connections before their upgrade.
+    permit: OwnedSemaphorePermit,
+}
+
+/// Serves one connection's HTTP until its WebSocket upgrade, or its end:
+/// each request head must be in within `timeout` (the first by `deadline`),
+/// and for [`Served::Endpoint`] the answer must be out one `timeout` later.
+async fn serve_http<Io>(io: Io, phase: Phase, deadline: Instant, timeout: Duration)
+where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Phase { remote, endpoint, served, permit } = phase;
+    let stopping = endpoint.connections().stopping().clone();
+    let whole_phase = matches!(served, Served::Endpoint).then(|| deadline_after(deadline, timeout));
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        answer(&endpoint, &served, remote, request).map(Ok::<_, Infallible>)
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(deadline.saturating_duration_since(Instant::now()));
+    let serving = http.serve_connection(TokioIo::new(io), service);
+    let mut serving = pin!(serving.with_upgrades());
+    let cut_off = async {
+        match whole_phase {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serving.as_mut() => {
+            if let Err(e) = served {
+                tracing::debug!(%remote, error = %e, "HTTP connection failed or timed out");
+            }
+        }
+        () = cut_off => {
+            tracing::debug!(%remote, "closing a connection that did not finish its upgrade in time");
+        }
+        () = stopping.cancelled() => {
+            serving.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, serving.as_mut()).await;
+        }
+    }
+    // The place is free before the socket closes: a client that sees its
+    // connection end and dials again finds it.
+    drop(permit);
+}
+
+/// One request's answer: from the endpoint, or from the app (which gets the
+/// client's address as axum's `ConnectInfo`, as `into_make_service_with_connect_info` gives it).
+fn answer(
+    endpoint: &Endpoint,
+    served: &Served,
+    remote: SocketAddr,
+    mut request: Request<Incoming>,
+) -> impl Future<Output = Response<axum::body::Body>> + Send + use<> {
+    match served {
+        Served::Endpoint => {
+            request.extensions_mut().insert(remote);
+            endpoint.handle(request).map(|response| response.map(axum::body::Body::new)).left_future()
+        }
+        Served::App(app) => {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+            let mut app = app.clone();
+            let answered = tower_service::Service::call(&mut app, request);
+            answered.map(|answered| answered.unwrap_or_else(|never| match never {})).right_future()
+        }
+    }
+}
+
+/// The standalone server's accept loop, on TCP or TLS (each TLS handshake
+/// within the handshake timeout, as many at once as connections may be in
+/// their HTTP phase).
+pub(super) async fn accept_standalone(listener: TcpListener, tls: Option<Tls>, endpoint: Endpoint) {
+    use axum::serve::ListenerExt;
+    let Some(tls) = tls else {
+        return accept(Tcp(listener), endpoint, Served::Endpoint).await;
+    };
+    let (at_once, timeout) = endpoint.handshake_limits();
+    let listener = TlsListener::new(listener, tls).handshake_timeout(timeout).max_handshakes(at_once).tap_io(|tls| {
+        let _ = tls.get_ref().0.set_nodelay(true);
+    });
+    accept(listener, endpoint, Served::Endpoint).await
+}
+
+/// Accept errors are about one connection or a passing shortage (of file
+/// descriptors, say): log, pause briefly if it is a shortage, keep serving.
+pub(crate) async fn accept_failed(error: io::Error) {
+    use io::ErrorKind::*;
+    match error.kind() {
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock => {
+            tracing::debug!(%error, "accept failed");
+        }
+        _ => {
+            tracing::warn!(%error, "accept failed; pausing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
