@@ -362,6 +362,9 @@ impl ClientBuilder {
 
 type Running = Pin<Box<dyn Future<Output = CloseReason> + Send>>;
 
+/// How a new connection ends when its client was closed or dropped while it opened.
+const GIVEN_UP: CloseReason = CloseReason::ClosedLocally { code: 1000 };
+
 /// A connection that lasted this long resets the reconnect attempts.
 const STABLE: Duration = Duration::from_secs(10);
 
@@ -482,7 +485,6 @@ where
     /// connection to every caller, unless the client was closed or dropped
     /// meanwhile.
     async fn reopen(&self, peer: &Peer, running: &mut Running) -> Result<(), CloseReason> {
-        let gone = CloseReason::ClosedLocally { code: 1000 };
         let restore = async {
             if let Some(hook) = &self.builder.on_reconnect {
                 // The hook's client holds this connection only, not the whole
@@ -505,44 +507,52 @@ where
                     Err(_) => tracing::warn!("the reconnect hook did not finish in time; the connection opens anyway"),
                 }
             }
-            // Kept one-way messages, oldest first; the connection opens, under
-            // the buffer's lock, once it is empty (`notify` keeps adding to it
-            // until then, under the same lock).
-            loop {
-                let link = self.link.upgrade().ok_or(gone.clone())?;
-                if link.closing.load(Ordering::SeqCst) {
-                    peer.close(1000, "");
-                    return Err(gone.clone());
-                }
-                let next = {
-                    let mut offline = link.offline();
-                    let next = offline.pop_front();
-                    if next.is_none() {
-                        link.set_current(Some(peer.clone()));
-                    }
-                    next
-                };
-                let Some(frame) = next else {
-                    link.state.send_replace(ConnectionState::Connected);
-                    tracing::debug!(conn = %peer.id(), "reconnected");
-                    return Ok(());
-                };
-                drop(link);
-                if let Err(error) = peer.send_frame(frame.clone()).await {
-                    tracing::debug!(%error, "could not send a kept one-way message; keeping it");
-                    if let Some(link) = self.link.upgrade() {
-                        link.offline().push_front(frame);
-                    }
-                    return Err(CloseReason::Transport(error.to_string()));
-                }
-            }
+            self.flush_kept(peer).await
         };
         tokio::select! {
             opened = restore => opened,
             reason = running.as_mut() => Err(reason),
             () = self.closing() => {
                 peer.close(1000, "");
-                Err(gone)
+                Err(GIVEN_UP)
+            }
+        }
+    }
+
+    /// Hands the kept one-way messages to `peer`, oldest first; the
+    /// connection opens, under the buffer's lock, once it is empty (`notify`
+    /// keeps adding to it until then, under the same lock). A message leaves
+    /// the buffer only once the connection has queued it: if this future is
+    /// dropped while it waits for room (the connection died meanwhile), the
+    /// message is still kept, for the next connection.
+    async fn flush_kept(&self, peer: &Peer) -> Result<(), CloseReason> {
+        loop {
+            let link = self.link.upgrade().ok_or(GIVEN_UP)?;
+            if link.closing.load(Ordering::SeqCst) {
+                peer.close(1000, "");
+                return Err(GIVEN_UP);
+            }
+            let next = {
+                let offline = link.offline();
+                let next = offline.front().cloned();
+                if next.is_none() {
+                    link.set_current(Some(peer.clone()));
+                }
+                next
+            };
+            let Some(frame) = next else {
+                link.state.send_replace(ConnectionState::Connected);
+                tracing::debug!(conn = %peer.id(), "reconnected");
+                return Ok(());
+            };
+            drop(link);
+            if let Err(error) = peer.send_frame(frame).await {
+                tracing::debug!(%error, "could not send a kept one-way message; keeping it");
+                return Err(CloseReason::Transport(error.to_string()));
+            }
+            // Queued: no await since, so it is still the first (`notify` only adds at the back).
+            if let Some(link) = self.link.upgrade() {
+                link.offline().pop_front();
             }
         }
     }
@@ -633,5 +643,51 @@ impl Client {
     async fn ready(&self) -> Result<Peer, ClientError> {
         let timeout = self.link.call_timeout;
         Ok(self.connected(deadline_in(timeout), timeout).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoCallbacks;
+
+    #[tokio::test]
+    async fn a_kept_message_waiting_for_room_stays_kept_when_the_connection_dies() {
+        let kept: VecDeque<String> = (0..5).map(|n| n.to_string()).collect();
+        let link = Arc::new(Link {
+            current: Mutex::new(None),
+            state: watch::Sender::new(ConnectionState::Connecting { attempt: 1 }),
+            offline: Mutex::new(kept),
+            offline_capacity: 16,
+            fail_while_disconnected: false,
+            call_timeout: Duration::from_secs(30),
+            closing: AtomicBool::new(false),
+            owns_connection: true,
+        });
+        let connections = Connections {
+            builder: ClientBuilder::default(),
+            url: String::new(),
+            callbacks: NoCallbacks::service(),
+            link: Arc::downgrade(&link),
+        };
+        // The new connection's queue takes two frames, and no driver empties it.
+        let peer = Peer::new(ConnectionId::next(), &PeerConfig { outbound_capacity: 2, ..PeerConfig::default() });
+        let (die, died) = tokio::sync::oneshot::channel::<()>();
+        let mut running: Running = Box::pin(async move {
+            let _ = died.await;
+            CloseReason::Transport("lost".into())
+        });
+        let reopening = connections.reopen(&peer, &mut running);
+        let mut reopening = std::pin::pin!(reopening);
+        // "0" and "1" are queued; "2" waits for room.
+        assert!(futures_util::poll!(reopening.as_mut()).is_pending());
+        // The connection dies meanwhile.
+        die.send(()).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), reopening).await.unwrap();
+        assert_eq!(ended, Err(CloseReason::Transport("lost".into())));
+        let queued: Vec<_> = std::iter::from_fn(|| peer.next_queued()).collect();
+        assert_eq!(queued, ["0", "1"].map(|text| tokio_tungstenite::tungstenite::Message::Text(text.into())));
+        assert_eq!(*link.offline(), ["2", "3", "4"], "a kept message went missing");
+        assert!(link.current().is_none(), "the dead connection was opened to callers");
     }
 }
