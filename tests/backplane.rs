@@ -374,3 +374,133 @@ async fn nodes_ride_out_a_redis_restart() {
     let answer = within(nodes[1].hub.connection(a.id).ask("back?".into())).await.unwrap();
     assert_eq!(answer, "a says back?");
 }
+
+/// A connection to Redis for publishing what no node sent, and for
+/// listening on a made-up node's channel for the answers.
+struct Forger {
+    publisher: redis::aio::MultiplexedConnection,
+    replies: redis::aio::PubSub,
+    /// The node this forger pretends to be.
+    node: u64,
+}
+
+impl Forger {
+    async fn connect(redis: &RedisServer) -> Forger {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let publisher = within(client.get_multiplexed_async_connection()).await.unwrap();
+        let mut replies = within(client.get_async_pubsub()).await.unwrap();
+        let node = 0x0f0f_0f0f_0f0f_0f0f;
+        within(replies.subscribe(format!("test:node:{node:016x}"))).await.unwrap();
+        Forger { publisher, replies, node }
+    }
+
+    async fn publish(&mut self, channel: &str, message: &str) {
+        let _: i64 =
+            within(redis::cmd("PUBLISH").arg(channel).arg(message).query_async(&mut self.publisher)).await.unwrap();
+    }
+
+    /// A call of `method` with `params` on connection `target`, from this forger, with `millis` to answer.
+    async fn call(&mut self, target: ConnectionId, call: u64, millis: u64, method: &str, params: &str) {
+        let message = format!("C {:x} {call} {target} {millis} {}\n{method}{params}", self.node, method.len());
+        self.publish(&format!("test:node:{:016x}", target.node()), &message).await;
+    }
+
+    /// The next answer a node sent this forger.
+    async fn reply(&mut self) -> String {
+        use futures_util::StreamExt;
+        let message = within(self.replies.on_message().next()).await.unwrap();
+        message.get_payload::<String>().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn forged_bus_messages_are_bounded_and_answer_no_call() {
+    let redis = redis_or_skip!();
+    let options = RedisOptions::new()
+        .prefix("test")
+        .call_timeout(Duration::from_secs(5))
+        .max_remote_calls(2)
+        .max_call_timeout(Duration::from_millis(300));
+    let nodes = [Node::start_with(&redis, options).await, Node::start(&redis).await];
+    let mut a = Viewing::connect(&nodes[0], "a", None).await;
+    let mut forger = Forger::connect(&redis).await;
+
+    // A call from node 1 to a, which stalls, while someone publishes replies
+    // from node 0 for every small call id: none of them answers it.
+    let asked = tokio::spawn({
+        let (hub, id) = (nodes[1].hub.clone(), a.id);
+        async move { hub.connection(id).with_timeout(Duration::from_secs(1)).stall().await }
+    });
+    within(a.stalling.recv()).await.unwrap();
+    let channel = format!("test:node:{:016x}", nodes[1].hub.node());
+    for call in 0..1000u64 {
+        let forged = format!("R {:x} {call} ok\n\"forged\"", nodes[0].hub.node());
+        forger.publish(&channel, &forged).await;
+    }
+    match within(asked).await.unwrap() {
+        Err(Error::Timeout(_)) => {}
+        other => panic!("a forged reply answered the call: {other:?}"),
+    }
+
+    // Ten calls with a deadline of u64::MAX ms: two run (the place the stall
+    // above held is free again once its 300 ms cap passed), eight are
+    // refused at once, and the two that run end at the node's own cap.
+    within(async {
+        loop {
+            forger.call(a.id, 1, 1000, "bp.ask", r#"["free?"]"#).await;
+            if forger.reply().await.contains(" ok\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    for call in 0..10 {
+        forger.call(a.id, 100 + call, u64::MAX, "bp.stall", "[]").await;
+    }
+    let (mut busy, mut timed_out) = (0, 0);
+    for _ in 0..10 {
+        let reply = forger.reply().await;
+        if reply.contains(" rpc\n") && reply.contains("-32009") {
+            busy += 1;
+        } else if reply.ends_with(" timeout\n") {
+            timed_out += 1;
+        } else {
+            panic!("unexpected reply {reply:?}");
+        }
+    }
+    assert_eq!((busy, timed_out), (8, 2));
+    within(a.stalling.recv()).await.unwrap();
+    within(a.stalling.recv()).await.unwrap();
+    assert!(a.stalling.try_recv().is_err(), "more than two forged calls ran");
+}
+
+#[tokio::test]
+async fn a_shared_secret_keeps_unsigned_and_foreign_messages_out() {
+    let redis = redis_or_skip!();
+    let signed = || RedisOptions::new().prefix("test").secret(b"32 bytes of a shared secret....!");
+    let nodes = [
+        Node::start_with(&redis, signed()).await,
+        Node::start_with(&redis, signed()).await,
+        Node::start_with(&redis, RedisOptions::new().prefix("test").secret(b"another secret")).await,
+    ];
+    let mut b = Viewing::connect(&nodes[1], "b", None).await;
+    let mut forger = Forger::connect(&redis).await;
+
+    // A fan-out from a node with the same secret arrives.
+    nodes[0].hub.all().show("signed".into()).await.unwrap();
+    b.sees("signed").await;
+    // One from a node with another secret, and an unsigned one, do not.
+    nodes[2].hub.all().show("foreign".into()).await.unwrap();
+    let unsigned = format!(
+        "F {:x} all 0 -\n{}",
+        forger.node, r#"{"jsonrpc":"2.0","method":"bp.show","params":{"text":"unsigned"}}"#
+    );
+    forger.publish("test:all", &unsigned).await;
+    // Nor do forged calls: no answer comes back, and b is not asked.
+    forger.call(b.id, 7, 1000, "bp.stall", "[]").await;
+    all_see_next(&nodes[0], &mut [&mut b], "marker").await;
+    assert!(b.stalling.try_recv().is_err(), "an unsigned call ran");
+    // Calls between nodes with the secret work.
+    let answer = within(nodes[0].hub.connection(b.id).ask("signed?".into())).await.unwrap();
+    assert_eq!(answer, "b says signed?");
+}

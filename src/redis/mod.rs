@@ -19,6 +19,13 @@
 //!   fails with `Timeout` if no answer comes in time (the node holding the
 //!   connection died, or Redis is down) and with `Closed` when no node holds
 //!   the connection or it closes before answering.
+//!
+//! Trust: whoever may publish on the Redis can speak for any node. A node
+//! therefore bounds what it does for the bus (at most `max_remote_calls`
+//! calls and group changes at once, each call for at most
+//! `max_call_timeout`), answers a call only to the node it asked with an id
+//! nobody can guess, and, given a shared [`secret`](RedisOptions::secret),
+//! ignores every message not signed with it (HMAC-SHA256).
 
 mod bus;
 mod publisher;
@@ -26,20 +33,22 @@ mod subscriber;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use ring::hmac;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::client::ReconnectPolicy;
 use crate::connection::{ConnectionId, random_node};
 use crate::deadline::deadline_in;
-use crate::error::Error;
+use crate::error::{Error, codes};
 use crate::hub::{Audience, Backplane, LocalConnections, Payload, Topic};
 use bus::{Channels, Message, Outcome};
+use jsonrpsee_types::ErrorObjectOwned;
 use publisher::Outgoing;
 use subscriber::{Change, Subscriptions};
 
@@ -52,6 +61,10 @@ pub struct RedisOptions {
     publish_queue: usize,
     subscribe_timeout: Duration,
     keep_alive: Duration,
+    max_remote_calls: usize,
+    max_call_timeout: Duration,
+    /// Signs and checks every message when set (its `Debug` shows no key bytes).
+    secret: Option<hmac::Key>,
 }
 
 impl Default for RedisOptions {
@@ -63,6 +76,9 @@ impl Default for RedisOptions {
             publish_queue: 65_536,
             subscribe_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(10),
+            max_remote_calls: 1024,
+            max_call_timeout: Duration::from_secs(300),
+            secret: None,
         }
     }
 }
@@ -115,6 +131,31 @@ impl RedisOptions {
         self.subscribe_timeout = timeout;
         self
     }
+
+    /// Most calls and group changes from other nodes this node runs at once
+    /// (default 1,024); a call past it is answered -32009 (busy) at once, a
+    /// group change past it is dropped (its caller times out).
+    pub fn max_remote_calls(mut self, limit: usize) -> Self {
+        self.max_remote_calls = limit;
+        self
+    }
+
+    /// Longest a call from another node may wait here for its connection's
+    /// answer (default 5 minutes), whatever deadline the message carries.
+    pub fn max_call_timeout(mut self, timeout: Duration) -> Self {
+        self.max_call_timeout = timeout;
+        self
+    }
+
+    /// Signs every message this node publishes with HMAC-SHA256 under
+    /// `secret`, and ignores every message not signed with it: only nodes
+    /// given the same secret are heard, whoever else may publish on the
+    /// Redis. A signature proves who sent a message, not when: someone who
+    /// can read the channels can replay what they saw. Use 32 random bytes.
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(hmac::Key::new(hmac::HMAC_SHA256, secret.as_ref()));
+        self
+    }
 }
 
 /// A [`Backplane`] over Redis pub/sub: one per hub, so one per server node
@@ -146,9 +187,12 @@ struct Shared {
     local: OnceLock<LocalConnections>,
     confirmed: Arc<Subscriptions>,
     pending: Mutex<HashMap<u64, Pending>>,
-    next_call: AtomicU64,
+    /// Places for calls and group changes from other nodes.
+    remote_calls: Arc<Semaphore>,
     /// Who to tell about publish queue overflow, once per burst.
     overflowing: std::sync::atomic::AtomicBool,
+    /// Refusing remote calls (at `max_remote_calls`): logged once per burst.
+    refusing: std::sync::atomic::AtomicBool,
 }
 
 /// The answer to a call or a group change made on another node.
@@ -193,8 +237,9 @@ impl RedisBackplane {
             local: OnceLock::new(),
             confirmed: Arc::new(Subscriptions::default()),
             pending: Mutex::new(HashMap::new()),
-            next_call: AtomicU64::new(1),
+            remote_calls: Arc::new(Semaphore::new(options.max_remote_calls.min(Semaphore::MAX_PERMITS))),
             overflowing: Default::default(),
+            refusing: Default::default(),
             options,
         });
         let (publish, queue) = mpsc::channel(shared.options.publish_queue);
@@ -232,7 +277,7 @@ impl RedisBackplane {
     }
 
     fn queue(&self, channel: String, message: &Message) -> bool {
-        enqueue(&self.shared, &self.publish, Outgoing { channel, message: message.encode(), heard: None })
+        enqueue(&self.shared, &self.publish, Outgoing { channel, message: self.shared.seal(message), heard: None })
     }
 
     /// Publishes `message` to node `node`'s channel, in order with the rest,
@@ -240,8 +285,11 @@ impl RedisBackplane {
     /// it (it died, or never was), a transport error when Redis cannot be reached.
     async fn publish_to_node(&self, node: u64, message: &Message) -> Result<(), Error> {
         let (heard, count) = oneshot::channel();
-        let outgoing =
-            Outgoing { channel: self.shared.channels.node(node), message: message.encode(), heard: Some(heard) };
+        let outgoing = Outgoing {
+            channel: self.shared.channels.node(node),
+            message: self.shared.seal(message),
+            heard: Some(heard),
+        };
         if !enqueue(&self.shared, &self.publish, outgoing) {
             return Err(Error::Transport("the Redis publish queue is full".into()));
         }
@@ -256,9 +304,14 @@ impl RedisBackplane {
     /// Registers a call, sends `message` for it to node `target`, and waits
     /// for that node's answer until `timeout`.
     async fn ask(&self, target: u64, message: impl FnOnce(u64) -> Message, timeout: Duration) -> Result<Answer, Error> {
-        let call = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
         let (sender, answer) = oneshot::channel();
-        self.shared.lock_pending().insert(call, Pending { from: target, answer: sender });
+        // A random id: only the node asked can answer, by reading the question.
+        let call = {
+            let mut pending = self.shared.lock_pending();
+            let call = std::iter::repeat_with(rand::random::<u64>).find(|id| !pending.contains_key(id)).unwrap_or(0);
+            pending.insert(call, Pending { from: target, answer: sender });
+            call
+        };
         // Forgets the call however this ends (answered, timed out, dropped).
         let _forget = Forget { shared: &self.shared, call };
         // The deadline covers the publishing too: a stalled Redis must not hold the caller.
@@ -270,6 +323,9 @@ impl RedisBackplane {
     }
 }
 
+/// Bytes of an HMAC-SHA256 tag.
+const TAG_LEN: usize = 32;
+
 /// A call waiting for node `from` to answer.
 struct Pending {
     from: u64,
@@ -279,6 +335,25 @@ struct Pending {
 impl Shared {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bytes to publish for `message`: signed when there is a secret
+    /// (the tag first, then the message).
+    fn seal(&self, message: &Message) -> Vec<u8> {
+        let encoded = message.encode();
+        let Some(key) = &self.options.secret else { return encoded };
+        let tag = hmac::sign(key, &encoded);
+        let mut sealed = Vec::with_capacity(tag.as_ref().len() + encoded.len());
+        sealed.extend_from_slice(tag.as_ref());
+        sealed.extend_from_slice(&encoded);
+        sealed
+    }
+
+    /// The message inside `bytes`, if its signature holds (or no secret is set).
+    fn open<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        let Some(key) = &self.options.secret else { return Some(bytes) };
+        let (tag, message) = bytes.split_at_checked(TAG_LEN)?;
+        hmac::verify(key, message, tag).ok().map(|()| message)
     }
 
     /// Hands `answer` to call `call`, if it waits for node `from`.
@@ -429,28 +504,55 @@ struct Receiver {
 
 impl Receiver {
     /// Handles one message from Redis; never waits (calls and group changes
-    /// run in their own tasks).
+    /// run in their own tasks, as many at once as `max_remote_calls`).
     fn receive(&self, message: redis::Msg) {
         let Some(shared) = self.shared.upgrade() else { return };
         let Some(local) = shared.local.get().cloned() else { return };
+        let Some(bytes) = shared.open(message.get_payload_bytes()) else {
+            tracing::debug!(channel = message.get_channel_name(), "ignored a message without a valid signature");
+            return;
+        };
         // A node hears its own fan-out on shared channels: skip it uncopied.
-        if Message::origin_of(message.get_payload_bytes()) == Some(shared.node) {
+        if Message::origin_of(bytes) == Some(shared.node) {
             return;
         }
-        let bytes = bytes::Bytes::copy_from_slice(message.get_payload_bytes());
-        let Some(message) = Message::decode(bytes) else {
+        let Some(message) = Message::decode(bytes::Bytes::copy_from_slice(bytes)) else {
             tracing::debug!(channel = message.get_channel_name(), "ignored a message that is not the backplane's");
             return;
         };
         if message.origin() == shared.node {
             return;
         }
+        let remote_call = || {
+            let place = shared.remote_calls.clone().try_acquire_owned().ok();
+            let refused = place.is_none();
+            // One log line per burst of refusals.
+            if shared.refusing.swap(refused, Ordering::Relaxed) != refused && refused {
+                tracing::warn!("at max_remote_calls: refusing calls and group changes from other nodes");
+            }
+            Some((place?, self.publish.upgrade()?))
+        };
         match message {
             Message::Fanout { audience, payload, .. } => {
                 local.deliver(&audience, &payload);
             }
             Message::Call { origin, call, target, timeout, method, params } => {
-                let Some(publish) = self.publish.upgrade() else { return };
+                let reply = |outcome| Message::Reply { origin: shared.node, call, outcome };
+                let Some((place, publish)) = remote_call() else {
+                    let busy =
+                        ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is busy, try again later", None::<()>);
+                    let outcome = Outcome::Rpc(serde_json::to_string(&busy).unwrap_or_else(|_| "{}".into()));
+                    if let Some(publish) = self.publish.upgrade() {
+                        let channel = shared.channels.node(origin);
+                        enqueue(
+                            &shared,
+                            &publish,
+                            Outgoing { channel, message: shared.seal(&reply(outcome)), heard: None },
+                        );
+                    }
+                    return;
+                };
+                let timeout = timeout.min(shared.options.max_call_timeout);
                 tokio::spawn(async move {
                     let outcome = match RawValue::from_string(params) {
                         Ok(params) => match local.call(target, &method, &params, timeout).await {
@@ -463,18 +565,20 @@ impl Receiver {
                         },
                         Err(_) => Outcome::Closed,
                     };
+                    drop(place);
                     let reply = Message::Reply { origin: shared.node, call, outcome };
                     let channel = shared.channels.node(origin);
-                    enqueue(&shared, &publish, Outgoing { channel, message: reply.encode(), heard: None });
+                    enqueue(&shared, &publish, Outgoing { channel, message: shared.seal(&reply), heard: None });
                 });
             }
             Message::Group { origin, call, target, join, group } => {
-                let Some(publish) = self.publish.upgrade() else { return };
+                let Some((place, publish)) = remote_call() else { return };
                 tokio::spawn(async move {
                     let changed = local.change_group(target, &group, join).await;
+                    drop(place);
                     let reply = Message::GroupReply { origin: shared.node, call, changed };
                     let channel = shared.channels.node(origin);
-                    enqueue(&shared, &publish, Outgoing { channel, message: reply.encode(), heard: None });
+                    enqueue(&shared, &publish, Outgoing { channel, message: shared.seal(&reply), heard: None });
                 });
             }
             Message::Reply { origin, call, outcome } => shared.answer(call, origin, Answer::Call(outcome)),
