@@ -78,7 +78,7 @@ impl Payload {
 
 impl From<String> for Payload {
     fn from(text: String) -> Self {
-        Payload(text.into())
+        Payload(crate::wire::frame_text(text))
     }
 }
 

@@ -11,6 +11,7 @@ use std::fmt;
 use jsonrpsee_types::{ErrorObject, ErrorObjectOwned, TwoPointZero};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::error::codes;
 
@@ -360,6 +361,19 @@ struct FailureOut<'a> {
     jsonrpc: TwoPointZero,
     id: &'a RequestId,
     error: &'a ErrorObject<'a>,
+}
+
+/// Spare capacity a frame may keep when it is queued.
+const SPARE: usize = 1024;
+
+/// A frame's text as a message holds it, without the spare capacity that
+/// serializing left (up to as much again): a queued frame costs what it
+/// carries, which is what the outbound bounds count.
+pub(crate) fn frame_text(mut frame: String) -> Utf8Bytes {
+    if frame.capacity() - frame.len() > SPARE {
+        frame.shrink_to_fit();
+    }
+    frame.into()
 }
 
 /// `{"jsonrpc":"2.0","id":…,"method":…,"params":…}`

@@ -553,7 +553,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// handler's notifications to its caller arrive before its reply). A
     /// reply holds its call's `slots` until it is handed to the socket.
     fn queue_own(&mut self, frame: String, slots: usize) {
-        self.peer.shared().outbox.push_own(Message::Text(frame.into()), slots);
+        self.peer.shared().outbox.push_own(Message::Text(wire::frame_text(frame)), slots);
     }
 
     /// Queues an immediate reply (an error, a refusal, a cancellation's

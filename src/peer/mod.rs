@@ -227,7 +227,7 @@ impl Peer {
     ) -> Result<Reply, Error> {
         let receiver = self.shared.pending.register(id)?;
         let mut guard = CallGuard::new(&self.shared, id);
-        self.send_before(Message::Text(frame.into()), deadline, timeout).await?;
+        self.send_before(frame, deadline, timeout).await?;
         guard.mark_sent();
         let reply = tokio::time::timeout_at(deadline, receiver)
             .await
@@ -252,7 +252,7 @@ impl Peer {
             frames.push(wire::request(id, method, params.as_deref()).map_err(Error::Encode)?);
             waiting.push((self.shared.pending.register(id)?, CallGuard::new(&self.shared, id)));
         }
-        self.send_before(Message::Text(wire::batch(&frames).into()), deadline, timeout).await?;
+        self.send_before(wire::batch(&frames), deadline, timeout).await?;
         let mut replies = Vec::with_capacity(waiting.len());
         for (_, guard) in &mut waiting {
             guard.mark_sent();
@@ -272,18 +272,18 @@ impl Peer {
     pub(crate) async fn notify_with<P: Serialize>(&self, method: &str, params: Option<P>) -> Result<(), Error> {
         let frame = wire::notification(method, params).map_err(Error::Encode)?;
         let timeout = self.shared.call_timeout;
-        self.send_before(Message::Text(frame.into()), deadline_in(timeout), timeout).await
+        self.send_before(frame, deadline_in(timeout), timeout).await
     }
 
     /// Sends an already serialized frame, waiting for room within the default deadline.
     pub(crate) async fn send_frame(&self, frame: String) -> Result<(), Error> {
         let timeout = self.shared.call_timeout;
-        self.send_before(Message::Text(frame.into()), deadline_in(timeout), timeout).await
+        self.send_before(frame, deadline_in(timeout), timeout).await
     }
 
-    /// Queues a frame, waiting for room until `deadline`.
-    async fn send_before(&self, message: Message, deadline: Instant, timeout: Duration) -> Result<(), Error> {
-        match self.shared.outbox.try_push(message) {
+    /// Queues a text frame, waiting for room until `deadline`.
+    async fn send_before(&self, frame: String, deadline: Instant, timeout: Duration) -> Result<(), Error> {
+        match self.shared.outbox.try_push(Message::Text(wire::frame_text(frame))) {
             Ok(()) => Ok(()),
             Err(PushError::Closed(_)) => Err(Error::Closed),
             Err(PushError::Full(message)) => tokio::time::timeout_at(deadline, self.shared.outbox.push(message))
