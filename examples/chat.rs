@@ -1,7 +1,7 @@
 //! Run with: cargo run --example chat
 //!
 //! A chat server with rooms, nicks, messages and invites, speaking exactly the
-//! wire contract of shared/DESIGN.md section 4. The WebSocket endpoint is
+//! wire contract of docs/chat-contract.md. The WebSocket endpoint is
 //! mounted at `/ws` on an axum router, next to the chat page at `/` and the
 //! browser modules it uses: `clients/js/wsduplex.js` at `/wsduplex.js`, and
 //! `clients/js/chat.js` at `/chat.js`, the chat client generated from the

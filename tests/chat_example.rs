@@ -1,6 +1,6 @@
 //! The chat example, driven from outside as a separate process by raw
 //! WebSocket clients: its flags, its first line, and the exact wire contract
-//! of shared/DESIGN.md section 4.
+//! of docs/chat-contract.md.
 
 mod common;
 

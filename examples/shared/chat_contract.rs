@@ -1,5 +1,5 @@
 //! The chat contract, shared by the chat server and the terminal client.
-//! Its wire form is fixed by shared/DESIGN.md section 4.
+//! Its wire form is fixed by docs/chat-contract.md.
 
 /// Chat rooms: join one under a nick, talk, invite others.
 #[wsduplex::service(namespace = "chat", callback = ChatEvents)]

@@ -399,14 +399,16 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
         if let Some(keep_alive) = &mut self.keep_alive {
             match keep_alive.poll(cx) {
-                Poll::Ready(KeepAliveDue::Ping) => {
-                    // Ahead of queued data, at the next frame boundary; the
-                    // peer's time to answer starts once it has left.
+                // Ahead of queued data, at the next frame boundary; the peer's
+                // time to answer starts once it has left. None after a close
+                // frame: the close handshake has its own deadline.
+                Poll::Ready(KeepAliveDue::Ping) if self.closing.is_none() => {
                     if let Err(e) = Pin::new(&mut self.transport).start_send(Message::Ping(Bytes::new())) {
                         return Some(Ended::Transport(e));
                     }
                     self.unflushed = true;
                 }
+                Poll::Ready(KeepAliveDue::Ping) => {}
                 Poll::Ready(KeepAliveDue::Unresponsive) => {
                     tracing::debug!(conn = %self.peer.id(), "no answer to a keep-alive ping; dropping the connection");
                     return Some(Ended::Abandoned(CloseReason::Unresponsive));
