@@ -46,6 +46,14 @@ const MAX_SLICES: usize = 64;
 /// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
 const MAX_HEADER: usize = 14;
 
+/// Payloads up to this size are copied into the queue, many frames to a
+/// buffer: one slice of a vectored write costs more than copying them.
+/// Larger ones are written from the message's own bytes.
+const INLINE_PAYLOAD: usize = 4 * 1024;
+
+/// Small frames join one buffer up to about this size.
+const COALESCE: usize = 64 * 1024;
+
 /// Whether a close code may appear in a close frame (RFC 6455 section 7.4 and
 /// IANA's registry: 1012 to 1014 are registered, 1004 to 1006 and 1015 never sent).
 pub(crate) fn close_code_allowed(code: u16) -> bool {
@@ -82,27 +90,38 @@ struct Fragments {
     data: BytesMut,
 }
 
-/// One frame waiting to be written: its header, and its payload as the
-/// message holds it (shared, not copied).
+/// What a queued chunk holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Data frames.
+    Data,
+    Ping,
+    Pong,
+    Close,
+}
+
+/// Frames waiting to be written, ending on a frame boundary: small frames
+/// copied together into `head` (one buffer, and one slice of a vectored
+/// write, for many of them), or one frame whose header is `head` and whose
+/// large payload is shared with the message's other holders (a broadcast's
+/// other recipients), never copied.
 struct Outgoing {
-    header: [u8; MAX_HEADER],
-    header_len: u8,
+    head: Vec<u8>,
     payload: Bytes,
-    /// Bytes of header and payload already written.
+    /// Bytes of `head` and `payload` already written.
     written: usize,
-    opcode: OpCode,
+    kind: Kind,
 }
 
 impl Outgoing {
     fn len(&self) -> usize {
-        self.header_len as usize + self.payload.len()
+        self.head.len() + self.payload.len()
     }
 
     /// The unwritten parts, as buffers for a vectored write.
     fn unwritten(&self) -> [&[u8]; 2] {
-        let header = &self.header[..self.header_len as usize];
-        match self.written.checked_sub(header.len()) {
-            None => [&header[self.written..], &self.payload],
+        match self.written.checked_sub(self.head.len()) {
+            None => [&self.head[self.written..], &self.payload],
             Some(into_payload) => [&[], &self.payload[into_payload..]],
         }
     }
@@ -185,8 +204,12 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             }
         };
         self.check_header(&header, length)?;
-        if self.read.len() < header_len + length {
-            self.awaiting = header_len + length;
+        // Cannot overflow unless the limit is near usize::MAX; then it is too long too.
+        let Some(total) = header_len.checked_add(length) else {
+            return Err(CapacityError::MessageTooLong { size: usize::MAX, max_size: self.max_message }.into());
+        };
+        if self.read.len() < total {
+            self.awaiting = total;
             return Ok(None);
         }
         self.awaiting = 0;
@@ -280,9 +303,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             State::Open => {
                 // Answer with the same code (RFC 6455 section 5.5.1).
                 let echo = if payload.len() >= 2 { payload.slice(..2) } else { Bytes::new() };
-                self.pong_owed = None;
-                self.push(OpCode::Control(Control::Close), echo);
-                self.state = State::CloseReceived;
+                self.queue_close(echo, State::CloseReceived);
             }
             State::CloseSent => self.state = State::Closed,
             State::CloseReceived | State::Closed => {}
@@ -313,30 +334,49 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
         Poll::Ready(Ok(read))
     }
 
-    /// Queues one frame, masked (a copy) when this side is a client.
-    fn push(&mut self, opcode: OpCode, payload: Bytes) {
-        let frame = self.frame(opcode, payload);
-        self.write_bytes += frame.len();
-        self.write.push_back(frame);
+    /// Queues one frame, masked (a copy) when this side is a client. A small
+    /// data frame joins the small frames queued before it.
+    fn push(&mut self, kind: Kind, opcode: OpCode, payload: Bytes) {
+        if payload.len() > INLINE_PAYLOAD {
+            let mask = (self.role == Role::Client).then(mask);
+            let mut head = Vec::with_capacity(MAX_HEADER);
+            write_header(&mut head, opcode, payload.len(), mask);
+            let payload = match mask {
+                Some(mask) => {
+                    let mut masked = BytesMut::from(&payload[..]);
+                    apply_mask(&mut masked, mask);
+                    masked.freeze()
+                }
+                None => payload,
+            };
+            self.write_bytes += head.len() + payload.len();
+            self.write.push_back(Outgoing { head, payload, written: 0, kind });
+            return;
+        }
+        let joins = kind == Kind::Data
+            && self
+                .write
+                .back()
+                .is_some_and(|last| last.kind == Kind::Data && last.payload.is_empty() && last.head.len() < COALESCE);
+        if !joins {
+            let head = Vec::with_capacity(MAX_HEADER + payload.len());
+            self.write.push_back(Outgoing { head, payload: Bytes::new(), written: 0, kind });
+        }
+        let mask = (self.role == Role::Client).then(mask);
+        if let Some(last) = self.write.back_mut() {
+            let before = last.head.len();
+            write_frame(&mut last.head, opcode, &payload, mask);
+            self.write_bytes += last.head.len() - before;
+        }
     }
 
-    fn frame(&self, opcode: OpCode, payload: Bytes) -> Outgoing {
-        let mask = (self.role == Role::Client).then(mask);
-        let header = FrameHeader { is_final: true, rsv1: false, rsv2: false, rsv3: false, opcode, mask };
-        let mut bytes = [0; MAX_HEADER];
-        let mut cursor = Cursor::new(&mut bytes[..]);
-        // A header always fits in MAX_HEADER bytes.
-        let _ = header.format(payload.len() as u64, &mut cursor);
-        let header_len = cursor.position() as u8;
-        let payload = match mask {
-            Some(mask) => {
-                let mut masked = BytesMut::from(&payload[..]);
-                apply_mask(&mut masked, mask);
-                masked.freeze()
-            }
-            None => payload,
-        };
-        Outgoing { header: bytes, header_len, payload, written: 0, opcode }
+    /// Queues our close frame, after which nothing else goes out: pings and
+    /// pongs not yet queued are dropped.
+    fn queue_close(&mut self, payload: Bytes, state: State) {
+        self.pong_owed = None;
+        self.ping_wanted = None;
+        self.push(Kind::Close, OpCode::Control(Control::Close), payload);
+        self.state = state;
     }
 
     /// Puts an owed pong, then a wanted ping, at the head of the queue, if
@@ -346,11 +386,15 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
         if self.write.front().is_some_and(|frame| frame.written > 0) {
             return;
         }
-        for (control, wanted) in [(Control::Ping, self.ping_wanted.take()), (Control::Pong, self.pong_owed.take())] {
-            let Some(payload) = wanted else { continue };
-            let frame = self.frame(OpCode::Control(control), payload);
+        let wanted =
+            [(Kind::Ping, Control::Ping, self.ping_wanted.take()), (Kind::Pong, Control::Pong, self.pong_owed.take())];
+        for (kind, control, payload) in wanted {
+            let Some(payload) = payload else { continue };
+            let mut head = Vec::with_capacity(MAX_HEADER + payload.len());
+            write_frame(&mut head, OpCode::Control(control), &payload, (self.role == Role::Client).then(mask));
+            let frame = Outgoing { head, payload: Bytes::new(), written: 0, kind };
             self.write_bytes += frame.len();
-            let waiting = self.write.iter().take(2).position(|queued| queued.opcode == frame.opcode);
+            let waiting = self.write.iter().take(2).position(|queued| queued.kind == kind);
             match waiting.and_then(|at| self.write.get_mut(at)) {
                 Some(queued) => self.write_bytes -= std::mem::replace(queued, frame).len(),
                 None => self.write.push_front(frame),
@@ -408,7 +452,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
                 return;
             }
             written -= left;
-            if frame.opcode == OpCode::Control(Control::Ping) {
+            if frame.kind == Kind::Ping {
                 self.activity.ping_flushed = true;
             }
             self.write.pop_front();
@@ -432,6 +476,23 @@ fn complete(text: bool, data: Bytes) -> Result<Message, WsError> {
         Utf8Bytes::try_from(data).map(Message::Text).map_err(|e| WsError::Utf8(e.to_string()))
     } else {
         Ok(Message::Binary(data))
+    }
+}
+
+/// Appends a frame header to `out`.
+fn write_header(out: &mut Vec<u8>, opcode: OpCode, length: usize, mask: Option<[u8; 4]>) {
+    let header = FrameHeader { is_final: true, rsv1: false, rsv2: false, rsv3: false, opcode, mask };
+    // Writing into a Vec cannot fail.
+    let _ = header.format(length as u64, out);
+}
+
+/// Appends a whole frame to `out`, its payload masked when `mask` is given.
+fn write_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+    write_header(out, opcode, payload.len(), mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(mask) = mask {
+        apply_mask(&mut out[start..], mask);
     }
 }
 
@@ -506,8 +567,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<Io> {
             return Err(ProtocolError::SendAfterClosing.into());
         }
         match message {
-            Message::Text(text) => this.push(OpCode::Data(Data::Text), text.into()),
-            Message::Binary(data) => this.push(OpCode::Data(Data::Binary), data),
+            Message::Text(text) => this.push(Kind::Data, OpCode::Data(Data::Text), text.into()),
+            Message::Binary(data) => this.push(Kind::Data, OpCode::Data(Data::Binary), data),
             // Control frames skip the queue (at the next frame boundary).
             Message::Ping(data) => this.ping_wanted = Some(data),
             Message::Pong(data) => this.pong_owed = Some(data),
@@ -523,8 +584,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<Io> {
                     }
                     payload.extend_from_slice(&reason.as_bytes()[..end]);
                 }
-                this.push(OpCode::Control(Control::Close), payload.into());
-                this.state = State::CloseSent;
+                this.queue_close(payload.into(), State::CloseSent);
             }
             Message::Frame(_) => return Err(ProtocolError::InvalidOpcode(0).into()),
         }
@@ -538,8 +598,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<Io> {
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         let this = &mut *self;
         if this.state == State::Open {
-            this.push(OpCode::Control(Control::Close), Bytes::new());
-            this.state = State::CloseSent;
+            this.queue_close(Bytes::new(), State::CloseSent);
         }
         ready!(this.poll_write_out(cx))?;
         ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;

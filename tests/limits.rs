@@ -465,3 +465,48 @@ async fn endpoint_serve_bounds_the_connections_before_their_upgrade() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_parked_request_that_is_cancelled_never_runs() {
+    let server = start_server_with(Server::builder().max_in_flight(1)).await;
+    let mut raw = Raw::connect(&server.url).await;
+    let started = server.observed.hang_started.notified();
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"t.hang"}"#).await;
+    within(started).await;
+    // Parked behind the first; cancelled before it starts.
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"t.hang"}"#).await;
+    let cancel = r#"{"jsonrpc":"2.0","id":"c","method":"$/cancelRequest","params":{"id":2}}"#;
+    let cancelled = raw.exchange(cancel).await;
+    assert_eq!(
+        cancelled,
+        json!({"jsonrpc":"2.0","id":2,"error":{"code":wsduplex::codes::REQUEST_CANCELLED,"message":"Request cancelled"}})
+    );
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","id":"c","result":null}));
+    // The first ends; the second never starts: the next call runs at once.
+    let dropped = server.observed.hang_dropped.notified();
+    raw.send(r#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#).await;
+    assert_eq!(raw.recv().await["id"], 1);
+    within(dropped).await;
+    assert_eq!(raw.exchange(r#"{"jsonrpc":"2.0","id":3,"method":"t.echo","params":["next"]}"#).await["result"], "next");
+    assert_eq!(server.observed.hangs_started.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_vanishes_while_the_server_is_not_reading_is_still_dropped() {
+    let mut server = start_server_with(Server::builder().max_in_flight(1)).await;
+    let mut raw = Raw::connect(&server.url).await;
+    let conn = server.next_connection().await;
+    // One call runs for good, and four calls of 1 MiB fill the parking: the
+    // server stops reading (nothing on it waits on the client).
+    let padding = "p".repeat(1 << 20);
+    for id in 0..5 {
+        raw.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"t.hang","params":[],"pad":"{padding}"}}"#)).await;
+    }
+    // Then the client is gone without a word: it neither reads nor writes.
+    let start = Instant::now();
+    assert_eq!(within_for(Duration::from_secs(300), conn.closed()).await, CloseReason::Unresponsive);
+    // Pings every 10 s while not reading; a ping unanswered for 20 s; one
+    // more frame read, and 20 s more for any sign of the client.
+    assert!(start.elapsed() <= Duration::from_secs(60), "dropped after {:?}", start.elapsed());
+    drop(raw);
+}

@@ -163,7 +163,7 @@ struct Throttle {
 
 impl Throttle {
     async fn start(target: SocketAddr, rate: usize) -> Throttle {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = within(TcpListener::bind("127.0.0.1:0")).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let frozen = Arc::new(AtomicBool::new(false));
         let stop = frozen.clone();
@@ -226,7 +226,7 @@ async fn keep_alive_carries_slow_links_and_drops_vanished_peers() {
     let (download, upload) = within_for(Duration::from_secs(90), async { tokio::join!(download, upload) }).await;
     assert_eq!(download.expect("the download failed").len(), 8_000_000);
     assert_eq!(upload.expect("the upload failed").len(), 4_000_000);
-    assert!(!conn.peer().is_closed(), "the server dropped the client: {:?}", conn.peer().closed().await);
+    assert!(!conn.peer().is_closed(), "the server dropped the client: {:?}", within(conn.peer().closed()).await);
     assert_eq!(within(client.echo("still up".into())).await.unwrap(), "still up");
 
     // The proxy stops forwarding: both ends drop the other within interval + timeout.

@@ -101,7 +101,7 @@ async fn an_axum_router_serves_wss_through_the_tls_listener_and_bounds_the_http_
     let endpoint = builder.endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
     let app =
         axum::Router::new().route("/", axum::routing::get(|| async { "page" })).route_service("/ws", endpoint.clone());
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = within(tokio::net::TcpListener::bind("127.0.0.1:0")).await.unwrap();
     let addr = tcp.local_addr().unwrap();
     let tls = certificate.tls();
     tokio::spawn(async move { endpoint.serve(TlsListener::new(tcp, tls), app).await });

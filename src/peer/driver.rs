@@ -14,20 +14,22 @@
 //! notifications are parked, in order, up to [`PARKED_BYTES`]. With the
 //! parking full, the driver stops reading (TCP holds the peer back) only when
 //! nothing on this side waits on the peer (no call awaiting its reply, no
-//! sender waiting for room in the queue): then nothing it needs can be behind
-//! those requests, and the running calls finish on their own. Otherwise it
-//! keeps reading and answers the excess requests with -32009 (server busy).
-//! Two peers that both follow these rules never wait on each other: a side
-//! that stops reading needs nothing from its peer, and a side that owes
-//! replies is owed them by a peer that waits for them, so reads. The one
-//! other pause is for a peer that keeps asking without reading the replies
-//! it is owed ([`owed_limit`](Driver::owed_limit) of them).
+//! sender waiting for room in the queue) and its own writes flow: then
+//! nothing it needs can be behind those requests, the running calls finish
+//! on their own, and their replies leave. Otherwise it keeps reading and
+//! answers the excess requests with -32009 (server busy). So of two peers
+//! that follow these rules, one that stops reading needs nothing from the
+//! other, and if both have writes waiting (calls given up on, say), both
+//! read. The one other pause is for a peer that keeps asking without reading
+//! the replies it is owed ([`owed_limit`](Driver::owed_limit) of them): the
+//! keep-alive drops it if it takes nothing for a whole timeout.
 //!
 //! Liveness (see [`KeepAlive`]): any bytes read, or taken by the peer after
 //! our writes had to wait, show that the peer is there; a ping's time to be
 //! answered starts when its bytes have left. While not reading by choice,
-//! the driver presumes the peer alive as long as its own writes flow, and
-//! pings more often, so the peer hears from it.
+//! the driver pings more often, so the peer hears from it, and when a ping
+//! goes unanswered it reads one more frame (a probe) before it decides: the
+//! answer may be waiting behind the frames it chose not to read.
 //!
 //! The same task closes an idle connection when asked to, and on shutdown
 //! refuses new calls, lets running ones finish, then closes with 1001.
@@ -53,7 +55,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::Span;
 
 use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
-use super::{CloseReason, Control, Peer, PeerConfig, Reply};
+use super::{CloseReason, Control, Peer, PeerConfig, Reply, Serving};
 use crate::dispatch::{Answer, Handler, HandlerError, HandlerFuture, IncomingCall};
 use crate::error::codes;
 use crate::socket::{Activity, Socket};
@@ -69,6 +71,27 @@ const PARKED_BYTES: usize = 4 << 20;
 /// What a parked frame costs besides its bytes, so that many tiny frames
 /// also reach the bound.
 const PARKED_OVERHEAD: usize = 64;
+
+/// Parked frames smaller than this are copied out of the read buffer they
+/// arrived in, which may be far larger (a large frame read just before).
+const OWN_COPY: usize = 64 * 1024;
+
+/// A frame read while the connection was at its call limit.
+struct Parked {
+    /// Its id when it is a single request, for `$/cancelRequest` (a copy of
+    /// part of `text`, so no more than it).
+    request: Option<RequestId>,
+    text: Utf8Bytes,
+}
+
+/// Why the driver stopped reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pause {
+    /// Its parking is full and nothing on this side waits on the peer.
+    Parking,
+    /// The peer is owed `owed_limit` replies it has not taken.
+    Owed,
+}
 
 /// A WebSocket as the engine sees it: a [`Socket`], or channels in tests.
 /// Control frames (pings) are accepted without `poll_ready`: they go out
@@ -202,13 +225,15 @@ pub(crate) struct Driver<T, H> {
     /// a refusal) takes one too.
     in_flight: usize,
     /// Frames read while `max_in_flight` calls were running, in arrival order.
-    parked: VecDeque<Utf8Bytes>,
+    parked: VecDeque<Parked>,
     /// Bytes of `parked`, with [`PARKED_OVERHEAD`] per frame.
     parked_bytes: usize,
     max_in_flight: usize,
     max_batch_len: usize,
     unflushed: bool,
     keep_alive: Option<KeepAlive>,
+    /// Reading one frame while paused, for a sign that the peer is there.
+    probing: bool,
     idle: Option<IdleTimeout>,
     /// Set while shutting down: new calls are refused until the deadline.
     draining: Option<Pin<Box<Sleep>>>,
@@ -247,6 +272,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             max_batch_len: config.max_batch_len,
             unflushed: false,
             keep_alive: config.keep_alive.map(KeepAlive::new),
+            probing: false,
             idle: config.idle_timeout.map(IdleTimeout::new),
             draining: None,
             closing: None,
@@ -308,6 +334,8 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 return self.poll_close(cx);
             }
 
+            // Calls the handlers make on this connection take no turn (see `Peer::turn`).
+            let serving = Serving::enter(self.peer.id());
             while let Poll::Ready(Some(finished)) = self.running.poll_next_unpin(cx) {
                 progress = true;
                 if let Some(idle) = &mut self.idle {
@@ -328,6 +356,8 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 }
             }
 
+            drop(serving);
+
             if self.draining.is_some() && self.running.is_empty() && self.parked.is_empty() {
                 self.start_closing(close_frame(GOING_AWAY), CloseReason::Shutdown, true);
                 continue;
@@ -341,13 +371,13 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             progress |= wrote;
 
             while self.in_flight < self.max_in_flight {
-                let Some(text) = self.parked.pop_front() else { break };
+                let Some(Parked { text, .. }) = self.parked.pop_front() else { break };
                 self.parked_bytes -= text.len() + PARKED_OVERHEAD;
                 progress = true;
                 self.on_json(&text);
             }
 
-            let reading = self.may_read();
+            let reading = self.pause().is_none();
             if reading {
                 match Pin::new(&mut self.transport).poll_next(cx) {
                     Poll::Ready(Some(Ok(message))) => {
@@ -378,17 +408,18 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         }
     }
 
-    /// Hands what the socket saw to the keep-alive. While not reading by
-    /// choice, the peer's answers wait unread: it is presumed alive as long
-    /// as our own writes flow.
+    /// Hands what the socket saw to the keep-alive; bytes read end a probe.
     fn note_activity(&mut self, reading: bool) {
         let activity = self.transport.take_activity();
+        if activity.read {
+            self.probing = false;
+        }
         let Some(keep_alive) = &mut self.keep_alive else { return };
         keep_alive.set_paused(!reading);
         if activity.ping_flushed {
             keep_alive.ping_sent();
         }
-        if activity.read || activity.drained || (!reading && !self.unflushed) {
+        if activity.read || activity.drained {
             keep_alive.heard();
         }
     }
@@ -409,6 +440,15 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                     self.unflushed = true;
                 }
                 Poll::Ready(KeepAliveDue::Ping) => {}
+                // Not reading by choice, the answer may wait unread: read one
+                // more frame, and give the peer another timeout to send it.
+                Poll::Ready(KeepAliveDue::Unresponsive) if self.pause() == Some(Pause::Parking) => {
+                    tracing::debug!(conn = %self.peer.id(), "no sign of the peer while not reading; reading a frame");
+                    self.probing = true;
+                    if let Some(keep_alive) = &mut self.keep_alive {
+                        keep_alive.probe();
+                    }
+                }
                 Poll::Ready(KeepAliveDue::Unresponsive) => {
                     tracing::debug!(conn = %self.peer.id(), "no answer to a keep-alive ping; dropping the connection");
                     return Some(Ended::Abandoned(CloseReason::Unresponsive));
@@ -569,7 +609,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// before the driver stops reading: only a peer that keeps asking
     /// without reading its replies gets that far.
     fn owed_limit(&self) -> usize {
-        2 * self.max_in_flight + self.max_batch_len
+        self.max_in_flight.saturating_mul(2).saturating_add(self.max_batch_len)
     }
 
     /// True while something on this side waits on the peer: a call for its
@@ -579,9 +619,15 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         shared.pending.is_waiting() || shared.outbox.has_waiting_senders()
     }
 
-    /// Whether to read another frame now (see the module docs).
-    fn may_read(&self) -> bool {
-        self.in_flight < self.owed_limit() && (self.parked_bytes < PARKED_BYTES || self.waits_on_peer())
+    /// Why the driver does not read now, if it does not (see the module docs).
+    fn pause(&self) -> Option<Pause> {
+        if self.in_flight >= self.owed_limit() {
+            return Some(Pause::Owed);
+        }
+        // Not while this side's writes wait: the peer may have stopped
+        // reading too, and one of the two must read for either to go on.
+        let parking_full = self.parked_bytes >= PARKED_BYTES;
+        (parking_full && !self.probing && !self.unflushed && !self.waits_on_peer()).then_some(Pause::Parking)
     }
 
     /// Handles a frame now, parks it while the connection is at its call
@@ -601,10 +647,18 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         if needs_no_slot(&frame) {
             return self.on_frame(frame, &text);
         }
-        // Soft by one frame, like `may_read`: whatever it reads while not full, it parks.
-        if self.parked_bytes < PARKED_BYTES {
+        // Soft by one frame, like `pause`: whatever it reads while not full,
+        // it parks; a probe's frame may go up to twice the bound.
+        let bound = if self.probing { 2 * PARKED_BYTES } else { PARKED_BYTES };
+        if self.parked_bytes < bound {
             self.parked_bytes += text.len() + PARKED_OVERHEAD;
-            self.parked.push_back(text);
+            let request = match &frame {
+                wire::Frame::Single(wire::Message::Request { id, .. }) => Some(id.clone()),
+                _ => None,
+            };
+            // A small frame may share a large read buffer: parked, it holds its own bytes only.
+            let text = if text.len() < OWN_COPY { Utf8Bytes::from(text.as_str().to_owned()) } else { text };
+            self.parked.push_back(Parked { request, text });
             return;
         }
         match frame {
@@ -628,15 +682,16 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// calls: requests get -32009, responses are still routed.
     fn refuse(&mut self, message: wire::Message<'_>, text: &Utf8Bytes) -> Option<String> {
         match message {
-            wire::Message::Request { id, method, .. } => {
+            wire::Message::Request { id, method, .. } if method != wire::CANCEL_METHOD => {
                 tracing::debug!(conn = %self.peer.id(), %method, "busy: refusing a request");
                 let error = ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is busy, try again later", None::<()>);
                 Some(wire::failure(&id, &error))
             }
-            wire::Message::Notification { method, .. } => {
+            wire::Message::Notification { method, .. } if method != wire::CANCEL_METHOD => {
                 tracing::warn!(conn = %self.peer.id(), %method, "busy: dropping a notification");
                 None
             }
+            // Responses and cancellations need no slot.
             other => match self.on_single(other, text) {
                 Action::Reply(frame) => Some(frame),
                 Action::Nothing | Action::Run(_) => None,
@@ -809,14 +864,21 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         };
         let found = self.running.iter_mut().find(|r| r.future.is_some() && r.key.as_ref() == Some(&target));
         if let Some(running) = found {
-            tracing::debug!(conn = %self.peer.id(), id = %target, "request cancelled by the peer");
             running.future = None;
             if let Some(waker) = running.waker.take() {
                 waker.wake();
             }
-            let error = ErrorObjectOwned::owned(codes::REQUEST_CANCELLED, "Request cancelled", None::<()>);
-            self.reply(wire::failure(&target, &error));
+        } else if let Some(at) = self.parked.iter().position(|parked| parked.request.as_ref() == Some(&target)) {
+            // Not started yet: it never will be.
+            if let Some(Parked { text, .. }) = self.parked.remove(at) {
+                self.parked_bytes -= text.len() + PARKED_OVERHEAD;
+            }
+        } else {
+            return;
         }
+        tracing::debug!(conn = %self.peer.id(), id = %target, "request cancelled by the peer");
+        let error = ErrorObjectOwned::owned(codes::REQUEST_CANCELLED, "Request cancelled", None::<()>);
+        self.reply(wire::failure(&target, &error));
     }
 
     fn on_batch(&mut self, items: Vec<&RawValue>, text: &Utf8Bytes) {

@@ -53,6 +53,8 @@ enum Phase {
 /// While this side is not reading by its own choice, it pings twice per
 /// `timeout` instead of once per `interval`: the peer, whose pings then wait
 /// unread, still hears from it (any bytes count), whatever its own schedule.
+/// Its own verdict waits for a probe: the driver reads one more frame, and
+/// the peer has another `timeout` to show itself ([`probe`](Self::probe)).
 pub(crate) struct KeepAlive {
     config: KeepAliveConfig,
     timer: Pin<Box<Sleep>>,
@@ -78,9 +80,7 @@ impl KeepAlive {
     }
 
     /// Notes whether this side is reading by its own choice; while it is
-    /// not, the peer's answers wait unread, so it is presumed alive (the
-    /// driver calls [`heard`](Self::heard) while its writes flow), and pings
-    /// go out more often.
+    /// not, pings go out more often, so the peer hears from it.
     pub(crate) fn set_paused(&mut self, paused: bool) {
         if self.paused != paused {
             self.paused = paused;
@@ -94,6 +94,15 @@ impl KeepAlive {
     /// Notes that the peer showed it is alive.
     pub(crate) fn heard(&mut self) {
         self.heard = true;
+    }
+
+    /// Gives a peer that showed nothing another `timeout`, while the driver
+    /// reads a frame for a sign of it (it was not reading by choice).
+    pub(crate) fn probe(&mut self) {
+        let now = Instant::now();
+        self.phase = Phase::Sent(now);
+        self.heard = false;
+        self.timer.as_mut().reset(deadline_after(now, self.config.timeout));
     }
 
     /// Notes that the ping's bytes have left: the peer's time to answer starts now.
@@ -247,7 +256,7 @@ mod tests {
         assert_eq!(next(&mut keep_alive).await, (KeepAliveDue::Ping, Duration::from_secs(5)));
         keep_alive.ping_sent();
         keep_alive.heard();
-        // The answer's deadline passes with the peer presumed alive, then the next ping is 10 s after the last.
+        // Heard from: the next ping is 10 s after the last.
         assert_eq!(next(&mut keep_alive).await, (KeepAliveDue::Ping, Duration::from_secs(10)));
         keep_alive.ping_sent();
         keep_alive.heard();

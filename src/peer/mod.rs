@@ -14,6 +14,7 @@ mod liveness;
 mod outbox;
 mod pending;
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +78,31 @@ impl Default for PeerConfig {
             idle_timeout: None,
             max_batch_len: wire::MAX_BATCH_LEN,
         }
+    }
+}
+
+thread_local! {
+    /// The connection whose incoming calls this thread is running now.
+    static SERVING: Cell<Option<ConnectionId>> = const { Cell::new(None) };
+}
+
+/// Marks the thread as running connection `id`'s incoming calls, until dropped
+/// (the driver holds it while it polls them).
+pub(crate) struct Serving(Option<ConnectionId>);
+
+impl Serving {
+    pub(crate) fn enter(id: ConnectionId) -> Serving {
+        Serving(SERVING.replace(Some(id)))
+    }
+
+    fn current() -> Option<ConnectionId> {
+        SERVING.get()
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        SERVING.set(self.0);
     }
 }
 
@@ -205,11 +231,21 @@ impl Peer {
     }
 
     /// Waits until this side may have `calls` more calls awaiting replies
-    /// (a batch larger than the whole allowance waits for all of it).
-    async fn turn(&self, calls: usize, deadline: Instant, timeout: Duration) -> Result<SemaphorePermit<'_>, Error> {
+    /// (a batch larger than the whole allowance waits for all of it). A call
+    /// made by a handler serving this same connection takes no turn: the
+    /// calls holding the turns may be waiting for that handler.
+    async fn turn(
+        &self,
+        calls: usize,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Option<SemaphorePermit<'_>>, Error> {
+        if Serving::current() == Some(self.shared.id) {
+            return Ok(None);
+        }
         let calls = calls.min(self.shared.max_outgoing_calls) as u32;
         match tokio::time::timeout_at(deadline, self.shared.call_turns.acquire_many(calls)).await {
-            Ok(Ok(turn)) => Ok(turn),
+            Ok(Ok(turn)) => Ok(Some(turn)),
             // The semaphore is never closed.
             Ok(Err(_)) => Err(Error::Closed),
             Err(_) => Err(Error::Timeout(timeout)),
@@ -223,7 +259,7 @@ impl Peer {
         frame: String,
         deadline: Instant,
         timeout: Duration,
-        _turn: SemaphorePermit<'_>,
+        _turn: Option<SemaphorePermit<'_>>,
     ) -> Result<Reply, Error> {
         let receiver = self.shared.pending.register(id)?;
         let mut guard = CallGuard::new(&self.shared, id);

@@ -139,6 +139,9 @@ impl Outbox {
             }
             if !state.has_room(&self.bounds) {
                 state.room_wanted = true;
+                drop(state);
+                // A driver that stopped reading reads again while a sender waits on the peer.
+                self.driver.wake();
                 return Err(PushError::Full(frame));
             }
             state.push(frame, false, 0);

@@ -83,8 +83,10 @@ impl Drop for OnDrop {
     }
 }
 
-/// `echo(text)`, `sleep(millis)` and `hang()`.
-struct TestHandler(Arc<Signals>);
+/// `echo(text)`, `sleep(millis)` and `hang()`; with its own connection's
+/// peer, `bounce(text)` (asks the peer's `nested`) and `nested(text)` (asks
+/// the peer's `echo`): a call back and forth inside calls.
+struct TestHandler(Arc<Signals>, Option<Peer>);
 
 impl Handler for TestHandler {
     fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
@@ -108,6 +110,13 @@ impl Handler for TestHandler {
                 signals.hang_started.notify_one();
                 std::future::pending::<Result<(), Infallible>>().await
             }),
+            "bounce" | "nested" => {
+                let Some(peer) = self.1.clone() else { return Err(call) };
+                let asks = if method == "bounce" { "nested" } else { "echo" };
+                handle(&Arc::new(peer), asks, call, &["text"], move |peer: Arc<Peer>, (text,): (String,)| async move {
+                    peer.call::<_, String>(asks, Text { text: &text }, None).await
+                })
+            }
             _ => return Err(call),
         })
     }
@@ -125,8 +134,8 @@ fn pair(config: PeerConfig) -> Pair {
     let signals = Arc::new(Signals::default());
     let a = Peer::new(ConnectionId::next(), &config);
     let b = Peer::new(ConnectionId::next(), &config);
-    let a_driver = Driver::new(ta, a.clone(), TestHandler(signals.clone()), None, &config);
-    let b_driver = Driver::new(tb, b.clone(), TestHandler(signals.clone()), None, &config);
+    let a_driver = Driver::new(ta, a.clone(), TestHandler(signals.clone(), Some(a.clone())), None, &config);
+    let b_driver = Driver::new(tb, b.clone(), TestHandler(signals.clone(), Some(b.clone())), None, &config);
     let a_ended = tokio::spawn(a_driver.run(|_| {}));
     tokio::spawn(b_driver.run(|_| {}));
     Pair { a, b, signals, a_ended }
@@ -287,6 +296,19 @@ async fn past_max_outgoing_calls_a_call_waits_for_a_turn_within_its_deadline() {
     .await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_made_inside_a_handler_needs_no_turn_of_its_own() {
+    within(async {
+        // a's one turn is held by its call to b, which asks a, which asks b:
+        // that last call must not wait for the turn the first one holds.
+        let p =
+            pair(PeerConfig { max_outgoing_calls: 1, call_timeout: Duration::from_secs(5), ..PeerConfig::default() });
+        let answer: String = p.a.call("bounce", Text { text: "round trip" }, None).await.unwrap();
+        assert_eq!(answer, "round trip");
+    })
+    .await;
+}
+
 /// Records the name and fields of every span created.
 #[derive(Clone, Default)]
 struct SpanRecorder(Arc<std::sync::Mutex<Vec<String>>>);
@@ -387,7 +409,7 @@ mod fuzz {
         let (mut ours, theirs) = transport_pair();
         let config = PeerConfig::default();
         let peer = Peer::new(ConnectionId::next(), &config);
-        let driver = Driver::new(theirs, peer, TestHandler(Arc::default()), None, &config);
+        let driver = Driver::new(theirs, peer, TestHandler(Arc::default(), None), None, &config);
         tokio::spawn(driver.run(|_| {}));
         let send = |ours: &ChannelTransport, message| ours.tx.as_ref().map(|tx| tx.send(message));
         for (n, frame) in frames.into_iter().enumerate() {

@@ -122,7 +122,8 @@ impl ServerBuilder {
     /// the server parks further requests, in order, up to 4 MiB; with the
     /// parking full it stops reading from that socket until a call finishes
     /// (TCP holds the client back), unless it is waiting on that client (for
-    /// a callback's reply, or for room to send): then it keeps reading and
+    /// a callback's reply, or for room to send) or its writes to it wait:
+    /// then it keeps reading and
     /// answers the excess requests with -32009 (server busy), since what it
     /// waits for may be queued behind them. Responses and `$/cancelRequest`
     /// are always read.
