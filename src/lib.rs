@@ -169,9 +169,11 @@ macro_rules! peer_settings {
 
         #[doc = concat!("Calls to the ", $other, " awaiting replies at once, per connection (default")]
         /// 128, the default `max_in_flight` of a wsduplex peer); further calls
-        /// wait their turn, in order, within their deadline. Keeping this at
-        /// or below what the other end runs at once means it never has to
-        /// park or refuse our calls.
+        /// wait their turn, in order, within their deadline. At or below what
+        /// the other end runs at once, it can run our calls as they come
+        /// instead of parking them. One-way messages take no turn, and
+        /// neither do calls a handler makes while serving this same
+        /// connection (the calls holding the turns may be waiting for them).
         pub fn max_outgoing_calls(mut self, limit: usize) -> Self {
             self.peer.max_outgoing_calls = limit;
             self

@@ -4,10 +4,12 @@
 //! tokio-tungstenite allocates its read buffer up front, so every idle
 //! connection carries it. Here small reads go through a buffer on the stack
 //! and only what arrives is kept; a large frame is read straight into a
-//! buffer of its own size. Outgoing frames are written from the message's
-//! own bytes with vectored writes (a broadcast's payload is shared by every
-//! recipient, never copied per socket); only a client's frames, which must be
-//! masked, are copied. An idle connection holds its socket and a few words.
+//! buffer of its own size. Outgoing frames go out with vectored writes: a
+//! payload over 4 KiB is written from the message's own bytes (a broadcast's
+//! payload is shared by every recipient, never copied per socket; only a
+//! client's frames, which must be masked, are copied), and smaller frames are
+//! copied together into 8 KiB buffers, which costs less than a slice each.
+//! An idle connection holds its socket and a few words.
 //!
 //! Reading never waits for writing: a ping is answered by one owed pong
 //! (a newer ping replaces it, RFC 6455 section 5.5.3), written at the next
@@ -51,8 +53,8 @@ const MAX_HEADER: usize = 14;
 /// Larger ones are written from the message's own bytes.
 const INLINE_PAYLOAD: usize = 4 * 1024;
 
-/// Small frames join one buffer up to about this size.
-const COALESCE: usize = 64 * 1024;
+/// The size of a buffer of small frames.
+const SMALL_FRAMES: usize = 8 * 1024;
 
 /// Whether a close code may appear in a close frame (RFC 6455 section 7.4 and
 /// IANA's registry: 1012 to 1014 are registered, 1004 to 1006 and 1015 never sent).
@@ -318,7 +320,10 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
         let missing = self.awaiting.saturating_sub(self.read.len());
         let read = if missing > STACK_READ {
             self.read.reserve(missing.min(LARGE_READ));
-            ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read))?
+            // No further than the frame: the frames after it must not share
+            // (and so keep alive) its large buffer.
+            let mut frame = bytes::BufMut::limit(&mut self.read, missing);
+            ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut frame))?
         } else {
             // Uninitialized: zeroing 8 KiB for every read would cost more than the read.
             let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
@@ -353,13 +358,14 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             self.write.push_back(Outgoing { head, payload, written: 0, kind });
             return;
         }
+        // Into the last buffer while it has room: buffers never grow, so
+        // never hold twice what they carry.
+        let size = MAX_HEADER + payload.len();
+        let fits = |last: &Outgoing| last.head.capacity() - last.head.len() >= size;
         let joins = kind == Kind::Data
-            && self
-                .write
-                .back()
-                .is_some_and(|last| last.kind == Kind::Data && last.payload.is_empty() && last.head.len() < COALESCE);
+            && self.write.back().is_some_and(|last| last.kind == Kind::Data && last.payload.is_empty() && fits(last));
         if !joins {
-            let head = Vec::with_capacity(MAX_HEADER + payload.len());
+            let head = Vec::with_capacity(if kind == Kind::Data { size.max(SMALL_FRAMES) } else { size });
             self.write.push_back(Outgoing { head, payload: Bytes::new(), written: 0, kind });
         }
         let mask = (self.role == Role::Client).then(mask);
@@ -948,6 +954,31 @@ mod tests {
         assert!(linear_complexity(&bits) <= 64);
         let random: Vec<u8> = (0..1024).map(|_| rand::random::<bool>() as u8).collect();
         assert!(linear_complexity(&random) > 480);
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_shares_its_buffer_with_no_frame_after_it() {
+        within(async {
+            let (server, mut client) = with_tungstenite_client().await;
+            let mut server = server;
+            // One write: a large frame, and a small one right behind it.
+            let large = "l".repeat(100_000);
+            client.feed(Message::Text(large.clone().into())).await.unwrap();
+            client.feed(Message::Text("small".into())).await.unwrap();
+            client.flush().await.unwrap();
+            let Some(Ok(Message::Text(first))) = server.next().await else { panic!("no large frame") };
+            let Some(Ok(Message::Text(second))) = server.next().await else { panic!("no small frame") };
+            assert_eq!((first.len(), second.as_str()), (large.len(), "small"));
+            // Read into the same buffer, the small frame's bytes would sit just
+            // after the large one's (behind its 6-byte header), keeping it alive.
+            let end_of_first = first.as_str().as_ptr() as usize + first.len();
+            assert_ne!(
+                second.as_str().as_ptr() as usize,
+                end_of_first + 6,
+                "the small frame shares the large one's buffer"
+            );
+        })
+        .await;
     }
 
     #[tokio::test]

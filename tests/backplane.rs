@@ -144,7 +144,7 @@ impl Viewing {
 /// Everyone gets `marker` from `node`; each of `viewers` must see `marker`
 /// next, proving it saw nothing before it that it should not have.
 async fn all_see_next(node: &Node, viewers: &mut [&mut Viewing], marker: &str) {
-    node.hub.all().show(marker.into()).await.unwrap();
+    within(node.hub.all().show(marker.into())).await.unwrap();
     for viewer in viewers.iter_mut() {
         viewer.sees(marker).await;
     }
@@ -487,19 +487,21 @@ async fn a_shared_secret_keeps_unsigned_and_foreign_messages_out() {
     let mut forger = Forger::connect(&redis).await;
 
     // A fan-out from a node with the same secret arrives.
-    nodes[0].hub.all().show("signed".into()).await.unwrap();
+    within(nodes[0].hub.all().show("signed".into())).await.unwrap();
     b.sees("signed").await;
     // One from a node with another secret, and an unsigned one, do not.
-    nodes[2].hub.all().show("foreign".into()).await.unwrap();
+    within(nodes[2].hub.all().show("foreign".into())).await.unwrap();
     let unsigned = format!(
         "F {:x} all 0 -\n{}",
         forger.node, r#"{"jsonrpc":"2.0","method":"bp.show","params":{"text":"unsigned"}}"#
     );
     forger.publish("test:all", &unsigned).await;
-    // Nor do forged calls: no answer comes back, and b is not asked.
-    forger.call(b.id, 7, 1000, "bp.stall", "[]").await;
+    // Nor do forged calls: no answer comes back, and b is not asked (an
+    // unsigned call to b's own ask would be answered within the wait).
+    forger.call(b.id, 7, 1000, "bp.ask", r#"["forged?"]"#).await;
     all_see_next(&nodes[0], &mut [&mut b], "marker").await;
-    assert!(b.stalling.try_recv().is_err(), "an unsigned call ran");
+    let answer = tokio::time::timeout(Duration::from_millis(500), forger.reply()).await;
+    assert!(answer.is_err(), "an unsigned call was answered: {answer:?}");
     // Calls between nodes with the secret work.
     let answer = within(nodes[0].hub.connection(b.id).ask("signed?".into())).await.unwrap();
     assert_eq!(answer, "b says signed?");

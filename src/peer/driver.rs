@@ -428,18 +428,19 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// registers the task's waker whatever it returns, and the waker stays
     /// the same. Returns how the connection ended if the peer is gone.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
-        if let Some(keep_alive) = &mut self.keep_alive {
+        // While closing, the close handshake has its own deadline.
+        if self.closing.is_none()
+            && let Some(keep_alive) = &mut self.keep_alive
+        {
             match keep_alive.poll(cx) {
                 // Ahead of queued data, at the next frame boundary; the peer's
-                // time to answer starts once it has left. None after a close
-                // frame: the close handshake has its own deadline.
-                Poll::Ready(KeepAliveDue::Ping) if self.closing.is_none() => {
+                // time to answer starts once it has left.
+                Poll::Ready(KeepAliveDue::Ping) => {
                     if let Err(e) = Pin::new(&mut self.transport).start_send(Message::Ping(Bytes::new())) {
                         return Some(Ended::Transport(e));
                     }
                     self.unflushed = true;
                 }
-                Poll::Ready(KeepAliveDue::Ping) => {}
                 // Not reading by choice, the answer may wait unread: read one
                 // more frame, and give the peer another timeout to send it.
                 Poll::Ready(KeepAliveDue::Unresponsive) if self.pause() == Some(Pause::Parking) => {

@@ -209,7 +209,8 @@ impl Endpoint {
     /// `listener`: a `tokio::net::TcpListener`, a [`TlsListener`](crate::TlsListener),
     /// or any axum listener with socket addresses. It is what
     /// `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`
-    /// does, plus the bounds on the HTTP phase that axum leaves out: each
+    /// does over HTTP/1.1 (HTTP/2 is not served: a TLS configuration should
+    /// not offer it by ALPN), plus the bounds on the HTTP phase that axum leaves out: each
     /// request head must arrive within
     /// [`handshake_timeout`](ServerBuilder::handshake_timeout) (a client
     /// that sends half a request and waits, or idles between requests, is cut
