@@ -1,9 +1,8 @@
 //! The server's handle to one client connection, given to the service factory.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +13,6 @@ use http::{HeaderMap, Uri};
 use crate::contract::{Contract, NoCallbacks};
 use crate::hub::HubCore;
 use crate::peer::{CloseReason, Peer};
-use crate::server::Identity;
 
 /// Identifies one connection, unique across server nodes: the node part is
 /// random for each hub (so for each server process, and for each of several
@@ -25,10 +23,9 @@ pub struct ConnectionId {
     sequence: u64,
 }
 
-/// A random node id. `RandomState` is seeded from the OS and differs on every
-/// call: randomness without a dependency.
+/// A random node id, from the same CSPRNG as everything random in the crate.
 pub(crate) fn random_node() -> u64 {
-    RandomState::new().hash_one(std::process::id())
+    rand::random()
 }
 
 impl ConnectionId {
@@ -292,8 +289,7 @@ impl<CB> Connection<CB> {
     }
 
     fn data_map(&self) -> std::sync::MutexGuard<'_, HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>> {
-        // Nothing panics while holding this lock; recover rather than propagate.
-        self.inner.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.inner.data)
     }
 
     /// Adds this connection to a hub group; false if it already was a
@@ -321,6 +317,42 @@ impl<CB> Connection<CB> {
     /// Waits until the connection has ended, and says how.
     pub async fn closed(&self) -> CloseReason {
         self.inner.peer.closed().await
+    }
+}
+
+/// Who a connection is, as the authentication hook decided: optionally a
+/// user (so [`Hub::user`](crate::Hub::user) reaches all of that user's
+/// connections), and optionally a value of your own that every handler can
+/// read with [`Connection::data`](crate::Connection::data).
+#[derive(Default)]
+pub struct Identity {
+    pub(crate) user: Option<Arc<str>>,
+    pub(crate) values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Nobody in particular: the connection is let in without a user.
+    pub fn anonymous() -> Self {
+        Identity::default()
+    }
+
+    /// The connection belongs to user `id`.
+    pub fn user(id: impl Into<Arc<str>>) -> Self {
+        Identity { user: Some(id.into()), values: Vec::new() }
+    }
+
+    /// Attaches `value` (claims, roles, a session) to the connection, for
+    /// [`Connection::data`](crate::Connection::data); one value per type, a
+    /// later one of the same type replacing the earlier.
+    pub fn with<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.values.push((TypeId::of::<T>(), Box::new(value)));
+        self
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A broadcast serializes its message once; every recipient's queue gets the
 //! same shared bytes. It never waits on a recipient: when a client's queue is
-//! full, the [`SlowConsumer`] policy drops that client (close code 1013) or its
+//! full, the [`SlowConsumer`](crate::SlowConsumer) policy drops that client (close code 1013) or its
 //! oldest broadcasts, so one slow consumer cannot stall the others. Fan-out
 //! goes through a [`Backplane`], so a hub can span processes.
 
@@ -24,22 +24,6 @@ use crate::contract::Contract;
 use crate::error::Error;
 use crate::peer::{Offer, Peer};
 use crate::wire;
-
-/// What a broadcast does for a connection whose outbound queue is full (by
-/// frames or by bytes). Calls and direct messages never take this path: they
-/// wait for room.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SlowConsumer {
-    /// Drop the connection with close code 1013 (try again later) and a log
-    /// line: it reconnects and catches up, the others are not held back.
-    #[default]
-    Disconnect,
-    /// Keep the connection; drop the oldest broadcast messages queued for it
-    /// to make room (or this one, if only replies are queued). Suits feeds
-    /// where the latest value supersedes the earlier ones.
-    DropOldest,
-}
 
 /// Who a fan-out reaches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,13 +273,12 @@ impl HubCore {
         LocalConnections(self.myself.clone())
     }
 
-    // No code panics while holding these locks; recover rather than propagate.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::read(&self.state)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::write(&self.state)
     }
 
     // Topics open and close under the state's lock, so a bus hears of them

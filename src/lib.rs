@@ -181,6 +181,8 @@ macro_rules! peer_settings {
     };
 }
 
+mod accept;
+mod backoff;
 mod caller;
 mod client;
 mod connection;
@@ -197,6 +199,7 @@ mod rpc_error;
 mod schemas;
 mod server;
 mod socket;
+mod sync;
 mod tls;
 pub mod typescript;
 mod wire;
@@ -204,27 +207,26 @@ mod wire;
 #[cfg(test)]
 mod arbitrary;
 
+pub use backoff::ReconnectPolicy;
 pub use caller::{Call, Jsonrpsee, Notify};
-pub use client::{Client, ClientBuilder, ConnectionState, ReconnectPolicy};
-pub use connection::{Connection, ConnectionId, Handshake, ParseConnectionIdError};
+pub use client::{Client, ClientBuilder, ConnectionState};
+pub use connection::{Connection, ConnectionId, Handshake, Identity, ParseConnectionIdError};
 pub use contract::{
     Contract, ContractInfo, ContractKind, Dispatch, DocumentedErrors, ErrorInfo, MethodInfo, NoCallbacks, ParamInfo,
     SchemaFn, ServiceContract, ServiceInstance,
 };
 pub use dispatch::HandlerError;
 pub use error::{Error, codes};
-pub use hub::{
-    Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, SlowConsumer, Topic,
-};
+pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, Topic};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
-pub use peer::{CloseReason, Peer};
+pub use peer::{CloseReason, Peer, SlowConsumer};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackplane, RedisOptions};
 /// The TLS library, for configurations beyond [`Tls::from_pem_files`].
 pub use rustls;
 /// The JSON Schema library whose `JsonSchema` every parameter and result type implements.
 pub use schemars;
-pub use server::{Authenticate, Endpoint, Identity, Refusal, Server, ServerBuilder, ServerHandle};
+pub use server::{Authenticate, Endpoint, Refusal, Server, ServerBuilder, ServerHandle};
 pub use tls::{Tls, TlsError, TlsListener};
 
 /// Declares a service contract: the methods clients call on the server.

@@ -31,6 +31,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, FrameHeader, Utf8Bytes};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+/// Largest message accepted by default, on either end: 10 MiB.
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
+
 /// Reads of up to this many bytes go through the stack, so nothing is held
 /// on the heap while waiting.
 const STACK_READ: usize = 8 * 1024;

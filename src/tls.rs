@@ -250,7 +250,7 @@ impl axum::serve::Listener for TlsListener {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, remote)) => self.start_handshake(stream, remote),
-                    Err(error) => crate::server::accept_failed(error).await,
+                    Err(error) => crate::accept::accept_failed(error).await,
                 },
                 Some(done) = self.handshaking.next(), if !self.handshaking.is_empty() => {
                     if let Some(connection) = done {

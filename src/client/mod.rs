@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::backoff::ReconnectPolicy;
 use crate::caller::{Call, Notify};
 use crate::connection::ConnectionId;
 use crate::contract::{Dispatch, ServiceInstance};
@@ -34,9 +35,7 @@ use reconnect::ReconnectHook;
 mod handshake;
 mod reconnect;
 
-#[cfg(feature = "redis")]
-pub(crate) use reconnect::random_unit;
-pub use reconnect::{ConnectionState, ReconnectPolicy};
+pub use reconnect::ConnectionState;
 
 /// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).
 ///
@@ -82,21 +81,21 @@ struct Link {
 
 impl Link {
     fn current(&self) -> Option<Peer> {
-        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        crate::sync::lock(&self.current).clone()
     }
 
     fn set_current(&self, peer: Option<Peer>) {
-        *self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = peer;
+        *crate::sync::lock(&self.current) = peer;
     }
 
     fn offline(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
-        self.offline.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.offline)
     }
 
     /// Forgets `peer` as the current connection (it ended), unless another
     /// took its place already.
     fn lost(&self, peer: &Peer) {
-        let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut current = crate::sync::lock(&self.current);
         if current.as_ref().is_some_and(|now| now.id() == peer.id()) {
             *current = None;
         }
@@ -106,7 +105,7 @@ impl Link {
 /// The last client handle is gone: close the connection, stop reconnecting.
 impl Drop for Link {
     fn drop(&mut self) {
-        if let Some(peer) = self.current.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+        if let Some(peer) = self.current.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take()
             && self.owns_connection
         {
             peer.close(1000, "");
@@ -226,7 +225,7 @@ impl Default for ClientBuilder {
         ClientBuilder {
             peer: PeerConfig::default(),
             connect_timeout: Duration::from_secs(10),
-            max_message_size: crate::server::DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: crate::socket::DEFAULT_MAX_MESSAGE_SIZE,
             headers: Vec::new(),
             tls: ClientTls::default(),
             reconnect: None,
@@ -446,7 +445,7 @@ where
             state.mark_unchanged();
             drop(link);
             // Woken early by `close()`.
-            let delay = policy.delay(attempt, reconnect::random_unit());
+            let delay = policy.delay(attempt, crate::backoff::random_unit());
             let _ = tokio::time::timeout(delay, state.changed()).await;
             match self.link.upgrade() {
                 Some(link) if !link.closing.load(Ordering::SeqCst) => {

@@ -32,11 +32,11 @@ use tracing::Instrument;
 use crate::connection::ConnectionId;
 use crate::deadline::deadline_in;
 use crate::error::Error;
-use crate::hub::SlowConsumer;
 use crate::wire;
 
 pub(crate) use driver::{Driver, Transport};
 pub(crate) use liveness::KeepAliveConfig;
+pub use outbox::SlowConsumer;
 use outbox::{Bounds, Outbox};
 pub(crate) use outbox::{Offer, PushError};
 pub(crate) use pending::Reply;
@@ -396,12 +396,12 @@ impl Shared {
     pub(crate) fn mark_closed(&self, reason: CloseReason) {
         self.outbox.close();
         self.pending.close_all();
-        *self.closed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason);
+        *crate::sync::lock(&self.closed) = Some(reason);
         self.closed_signal.notify_waiters();
     }
 
     fn close_reason(&self) -> Option<CloseReason> {
-        self.closed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        crate::sync::lock(&self.closed).clone()
     }
 }
 

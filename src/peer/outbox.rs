@@ -18,7 +18,22 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use super::Control;
-use crate::hub::SlowConsumer;
+
+/// What a broadcast does for a connection whose outbound queue is full (by
+/// frames or by bytes). Calls and direct messages never take this path: they
+/// wait for room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// Drop the connection with close code 1013 (try again later) and a log
+    /// line: it reconnects and catches up, the others are not held back.
+    #[default]
+    Disconnect,
+    /// Keep the connection; drop the oldest broadcast messages queued for it
+    /// to make room (or this one, if only replies are queued). Suits feeds
+    /// where the latest value supersedes the earlier ones.
+    DropOldest,
+}
 
 /// Why a frame was not queued; the frame comes back.
 #[derive(Debug)]
@@ -126,8 +141,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding this lock; recover rather than propagate.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Queues a frame if there is room, without waiting.

@@ -53,8 +53,7 @@ struct State {
 
 impl Pending {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // No code panics while holding this lock; recover rather than propagate.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Registers call `id`; fails with `Closed` once the connection has ended.

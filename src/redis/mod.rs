@@ -42,7 +42,7 @@ use ring::hmac;
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::client::ReconnectPolicy;
+use crate::backoff::ReconnectPolicy;
 use crate::connection::{ConnectionId, random_node};
 use crate::deadline::deadline_in;
 use crate::error::{Error, codes};
@@ -334,7 +334,7 @@ struct Pending {
 
 impl Shared {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.pending)
     }
 
     /// The bytes to publish for `message`: signed when there is a secret

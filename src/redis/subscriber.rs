@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use redis::Msg;
 use tokio::sync::{Notify, mpsc};
 
-use crate::client::{ReconnectPolicy, random_unit};
+use crate::backoff::{ReconnectPolicy, random_unit};
 
 /// A change to the channels wanted.
 #[derive(Debug)]
@@ -67,14 +67,14 @@ impl Subscriptions {
     }
 
     fn update(&self, change: impl FnOnce(&mut State)) {
-        change(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        change(&mut crate::sync::lock(&self.state));
         self.changed.notify_waiters();
     }
 
     /// True once `channel` is confirmed with no change to it pending, or
     /// while Redis is unreachable (nothing published then reaches anyone anyway).
     fn settled(&self, channel: &str) -> bool {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = crate::sync::lock(&self.state);
         !state.connected || (!state.pending.contains_key(channel) && state.confirmed.contains(channel))
     }
 

@@ -48,8 +48,7 @@ impl Connections {
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<ConnectionId, Peer>> {
-        // Nothing panics while holding this lock; recover rather than propagate.
-        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.live)
     }
 
     /// Reserves room for one more connection, or says why there is none.

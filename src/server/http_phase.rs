@@ -58,7 +58,7 @@ impl axum::serve::Listener for Tcp {
                     let _ = stream.set_nodelay(true);
                     return (stream, remote);
                 }
-                Err(error) => accept_failed(error).await,
+                Err(error) => crate::accept::accept_failed(error).await,
             }
         }
     }
@@ -178,19 +178,4 @@ pub(super) async fn accept_standalone(listener: TcpListener, tls: Option<Tls>, e
         let _ = tls.get_ref().0.set_nodelay(true);
     });
     accept(listener, endpoint, Served::Endpoint).await
-}
-
-/// Accept errors are about one connection or a passing shortage (of file
-/// descriptors, say): log, pause briefly if it is a shortage, keep serving.
-pub(crate) async fn accept_failed(error: io::Error) {
-    use io::ErrorKind::*;
-    match error.kind() {
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock => {
-            tracing::debug!(%error, "accept failed");
-        }
-        _ => {
-            tracing::warn!(%error, "accept failed; pausing");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }

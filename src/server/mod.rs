@@ -20,22 +20,18 @@ use jsonrpsee_types::ResponsePayload;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 pub use endpoint::Endpoint;
-pub(crate) use http_phase::accept_failed;
-pub use policy::{Authenticate, Identity, Refusal};
+pub use policy::{Authenticate, Refusal};
 use policy::{DynAuthenticate, Origins};
 
 use crate::connection::Connection;
 use crate::contract::{Contract, ContractInfo, Dispatch, ServiceContract, ServiceInstance};
 
 use crate::dispatch::HandlerError;
-use crate::hub::{Hub, HubCore, SlowConsumer};
+use crate::hub::{Hub, HubCore};
 use crate::openrpc;
 use crate::peer::CloseReason;
-use crate::peer::PeerConfig;
+use crate::peer::{PeerConfig, SlowConsumer};
 use crate::tls::Tls;
-
-/// Largest message accepted by default: 10 MiB.
-pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
 
 /// Settings for a server; made by [`Server::builder`]. Every limit has a
 /// default that is safe for a server on the open internet.
@@ -87,7 +83,7 @@ impl Default for ServerBuilder {
             peer: PeerConfig::default(),
             hub: HubCore::new_local(),
             methods: None,
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: crate::socket::DEFAULT_MAX_MESSAGE_SIZE,
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
@@ -224,7 +220,7 @@ impl ServerBuilder {
 
     /// Decides who may connect, from the upgrade request (headers, cookies,
     /// query string, remote address), before the upgrade: a [`Refusal`]
-    /// answers 401 or 403 with a short body; an [`Identity`] lets the
+    /// answers 401 or 403 with a short body; an [`Identity`](crate::Identity) lets the
     /// connection in, its user and value readable from every handler through
     /// the [`Connection`]. A hook that panics answers 500. Browsers cannot
     /// set headers on a WebSocket: accept a token in the query string too

@@ -1,8 +1,6 @@
 //! Who may open a connection: the origin allow-list and the authentication
 //! hook, both decided on the HTTP upgrade request, before any upgrade.
 
-use std::any::{Any, TypeId};
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,43 +9,7 @@ use http::header::{ORIGIN, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::upgrade::plain;
-use crate::connection::Handshake;
-
-/// Who a connection is, as the authentication hook decided: optionally a
-/// user (so [`Hub::user`](crate::Hub::user) reaches all of that user's
-/// connections), and optionally a value of your own that every handler can
-/// read with [`Connection::data`](crate::Connection::data).
-#[derive(Default)]
-pub struct Identity {
-    pub(crate) user: Option<Arc<str>>,
-    pub(crate) values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
-}
-
-impl fmt::Debug for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity").field("user", &self.user).finish_non_exhaustive()
-    }
-}
-
-impl Identity {
-    /// Nobody in particular: the connection is let in without a user.
-    pub fn anonymous() -> Self {
-        Identity::default()
-    }
-
-    /// The connection belongs to user `id`.
-    pub fn user(id: impl Into<Arc<str>>) -> Self {
-        Identity { user: Some(id.into()), values: Vec::new() }
-    }
-
-    /// Attaches `value` (claims, roles, a session) to the connection, for
-    /// [`Connection::data`](crate::Connection::data); one value per type, a
-    /// later one of the same type replacing the earlier.
-    pub fn with<T: Any + Send + Sync>(mut self, value: T) -> Self {
-        self.values.push((TypeId::of::<T>(), Box::new(value)));
-        self
-    }
-}
+use crate::connection::{Handshake, Identity};
 
 /// Why a handshake is refused: `401 Unauthorized` or `403 Forbidden`, with a
 /// short body.
