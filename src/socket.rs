@@ -984,6 +984,67 @@ mod tests {
         .await;
     }
 
+    /// A stream that takes every write whole and counts the calls.
+    #[derive(Default)]
+    struct CountingWrites {
+        calls: usize,
+        bytes: usize,
+    }
+
+    impl AsyncRead for CountingWrites {
+        fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for CountingWrites {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.calls += 1;
+            self.bytes += buf.len();
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let total = bufs.iter().map(|buf| buf.len()).sum();
+            self.calls += 1;
+            self.bytes += total;
+            Poll::Ready(Ok(total))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_and_the_small_ones_around_it_leave_in_one_write() {
+        within(async {
+            let mut server = Socket::new(CountingWrites::default(), Role::Server, MAX, &[]);
+            for text in ["a", "b"] {
+                server.feed(Message::Text(text.into())).await.unwrap();
+            }
+            server.feed(Message::Text("x".repeat(10_000).into())).await.unwrap();
+            server.feed(Message::Text("c".into())).await.unwrap();
+            server.flush().await.unwrap();
+            // The two small frames in one buffer, the large frame's header and
+            // shared payload, and the last small frame: one vectored write.
+            assert_eq!((server.io.calls, server.io.bytes), (1, 3 + 3 + 4 + 10_000 + 3));
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn frames_are_written_from_the_messages_own_bytes() {
         within(async {

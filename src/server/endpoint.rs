@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -13,12 +12,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::Either;
 use futures_util::{FutureExt, SinkExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, UPGRADE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::either::Either;
+
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -44,78 +43,39 @@ type StartConnection = dyn Fn(Socket<ServerIo>, Handshake, Identity, Slot) + Sen
 /// The byte stream under a server-side WebSocket: the TCP or TLS stream
 /// itself when hyper hands it back (no indirection, and hyper's buffers are
 /// freed), else hyper's upgraded connection (another server's transport).
-pub(crate) enum ServerIo {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
-}
+/// `Either` passes vectored writes through, which the socket relies on.
+pub(crate) type ServerIo = Either<TcpStream, Either<Box<TlsStream<TcpStream>>, TokioIo<hyper::upgrade::Upgraded>>>;
 
-impl ServerIo {
-    /// Takes the connection back from hyper, with any bytes read past the
-    /// handshake: as our own listener hands it over, or as axum's (which
-    /// wraps it in hyper-util's rewind buffer).
-    fn from_upgraded(upgraded: hyper::upgrade::Upgraded) -> (ServerIo, Bytes) {
-        use hyper_util::server::conn::auto::upgrade::downcast as unwind;
-        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => return (ServerIo::Tcp(parts.io.into_inner()), parts.read_buf),
-            Err(upgraded) => upgraded,
-        };
-        let upgraded = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-            Ok(parts) => return (ServerIo::Tls(Box::new(parts.io.into_inner())), parts.read_buf),
-            Err(upgraded) => upgraded,
-        };
-        let upgraded = match unwind::<TokioIo<TcpStream>>(upgraded) {
-            Ok(parts) => return (ServerIo::Tcp(parts.io.into_inner()), parts.read_buf),
-            Err(upgraded) => upgraded,
-        };
-        match unwind::<TokioIo<TlsStream<TcpStream>>>(upgraded) {
-            Ok(parts) => (ServerIo::Tls(Box::new(parts.io.into_inner())), parts.read_buf),
-            Err(upgraded) => (ServerIo::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            ServerIo::Tcp(_) => "tcp",
-            ServerIo::Tls(_) => "tls",
-            ServerIo::Upgraded(_) => "upgraded",
-        }
+/// Takes the connection back from hyper, with any bytes read past the
+/// handshake: as our own listener hands it over, or as axum's (which wraps
+/// it in hyper-util's rewind buffer).
+fn take_back(upgraded: hyper::upgrade::Upgraded) -> (ServerIo, Bytes) {
+    use hyper_util::server::conn::auto::upgrade::downcast as unwind;
+    let tls = |stream| Either::Right(Either::Left(Box::new(stream)));
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return (Either::Left(parts.io.into_inner()), parts.read_buf),
+        Err(upgraded) => upgraded,
+    };
+    let upgraded = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+        Ok(parts) => return (tls(parts.io.into_inner()), parts.read_buf),
+        Err(upgraded) => upgraded,
+    };
+    let upgraded = match unwind::<TokioIo<TcpStream>>(upgraded) {
+        Ok(parts) => return (Either::Left(parts.io.into_inner()), parts.read_buf),
+        Err(upgraded) => upgraded,
+    };
+    match unwind::<TokioIo<TlsStream<TcpStream>>>(upgraded) {
+        Ok(parts) => (tls(parts.io.into_inner()), parts.read_buf),
+        Err(upgraded) => (Either::Right(Either::Right(TokioIo::new(upgraded))), Bytes::new()),
     }
 }
 
-impl AsyncRead for ServerIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Tcp(io) => Pin::new(io).poll_read(cx, buf),
-            ServerIo::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
-            ServerIo::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ServerIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ServerIo::Tcp(io) => Pin::new(io).poll_write(cx, buf),
-            ServerIo::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
-            ServerIo::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Tcp(io) => Pin::new(io).poll_flush(cx),
-            ServerIo::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
-            ServerIo::Upgraded(io) => Pin::new(io).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Tcp(io) => Pin::new(io).poll_shutdown(cx),
-            ServerIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
-            ServerIo::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
-        }
+/// What carries a connection, for the logs.
+fn transport_kind(io: &ServerIo) -> &'static str {
+    match io {
+        Either::Left(_) => "tcp",
+        Either::Right(Either::Left(_)) => "tls",
+        Either::Right(Either::Right(_)) => "upgraded",
     }
 }
 
@@ -287,8 +247,8 @@ impl Endpoint {
             inner.connections.spawn(async move {
                 match upgrading.await {
                     Ok(upgraded) => {
-                        let (io, pre_read) = ServerIo::from_upgraded(upgraded);
-                        tracing::debug!(transport = io.kind(), "upgraded");
+                        let (io, pre_read) = take_back(upgraded);
+                        tracing::debug!(transport = transport_kind(&io), "upgraded");
                         let socket = Socket::new(io, Role::Server, starting.max_message_size, &pre_read);
                         (starting.start)(socket, handshake, identity, slot);
                     }
@@ -425,5 +385,20 @@ where
 fn run_hook(name: &str, hook: impl FnOnce()) {
     if std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err() {
         tracing::error!(hook = name, "a lifecycle hook panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWrite;
+
+    #[tokio::test]
+    async fn the_server_stream_passes_vectored_writes_through() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let io: ServerIo = Either::Left(stream);
+        assert!(io.is_write_vectored(), "the socket's frames would go out one slice per system call");
     }
 }
