@@ -66,6 +66,10 @@ impl Tls {
 }
 
 /// The cryptography behind every TLS connection: rustls with *ring*.
+/// rustls 0.23.48 deprecates this provider for its lack of post-quantum key
+/// exchange; the alternative, aws-lc-rs, needs a C toolchain to build.
+/// Allowed here so that no build of a dependent prints the warning.
+#[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

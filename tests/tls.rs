@@ -118,6 +118,7 @@ async fn an_axum_router_serves_wss_through_the_tls_listener_and_bounds_the_http_
     for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(certificate.pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
+    #[allow(deprecated)] // ring, as the crate itself uses (see src/tls.rs)
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
