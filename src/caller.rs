@@ -34,6 +34,12 @@ pub trait Notify: Send + Sync {
 }
 
 /// Makes calls and awaits their replies.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot make calls that wait for a reply",
+    label = "this sends one-way messages only",
+    note = "a hub's fan-out (`hub.all()`, `hub.group(..)`, `hub.user(..)`, ...) sends #[oneway] methods only; \
+            use `hub.connection(id)` to call one connection and await its reply"
+)]
 pub trait Call: Notify {
     /// Calls `method` and decodes the reply's result as `R`.
     ///

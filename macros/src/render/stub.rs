@@ -70,19 +70,16 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
     }
 }
 
-/// The contract's methods on the stub, split by what the caller must support.
+/// The contract's methods on the stub, each bound by what its caller must
+/// support. The bound sits on the method, not on the impl block, so a call
+/// through a caller without replies (a hub's fan-out) is an unmet `Call`
+/// bound, which `Call`'s diagnostic explains, not a missing method.
 pub fn stub_methods(contract: &Contract) -> TokenStream {
     let stub = contract.stub_ident();
-    let (oneway, calls): (Vec<&Method>, Vec<&Method>) = contract.methods.iter().partition(|m| m.oneway.is_some());
-    let oneway = oneway.into_iter().map(stub_method);
-    let calls = calls.into_iter().map(stub_method);
+    let methods = contract.methods.iter().map(stub_method);
     quote! {
-        impl<__C: ::wsduplex::Notify> #stub<__C> {
-            #(#oneway)*
-        }
-
-        impl<__C: ::wsduplex::Call> #stub<__C> {
-            #(#calls)*
+        impl<__C> #stub<__C> {
+            #(#methods)*
         }
     }
 }
@@ -95,23 +92,28 @@ fn stub_method(method: &Method) -> TokenStream {
     let idents: Vec<_> = method.params.iter().map(|p| &p.ident).collect();
     let types = method.params.iter().map(|p| &p.ty);
     let params = quote!(::wsduplex::__private::ByName(&[#(#names),*], (#(&#idents,)*)));
-    let (note, send, ok) = match method.oneway {
+    let (note, send, ok, bound) = match method.oneway {
         Some(_) => (
             format!("Sends `{wire}` one-way: returns once the message is queued."),
             quote!(::wsduplex::Notify::notify(&self.caller, #wire, #params).await),
             quote!(()),
+            quote!(::wsduplex::Notify),
         ),
         None => (
             format!("Calls `{wire}` and awaits the reply."),
             quote!(::wsduplex::Call::call(&self.caller, #wire, #params, self.timeout).await),
             ok_type(method),
+            quote!(::wsduplex::Call),
         ),
     };
     quote! {
         #(#docs)*
         #[doc = ""]
         #[doc = #note]
-        pub async fn #ident(&self, #(#idents: #types),*) -> ::core::result::Result<#ok, ::wsduplex::Error> {
+        pub async fn #ident(&self, #(#idents: #types),*) -> ::core::result::Result<#ok, ::wsduplex::Error>
+        where
+            __C: #bound,
+        {
             #send
         }
     }
