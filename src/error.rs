@@ -192,6 +192,12 @@ pub mod codes {
     pub const PEER_ERROR: i32 = -32025;
 }
 
+/// The error object for a request refused because the peer is at its limit
+/// (code -32009 and message as jsonrpsee words them).
+pub(crate) fn server_busy() -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(codes::SERVER_BUSY, jsonrpsee_types::error::SERVER_IS_BUSY_MSG, None::<()>)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

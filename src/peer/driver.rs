@@ -685,8 +685,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         match message {
             wire::Message::Request { id, method, .. } if method != wire::CANCEL_METHOD => {
                 tracing::debug!(conn = %self.peer.id(), %method, "busy: refusing a request");
-                let error = ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is busy, try again later", None::<()>);
-                Some(wire::failure(&id, &error))
+                Some(wire::failure(&id, &crate::error::server_busy()))
             }
             wire::Message::Notification { method, .. } if method != wire::CANCEL_METHOD => {
                 tracing::warn!(conn = %self.peer.id(), %method, "busy: dropping a notification");

@@ -177,6 +177,7 @@ impl fmt::Debug for Peer {
 
 impl Peer {
     pub(crate) fn new(id: ConnectionId, config: &PeerConfig) -> Peer {
+        let max_outgoing_calls = config.max_outgoing_calls.clamp(1, Semaphore::MAX_PERMITS);
         let shared = Shared {
             id,
             outbox: Outbox::new(Bounds {
@@ -185,8 +186,8 @@ impl Peer {
                 slow_consumer: config.slow_consumer,
             }),
             pending: Pending::default(),
-            call_turns: Semaphore::new(config.max_outgoing_calls.clamp(1, Semaphore::MAX_PERMITS)),
-            max_outgoing_calls: config.max_outgoing_calls.clamp(1, Semaphore::MAX_PERMITS),
+            call_turns: Semaphore::new(max_outgoing_calls),
+            max_outgoing_calls,
             next_id: AtomicU64::new(1),
             call_timeout: config.call_timeout,
             closed: std::sync::Mutex::new(None),

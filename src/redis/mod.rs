@@ -45,10 +45,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::backoff::ReconnectPolicy;
 use crate::connection::{ConnectionId, random_node};
 use crate::deadline::deadline_in;
-use crate::error::{Error, codes};
+use crate::error::{Error, server_busy};
 use crate::hub::{Audience, Backplane, LocalConnections, Payload, Topic};
 use bus::{Channels, Message, Outcome};
-use jsonrpsee_types::ErrorObjectOwned;
 use publisher::Outgoing;
 use subscriber::{Change, Subscriptions};
 
@@ -277,7 +276,7 @@ impl RedisBackplane {
     }
 
     fn queue(&self, channel: String, message: &Message) -> bool {
-        enqueue(&self.shared, &self.publish, Outgoing { channel, message: self.shared.seal(message), heard: None })
+        publish_sealed(&self.shared, &self.publish, channel, message)
     }
 
     /// Publishes `message` to node `node`'s channel, in order with the rest,
@@ -381,18 +380,23 @@ impl Drop for Forget<'_> {
 /// Queues `outgoing`; false (and a log line per burst) when the queue is
 /// full or closed.
 fn enqueue(shared: &Shared, publish: &mpsc::Sender<Outgoing>, outgoing: Outgoing) -> bool {
-    match publish.try_send(outgoing) {
-        Ok(()) => {
-            shared.overflowing.store(false, Ordering::Relaxed);
-            true
-        }
-        Err(_) => {
-            if !shared.overflowing.swap(true, Ordering::Relaxed) {
-                tracing::warn!("the Redis publish queue is full; messages to other nodes are dropped");
-            }
-            false
-        }
+    let queued = publish.try_send(outgoing).is_ok();
+    if burst_begins(&shared.overflowing, !queued) {
+        tracing::warn!("the Redis publish queue is full; messages to other nodes are dropped");
     }
+    queued
+}
+
+/// Queues `message`, sealed, for `channel`, answering nobody back.
+fn publish_sealed(shared: &Shared, publish: &mpsc::Sender<Outgoing>, channel: String, message: &Message) -> bool {
+    enqueue(shared, publish, Outgoing { channel, message: shared.seal(message), heard: None })
+}
+
+/// Records whether something is failing now; true when a run of failures
+/// begins, so that a burst is logged once.
+fn burst_begins(failing_before: &std::sync::atomic::AtomicBool, failing: bool) -> bool {
+    let was = failing_before.swap(failing, Ordering::Relaxed);
+    failing && !was
 }
 
 impl Backplane for RedisBackplane {
@@ -525,9 +529,7 @@ impl Receiver {
         }
         let remote_call = || {
             let place = shared.remote_calls.clone().try_acquire_owned().ok();
-            let refused = place.is_none();
-            // One log line per burst of refusals.
-            if shared.refusing.swap(refused, Ordering::Relaxed) != refused && refused {
+            if burst_begins(&shared.refusing, place.is_none()) {
                 tracing::warn!("at max_remote_calls: refusing calls and group changes from other nodes");
             }
             Some((place?, self.publish.upgrade()?))
@@ -537,18 +539,11 @@ impl Receiver {
                 local.deliver(&audience, &payload);
             }
             Message::Call { origin, call, target, timeout, method, params } => {
-                let reply = |outcome| Message::Reply { origin: shared.node, call, outcome };
                 let Some((place, publish)) = remote_call() else {
-                    let busy =
-                        ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is busy, try again later", None::<()>);
-                    let outcome = Outcome::Rpc(serde_json::to_string(&busy).unwrap_or_else(|_| "{}".into()));
+                    let busy = serde_json::to_string(&server_busy()).unwrap_or_else(|_| "{}".into());
                     if let Some(publish) = self.publish.upgrade() {
-                        let channel = shared.channels.node(origin);
-                        enqueue(
-                            &shared,
-                            &publish,
-                            Outgoing { channel, message: shared.seal(&reply(outcome)), heard: None },
-                        );
+                        let reply = Message::Reply { origin: shared.node, call, outcome: Outcome::Rpc(busy) };
+                        publish_sealed(&shared, &publish, shared.channels.node(origin), &reply);
                     }
                     return;
                 };
@@ -567,8 +562,7 @@ impl Receiver {
                     };
                     drop(place);
                     let reply = Message::Reply { origin: shared.node, call, outcome };
-                    let channel = shared.channels.node(origin);
-                    enqueue(&shared, &publish, Outgoing { channel, message: shared.seal(&reply), heard: None });
+                    publish_sealed(&shared, &publish, shared.channels.node(origin), &reply);
                 });
             }
             Message::Group { origin, call, target, join, group } => {
@@ -577,8 +571,7 @@ impl Receiver {
                     let changed = local.change_group(target, &group, join).await;
                     drop(place);
                     let reply = Message::GroupReply { origin: shared.node, call, changed };
-                    let channel = shared.channels.node(origin);
-                    enqueue(&shared, &publish, Outgoing { channel, message: shared.seal(&reply), heard: None });
+                    publish_sealed(&shared, &publish, shared.channels.node(origin), &reply);
                 });
             }
             Message::Reply { origin, call, outcome } => shared.answer(call, origin, Answer::Call(outcome)),
