@@ -383,6 +383,12 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>>;
 }
 
+impl<S: crate::contract::Serve> Handler for S {
+    fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
+        crate::contract::Serve::dispatch(self, method, call)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

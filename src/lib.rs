@@ -186,7 +186,7 @@ mod backoff;
 mod caller;
 mod client;
 mod connection;
-mod contract;
+pub mod contract;
 mod deadline;
 mod dispatch;
 mod error;
@@ -212,8 +212,7 @@ pub use caller::{Call, Jsonrpsee, Notify};
 pub use client::{Client, ClientBuilder, ConnectionState};
 pub use connection::{Connection, ConnectionId, Handshake, Identity, ParseConnectionIdError};
 pub use contract::{
-    Contract, ContractInfo, ContractKind, Dispatch, DocumentedErrors, ErrorInfo, MethodInfo, NoCallbacks, ParamInfo,
-    SchemaFn, ServiceContract, ServiceInstance,
+    Contract, ContractInfo, ContractKind, DocumentedErrors, ErrorInfo, MethodInfo, NoCallbacks, ParamInfo, SchemaFn,
 };
 pub use dispatch::HandlerError;
 pub use error::{Error, codes};
@@ -226,7 +225,7 @@ pub use redis::{RedisBackplane, RedisOptions};
 pub use rustls;
 /// The JSON Schema library whose `JsonSchema` every parameter and result type implements.
 pub use schemars;
-pub use server::{Authenticate, Endpoint, Refusal, Server, ServerBuilder, ServerHandle};
+pub use server::{AnyCallbacks, Authenticate, Endpoint, HubFor, Refusal, Server, ServerBuilder, ServerHandle};
 pub use tls::{Tls, TlsError, TlsListener};
 
 /// Declares a service contract: the methods clients call on the server.
@@ -254,11 +253,21 @@ pub use tls::{Tls, TlsError, TlsListener};
 ///
 /// - the trait, with `Send` futures and `into_service()`, which binds an
 ///   implementation for [`Server::serve`] and [`ServerBuilder::endpoint`];
+/// - `ServeChat<S>`, what `into_service()` returns: it answers calls with an
+///   implementation `S` ([`contract::Serve`]);
 /// - `ChatClient<C = Client>`, the typed stub, with `connect(url, handler)`
 ///   (the handler implements the callback contract), `connect_with`,
-///   `new(caller)` and `with_timeout(duration)`;
-/// - [`Contract`] and [`ServiceContract`] for the stub, and [`Dispatch`] for
-///   every implementation.
+///   `new(caller)`, `caller()` and `with_timeout(duration)`, and
+///   [`Contract`] for the stub.
+///
+/// A contract method may have the name of one of those helpers (`new`,
+/// `connect`, `into_service`, ...): the method wins, the helper is left out,
+/// and [`Contract`]'s functions, [`ClientBuilder::connect`] or `ServeChat::new`
+/// do its job.
+///
+/// `crate = "path"` names the runtime crate when it is neither `wsduplex` nor
+/// a renamed dependency in Cargo.toml (a facade that re-exports it); a
+/// renamed dependency is found by itself.
 ///
 /// Compile errors point at the offending tokens: a method that is not
 /// `async`, lacks `&self`, takes a pattern or a borrowed parameter, repeats a
@@ -412,7 +421,7 @@ pub use wsduplex_macros::RpcError;
 /// What generated code reaches for; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::contract::{CallbackContract, ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, schema_of};
+    pub use crate::contract::{CallbackContract, ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, ServeWith, schema_of};
     pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, ReturnTypeIsAResultAlias, handle};
     pub use crate::rpc_error::{error_object, object_schema};
     pub use crate::wire::ByName;

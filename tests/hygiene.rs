@@ -90,12 +90,31 @@ pub mod contracts {
         /// Does nothing.
         async fn nothing(&self);
     }
+
+    /// Methods named like every helper the macros generate: the methods win.
+    #[::wsduplex::service(namespace = "n")]
+    pub trait Helpers {
+        /// 1.
+        async fn new(&self) -> u8;
+        /// 2.
+        async fn caller(&self) -> u8;
+        /// Echoes.
+        async fn with_timeout(&self, ms: u64) -> u64;
+        /// 4.
+        async fn connect(&self) -> u8;
+        /// 5.
+        async fn connect_with(&self) -> u8;
+        /// 6.
+        async fn into_service(&self) -> u8;
+        /// 7.
+        async fn contract(&self) -> u8;
+    }
 }
 
 use std::time::Duration;
 
-use contracts::{Events, EventsClient, Failure, Service, ServiceClient};
-use wsduplex::{Connection, ErrorObjectOwned, Server};
+use contracts::{Events, EventsClient, Failure, Helpers, HelpersClient, ServeHelpers, Service, ServiceClient};
+use wsduplex::{Client, Connection, Contract, ErrorObjectOwned, NoCallbacks, Server};
 
 struct Impl(Connection<EventsClient>);
 
@@ -146,6 +165,58 @@ async fn contracts_declared_without_a_prelude_serve_calls_and_callbacks() {
         let codes: Vec<i32> =
             ServiceClient::contract().method("h.risky").unwrap().documented_errors().iter().map(|e| e.code).collect();
         assert_eq!(&codes[..2], [5, -6]);
+    };
+    tokio::time::timeout(Duration::from_secs(20), work).await.expect("timed out");
+    task.abort();
+}
+
+struct Numbered;
+
+impl Helpers for Numbered {
+    async fn new(&self) -> u8 {
+        1
+    }
+    async fn caller(&self) -> u8 {
+        2
+    }
+    async fn with_timeout(&self, ms: u64) -> u64 {
+        ms
+    }
+    async fn connect(&self) -> u8 {
+        4
+    }
+    async fn connect_with(&self) -> u8 {
+        5
+    }
+    async fn into_service(&self) -> u8 {
+        6
+    }
+    async fn contract(&self) -> u8 {
+        7
+    }
+}
+
+#[tokio::test]
+async fn methods_named_like_generated_helpers_are_called_and_the_helpers_stay_reachable() {
+    let server = Server::builder().build("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", server.local_addr().unwrap());
+    // `into_service` is the contract's method here; `ServeHelpers::new` binds.
+    let task = tokio::spawn(server.serve(|_conn: Connection| ServeHelpers::new(Numbered)));
+    let work = async {
+        let client = Client::builder().connect(&url, NoCallbacks::service()).await.unwrap();
+        let stub = <HelpersClient as Contract>::from_caller(client);
+        assert_eq!(stub.new().await.unwrap(), 1);
+        assert_eq!(stub.caller().await.unwrap(), 2);
+        assert_eq!(stub.with_timeout(3).await.unwrap(), 3);
+        assert_eq!(stub.connect().await.unwrap(), 4);
+        assert_eq!(stub.connect_with().await.unwrap(), 5);
+        assert_eq!(stub.into_service().await.unwrap(), 6);
+        assert_eq!(stub.contract().await.unwrap(), 7);
+        // The helpers the methods displaced, through the trait.
+        let patient = Contract::with_timeout(&stub, Duration::from_secs(9));
+        assert_eq!(patient.new().await.unwrap(), 1);
+        assert!(!Contract::caller(&patient).is_closed());
+        assert_eq!(<HelpersClient as Contract>::info().methods.len(), 7);
     };
     tokio::time::timeout(Duration::from_secs(20), work).await.expect("timed out");
     task.abort();

@@ -72,24 +72,73 @@ fn path(arg: &Arg, errors: &mut Errors) -> Option<Path> {
     }
 }
 
+/// The value of `crate = "path"`: the path generated code names the runtime crate by.
+pub fn crate_path(arg: &Arg, errors: &mut Errors) -> Option<Path> {
+    let literal = lit_str(arg, errors)?;
+    match literal.parse::<Path>() {
+        Ok(path) => Some(path),
+        Err(_) => {
+            errors.error(literal.span(), "`crate` takes a path, for example `crate = \"my_facade::wsduplex\"`");
+            None
+        }
+    }
+}
+
+/// The path generated code names the runtime crate by: `crate = "..."` when
+/// given, else the name the user's Cargo.toml gives `wsduplex` (a renamed
+/// dependency included), else `::wsduplex`.
+pub fn runtime_crate(explicit: Option<Path>) -> Path {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    if let Some(path) = explicit {
+        return path;
+    }
+    match crate_name("wsduplex") {
+        Ok(FoundCrate::Name(name)) => {
+            let ident = syn::Ident::new(&name, Span::call_site());
+            syn::parse_quote!(::#ident)
+        }
+        // `Itself` is the runtime crate's own tests, examples and doctests
+        // (the library never uses its macros), which all see it as `wsduplex`;
+        // when it is not found, the user re-exports it and names it with `crate = ...`.
+        Ok(FoundCrate::Itself) | Err(_) => syn::parse_quote!(::wsduplex),
+    }
+}
+
+/// `krate` with every token at `span`, for paths that start an expression
+/// whose errors should point at the user's tokens (`quote_spanned!`).
+pub fn crate_at(krate: &Path, span: Span) -> Path {
+    use quote::ToTokens;
+    let tokens: TokenStream = krate
+        .to_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect();
+    syn::parse2(tokens).unwrap_or_else(|_| krate.clone())
+}
+
 /// The arguments of `#[service(...)]` or `#[callback(...)]`.
 #[derive(Default)]
 pub struct ContractArgs {
     pub namespace: Option<LitStr>,
     pub callback: Option<Path>,
+    pub krate: Option<Path>,
 }
 
 impl ContractArgs {
     pub fn parse(kind: Kind, tokens: TokenStream, errors: &mut Errors) -> Self {
         let allowed: &[&str] = match kind {
-            Kind::Service => &["namespace", "callback"],
-            Kind::Callback => &["namespace"],
+            Kind::Service => &["namespace", "callback", "crate"],
+            Kind::Callback => &["namespace", "crate"],
         };
         let mut parsed = ContractArgs::default();
         for arg in parse_args(tokens, allowed, errors) {
             match arg.key.as_str() {
                 "namespace" => parsed.namespace = lit_str(&arg, errors),
                 "callback" => parsed.callback = path(&arg, errors),
+                "crate" => parsed.krate = crate_path(&arg, errors),
                 _ => errors.error(arg.key_span, "unreachable argument"),
             }
         }

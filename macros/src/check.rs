@@ -34,9 +34,6 @@ impl Errors {
     }
 }
 
-/// Method names the generated stub or trait already uses.
-const RESERVED: &[&str] = &["new", "caller", "with_timeout", "connect", "connect_with", "into_service", "contract"];
-
 /// Parameters a method may have: the stub's by-name encoding is implemented up to this many.
 const MAX_PARAMS: usize = 12;
 
@@ -110,15 +107,6 @@ fn method(method: &Method, errors: &mut Errors) {
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.spanned(&sig.generics, "contract methods cannot be generic");
-    }
-    let name = sig.ident.to_string();
-    if RESERVED.contains(&name.as_str()) {
-        errors.error(
-            sig.ident.span(),
-            format!(
-                "`{name}` is taken by the generated stub; name the Rust method otherwise and keep the wire name with `#[method(name = \"{name}\")]`"
-            ),
-        );
     }
     if method.wire_name.is_empty() || method.wire_name.ends_with('.') {
         errors.error(method.wire_span, "a wire name cannot be empty");

@@ -35,6 +35,8 @@ pub struct Contract {
     pub callback: Option<Path>,
     pub methods: Vec<Method>,
     pub docs: String,
+    /// The path generated code names the runtime crate by.
+    pub krate: Path,
 }
 
 pub struct Method {
@@ -160,7 +162,8 @@ impl Contract {
             }
         }
         let docs = docs(&item.attrs);
-        Contract { kind, item, namespace, callback: args.callback, methods, docs }
+        let krate = attrs::runtime_crate(args.krate);
+        Contract { kind, item, namespace, callback: args.callback, methods, docs, krate }
     }
 
     pub fn ident(&self) -> &Ident {
@@ -171,6 +174,22 @@ impl Contract {
     pub fn stub_ident(&self) -> Ident {
         stub_ident(&self.item.ident)
     }
+
+    /// `ServeX`, the server-side type that answers calls with an implementation of `X`.
+    pub fn serve_ident(&self) -> Ident {
+        serve_ident(&self.item.ident)
+    }
+
+    /// True when a method of the contract has the Rust name `name` (so a
+    /// generated helper of that name is left out).
+    pub fn has_method(&self, name: &str) -> bool {
+        self.methods.iter().any(|m| m.ident() == name)
+    }
+}
+
+/// The server-side type's name for a contract's name: `X` → `ServeX`.
+pub fn serve_ident(contract: &Ident) -> Ident {
+    Ident::new(&format!("Serve{}", contract.unraw()), contract.span())
 }
 
 /// The stub's name for a contract's name: `X` → `XClient`.
@@ -180,9 +199,13 @@ pub fn stub_ident(contract: &Ident) -> Ident {
 
 /// The stub path for a contract path: `a::X` → `a::XClient`.
 pub fn stub_path(contract: &Path) -> Path {
-    let mut path = contract.clone();
+    renamed_last(contract, stub_ident)
+}
+
+fn renamed_last(path: &Path, rename: fn(&Ident) -> Ident) -> Path {
+    let mut path = path.clone();
     if let Some(last) = path.segments.last_mut() {
-        last.ident = stub_ident(&last.ident);
+        last.ident = rename(&last.ident);
         last.arguments = PathArguments::None;
     }
     path

@@ -38,12 +38,29 @@ pub fn derive(input: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error(),
     };
     let mut errors = Errors::default();
+    let krate = attrs::runtime_crate(container_crate(&input.attrs, &mut errors));
     let variants = model(&input, &mut errors);
     check(&variants, &mut errors);
     match errors.combine() {
         Some(error) => error.to_compile_error(),
-        None => render(&input.ident, &variants),
+        None => render(&krate, &input.ident, &variants),
     }
+}
+
+/// `#[rpc(crate = "...")]` on the enum: the path to the runtime crate.
+fn container_crate(attrs: &[Attribute], errors: &mut Errors) -> Option<syn::Path> {
+    let mut krate = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("rpc")) {
+        match attr.meta.require_list() {
+            Ok(list) => {
+                for arg in attrs::parse_args(list.tokens.clone(), &["crate"], errors) {
+                    krate = attrs::crate_path(&arg, errors);
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    krate
 }
 
 fn model(input: &DeriveInput, errors: &mut Errors) -> Vec<Variant> {
@@ -193,17 +210,17 @@ fn code_assertions(variants: &[Variant]) -> TokenStream {
     quote!(#(#checks)*)
 }
 
-fn render(ident: &Ident, variants: &[Variant]) -> TokenStream {
+fn render(krate: &syn::Path, ident: &Ident, variants: &[Variant]) -> TokenStream {
     let assertions = code_assertions(variants);
-    let arms = variants.iter().map(|v| conversion_arm(ident, v));
-    let documented = variants.iter().map(documentation);
+    let arms = variants.iter().map(|v| conversion_arm(krate, ident, v));
+    let documented = variants.iter().map(|v| documentation(krate, v));
     let error = Ident::new("error", Span::mixed_site());
     let message = Ident::new("message", Span::mixed_site());
     let list = Ident::new("errors", Span::mixed_site());
     quote! {
         #assertions
 
-        impl ::core::convert::From<#ident> for ::wsduplex::ErrorObjectOwned {
+        impl ::core::convert::From<#ident> for #krate::ErrorObjectOwned {
             fn from(#error: #ident) -> Self {
                 let #message = ::std::string::ToString::to_string(&#error);
                 match #error {
@@ -212,8 +229,8 @@ fn render(ident: &Ident, variants: &[Variant]) -> TokenStream {
             }
         }
 
-        impl ::wsduplex::DocumentedErrors for #ident {
-            fn errors() -> ::std::vec::Vec<::wsduplex::ErrorInfo> {
+        impl #krate::DocumentedErrors for #ident {
+            fn errors() -> ::std::vec::Vec<#krate::ErrorInfo> {
                 let mut #list = ::std::vec::Vec::new();
                 #(#documented)*
                 #list
@@ -223,7 +240,7 @@ fn render(ident: &Ident, variants: &[Variant]) -> TokenStream {
 }
 
 /// The match arm turning one variant into its error object.
-fn conversion_arm(ident: &Ident, variant: &Variant) -> TokenStream {
+fn conversion_arm(krate: &syn::Path, ident: &Ident, variant: &Variant) -> TokenStream {
     let name = &variant.ident;
     let message = Ident::new("message", Span::mixed_site());
     let bindings: Vec<Ident> = match &variant.fields {
@@ -248,22 +265,23 @@ fn conversion_arm(ident: &Ident, variant: &Variant) -> TokenStream {
     };
     let object = match &variant.fields {
         Fields::Unit => {
-            quote!(::wsduplex::__private::error_object(#code, #message, ::core::option::Option::None::<()>))
+            quote!(#krate::__private::error_object(#code, #message, ::core::option::Option::None::<()>))
         }
         Fields::Unnamed(_) => {
             let field = &bindings[0];
-            quote!(::wsduplex::__private::error_object(#code, #message, ::core::option::Option::Some(&#field)))
+            quote!(#krate::__private::error_object(#code, #message, ::core::option::Option::Some(&#field)))
         }
         Fields::Named(fields) => {
             // A struct of references, so `data` keeps the fields' order.
             let types = fields.named.iter().map(|f| &f.ty);
+            let serde = format!("{}::__private::serde", quote!(#krate).to_string().replace(' ', ""));
             quote!({
-                #[derive(::wsduplex::__private::serde::Serialize)]
-                #[serde(crate = "::wsduplex::__private::serde")]
+                #[derive(#krate::__private::serde::Serialize)]
+                #[serde(crate = #serde)]
                 struct __WsduplexErrorData<'__a> {
                     #(#bindings: &'__a #types,)*
                 }
-                ::wsduplex::__private::error_object(
+                #krate::__private::error_object(
                     #code,
                     #message,
                     ::core::option::Option::Some(__WsduplexErrorData { #(#bindings: &#bindings,)* }),
@@ -275,23 +293,23 @@ fn conversion_arm(ident: &Ident, variant: &Variant) -> TokenStream {
 }
 
 /// The statement adding one variant's documented errors to the list.
-fn documentation(variant: &Variant) -> TokenStream {
+fn documentation(krate: &syn::Path, variant: &Variant) -> TokenStream {
     let list = Ident::new("errors", Span::mixed_site());
     let name = variant.ident.unraw().to_string();
     let docs = &variant.docs;
     match &variant.mapping {
         Mapping::Code(code) => {
-            let data = data_schema(&variant.fields);
+            let data = data_schema(krate, &variant.fields);
             quote! {
-                #list.push(::wsduplex::ErrorInfo { code: #code, name: #name, docs: #docs, data: #data });
+                #list.push(#krate::ErrorInfo { code: #code, name: #name, docs: #docs, data: #data });
             }
         }
         Mapping::Transparent => {
             let ty = &variant.fields.iter().next().map(|f| f.ty.clone());
             quote! {
                 ::core::iter::Extend::extend(&mut #list, {
-                    use ::wsduplex::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
-                    (&::wsduplex::__private::ErrorsOf::<#ty>::new()).documented_errors()
+                    use #krate::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
+                    (&#krate::__private::ErrorsOf::<#ty>::new()).documented_errors()
                 });
             }
         }
@@ -301,12 +319,13 @@ fn documentation(variant: &Variant) -> TokenStream {
 
 /// The schema of a variant's `data`: its one unnamed field, or an object of
 /// its named fields.
-fn data_schema(fields: &Fields) -> TokenStream {
+fn data_schema(krate: &syn::Path, fields: &Fields) -> TokenStream {
     match fields {
         Fields::Unit => quote!(::core::option::Option::None),
         Fields::Unnamed(f) => {
             let ty = &f.unnamed[0].ty;
-            let schema = quote_spanned!(ty.span()=> ::wsduplex::__private::schema_of::<#ty>);
+            let at = attrs::crate_at(krate, ty.span());
+            let schema = quote_spanned!(ty.span()=> #at::__private::schema_of::<#ty>);
             quote!(::core::option::Option::Some(#schema))
         }
         Fields::Named(f) => {
@@ -314,11 +333,12 @@ fn data_schema(fields: &Fields) -> TokenStream {
                 let key = field.ident.as_ref().map(|i| i.unraw().to_string()).unwrap_or_default();
                 let ty = &field.ty;
                 let required = !is_option(ty);
-                let schema = quote_spanned!(ty.span()=> ::wsduplex::__private::schema_of::<#ty>);
-                quote!((#key, #schema as ::wsduplex::SchemaFn, #required))
+                let at = attrs::crate_at(krate, ty.span());
+                let schema = quote_spanned!(ty.span()=> #at::__private::schema_of::<#ty>);
+                quote!((#key, #schema as #krate::SchemaFn, #required))
             });
-            quote!(::core::option::Option::Some(|generator: &mut ::wsduplex::schemars::SchemaGenerator| {
-                ::wsduplex::__private::object_schema(generator, &[#(#entries),*])
+            quote!(::core::option::Option::Some(|generator: &mut #krate::schemars::SchemaGenerator| {
+                #krate::__private::object_schema(generator, &[#(#entries),*])
             }))
         }
     }

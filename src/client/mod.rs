@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::backoff::ReconnectPolicy;
 use crate::caller::{Call, Notify};
 use crate::connection::ConnectionId;
-use crate::contract::{Dispatch, ServiceInstance};
+use crate::contract::Serve;
 use crate::deadline::deadline_in;
 use crate::error::Error;
 use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
@@ -327,11 +327,7 @@ impl ClientBuilder {
     ///
     /// The handshake runs over hyper; the connection then uses the same
     /// WebSocket codec as the server.
-    pub async fn connect<M, S>(self, url: &str, callbacks: ServiceInstance<M, S>) -> Result<Client, Error>
-    where
-        M: Dispatch<S> + 'static,
-        S: Send + Sync + 'static,
-    {
+    pub async fn connect(self, url: &str, callbacks: impl Serve) -> Result<Client, Error> {
         let socket = self.dial(url).await?;
         let peer = Peer::new(ConnectionId::next(), &self.peer);
         let driver = Driver::new(socket, peer.clone(), callbacks.clone(), None, &self.peer);
@@ -370,22 +366,18 @@ const STABLE: Duration = Duration::from_secs(10);
 /// A client's connections, one after the other: the task that drives each
 /// and, with a reconnect policy, dials the next. It holds the client's
 /// shared state weakly: when the last handle is gone, it ends.
-struct Connections<M, S> {
+struct Connections<S> {
     builder: ClientBuilder,
     url: String,
-    callbacks: ServiceInstance<M, S>,
+    callbacks: S,
     link: Weak<Link>,
 }
 
-impl<M, S> Connections<M, S>
-where
-    M: Dispatch<S> + 'static,
-    S: Send + Sync + 'static,
-{
+impl<S: Serve> Connections<S> {
     /// The future driving one connection. It stops being the client's
     /// connection as soon as it ends, before its close handshake is done,
     /// so calls made meanwhile wait for the next one instead of failing.
-    fn drive<T: crate::peer::Transport>(&self, driver: Driver<T, ServiceInstance<M, S>>, peer: &Peer) -> Running {
+    fn drive<T: crate::peer::Transport>(&self, driver: Driver<T, S>, peer: &Peer) -> Running {
         let (link, peer) = (self.link.clone(), peer.clone());
         Box::pin(driver.run(move |_| {
             if let Some(link) = link.upgrade() {

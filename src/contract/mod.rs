@@ -1,15 +1,20 @@
-//! What the macros generate against: contracts, their stubs, their dispatch
-//! tables, and the metadata they record.
+//! What the macros generate against: contracts, their stubs, the types that
+//! serve them, and the metadata they record.
 //!
-//! For a contract trait `X`, the macros generate the stub `XClient<C>`. The stub
-//! type also names the contract at the type level: it implements [`Contract`]
-//! (and [`ServiceContract`] for a service), and `XClient<C>: Dispatch<S>` for
-//! every `S: X`, which is how a server or client reaches the user's methods.
+//! For a contract trait `X`, the macros generate two types:
+//!
+//! - the stub `XClient<C>`, which calls a remote implementor of `X` through a
+//!   caller `C`. It also names the contract at the type level (it implements
+//!   [`Contract`]): a [`Hub`](crate::Hub) or [`Connection`] is typed by the
+//!   stub of the callback contract it calls;
+//! - `ServeX<S>`, which answers calls with an implementation `S: X`. It
+//!   implements [`Serve`]; a server's [`ServiceFactory`] returns one per
+//!   connection, and a client serves its callbacks with one.
 
-use std::marker::PhantomData;
-use std::sync::Arc;
+use std::time::Duration;
 
-use crate::dispatch::{Handler, HandlerFuture, IncomingCall};
+use crate::connection::Connection;
+use crate::dispatch::{HandlerFuture, IncomingCall};
 use crate::peer::Peer;
 
 mod info;
@@ -20,7 +25,10 @@ pub use info::{ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, schema_of};
 
 /// A contract, named by its typed stub.
 ///
-/// Implemented by the macros for `XClient<C>`, for every caller `C`.
+/// Implemented by the macros for `XClient<C>`, for every caller `C`. The
+/// stub's inherent `new`, `caller` and `with_timeout` call these; when a
+/// contract method takes one of those names, the method wins and these
+/// functions remain.
 pub trait Contract: Sized {
     /// What this stub sends through.
     type Caller;
@@ -28,64 +36,49 @@ pub trait Contract: Sized {
     type Stub<C>: Contract<Caller = C>;
     /// Wraps a caller in this stub.
     fn from_caller(caller: Self::Caller) -> Self;
+    /// What this stub sends through.
+    fn caller(&self) -> &Self::Caller;
+    /// A copy of this stub whose calls fail with [`Error::Timeout`](crate::Error::Timeout)
+    /// after `timeout`, instead of the caller's default deadline.
+    fn with_timeout(&self, timeout: Duration) -> Self
+    where
+        Self::Caller: Clone;
     /// The contract's metadata, recorded at compile time.
     fn info() -> &'static ContractInfo;
 }
 
-/// A service contract: the side clients call, with the callback contract its
-/// connections carry.
-pub trait ServiceContract: Contract {
-    /// The callback stub a service's [`Connection`](crate::Connection) carries.
-    type Callback: Contract<Caller = Peer> + Clone + Send + Sync + 'static;
-}
-
-/// The dispatch table of a contract for implementation `S`.
+/// An implementation bound to its contract, ready to answer calls on one
+/// connection: the generated `ServeX<S>`.
 #[diagnostic::on_unimplemented(
-    message = "`{S}` does not implement the contract of `{Self}`",
-    label = "implement the contract trait for `{S}`"
+    message = "`{Self}` does not serve a contract",
+    label = "expected `ServeX<_>`, made by `into_service()` on an implementation of contract `X`",
+    note = "a server's factory returns `Session {{ .. }}.into_service()` (or `ServeX::new(..)`)"
 )]
-pub trait Dispatch<S>: Contract {
+pub trait Serve: Clone + Send + Sync + 'static {
+    /// The contract it implements, named by its stub.
+    type Contract: Contract;
+    /// The stub of the callback contract its connections carry:
+    /// [`NoCallbacks`] for a service without one, and for a callback contract.
+    type Callback: Contract<Caller = Peer> + Clone + Send + Sync + 'static;
     /// Starts `method`, or gives the call back when the contract has no such method.
     #[doc(hidden)]
-    fn dispatch<'a>(service: &Arc<S>, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>>;
+    fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>>;
 }
 
-/// An implementation of contract `M`, ready to answer calls on one connection.
-///
-/// Made by the `into_service()` method every contract trait gets.
-pub struct ServiceInstance<M, S> {
-    service: Arc<S>,
-    _contract: PhantomData<fn() -> M>,
-}
+/// Makes the service of each new connection from the connection's handle:
+/// any `Fn(Connection<Callback>) -> ServeX<S>`, usually a closure ending in
+/// `.into_service()`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot make the service of a connection",
+    label = "expected a closure `|conn: Connection<_>| Session {{ .. }}.into_service()`"
+)]
+pub trait ServiceFactory<S: Serve>: Fn(Connection<S::Callback>) -> S + Send + Sync + 'static {}
 
-/// Another handle to the same instance (a reconnecting client serves each
-/// of its connections with it).
-impl<M, S> Clone for ServiceInstance<M, S> {
-    fn clone(&self) -> Self {
-        ServiceInstance { service: self.service.clone(), _contract: PhantomData }
-    }
-}
-
-impl<M, S> ServiceInstance<M, S> {
-    /// Wraps `service`; generated `into_service()` calls this.
-    pub fn new(service: S) -> Self {
-        ServiceInstance { service: Arc::new(service), _contract: PhantomData }
-    }
-
-    /// The implementation.
-    pub fn service(&self) -> &Arc<S> {
-        &self.service
-    }
-}
-
-impl<M, S> Handler for ServiceInstance<M, S>
+impl<F, S> ServiceFactory<S> for F
 where
-    M: Dispatch<S> + 'static,
-    S: Send + Sync + 'static,
+    S: Serve,
+    F: Fn(Connection<S::Callback>) -> S + Send + Sync + 'static,
 {
-    fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
-        M::dispatch(&self.service, method, call)
-    }
 }
 
 /// The callback contract of a service that declares none: it has no methods.
@@ -97,6 +90,15 @@ impl<C> Contract for NoCallbacks<C> {
     type Stub<T> = NoCallbacks<T>;
     fn from_caller(caller: C) -> Self {
         NoCallbacks(caller)
+    }
+    fn caller(&self) -> &C {
+        &self.0
+    }
+    fn with_timeout(&self, _: Duration) -> Self
+    where
+        C: Clone,
+    {
+        NoCallbacks(self.0.clone())
     }
     fn info() -> &'static ContractInfo {
         static INFO: ContractInfo = ContractInfo {
@@ -112,17 +114,33 @@ impl<C> Contract for NoCallbacks<C> {
     }
 }
 
-impl<C, S> Dispatch<S> for NoCallbacks<C> {
-    fn dispatch<'a>(_: &Arc<S>, _: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
+impl NoCallbacks {
+    /// Serves no callbacks: for a client of a service without a callback contract.
+    pub fn service() -> ServeNoCallbacks {
+        ServeNoCallbacks
+    }
+}
+
+/// Answers no calls: what a client of a service without a callback contract serves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServeNoCallbacks;
+
+impl Serve for ServeNoCallbacks {
+    type Contract = NoCallbacks;
+    type Callback = NoCallbacks;
+    fn dispatch<'a>(&self, _: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
         Err(call)
     }
 }
 
-impl NoCallbacks {
-    /// An implementation of no callbacks, for a client of a service without a callback contract.
-    pub fn service() -> ServiceInstance<NoCallbacks, ()> {
-        ServiceInstance::new(())
-    }
+/// Leads from a contract's stub to the type that serves it with `H`, so a
+/// service's generated `connect` can serve its callback handler.
+#[doc(hidden)]
+pub trait ServeWith<H> {
+    /// `ServeX<H>`.
+    type Serve: Serve;
+    /// Binds `handler`.
+    fn serve(handler: H) -> Self::Serve;
 }
 
 /// Marks the stubs of callback contracts, so `#[service(callback = X)]` can

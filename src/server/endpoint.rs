@@ -32,7 +32,7 @@ use super::policy::{DynAuthenticate, Origins};
 use super::upgrade::{Rejection, check_upgrade, plain};
 use crate::connection::Identity;
 use crate::connection::{Connection, Handshake};
-use crate::contract::{Contract, Dispatch, ServiceContract, ServiceInstance};
+use crate::contract::{Contract, Serve, ServiceFactory};
 use crate::hub::Topic;
 use crate::peer::{CloseReason, Driver, Peer, Transport};
 use crate::socket::Socket;
@@ -106,12 +106,7 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    pub(super) fn new<F, M, S>(builder: ServerBuilder, factory: F) -> Endpoint
-    where
-        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
-        M: ServiceContract + Dispatch<S> + 'static,
-        S: Send + Sync + 'static,
-    {
+    pub(super) fn new<S: Serve>(builder: ServerBuilder, factory: impl ServiceFactory<S>) -> Endpoint {
         let connections = Connections::new(builder.max_connections, builder.shutdown_timeout);
         let (max_message_size, handshake_timeout) = (builder.max_message_size, builder.handshake_timeout);
         let (origins, authenticate) = (builder.origins.clone(), builder.authenticate.clone());
@@ -120,7 +115,7 @@ impl Endpoint {
             // The connection's task holds just its driver and its place: setup is done before it starts.
             // `map`, not an async block: awaiting a captured future in one
             // stores it twice, doubling every idle connection's task.
-            match start_connection::<_, F, M, S>(socket, handshake, identity, &factory, &builder, &mut slot) {
+            match start_connection(socket, handshake, identity, &factory, &builder, &mut slot) {
                 Ok(running) => tasks.spawn(running.map(move |_| drop(slot))),
                 Err(refused) => tasks.spawn(refused.map(move |()| drop(slot))),
             }
@@ -314,20 +309,14 @@ impl<B: 'static> tower_service::Service<Request<B>> for Endpoint {
 /// Sets up one accepted connection (registers it, builds its service) and
 /// returns the future that drives it to its end. If the service factory
 /// panics, returns instead the future that closes the socket with 1011.
-fn start_connection<T, F, M, S>(
+fn start_connection<T: Transport, S: Serve>(
     socket: T,
     handshake: Handshake,
     identity: Identity,
-    factory: &F,
+    factory: &impl ServiceFactory<S>,
     config: &ServerBuilder,
     slot: &mut Slot,
-) -> Result<impl Future<Output = CloseReason> + Send + 'static, impl Future<Output = ()> + Send + 'static>
-where
-    T: Transport,
-    F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
-    M: ServiceContract + Dispatch<S> + 'static,
-    S: Send + Sync + 'static,
-{
+) -> Result<impl Future<Output = CloseReason> + Send + 'static, impl Future<Output = ()> + Send + 'static> {
     let id = config.hub.next_connection_id();
     let span = tracing::debug_span!("conn", %id, remote = ?handshake.remote_addr(), user = identity.user.as_deref());
     let _entered = span.enter();
@@ -336,7 +325,7 @@ where
     let hub = config.hub.clone();
     hub.register(peer.clone(), identity.user.clone());
     let (identity_user, hub_for_user) = (identity.user.clone(), hub.clone());
-    let callback = <M::Callback as Contract>::from_caller(peer.clone());
+    let callback = <S::Callback as Contract>::from_caller(peer.clone());
     let connection = Connection::new(peer.clone(), handshake, identity, hub.clone(), callback);
     let untyped = connection.untyped();
     let service = match std::panic::catch_unwind(AssertUnwindSafe(|| factory(connection))) {

@@ -10,8 +10,8 @@ mod upgrade;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub use policy::{Authenticate, Refusal};
 use policy::{DynAuthenticate, Origins};
 
 use crate::connection::Connection;
-use crate::contract::{Contract, ContractInfo, Dispatch, ServiceContract, ServiceInstance};
+use crate::contract::{Contract, ContractInfo, Serve, ServiceFactory};
 
 use crate::dispatch::HandlerError;
 use crate::hub::{Hub, HubCore};
@@ -35,8 +35,11 @@ use crate::tls::Tls;
 
 /// Settings for a server; made by [`Server::builder`]. Every limit has a
 /// default that is safe for a server on the open internet.
-#[derive(Clone)]
-pub struct ServerBuilder {
+///
+/// `H` is the callback stub of the [`Hub`] given to [`hub`](Self::hub), so
+/// that only a service whose connections carry that callback contract can be
+/// served with it; without a hub it is [`AnyCallbacks`].
+pub struct ServerBuilder<H = AnyCallbacks> {
     peer: PeerConfig,
     hub: Arc<HubCore>,
     methods: Option<Methods>,
@@ -49,6 +52,45 @@ pub struct ServerBuilder {
     hooks: Hooks,
     tls: Option<Tls>,
     discovery: bool,
+    hub_contract: PhantomData<fn() -> H>,
+}
+
+/// The hub type of a [`ServerBuilder`] given no hub: its connections join a
+/// hub of their own, so any service goes.
+#[derive(Clone, Copy, Debug)]
+pub enum AnyCallbacks {}
+
+/// A hub whose fan-out can reach the connections of a service with callback
+/// contract `C`: a [`Hub`] of that contract's stub, or none given.
+#[diagnostic::on_unimplemented(
+    message = "the server's hub calls `{Self}`, but this service's connections carry `{C}`",
+    label = "a service is served with the hub of its own callback contract",
+    note = "make the hub with `Hub::<{C}>::new()`"
+)]
+pub trait HubFor<C> {}
+
+impl<C> HubFor<C> for AnyCallbacks {}
+
+impl<C: Contract> HubFor<C> for C {}
+
+impl<H> Clone for ServerBuilder<H> {
+    fn clone(&self) -> Self {
+        ServerBuilder {
+            peer: self.peer.clone(),
+            hub: self.hub.clone(),
+            methods: self.methods.clone(),
+            max_message_size: self.max_message_size,
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            origins: self.origins.clone(),
+            authenticate: self.authenticate.clone(),
+            hooks: self.hooks.clone(),
+            tls: self.tls.clone(),
+            discovery: self.discovery,
+            hub_contract: PhantomData,
+        }
+    }
 }
 
 /// Application code to run when connections open and end.
@@ -63,7 +105,7 @@ type ConnectHook = dyn Fn(&Connection) + Send + Sync;
 type DisconnectHook = dyn Fn(&Connection, &CloseReason) + Send + Sync;
 type FailureHook = dyn Fn(&Connection, &HandlerError) + Send + Sync;
 
-impl fmt::Debug for ServerBuilder {
+impl<H> fmt::Debug for ServerBuilder<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("peer", &self.peer)
@@ -92,18 +134,52 @@ impl Default for ServerBuilder {
             hooks: Hooks::default(),
             tls: None,
             discovery: true,
+            hub_contract: PhantomData,
         }
     }
 }
 
-impl ServerBuilder {
-    /// Registers every connection with `hub` while it is open.
-    pub fn hub<M>(mut self, hub: &Hub<M>) -> Self
-    where
-        M: Contract,
-    {
-        self.hub = hub.core().clone();
-        self
+impl<H> ServerBuilder<H> {
+    /// Registers every connection with `hub` while it is open. The service
+    /// served must have `M` as its callback contract ([`HubFor`]).
+    pub fn hub<M: Contract>(self, hub: &Hub<M>) -> ServerBuilder<M> {
+        let mut builder = self.with_hub_type::<M>();
+        builder.hub = hub.core().clone();
+        builder
+    }
+
+    /// The same settings, typed for another hub.
+    fn with_hub_type<M>(self) -> ServerBuilder<M> {
+        let ServerBuilder {
+            peer,
+            hub,
+            methods,
+            max_message_size,
+            max_connections,
+            handshake_timeout,
+            shutdown_timeout,
+            origins,
+            authenticate,
+            hooks,
+            tls,
+            discovery,
+            hub_contract: _,
+        } = self;
+        ServerBuilder {
+            peer,
+            hub,
+            methods,
+            max_message_size,
+            max_connections,
+            handshake_timeout,
+            shutdown_timeout,
+            origins,
+            authenticate,
+            hooks,
+            tls,
+            discovery,
+            hub_contract: PhantomData,
+        }
     }
 
     /// How long the server waits for a client to answer a callback, unless
@@ -312,7 +388,7 @@ impl ServerBuilder {
     }
 
     /// Binds a standalone server to `addr`.
-    pub async fn build(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+    pub async fn build(self, addr: impl ToSocketAddrs) -> io::Result<Server<H>> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         Ok(Server { listener, local_addr, builder: self })
@@ -355,25 +431,21 @@ impl ServerBuilder {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn endpoint<F, M, S>(self, factory: F) -> Endpoint
+    pub fn endpoint<S: Serve>(self, factory: impl ServiceFactory<S>) -> Endpoint
     where
-        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
-        M: ServiceContract + Dispatch<S> + 'static,
-        S: Send + Sync + 'static,
+        H: HubFor<S::Callback>,
     {
-        let mut builder = self;
+        let mut builder = self.with_hub_type::<AnyCallbacks>();
         if builder.discovery {
-            builder.add_discovery(M::info());
+            builder.add_discovery(<S::Contract as Contract>::info());
         }
         Endpoint::new(builder, factory)
     }
 
     /// The standalone server's TLS, and its endpoint.
-    fn into_parts<F, M, S>(self, factory: F) -> (Option<Tls>, Endpoint)
+    fn into_parts<S: Serve>(self, factory: impl ServiceFactory<S>) -> (Option<Tls>, Endpoint)
     where
-        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
-        M: ServiceContract + Dispatch<S> + 'static,
-        S: Send + Sync + 'static,
+        H: HubFor<S::Callback>,
     {
         (self.tls.clone(), self.endpoint(factory))
     }
@@ -390,14 +462,14 @@ impl serde::Serialize for SharedJson {
 }
 
 /// A standalone wsduplex server: a TCP listener that upgrades every request,
-/// on any path, to a WebSocket.
-pub struct Server {
+/// on any path, to a WebSocket. `H` is its builder's hub type.
+pub struct Server<H = AnyCallbacks> {
     listener: TcpListener,
     local_addr: SocketAddr,
-    builder: ServerBuilder,
+    builder: ServerBuilder<H>,
 }
 
-impl fmt::Debug for Server {
+impl<H> fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
     }
@@ -408,7 +480,9 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
+}
 
+impl<H> Server<H> {
     /// The address the listener is bound to (useful after binding port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local_addr)
@@ -418,11 +492,9 @@ impl Server {
     /// with `factory`. Runs until the future is dropped; connections already
     /// open go on. For a graceful stop, see [`start`](Self::start) or
     /// [`serve_with_shutdown`](Self::serve_with_shutdown).
-    pub async fn serve<F, M, S>(self, factory: F) -> io::Result<()>
+    pub async fn serve<S: Serve>(self, factory: impl ServiceFactory<S>) -> io::Result<()>
     where
-        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
-        M: ServiceContract + Dispatch<S> + 'static,
-        S: Send + Sync + 'static,
+        H: HubFor<S::Callback>,
     {
         let Server { listener, builder, .. } = self;
         let (tls, endpoint) = builder.into_parts(factory);
@@ -433,11 +505,13 @@ impl Server {
     /// Like [`serve`](Self::serve), until `signal` completes; then shuts down
     /// gracefully ([`ServerHandle::shutdown`]) and returns when every
     /// connection has ended.
-    pub async fn serve_with_shutdown<F, M, S>(self, factory: F, signal: impl Future<Output = ()>) -> io::Result<()>
+    pub async fn serve_with_shutdown<S: Serve>(
+        self,
+        factory: impl ServiceFactory<S>,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()>
     where
-        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
-        M: ServiceContract + Dispatch<S> + 'static,
-        S: Send + Sync + 'static,
+        H: HubFor<S::Callback>,
     {
         let handle = self.start(factory);
         signal.await;
@@ -447,11 +521,9 @@ impl Server {
 
     /// Starts accepting connections in the background; the handle counts
     /// them and shuts the server down.
-    pub fn start<F, M, S>(self, factory: F) -> ServerHandle
+    pub fn start<S: Serve>(self, factory: impl ServiceFactory<S>) -> ServerHandle
     where
-        F: Fn(Connection<M::Callback>) -> ServiceInstance<M, S> + Send + Sync + 'static,
-        M: ServiceContract + Dispatch<S> + 'static,
-        S: Send + Sync + 'static,
+        H: HubFor<S::Callback>,
     {
         let Server { listener, local_addr, builder } = self;
         let (tls, endpoint) = builder.into_parts(factory);

@@ -3,74 +3,89 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::{callback_alias, error_type, ok_type, type_text};
+use crate::attrs::crate_at;
 use crate::model::{Contract, Kind, Method};
 
 /// `Contract` for the stub, with the metadata recorded at compile time.
 pub fn contract_impl(contract: &Contract) -> TokenStream {
+    let krate = &contract.krate;
     let stub = contract.stub_ident();
     let info = info(contract);
     quote! {
-        impl<__C> ::wsduplex::Contract for #stub<__C> {
+        impl<__C> #krate::Contract for #stub<__C> {
             type Caller = __C;
             type Stub<__T> = #stub<__T>;
 
             fn from_caller(caller: __C) -> Self {
-                #stub::new(caller)
+                #stub { caller, timeout: ::core::option::Option::None }
             }
 
-            fn info() -> &'static ::wsduplex::ContractInfo {
-                static INFO: ::wsduplex::ContractInfo = #info;
+            fn caller(&self) -> &__C {
+                &self.caller
+            }
+
+            fn with_timeout(&self, timeout: ::core::time::Duration) -> Self
+            where
+                __C: ::core::clone::Clone,
+            {
+                #stub { caller: ::core::clone::Clone::clone(&self.caller), timeout: ::core::option::Option::Some(timeout) }
+            }
+
+            fn info() -> &'static #krate::ContractInfo {
+                static INFO: #krate::ContractInfo = #info;
                 &INFO
             }
         }
     }
 }
 
-/// `ServiceContract` (naming the callback stub) or the callback marker.
+/// Leads from the stub to `ServeX`, so a service's `connect` can serve a
+/// handler of its callback contract; and marks a callback contract's stub,
+/// so `#[service(callback = X)]` can check `X`.
 pub fn kind_impl(contract: &Contract) -> TokenStream {
+    let krate = &contract.krate;
     let stub = contract.stub_ident();
-    match contract.kind {
-        Kind::Service => {
-            let callback = match &contract.callback {
-                Some(_) => {
-                    let alias = callback_alias(contract);
-                    quote!(#alias)
-                }
-                None => quote!(::wsduplex::NoCallbacks),
-            };
-            quote! {
-                impl<__C> ::wsduplex::ServiceContract for #stub<__C> {
-                    type Callback = #callback;
-                }
+    let serve = contract.serve_ident();
+    let contract_trait = contract.ident();
+    let marker = (contract.kind == Kind::Callback).then(|| {
+        quote! {
+            impl<__C> #krate::__private::CallbackContract for #stub<__C> {}
+        }
+    });
+    quote! {
+        impl<__C, __H: #contract_trait> #krate::__private::ServeWith<__H> for #stub<__C> {
+            type Serve = #serve<__H>;
+            fn serve(handler: __H) -> #serve<__H> {
+                #serve::new(handler)
             }
         }
-        Kind::Callback => quote! {
-            impl<__C> ::wsduplex::__private::CallbackContract for #stub<__C> {}
-        },
+
+        #marker
     }
 }
 
 fn info(contract: &Contract) -> TokenStream {
+    let krate = &contract.krate;
     let name = contract.ident().to_string();
     let namespace = match &contract.namespace {
         Some(ns) => quote!(::core::option::Option::Some(#ns)),
         None => quote!(::core::option::Option::None),
     };
     let kind = match contract.kind {
-        Kind::Service => quote!(::wsduplex::ContractKind::Service),
-        Kind::Callback => quote!(::wsduplex::ContractKind::Callback),
+        Kind::Service => quote!(#krate::ContractKind::Service),
+        Kind::Callback => quote!(#krate::ContractKind::Callback),
     };
     let docs = &contract.docs;
-    let methods = contract.methods.iter().map(method_info);
+    let methods = contract.methods.iter().map(|m| method_info(krate, m));
     let callback = match (&contract.callback, contract.kind) {
         (Some(_), Kind::Service) => {
             let alias = callback_alias(contract);
-            quote!(::core::option::Option::Some(<#alias as ::wsduplex::Contract>::info))
+            quote!(::core::option::Option::Some(<#alias as #krate::Contract>::info))
         }
         _ => quote!(::core::option::Option::None),
     };
     quote! {
-        ::wsduplex::ContractInfo {
+        #krate::ContractInfo {
             name: #name,
             namespace: #namespace,
             kind: #kind,
@@ -82,16 +97,17 @@ fn info(contract: &Contract) -> TokenStream {
     }
 }
 
-fn method_info(method: &Method) -> TokenStream {
+fn method_info(krate: &syn::Path, method: &Method) -> TokenStream {
     let name = method.ident().to_string();
     let wire = &method.wire_name;
     let params = method.params.iter().map(|p| {
         let name = p.wire_name();
         let ty = &p.ty;
         let text = type_text(ty.to_token_stream());
-        let schema = quote_spanned!(ty.span()=> ::wsduplex::__private::schema_of::<#ty>);
+        let at = crate_at(krate, ty.span());
+        let schema = quote_spanned!(ty.span()=> #at::__private::schema_of::<#ty>);
         let optional = p.is_option();
-        quote!(::wsduplex::ParamInfo { name: #name, ty: #text, schema: #schema, optional: #optional })
+        quote!(#krate::ParamInfo { name: #name, ty: #text, schema: #schema, optional: #optional })
     });
     // Spanned at the return type, so a type that cannot be a reply or has no
     // schema is reported there, once.
@@ -99,10 +115,11 @@ fn method_info(method: &Method) -> TokenStream {
         syn::ReturnType::Default => method.ident().span(),
         syn::ReturnType::Type(_, ty) => ty.span(),
     };
-    let ok = ok_type(method);
-    let error = error_type(method);
-    let result = quote_spanned!(ret_span=> ::wsduplex::__private::schema_of::<#ok>);
-    let errors = quote_spanned!(ret_span=> ::wsduplex::__private::ErrorsOf::<#error>::new());
+    let ok = ok_type(krate, method);
+    let error = error_type(krate, method);
+    let at = crate_at(krate, ret_span);
+    let result = quote_spanned!(ret_span=> #at::__private::schema_of::<#ok>);
+    let errors = quote_spanned!(ret_span=> #at::__private::ErrorsOf::<#error>::new());
     let returns = match &method.item.sig.output {
         syn::ReturnType::Default => "()".to_owned(),
         syn::ReturnType::Type(_, ty) => type_text(ty.to_token_stream()),
@@ -110,14 +127,14 @@ fn method_info(method: &Method) -> TokenStream {
     let oneway = method.oneway.is_some();
     let docs = &method.docs;
     quote! {
-        ::wsduplex::MethodInfo {
+        #krate::MethodInfo {
             name: #name,
             wire_name: #wire,
             params: &[#(#params),*],
             returns: #returns,
             result: #result,
             errors: || {
-                use ::wsduplex::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
+                use #krate::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
                 (&#errors).documented_errors()
             },
             oneway: #oneway,

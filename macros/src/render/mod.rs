@@ -3,7 +3,7 @@
 
 mod connect;
 mod contract_impl;
-mod dispatch;
+mod serve;
 mod stub;
 mod trait_def;
 
@@ -22,7 +22,8 @@ pub fn contract(contract: &Contract) -> TokenStream {
         stub::stub_methods(contract),
         contract_impl::contract_impl(contract),
         contract_impl::kind_impl(contract),
-        dispatch::dispatch_impl(contract),
+        serve::serve_struct(contract),
+        serve::serve_impl(contract),
         connect::connect_impl(contract),
         connect::callback_check(contract),
     ];
@@ -63,20 +64,20 @@ fn local(name: &str) -> Ident {
 }
 
 /// The success type a caller gets back.
-fn ok_type(method: &Method) -> TokenStream {
+fn ok_type(krate: &syn::Path, method: &Method) -> TokenStream {
     match &method.returns {
         Returns::Unit => quote!(()),
         Returns::Value(ty) => quote!(#ty),
         Returns::Fallible { ok: OkType::Written(ok), .. } => quote!(#ok),
-        Returns::Fallible { ty, ok: OkType::Projected } => quote!(<#ty as ::wsduplex::__private::IntoReply>::Ok),
+        Returns::Fallible { ty, ok: OkType::Projected } => quote!(<#ty as #krate::__private::IntoReply>::Ok),
     }
 }
 
 /// The error type a method's metadata documents (`Infallible` when it cannot fail).
-fn error_type(method: &Method) -> TokenStream {
+fn error_type(krate: &syn::Path, method: &Method) -> TokenStream {
     match &method.returns {
         Returns::Unit | Returns::Value(_) => quote!(::core::convert::Infallible),
-        Returns::Fallible { ty, .. } => quote!(<#ty as ::wsduplex::__private::IntoReply>::Error),
+        Returns::Fallible { ty, .. } => quote!(<#ty as #krate::__private::IntoReply>::Error),
     }
 }
 

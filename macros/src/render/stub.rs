@@ -6,15 +6,16 @@ use crate::model::{Contract, Kind, Method};
 
 /// `XClient<C>`: the typed stub that calls a remote implementor of `X`.
 pub fn stub_struct(contract: &Contract) -> TokenStream {
+    let krate = &contract.krate;
     let vis = &contract.item.vis;
     let ident = contract.ident();
     let stub = contract.stub_ident();
     let (default_caller, role) = match contract.kind {
         Kind::Service => {
-            (quote!(::wsduplex::Client), "A client calls a server with it: `connect` makes one over a new connection.")
+            (quote!(#krate::Client), "A client calls a server with it: `connect` makes one over a new connection.")
         }
         Kind::Callback => (
-            quote!(::wsduplex::Peer),
+            quote!(#krate::Peer),
             "A server calls its clients back with it: each `Connection` carries one, and a `Hub` makes them for groups.",
         ),
     };
@@ -31,41 +32,67 @@ pub fn stub_struct(contract: &Contract) -> TokenStream {
     }
 }
 
-/// Constructors and settings every stub has.
+/// Constructors and settings every stub has, as inherent functions that
+/// delegate to the `Contract` trait. One whose name a contract method takes
+/// is left out (the method wins); the trait's function still does its job.
 pub fn stub_basics(contract: &Contract) -> TokenStream {
+    let krate = &contract.krate;
     let stub = contract.stub_ident();
     let ident = contract.ident();
     let contract_doc = format!(
         "The `{ident}` contract's metadata: methods, parameters, schemas and docs (for `wsduplex::openrpc` and `wsduplex::typescript`)."
     );
-    quote! {
-        impl #stub {
-            #[doc = #contract_doc]
-            pub fn contract() -> &'static ::wsduplex::ContractInfo {
-                <Self as ::wsduplex::Contract>::info()
+    let unless_taken = |name: &str, tokens: TokenStream| (!contract.has_method(name)).then_some(tokens);
+    let info = unless_taken(
+        "contract",
+        quote! {
+            impl #stub {
+                #[doc = #contract_doc]
+                pub fn contract() -> &'static #krate::ContractInfo {
+                    <Self as #krate::Contract>::info()
+                }
             }
-        }
-
-        impl<__C> #stub<__C> {
+        },
+    );
+    let new = unless_taken(
+        "new",
+        quote! {
             /// Wraps a caller: a `wsduplex::Client` or `Peer`, a hub target, or a
             /// jsonrpsee client in `wsduplex::Jsonrpsee`.
             pub fn new(caller: __C) -> Self {
-                #stub { caller, timeout: ::core::option::Option::None }
+                <Self as #krate::Contract>::from_caller(caller)
             }
-
+        },
+    );
+    let caller = unless_taken(
+        "caller",
+        quote! {
             /// What this stub sends through.
             pub fn caller(&self) -> &__C {
-                &self.caller
+                <Self as #krate::Contract>::caller(self)
             }
-
+        },
+    );
+    let with_timeout = unless_taken(
+        "with_timeout",
+        quote! {
             /// A copy of this stub whose calls fail with `Error::Timeout` after
             /// `timeout`, instead of the caller's default deadline.
             pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self
             where
                 __C: ::core::clone::Clone,
             {
-                #stub { caller: ::core::clone::Clone::clone(&self.caller), timeout: ::core::option::Option::Some(timeout) }
+                <Self as #krate::Contract>::with_timeout(self, timeout)
             }
+        },
+    );
+    quote! {
+        #info
+
+        impl<__C> #stub<__C> {
+            #new
+            #caller
+            #with_timeout
         }
     }
 }
@@ -76,7 +103,7 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
 /// bound, which `Call`'s diagnostic explains, not a missing method.
 pub fn stub_methods(contract: &Contract) -> TokenStream {
     let stub = contract.stub_ident();
-    let methods = contract.methods.iter().map(stub_method);
+    let methods = contract.methods.iter().map(|m| stub_method(&contract.krate, m));
     quote! {
         impl<__C> #stub<__C> {
             #(#methods)*
@@ -84,33 +111,33 @@ pub fn stub_methods(contract: &Contract) -> TokenStream {
     }
 }
 
-fn stub_method(method: &Method) -> TokenStream {
+fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
     let docs = method.item.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let ident = method.ident();
     let wire = &method.wire_name;
     let names = method.params.iter().map(|p| p.wire_name());
     let idents: Vec<_> = method.params.iter().map(|p| &p.ident).collect();
     let types = method.params.iter().map(|p| &p.ty);
-    let params = quote!(::wsduplex::__private::ByName(&[#(#names),*], (#(&#idents,)*)));
+    let params = quote!(#krate::__private::ByName(&[#(#names),*], (#(&#idents,)*)));
     let (note, send, ok, bound) = match method.oneway {
         Some(_) => (
             format!("Sends `{wire}` one-way: returns once the message is queued."),
-            quote!(::wsduplex::Notify::notify(&self.caller, #wire, #params).await),
+            quote!(#krate::Notify::notify(&self.caller, #wire, #params).await),
             quote!(()),
-            quote!(::wsduplex::Notify),
+            quote!(#krate::Notify),
         ),
         None => (
             format!("Calls `{wire}` and awaits the reply."),
-            quote!(::wsduplex::Call::call(&self.caller, #wire, #params, self.timeout).await),
-            ok_type(method),
-            quote!(::wsduplex::Call),
+            quote!(#krate::Call::call(&self.caller, #wire, #params, self.timeout).await),
+            ok_type(krate, method),
+            quote!(#krate::Call),
         ),
     };
     quote! {
         #(#docs)*
         #[doc = ""]
         #[doc = #note]
-        pub async fn #ident(&self, #(#idents: #types),*) -> ::core::result::Result<#ok, ::wsduplex::Error>
+        pub async fn #ident(&self, #(#idents: #types),*) -> ::core::result::Result<#ok, #krate::Error>
         where
             __C: #bound,
         {

@@ -5,27 +5,32 @@ use syn::ReturnType;
 use crate::model::{Contract, Method};
 
 /// The user's trait, with `async fn` turned into methods returning `Send`
-/// futures (so services run on a multi-threaded runtime) and `into_service`.
+/// futures (so services run on a multi-threaded runtime) and `into_service`
+/// (left out when a contract method has that name: `ServeX::new` does the same).
 pub fn trait_def(contract: &Contract) -> TokenStream {
     let item = &contract.item;
     let attrs = &item.attrs;
     let vis = &item.vis;
     let ident = &item.ident;
-    let stub = contract.stub_ident();
+    let serve = contract.serve_ident();
     let methods = contract.methods.iter().map(method);
+    let into_service = (!contract.has_method("into_service")).then(|| {
+        quote! {
+            /// Binds this implementation to its contract, ready to answer calls
+            /// on one connection.
+            fn into_service(self) -> #serve<Self>
+            where
+                Self: ::core::marker::Sized,
+            {
+                #serve::new(self)
+            }
+        }
+    });
     quote! {
         #(#attrs)*
         #vis trait #ident: ::core::marker::Send + ::core::marker::Sync + 'static {
             #(#methods)*
-
-            /// Binds this implementation to its contract, ready to answer calls
-            /// on one connection.
-            fn into_service(self) -> ::wsduplex::ServiceInstance<#stub, Self>
-            where
-                Self: ::core::marker::Sized,
-            {
-                ::wsduplex::ServiceInstance::new(self)
-            }
+            #into_service
         }
     }
 }
