@@ -167,7 +167,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("* {nick} {}", if accepted { "accepted" } else { "declined" });
             }),
             ("/leave", _) => chat.leave().await,
-            _ => chat.say(line.into()).await,
+            // `say` is one-way: only sending it can fail.
+            _ => chat.say(line.into()).await.map_err(Into::into),
         };
         if let Err(e) = outcome {
             println!("! {e}");

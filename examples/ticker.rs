@@ -16,13 +16,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wsduplex::{Client, Connection, ErrorObjectOwned, Hub, ReconnectPolicy, Server, ServerHandle};
+use wsduplex::{CallError, Client, Connection, Hub, ReconnectPolicy, Server, ServerHandle};
 
 /// Live prices by subscription.
 #[wsduplex::service(namespace = "ticker", callback = Prices)]
 pub trait Ticker {
     /// Adds symbols to this connection's subscriptions; returns them all.
-    async fn subscribe(&self, symbols: Vec<String>) -> Result<Vec<String>, UnknownSymbol>;
+    async fn subscribe(&self, symbols: Vec<String>) -> Result<Vec<String>, TickerError>;
     /// Removes symbols from this connection's subscriptions; returns those left.
     async fn unsubscribe(&self, symbols: Vec<String>) -> Vec<String>;
 }
@@ -37,24 +37,32 @@ pub trait Prices {
 
 const SYMBOLS: [&str; 4] = ["ACME", "GLOBEX", "INITECH", "UMBRELLA"];
 
-/// A symbol the ticker does not quote: error 2001, with the symbol as data.
-#[derive(Debug)]
-pub struct UnknownSymbol(String);
+/// What the ticker refuses.
+#[derive(Debug, wsduplex::RpcError)]
+pub enum TickerError {
+    /// A symbol the ticker does not quote; `data` is the symbol.
+    #[rpc(code = 2001)]
+    UnknownSymbol(String),
+}
 
-impl From<UnknownSymbol> for ErrorObjectOwned {
-    fn from(e: UnknownSymbol) -> Self {
-        ErrorObjectOwned::owned(2001, "unknown symbol", Some(e.0))
+impl std::fmt::Display for TickerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TickerError::UnknownSymbol(_) => f.write_str("unknown symbol"),
+        }
     }
 }
+
+impl std::error::Error for TickerError {}
 
 struct TickerSession {
     conn: Connection<PricesClient>,
 }
 
 impl Ticker for TickerSession {
-    async fn subscribe(&self, symbols: Vec<String>) -> Result<Vec<String>, UnknownSymbol> {
+    async fn subscribe(&self, symbols: Vec<String>) -> Result<Vec<String>, TickerError> {
         if let Some(unknown) = symbols.iter().find(|s| !SYMBOLS.contains(&s.as_str())) {
-            return Err(UnknownSymbol(unknown.clone()));
+            return Err(TickerError::UnknownSymbol(unknown.clone()));
         }
         for symbol in &symbols {
             self.conn.join_group(symbol).await;
@@ -191,7 +199,8 @@ async fn demo(
     println!(" alice now follows {}", left.join(", "));
     *alice.following.lock().unwrap() = left;
     match alice.client.subscribe(vec!["NOPE".into()]).await {
-        Err(e) => println!(" alice subscribing to NOPE: {e}"),
+        Err(CallError::Method(TickerError::UnknownSymbol(symbol))) => println!(" alice: unknown symbol {symbol}"),
+        Err(e) => return Err(e.into()),
         Ok(_) => return Err("an unknown symbol was accepted".into()),
     }
     // Ticks sent before the change may still arrive: count afresh after them.

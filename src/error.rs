@@ -44,6 +44,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The code of the error object the peer answered with ([`Error::Rpc`]);
+    /// `None` when the call failed otherwise.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Error::Rpc(object) => Some(object.code()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn transport(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Error::Transport(Box::new(error))
     }
@@ -109,6 +118,94 @@ impl crate::DocumentedErrors for Error {
                 data: None,
             },
         ]
+    }
+}
+
+/// Why a typed stub's call to a method declared `-> Result<T, E>` failed:
+/// the method's own error, decoded, or anything else.
+///
+/// `E` is decoded from the error object when `E` implements
+/// [`FromErrorObject`](crate::FromErrorObject) (`#[derive(RpcError)]` does):
+/// its code picks the variant and its `data` fills the fields. An object that
+/// `E` does not decode (another code, data of another shape, or an `E` that
+/// cannot decode at all) stays an [`Error::Rpc`] in [`CallError::Call`].
+#[derive(Debug)]
+pub enum CallError<E> {
+    /// The method answered with one of its own errors.
+    Method(E),
+    /// The call failed otherwise: connection, deadline, encoding, or an
+    /// error object `E` does not decode ([`Error::Rpc`]).
+    Call(Error),
+}
+
+impl<E> CallError<E> {
+    /// Decodes the method's error from `error` when it is an error object of
+    /// one of `E`'s codes.
+    pub fn new(error: Error) -> Self
+    where
+        E: crate::FromErrorObject,
+    {
+        match error {
+            Error::Rpc(object) => match E::from_error_object(&object) {
+                Some(decoded) => CallError::Method(decoded),
+                None => CallError::Call(Error::Rpc(object)),
+            },
+            other => CallError::Call(other),
+        }
+    }
+
+    /// The method's own error, if that is why the call failed.
+    pub fn method_error(self) -> Option<E> {
+        match self {
+            CallError::Method(error) => Some(error),
+            CallError::Call(_) => None,
+        }
+    }
+}
+
+impl<E> From<Error> for CallError<E> {
+    fn from(error: Error) -> Self {
+        CallError::Call(error)
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Method(error) => write!(f, "the method failed: {error}"),
+            CallError::Call(error) => error.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Method(error) => Some(error),
+            CallError::Call(error) => Some(error),
+        }
+    }
+}
+
+/// A handler that awaits a callback and propagates its failure with `?`
+/// answers its own caller as it would for the undecoded [`Error`]: the
+/// callee's error object goes in `data` under [`codes::PEER_ERROR`].
+impl<E: Into<ErrorObjectOwned>> From<CallError<E>> for ErrorObjectOwned {
+    fn from(error: CallError<E>) -> Self {
+        match error {
+            CallError::Method(error) => Error::Rpc(error.into()).to_error_object(),
+            CallError::Call(error) => error.to_error_object(),
+        }
+    }
+}
+
+/// The undecoded error: the method's own error becomes [`Error::Rpc`] again.
+impl<E: Into<ErrorObjectOwned>> From<CallError<E>> for Error {
+    fn from(error: CallError<E>) -> Self {
+        match error {
+            CallError::Method(error) => Error::Rpc(error.into()),
+            CallError::Call(error) => error,
+        }
     }
 }
 

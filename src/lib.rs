@@ -215,12 +215,13 @@ pub use contract::{
     Contract, ContractInfo, ContractKind, DocumentedErrors, ErrorInfo, MethodInfo, NoCallbacks, ParamInfo, SchemaFn,
 };
 pub use dispatch::HandlerError;
-pub use error::{Error, codes};
+pub use error::{CallError, Error, codes};
 pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, Topic};
 pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
 pub use peer::{CloseReason, Peer, SlowConsumer};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackplane, RedisOptions};
+pub use rpc_error::FromErrorObject;
 /// The TLS library, for configurations beyond [`Tls::from_pem_files`].
 pub use rustls;
 /// The JSON Schema library whose `JsonSchema` every parameter and result type implements.
@@ -423,7 +424,10 @@ pub use wsduplex_macros::RpcError;
 pub mod __private {
     pub use crate::contract::{CallbackContract, ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, ServeWith, schema_of};
     pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, ReturnTypeIsAResultAlias, handle};
-    pub use crate::rpc_error::{error_object, object_schema};
+    pub use crate::rpc_error::{
+        DecodeAs, DecodeNothing, DecodeViaTrait, FieldAs, FieldOpaque, FieldViaSerde, data_member, data_value,
+        error_object, object_schema,
+    };
     pub use crate::wire::ByName;
     pub use serde;
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::*;
-use wsduplex::{Call, Client, CloseReason, Connection, Error, Server};
+use wsduplex::{Call, CallError, Client, CloseReason, Connection, Error, Server};
 
 /// Connects a typed client, and waits until the server has registered the
 /// connection (the client's handshake completes before that).
@@ -34,7 +34,7 @@ async fn a_handler_error_arrives_as_its_own_error_object() {
     let mut server = start_server().await;
     let (client, _, _) = client(&mut server).await;
     match within(client.refuse("no reason".into())).await {
-        Err(Error::Rpc(object)) => {
+        Err(CallError::Call(Error::Rpc(object))) => {
             assert_eq!(object.code(), 4001);
             assert_eq!(object.message(), "refused");
             assert_eq!(object.data().map(|d| d.get()), Some("\"no reason\""));
@@ -189,7 +189,8 @@ async fn callbacks_keep_flowing_while_requests_wait_for_a_slot() {
                 answered += 1;
             }
             // Past the slots and the parked frames, excess requests are refused, not stalled.
-            Err(Error::Rpc(object)) if object.code() == wsduplex::codes::SERVER_BUSY => {}
+            // The refusal is not `ask`'s own error (`Error` decodes only the codes it answers with).
+            Err(CallError::Call(Error::Rpc(object))) if object.code() == wsduplex::codes::SERVER_BUSY => {}
             Err(other) => panic!("unexpected error: {other}"),
         }
     }

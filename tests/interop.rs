@@ -11,7 +11,7 @@ use jsonrpsee::core::{RpcResult, async_trait};
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::rpc_params;
 use jsonrpsee::ws_client::WsClientBuilder;
-use wsduplex::{Client, Connection, Error, Hub, Jsonrpsee, Server};
+use wsduplex::{CallError, Client, Connection, Error, Hub, Jsonrpsee, Server};
 
 /// An existing jsonrpsee API, with its server and client halves.
 #[rpc(server, client, namespace = "legacy")]
@@ -68,8 +68,9 @@ async fn a_typed_stub_drives_a_plain_jsonrpsee_client() {
     let stub = ServiceClient::new(Jsonrpsee(client));
     assert_eq!(within(stub.echo("through jsonrpsee".into())).await.unwrap(), "through jsonrpsee");
     assert_eq!(within(stub.add(1, 2, None)).await.unwrap(), 3);
+    // `TestError` does not decode (no `FromErrorObject`): its object stays an `Error::Rpc`.
     match within(stub.refuse("x".into())).await {
-        Err(Error::Rpc(object)) => assert_eq!(object.code(), 4001),
+        Err(CallError::Call(Error::Rpc(object))) => assert_eq!(object.code(), 4001),
         other => panic!("expected the handler's error, got {other:?}"),
     }
 }

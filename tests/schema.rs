@@ -202,7 +202,7 @@ impl Canvas for CanvasSession {
     }
 
     async fn view(&self) -> Result<Point, DrawError> {
-        Ok(self.conn.callback().viewport().await?)
+        Ok(self.conn.callback().viewport().await.map_err(wsduplex::Error::from)?)
     }
 
     async fn check(&self, question: String) -> Result<bool, DrawError> {

@@ -214,6 +214,12 @@ fn render(krate: &syn::Path, ident: &Ident, variants: &[Variant]) -> TokenStream
     let assertions = code_assertions(variants);
     let arms = variants.iter().map(|v| conversion_arm(krate, ident, v));
     let documented = variants.iter().map(|v| documentation(krate, v));
+    let object = Ident::new("object", Span::mixed_site());
+    let data = Ident::new("data", Span::mixed_site());
+    // The variants with codes first: a pass-through variant may take any object.
+    let coded = variants.iter().filter(|v| matches!(v.mapping, Mapping::Code(_)));
+    let passed = variants.iter().filter(|v| matches!(v.mapping, Mapping::Transparent));
+    let decoders = coded.chain(passed).map(|v| decoding(krate, ident, v));
     let error = Ident::new("error", Span::mixed_site());
     let message = Ident::new("message", Span::mixed_site());
     let list = Ident::new("errors", Span::mixed_site());
@@ -226,6 +232,15 @@ fn render(krate: &syn::Path, ident: &Ident, variants: &[Variant]) -> TokenStream
                 match #error {
                     #(#arms)*
                 }
+            }
+        }
+
+        impl #krate::FromErrorObject for #ident {
+            fn from_error_object(#object: &#krate::ErrorObjectOwned) -> ::core::option::Option<Self> {
+                let #data = #krate::__private::data_value(#object);
+                #(#decoders)*
+                let _ = &#data;
+                ::core::option::Option::None
             }
         }
 
@@ -290,6 +305,63 @@ fn conversion_arm(krate: &syn::Path, ident: &Ident, variant: &Variant) -> TokenS
         }
     };
     quote!(#pattern => #object,)
+}
+
+/// The statement that returns the variant when the error object is one of
+/// its own: its code and data that decodes into its fields, or (passed
+/// through) an object its field's type decodes.
+fn decoding(krate: &syn::Path, ident: &Ident, variant: &Variant) -> TokenStream {
+    let object = Ident::new("object", Span::mixed_site());
+    let data = Ident::new("data", Span::mixed_site());
+    let name = &variant.ident;
+    let types: Vec<_> = variant.fields.iter().map(|f| &f.ty).collect();
+    let bindings: Vec<Ident> =
+        (0..types.len()).map(|i| format_ident!("__field{i}", span = Span::mixed_site())).collect();
+    let built = match &variant.fields {
+        Fields::Named(fields) => {
+            let names = fields.named.iter().map(|f| &f.ident);
+            quote!(#ident::#name { #(#names: #bindings),* })
+        }
+        Fields::Unnamed(_) => quote!(#ident::#name(#(#bindings),*)),
+        Fields::Unit => quote!(#ident::#name),
+    };
+    match &variant.mapping {
+        Mapping::Code(code) => {
+            let reads = variant.fields.iter().zip(&types).map(|(field, ty)| {
+                let value = match &field.ident {
+                    Some(key) => {
+                        let key = key.unraw().to_string();
+                        quote!(#krate::__private::data_member(&#data, #key))
+                    }
+                    None => quote!(&#data),
+                };
+                quote!({
+                    use #krate::__private::{FieldOpaque as _, FieldViaSerde as _};
+                    (&#krate::__private::FieldAs::<#ty>::new()).read(#value)
+                })
+            });
+            quote! {
+                if #object.code() == (#code) {
+                    if let (#(::core::option::Option::Some(#bindings),)*) = (#(#reads,)*) {
+                        return ::core::option::Option::Some(#built);
+                    }
+                }
+            }
+        }
+        Mapping::Transparent => {
+            let ty = types[0];
+            let inner = &bindings[0];
+            quote! {
+                if let ::core::option::Option::Some(#inner) = {
+                    use #krate::__private::{DecodeNothing as _, DecodeViaTrait as _};
+                    (&#krate::__private::DecodeAs::<#ty>::new()).decode(#object)
+                } {
+                    return ::core::option::Option::Some(#built);
+                }
+            }
+        }
+        Mapping::Missing => TokenStream::new(),
+    }
 }
 
 /// The statement adding one variant's documented errors to the list.

@@ -1,8 +1,8 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::ok_type;
-use crate::model::{Contract, Kind, Method};
+use super::{error_type, local, ok_type};
+use crate::model::{Contract, Kind, Method, Returns};
 
 /// `XClient<C>`: the typed stub that calls a remote implementor of `X`.
 pub fn stub_struct(contract: &Contract) -> TokenStream {
@@ -119,17 +119,40 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
     let idents: Vec<_> = method.params.iter().map(|p| &p.ident).collect();
     let types = method.params.iter().map(|p| &p.ty);
     let params = quote!(#krate::__private::ByName(&[#(#names),*], (#(&#idents,)*)));
-    let (note, send, ok, bound) = match method.oneway {
-        Some(_) => (
+    let call = quote!(#krate::Call::call(&self.caller, #wire, #params, self.timeout).await);
+    let ok = ok_type(krate, method);
+    let (note, send, returns, bound) = match (method.oneway, &method.returns) {
+        (Some(_), _) => (
             format!("Sends `{wire}` one-way: returns once the message is queued."),
             quote!(#krate::Notify::notify(&self.caller, #wire, #params).await),
-            quote!(()),
+            quote!(::core::result::Result<(), #krate::Error>),
             quote!(#krate::Notify),
         ),
-        None => (
+        // The method's own error comes back decoded, when its type can decode.
+        (None, Returns::Fallible { .. }) => {
+            let error = error_type(krate, method);
+            let error_local = local("error");
+            (
+                format!(
+                    "Calls `{wire}` and awaits the reply; the method's own errors come back as `CallError::Method`."
+                ),
+                quote! {
+                    match #call {
+                        ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
+                        ::core::result::Result::Err(#error_local) => ::core::result::Result::Err({
+                            use #krate::__private::{DecodeNothing as _, DecodeViaTrait as _};
+                            (&#krate::__private::DecodeAs::<#error>::new()).call_error(#error_local)
+                        }),
+                    }
+                },
+                quote!(::core::result::Result<#ok, #krate::CallError<#error>>),
+                quote!(#krate::Call),
+            )
+        }
+        (None, _) => (
             format!("Calls `{wire}` and awaits the reply."),
-            quote!(#krate::Call::call(&self.caller, #wire, #params, self.timeout).await),
-            ok_type(krate, method),
+            call,
+            quote!(::core::result::Result<#ok, #krate::Error>),
             quote!(#krate::Call),
         ),
     };
@@ -137,7 +160,7 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
         #(#docs)*
         #[doc = ""]
         #[doc = #note]
-        pub async fn #ident(&self, #(#idents: #types),*) -> ::core::result::Result<#ok, #krate::Error>
+        pub async fn #ident(&self, #(#idents: #types),*) -> #returns
         where
             __C: #bound,
         {

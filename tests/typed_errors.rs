@@ -1,0 +1,161 @@
+//! Typed errors on the calling side: a method declared `-> Result<T, E>` with
+//! `#[derive(RpcError)]` gives the caller back an `E` to match on, decoded
+//! from the error object's code and data, over a real loopback connection;
+//! objects `E` does not decode stay `Error::Rpc`. The server side answers
+//! with whatever object the test asks for, so every shape is exercised.
+
+mod common;
+
+use common::within;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use wsduplex::{CallError, Connection, Error, ErrorObjectOwned, Server, codes};
+
+#[derive(Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Point {
+    x: i32,
+    y: i32,
+}
+
+const FULL: i32 = 2001;
+
+/// What drawing fails with.
+#[derive(Debug, PartialEq, thiserror::Error, wsduplex::RpcError)]
+pub enum DrawError {
+    /// Full (a code given as a constant).
+    #[error("the canvas is full")]
+    #[rpc(code = FULL)]
+    Full,
+    /// Outside; `data` is the point.
+    #[error("outside the canvas")]
+    #[rpc(code = 2002)]
+    Outside(Point),
+    /// Too many.
+    #[error("too many shapes: {asked} > {limit}")]
+    #[rpc(code = 2003)]
+    TooMany { limit: u32, asked: u32, note: Option<String> },
+    /// A layer's own error, passed through.
+    #[error(transparent)]
+    #[rpc(transparent)]
+    Layer(#[from] LayerError),
+    /// A peer failed us.
+    #[error(transparent)]
+    #[rpc(transparent)]
+    Peer(#[from] PeerFailure),
+}
+
+/// A nested error enum.
+#[derive(Debug, PartialEq, thiserror::Error, wsduplex::RpcError)]
+pub enum LayerError {
+    /// Locked.
+    #[error("the layer is locked")]
+    #[rpc(code = 3001)]
+    Locked,
+}
+
+/// `wsduplex::Error` is not `PartialEq`: compare its code.
+#[derive(Debug, thiserror::Error, wsduplex::RpcError)]
+pub enum PeerFailure {
+    /// What a handler answers with when a callback fails.
+    #[error(transparent)]
+    #[rpc(transparent)]
+    Call(#[from] Error),
+}
+
+impl PartialEq for PeerFailure {
+    fn eq(&self, other: &Self) -> bool {
+        let (PeerFailure::Call(a), PeerFailure::Call(b)) = (self, other);
+        a.code() == b.code()
+    }
+}
+
+/// What the server implements: it fails with the object it is given.
+#[wsduplex::service(namespace = "draw")]
+pub trait Answering {
+    async fn fail(&self, code: i32, data: Option<Value>) -> Result<u8, ErrorObjectOwned>;
+}
+
+/// What the client calls: the same wire method, declared with typed errors.
+#[wsduplex::service(namespace = "draw")]
+pub trait Typed {
+    async fn fail(&self, code: i32, data: Option<Value>) -> Result<u8, DrawError>;
+}
+
+struct Echoing;
+
+impl Answering for Echoing {
+    async fn fail(&self, code: i32, data: Option<Value>) -> Result<u8, ErrorObjectOwned> {
+        Err(ErrorObjectOwned::owned(code, "as asked", data))
+    }
+}
+
+async fn typed_client() -> TypedClient {
+    let server = within(Server::builder().build("127.0.0.1:0")).await.unwrap();
+    let url = format!("ws://{}", server.local_addr().unwrap());
+    tokio::spawn(server.serve(|_conn: Connection| Echoing.into_service()));
+    within(TypedClient::connect(&url)).await.unwrap()
+}
+
+/// The method's own error, or the code of what it was instead.
+async fn outcome(client: &TypedClient, code: i32, data: Option<Value>) -> Result<DrawError, Option<i32>> {
+    match within(client.fail(code, data)).await {
+        Err(CallError::Method(error)) => Ok(error),
+        Err(CallError::Call(error)) => Err(error.code()),
+        Ok(_) => panic!("the server always fails"),
+    }
+}
+
+#[tokio::test]
+async fn each_variant_comes_back_from_its_code_and_data() {
+    let client = typed_client().await;
+    assert_eq!(outcome(&client, FULL, None).await, Ok(DrawError::Full));
+    assert_eq!(
+        outcome(&client, 2002, Some(json!({"x": 1, "y": -2}))).await,
+        Ok(DrawError::Outside(Point { x: 1, y: -2 }))
+    );
+    let too_many = json!({"limit": 3, "asked": 5, "note": "slow down"});
+    assert_eq!(
+        outcome(&client, 2003, Some(too_many)).await,
+        Ok(DrawError::TooMany { limit: 3, asked: 5, note: Some("slow down".into()) })
+    );
+    // A missing `Option` field reads as `None`.
+    assert_eq!(
+        outcome(&client, 2003, Some(json!({"limit": 3, "asked": 5}))).await,
+        Ok(DrawError::TooMany { limit: 3, asked: 5, note: None })
+    );
+    // Pass-through variants: a nested enum's code, and the codes a handler
+    // answers with when it propagates a `wsduplex::Error`.
+    assert_eq!(outcome(&client, 3001, None).await, Ok(DrawError::Layer(LayerError::Locked)));
+    let peer_closed = Error::Rpc(ErrorObjectOwned::owned(codes::PEER_CLOSED, "closed", None::<()>));
+    assert_eq!(outcome(&client, codes::PEER_CLOSED, None).await, Ok(DrawError::Peer(PeerFailure::Call(peer_closed))));
+}
+
+#[tokio::test]
+async fn objects_the_error_type_does_not_decode_stay_error_objects() {
+    let client = typed_client().await;
+    // A code no variant has.
+    assert_eq!(outcome(&client, 4040, None).await, Err(Some(4040)));
+    // A variant's code with data of another shape, or without its required fields.
+    assert_eq!(outcome(&client, 2002, Some(json!("left"))).await, Err(Some(2002)));
+    assert_eq!(outcome(&client, 2003, Some(json!({"limit": 3}))).await, Err(Some(2003)));
+    // The peer refusing the call is not the method's error, though `Error` passes through.
+    assert_eq!(outcome(&client, codes::SERVER_BUSY, None).await, Err(Some(codes::SERVER_BUSY)));
+    // And nothing is lost: the object is whole.
+    match within(client.fail(2002, Some(json!("left")))).await {
+        Err(CallError::Call(Error::Rpc(object))) => {
+            assert_eq!((object.message(), object.data().map(|d| d.get())), ("as asked", Some("\"left\"")));
+        }
+        other => panic!("expected the error object, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_call_error_propagates_into_a_handler_error_object_as_a_peer_error() {
+    let client = typed_client().await;
+    let failure = within(client.fail(FULL, None)).await.unwrap_err();
+    assert_eq!(failure.to_string(), "the method failed: the canvas is full");
+    let object = ErrorObjectOwned::from(failure);
+    assert_eq!(object.code(), codes::PEER_ERROR);
+    let inner: Value = serde_json::from_str(object.data().unwrap().get()).unwrap();
+    assert_eq!(inner["code"], json!(FULL));
+}
