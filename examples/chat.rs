@@ -48,8 +48,8 @@ use axum::serve::ListenerExt;
 use chat_contract::{Chat, ChatClient, ChatError, ChatEventsClient};
 use chat_rooms::{RedisRooms, Rooms};
 use wsduplex::{
-    Connection, ConnectionId, Handshake, Hub, Identity, RedisBackplane, RedisOptions, Refusal, Server, ServerBuilder,
-    Tls, TlsListener,
+    Connection, ConnectionId, Hub, Server, redis::RedisBackplane, redis::RedisOptions, server::Handshake,
+    server::Identity, server::Refusal, server::ServerBuilder, tls::Tls, tls::TlsListener,
 };
 
 const USAGE: &str = "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] \
@@ -117,7 +117,7 @@ impl Options {
     }
 
     fn server(&self) -> ServerBuilder {
-        let mut server = Server::builder().callback_timeout(Duration::from_millis(self.callback_timeout_ms));
+        let mut server = Server::builder().call_timeout(Duration::from_millis(self.callback_timeout_ms));
         if let Some(bytes) = self.max_message_bytes {
             server = server.max_message_size(bytes);
         }
@@ -283,7 +283,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     if let Some(dir) = &options.emit_ts {
-        wsduplex::typescript::render(&[ChatClient::contract()]).write(Path::new(dir), "chat")?;
+        wsduplex::codegen::typescript::render(&[ChatClient::contract()]).write(Path::new(dir), "chat")?;
         println!("wrote {dir}/chat.js and {dir}/chat.d.ts");
         return Ok(());
     }

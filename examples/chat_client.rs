@@ -111,13 +111,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
     }
     if let Some(file) = &options.ca_cert {
-        builder = builder.root_certificate_pem(std::fs::read(file)?)?;
+        builder = builder.root_certificates(wsduplex::tls::RootCertificates::from_pem_file(file)?);
     }
     // After a lost connection: dial again, and re-join the room we were in
     // (the server forgot us with the old connection).
     let room = Arc::new(Mutex::new(options.room.clone()));
     let (rejoin, nick) = (room.clone(), options.nick.clone());
-    let builder = builder.reconnect(wsduplex::ReconnectPolicy::default()).on_reconnect(move |client| {
+    let builder = builder.reconnect(wsduplex::client::ReconnectPolicy::default()).on_reconnect(move |client| {
         let (room, nick) = (rejoin.lock().unwrap().clone(), nick.clone());
         async move {
             match ChatClient::new(client).join(room.clone(), nick).await {
@@ -133,7 +133,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(async move {
         while state.changed().await.is_ok() {
             let now = state.borrow_and_update().clone();
-            if let wsduplex::ConnectionState::Reconnecting { attempt, last_error } = now {
+            if let wsduplex::client::ConnectionState::Reconnecting { attempt, last_error } = now {
                 println!("* connection lost ({last_error}); reconnecting, attempt {attempt}");
             }
         }

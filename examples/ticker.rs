@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wsduplex::{CallError, Client, Connection, Hub, ReconnectPolicy, Server, ServerHandle};
+use wsduplex::{CallError, Client, Connection, Hub, Server, client::ReconnectPolicy, server::ServerHandle};
 
 /// Live prices by subscription.
 #[wsduplex::service(namespace = "ticker", callback = Prices)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// When a client reconnects after losing its connection: exponential
 /// backoff with jitter, up to a maximum delay, optionally a bounded number
-/// of attempts. Set with [`ClientBuilder::reconnect`](crate::ClientBuilder::reconnect).
+/// of attempts. Set with [`ClientBuilder::reconnect`](crate::client::ClientBuilder::reconnect).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReconnectPolicy {
     initial: Duration,

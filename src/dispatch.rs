@@ -40,7 +40,7 @@ impl Answer {
 }
 
 /// A handler that returned an error or panicked (see
-/// [`ServerBuilder::on_handler_error`](crate::ServerBuilder::on_handler_error)).
+/// [`ServerBuilder::on_handler_error`](crate::server::ServerBuilder::on_handler_error)).
 /// Calls refused before the handler ran (invalid params, say) are not handler errors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HandlerError {

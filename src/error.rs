@@ -79,9 +79,9 @@ impl Error {
 
 /// The error objects a handler answers with when it propagates an `Error`
 /// (a callback that failed, for instance), one per code.
-impl crate::DocumentedErrors for Error {
-    fn errors() -> Vec<crate::ErrorInfo> {
-        use crate::ErrorInfo;
+impl crate::contract::DocumentedErrors for Error {
+    fn errors() -> Vec<crate::contract::ErrorInfo> {
+        use crate::contract::ErrorInfo;
         /// The shape of a peer's error object, passed on as `data`.
         #[derive(schemars::JsonSchema, serde::Serialize)]
         #[allow(dead_code, reason = "only its schema is used")]
@@ -125,7 +125,7 @@ impl crate::DocumentedErrors for Error {
 /// the method's own error, decoded, or anything else.
 ///
 /// `E` is decoded from the error object when `E` implements
-/// [`FromErrorObject`](crate::FromErrorObject) (`#[derive(RpcError)]` does):
+/// [`FromErrorObject`](crate::contract::FromErrorObject) (`#[derive(RpcError)]` does):
 /// its code picks the variant and its `data` fills the fields. An object that
 /// `E` does not decode (another code, data of another shape, or an `E` that
 /// cannot decode at all) stays an [`Error::Rpc`] in [`CallError::Call`].
@@ -143,7 +143,7 @@ impl<E> CallError<E> {
     /// one of `E`'s codes.
     pub fn new(error: Error) -> Self
     where
-        E: crate::FromErrorObject,
+        E: crate::contract::FromErrorObject,
     {
         match error {
             Error::Rpc(object) => match E::from_error_object(&object) {
@@ -221,36 +221,6 @@ impl From<std::io::Error> for Error {
 impl From<Error> for ErrorObjectOwned {
     fn from(error: Error) -> Self {
         error.to_error_object()
-    }
-}
-
-impl From<jsonrpsee_core::client::Error> for Error {
-    fn from(error: jsonrpsee_core::client::Error) -> Self {
-        use jsonrpsee_core::client::Error as J;
-        match error {
-            J::Call(object) => Error::Rpc(object),
-            J::ParseError(e) => Error::Decode(e),
-            J::RequestTimeout => Error::Timeout(Duration::ZERO),
-            J::RestartNeeded(_) | J::ServiceDisconnect => Error::Closed,
-            J::Transport(e) => match e.downcast::<Error>() {
-                Ok(ours) => *ours,
-                Err(e) => Error::Transport(e),
-            },
-            other => Error::Transport(Box::new(other)),
-        }
-    }
-}
-
-impl From<Error> for jsonrpsee_core::client::Error {
-    fn from(error: Error) -> Self {
-        use jsonrpsee_core::client::Error as J;
-        match error {
-            Error::Rpc(object) => J::Call(object),
-            Error::Decode(e) | Error::Encode(e) => J::ParseError(e),
-            Error::Timeout(_) => J::RequestTimeout,
-            // Boxed whole, so converting back (above) restores the exact variant.
-            other => J::Transport(Box::new(other)),
-        }
     }
 }
 

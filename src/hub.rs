@@ -2,7 +2,7 @@
 //!
 //! A broadcast serializes its message once; every recipient's queue gets the
 //! same shared bytes. It never waits on a recipient: when a client's queue is
-//! full, the [`SlowConsumer`](crate::SlowConsumer) policy drops that client (close code 1013) or its
+//! full, the [`SlowConsumer`](crate::server::SlowConsumer) policy drops that client (close code 1013) or its
 //! oldest broadcasts, so one slow consumer cannot stall the others. Fan-out
 //! goes through a [`Backplane`], so a hub can span processes.
 
@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::caller::{Call, Notify};
+use crate::caller::{Call, OneWay};
 use crate::connection::{ConnectionId, random_node};
 use crate::contract::Contract;
 use crate::error::Error;
@@ -39,7 +39,7 @@ pub enum Audience {
     GroupExcept(Arc<str>, Vec<ConnectionId>),
     /// One connection.
     Connection(ConnectionId),
-    /// Every connection of a user (see [`Identity::user`](crate::Identity::user)).
+    /// Every connection of a user (see [`Identity::user`](crate::server::Identity::user)).
     User(Arc<str>),
 }
 
@@ -81,7 +81,7 @@ pub enum Topic {
 /// every server node that holds connections.
 ///
 /// The default, [`InProcess`], has one node and needs none of the optional
-/// methods. A bus implementation ([`RedisBackplane`](crate::RedisBackplane))
+/// methods. A bus implementation ([`RedisBackplane`](crate::redis::RedisBackplane))
 /// publishes what [`publish`](Self::publish) gets to the other nodes, hands
 /// what arrives to [`LocalConnections`], subscribes to the topics this node
 /// has members of, and carries calls and group changes to the node that holds
@@ -454,7 +454,7 @@ impl HubCore {
 /// Live connections and their groups, with typed fan-out of callback contract `M`.
 ///
 /// `M` is the callback stub (`ChatEventsClient`). Give the hub to the server
-/// builder ([`ServerBuilder::hub`](crate::ServerBuilder::hub)) so connections
+/// builder ([`ServerBuilder::hub`](crate::server::ServerBuilder::hub)) so connections
 /// join it when they open and leave it, and all their groups, when they close.
 /// Cheap to clone.
 ///
@@ -612,7 +612,7 @@ impl fmt::Debug for Fanout {
     }
 }
 
-impl Notify for Fanout {
+impl OneWay for Fanout {
     /// Serializes once and queues the same bytes for every recipient; never waits.
     async fn notify<P: Serialize + Send + Sync>(&self, method: &str, params: P) -> Result<(), Error> {
         let frame = wire::notification(method, Some(params)).map_err(Error::Encode)?;
@@ -634,7 +634,7 @@ impl fmt::Debug for ConnectionTarget {
     }
 }
 
-impl Notify for ConnectionTarget {
+impl OneWay for ConnectionTarget {
     /// Fails with [`Error::Closed`] when no node can hold the connection. To
     /// a connection on another node the message goes through the backplane,
     /// at most once (that node may have lost the connection meanwhile).
@@ -812,7 +812,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_no_node_holds_is_closed_and_in_no_group() {
-        let hub = Hub::<crate::NoCallbacks>::new();
+        let hub = Hub::<crate::contract::NoCallbacks>::new();
         let stranger = ConnectionId::next();
         assert!(!hub.add_to_group(stranger, "g").await);
         let target = ConnectionTarget { core: hub.core().clone(), id: stranger };

@@ -10,10 +10,10 @@
 //! - for a contract `X`, the typed stub `XClient` that calls a remote
 //!   implementor of `X` (a client's `ChatClient`, a connection's
 //!   `ChatEventsClient`, a hub group's fan-out);
-//! - the dispatch table that decodes parameters (by name or by position) and
-//!   calls your implementation;
-//! - `into_service()` on the trait, which binds an implementation to its contract;
-//! - the contract's metadata, available at run time through [`Contract::info`].
+//! - `ServeX<S>`, which answers calls with your implementation `S`, decoding
+//!   parameters by name or by position; `into_service()` on the trait makes one;
+//! - the contract's metadata, available at run time through
+//!   [`Contract::info`](contract::Contract::info).
 //!
 //! Calls and callbacks travel as standard JSON-RPC 2.0 over one WebSocket, in
 //! both directions at once: any number in flight, answered in any order.
@@ -75,40 +75,43 @@
 //!
 //! # The pieces
 //!
-//! - [`Server`] listens on its own, or [`ServerBuilder::endpoint`] gives an
-//!   [`Endpoint`] to mount on an axum `Router` at any path. Every limit (message
-//!   size, connections, calls in flight, send queues and the [`SlowConsumer`]
-//!   policy, keep-alive, timeouts) is set on [`ServerBuilder`] with a default
-//!   fit for the open internet; [`ServerHandle::shutdown`] and
-//!   [`Endpoint::shutdown`] stop gracefully, closing every client with 1001.
-//! - [`Connection`] is the server's handle to one client: id, address,
-//!   handshake headers, per-connection data, groups, and the typed callback
-//!   proxy ([`Connection::callback`]).
+//! At the root are the names every program uses; the rest is in modules.
+//!
+//! - [`Server`] listens on its own; [`server::ServerBuilder::endpoint`] gives
+//!   an [`server::Endpoint`] to mount on an axum `Router` at any path. Every
+//!   limit (message size, connections, calls in flight, send queues and the
+//!   [`server::SlowConsumer`] policy, keep-alive, timeouts) is set on
+//!   [`server::ServerBuilder`] with a default fit for the open internet;
+//!   shutdowns are graceful, closing every client with 1001. Authentication,
+//!   origins and lifecycle hooks are in [`server`] too.
+//! - [`Connection`] is the server's handle to one client: its [`ConnectionId`],
+//!   address, handshake headers, identity, per-connection data, groups, and
+//!   the typed callback stub ([`Connection::callback`]).
 //! - [`Hub`] tracks live connections and groups, and fans one-way callbacks
 //!   out to them: serialized once, the same bytes queued for every recipient,
 //!   never waiting on a slow one. Its fan-out, calls to single connections
-//!   and group changes go through a [`Backplane`]: in this process by
-//!   default, or across server nodes with `RedisBackplane` (feature `redis`,
-//!   on by default).
-//! - Contracts describe themselves: `XClient::contract()` gives the metadata
-//!   (schemas, documented errors, docs) from which [`openrpc`] makes the
-//!   document servers answer `rpc.discover` with, and [`typescript`] makes
-//!   typed browser clients; [`derive@RpcError`] gives error enums their codes.
+//!   and group changes go through a [`hub::Backplane`]: in this process by
+//!   default, or across server nodes with `redis::RedisBackplane` (feature
+//!   `redis`).
 //! - [`Client`] connects and serves the callback contract; generated stubs
-//!   wrap it. Every call has a deadline (30 s by default, per client with
-//!   [`ClientBuilder::timeout`], per call with the stub's `with_timeout`).
-//! - [`Peer`] is the engine's handle to one connection, the same on both ends.
-//! - [`Error`] is what a caller sees: the peer's error object, or
-//!   `Closed`, `Timeout`, transport and decode failures.
-//!
-//! # Interop with jsonrpsee
-//!
-//! Messages and error objects are `jsonrpsee-types`. A jsonrpsee `RpcModule`
-//! is served next to a contract with [`ServerBuilder::rpc_module`]; a plain
-//! jsonrpsee client can call a wsduplex service; a generated stub drives a
-//! jsonrpsee client through [`Jsonrpsee`]; and [`Client`] and [`Peer`]
-//! implement jsonrpsee's `ClientT`, so jsonrpsee `#[rpc(client)]` traits run
-//! over a wsduplex connection.
+//!   wrap it. [`client::ClientBuilder`] sets its limits, its reconnect
+//!   policy and its TLS roots ([`tls`]).
+//! - Every call has a deadline: `call_timeout` on either builder (30 s by
+//!   default), or a stub's `with_timeout`.
+//! - [`Error`] is what a caller sees: the peer's error object
+//!   ([`ErrorObjectOwned`]), `Closed`, `Timeout`, transport and decode
+//!   failures; a method declared `-> Result<T, E>` fails with
+//!   [`CallError<E>`](CallError), the method's own error decoded.
+//!   [`derive@RpcError`] gives error enums their codes, both ways.
+//! - [`Peer`] is the engine's handle to one connection, the same on both
+//!   ends; [`CloseReason`] says why one ended.
+//! - [`contract`] holds what the macros generate against, and the metadata
+//!   (schemas, documented errors, docs) from which [`codegen`] makes the
+//!   OpenRPC document servers answer `rpc.discover` with and typed
+//!   TypeScript clients.
+//! - [`interop`] works with jsonrpsee: a jsonrpsee client drives a generated
+//!   stub, jsonrpsee `#[rpc(client)]` traits run over a wsduplex connection,
+//!   and a jsonrpsee `RpcModule` is served next to a contract.
 //!
 //! # The wire
 //!
@@ -154,6 +157,15 @@ macro_rules! peer_settings {
             self
         }
 
+        #[doc = concat!("How long a call to the ", $other, " waits for its reply unless it sets its own")]
+        /// deadline (a stub's `with_timeout`); default 30 s. Past it the call
+        /// fails with [`Error::Timeout`](crate::Error::Timeout) and the other
+        /// end is told to stop (`$/cancelRequest`).
+        pub fn call_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.peer.call_timeout = timeout;
+            self
+        }
+
         /// Sends no keep-alive pings.
         pub fn without_keep_alive(mut self) -> Self {
             self.peer.keep_alive = None;
@@ -184,50 +196,35 @@ macro_rules! peer_settings {
 mod accept;
 mod backoff;
 mod caller;
-mod client;
+pub mod client;
+pub mod codegen;
 mod connection;
 pub mod contract;
 mod deadline;
 mod dispatch;
 mod error;
-mod hub;
-pub mod openrpc;
+pub mod hub;
+pub mod interop;
 mod peer;
 #[cfg(feature = "redis")]
-mod redis;
+pub mod redis;
 mod rpc_error;
-mod schemas;
-mod server;
+pub mod server;
 mod socket;
 mod sync;
-mod tls;
-pub mod typescript;
+pub mod tls;
 mod wire;
 
 #[cfg(test)]
 mod arbitrary;
 
-pub use backoff::ReconnectPolicy;
-pub use caller::{Call, Jsonrpsee, Notify};
-pub use client::{Client, ClientBuilder, ConnectionState};
-pub use connection::{Connection, ConnectionId, Handshake, Identity, ParseConnectionIdError};
-pub use contract::{
-    Contract, ContractInfo, ContractKind, DocumentedErrors, ErrorInfo, MethodInfo, NoCallbacks, ParamInfo, SchemaFn,
-};
-pub use dispatch::HandlerError;
+pub use client::Client;
+pub use connection::{Connection, ConnectionId};
 pub use error::{CallError, Error, codes};
-pub use hub::{Audience, Backplane, ConnectionTarget, Fanout, Hub, InProcess, LocalConnections, Payload, Topic};
-pub use jsonrpsee_types::{ErrorObject, ErrorObjectOwned};
-pub use peer::{CloseReason, Peer, SlowConsumer};
-#[cfg(feature = "redis")]
-pub use redis::{RedisBackplane, RedisOptions};
-pub use rpc_error::FromErrorObject;
-/// The TLS library, for configurations beyond [`Tls::from_pem_files`].
-pub use rustls;
-/// The JSON Schema library whose `JsonSchema` every parameter and result type implements.
-pub use schemars;
-pub use server::{AnyCallbacks, Authenticate, Endpoint, HubFor, Refusal, Server, ServerBuilder, ServerHandle};
-pub use tls::{Tls, TlsError, TlsListener};
+pub use hub::Hub;
+pub use jsonrpsee_types::ErrorObjectOwned;
+pub use peer::{CloseReason, Peer};
+pub use server::Server;
 
 /// Declares a service contract: the methods clients call on the server.
 ///
@@ -253,17 +250,17 @@ pub use tls::{Tls, TlsError, TlsListener};
 /// For a trait `Chat` it generates:
 ///
 /// - the trait, with `Send` futures and `into_service()`, which binds an
-///   implementation for [`Server::serve`] and [`ServerBuilder::endpoint`];
+///   implementation for [`Server::serve`] and [`server::ServerBuilder::endpoint`];
 /// - `ServeChat<S>`, what `into_service()` returns: it answers calls with an
 ///   implementation `S` ([`contract::Serve`]);
 /// - `ChatClient<C = Client>`, the typed stub, with `connect(url, handler)`
 ///   (the handler implements the callback contract), `connect_with`,
 ///   `new(caller)`, `caller()` and `with_timeout(duration)`, and
-///   [`Contract`] for the stub.
+///   [`contract::Contract`] for the stub.
 ///
 /// A contract method may have the name of one of those helpers (`new`,
 /// `connect`, `into_service`, ...): the method wins, the helper is left out,
-/// and [`Contract`]'s functions, [`ClientBuilder::connect`] or `ServeChat::new`
+/// and [`contract::Contract`]'s functions, [`client::ClientBuilder::connect`] or `ServeChat::new`
 /// do its job.
 ///
 /// `crate = "path"` names the runtime crate when it is neither `wsduplex` nor
@@ -385,13 +382,14 @@ pub use wsduplex_macros::callback;
 ///   its documented codes are listed too.
 ///
 /// It implements `From<E> for ErrorObjectOwned`, so methods return
-/// `Result<T, E>`, and [`DocumentedErrors`], so the contract's metadata, its
+/// `Result<T, E>`, [`contract::FromErrorObject`], so a caller gets `E` back
+/// in [`CallError::Method`], and [`contract::DocumentedErrors`], so the contract's metadata, its
 /// OpenRPC document and generated clients list every code with the variant's
 /// doc comment and the schema of its `data`. `Display` is yours to write
 /// (with `thiserror`, for instance).
 ///
 /// ```
-/// use wsduplex::{DocumentedErrors, ErrorObjectOwned, RpcError};
+/// use wsduplex::{contract::DocumentedErrors, ErrorObjectOwned, RpcError};
 ///
 /// #[derive(Debug, thiserror::Error, RpcError)]
 /// pub enum BankError {
@@ -429,6 +427,7 @@ pub mod __private {
         error_object, object_schema,
     };
     pub use crate::wire::ByName;
+    pub use schemars;
     pub use serde;
 }
 

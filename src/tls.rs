@@ -1,6 +1,9 @@
 //! TLS with rustls: the server's certificate and key, the client's trusted
 //! roots, and [`TlsListener`] for serving `wss://` from an axum router.
 
+/// The TLS library, for configurations beyond [`Tls::from_pem_files`].
+pub use rustls;
+
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -100,16 +103,36 @@ impl fmt::Debug for ClientTls {
     }
 }
 
-impl ClientTls {
-    pub(crate) fn add_roots_pem(&mut self, pem: &[u8]) -> Result<(), TlsError> {
-        let roots: Vec<_> = CertificateDer::pem_slice_iter(pem)
+/// Certificates a client trusts besides the system's roots (a private CA, a
+/// self-signed server), for
+/// [`ClientBuilder::root_certificates`](crate::client::ClientBuilder::root_certificates).
+#[derive(Clone, Debug)]
+pub struct RootCertificates(Vec<CertificateDer<'static>>);
+
+impl RootCertificates {
+    /// Every certificate in PEM text (`-----BEGIN CERTIFICATE-----` blocks);
+    /// an error when there is none or one does not parse.
+    pub fn from_pem(pem: impl AsRef<[u8]>) -> Result<Self, TlsError> {
+        let roots: Vec<_> = CertificateDer::pem_slice_iter(pem.as_ref())
             .collect::<Result<_, _>>()
             .map_err(|e| TlsError(format!("root certificate: {e}")))?;
         if roots.is_empty() {
             return Err(TlsError("root certificate: no certificate in the PEM text".into()));
         }
-        self.extra_roots.extend(roots);
-        Ok(())
+        Ok(RootCertificates(roots))
+    }
+
+    /// The certificates in the PEM file at `path`.
+    pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path).map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
+        Self::from_pem(pem)
+    }
+}
+
+impl ClientTls {
+    pub(crate) fn add_roots(&mut self, roots: RootCertificates) {
+        self.extra_roots.extend(roots.0);
     }
 
     pub(crate) fn set_config(&mut self, config: Arc<rustls::ClientConfig>) {
@@ -160,8 +183,8 @@ impl ClientTls {
 type Handshaking = Pin<Box<dyn Future<Output = Option<(TlsStream<TcpStream>, SocketAddr)>> + Send>>;
 
 /// A TCP listener whose connections speak TLS, for
-/// [`Endpoint::serve`](crate::Endpoint::serve) (or `axum::serve`): serves an
-/// axum router (a wsduplex [`Endpoint`](crate::Endpoint) mounted in it
+/// [`Endpoint::serve`](crate::server::Endpoint::serve) (or `axum::serve`): serves an
+/// axum router (a wsduplex [`Endpoint`](crate::server::Endpoint) mounted in it
 /// included) over `https://` and `wss://`.
 ///
 /// Handshakes run side by side, each within a timeout, so a slow client holds
@@ -173,11 +196,11 @@ type Handshaking = Pin<Box<dyn Future<Output = Option<(TlsStream<TcpStream>, Soc
 /// place to turn off Nagle's algorithm:
 ///
 /// ```no_run
-/// # async fn serve(app: axum::Router, endpoint: wsduplex::Endpoint, tls: wsduplex::Tls) -> std::io::Result<()> {
+/// # async fn serve(app: axum::Router, endpoint: wsduplex::server::Endpoint, tls: wsduplex::tls::Tls) -> std::io::Result<()> {
 /// use axum::serve::ListenerExt;
 ///
 /// let tcp = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
-/// let listener = wsduplex::TlsListener::new(tcp, tls).tap_io(|tls| {
+/// let listener = wsduplex::tls::TlsListener::new(tcp, tls).tap_io(|tls| {
 ///     let _ = tls.get_ref().0.set_nodelay(true);
 /// });
 /// endpoint.serve(listener, app).await;

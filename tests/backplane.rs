@@ -15,8 +15,8 @@ use common::redis::RedisServer;
 use common::{Raw, within};
 use tokio::sync::mpsc;
 use wsduplex::{
-    Audience, Client, Connection, ConnectionId, Error, Handshake, Hub, Identity, RedisBackplane, RedisOptions, Server,
-    ServerHandle,
+    Client, Connection, ConnectionId, Error, Hub, Server, hub::Audience, redis::RedisBackplane, redis::RedisOptions,
+    server::Handshake, server::Identity, server::ServerHandle,
 };
 
 /// Distinct numbers for made-up connection ids.

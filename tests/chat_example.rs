@@ -474,7 +474,7 @@ async fn the_token_and_origin_flags_guard_the_handshake() {
 
 #[tokio::test]
 async fn with_the_tls_flags_it_serves_wss() {
-    use wsduplex::Call;
+    use wsduplex::contract::Call;
     let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     let dir = std::env::temp_dir().join(format!("wsduplex-chat-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -483,9 +483,10 @@ async fn with_the_tls_flags_it_serves_wss() {
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
     let chat = start_chat(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     assert_eq!(chat.scheme, "https");
-    let trusting = wsduplex::Client::builder().root_certificate_pem(made.cert.pem()).unwrap();
+    let trusting = wsduplex::Client::builder()
+        .root_certificates(wsduplex::tls::RootCertificates::from_pem(made.cert.pem()).unwrap());
     let url = format!("wss://{}/ws", chat.addr);
-    let client = within(trusting.connect(&url, wsduplex::NoCallbacks::service())).await.unwrap();
+    let client = within(trusting.connect(&url, wsduplex::contract::NoCallbacks::service())).await.unwrap();
     let members: Vec<String> =
         within(client.call("chat.join", json!({"room": "lobby", "nick": "alice"}), None)).await.unwrap();
     assert_eq!(members, ["alice"]);

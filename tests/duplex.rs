@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::*;
-use wsduplex::{Call, CallError, Client, CloseReason, Connection, Error, Server};
+use wsduplex::{CallError, Client, CloseReason, Connection, Error, Server, contract::Call};
 
 /// Connects a typed client, and waits until the server has registered the
 /// connection (the client's handshake completes before that).
@@ -262,7 +262,7 @@ async fn a_call_past_its_deadline_fails_with_timeout_and_is_cancelled() {
 #[tokio::test]
 async fn waiting_calls_fail_with_closed_as_soon_as_the_connection_closes() {
     let mut server = start_server().await;
-    let builder = Client::builder().timeout(Duration::from_secs(3600));
+    let builder = Client::builder().call_timeout(Duration::from_secs(3600));
     let client = within(ServiceClient::connect_with(builder, &server.url, Listener::default())).await.unwrap();
     let conn = within(server.connections.recv()).await.unwrap();
     let started = server.observed.hang_started.notified();
@@ -296,13 +296,14 @@ async fn the_connection_handle_describes_the_handshake() {
     let mut server = start_server().await;
     let builder =
         Client::builder().header(http::HeaderName::from_static("x-test"), http::HeaderValue::from_static("yes"));
-    let _client =
-        within(Client::builder().connect(&format!("{}?room=1", server.url), wsduplex::NoCallbacks::service()))
-            .await
-            .unwrap();
+    let _client = within(
+        Client::builder().connect(&format!("{}?room=1", server.url), wsduplex::contract::NoCallbacks::service()),
+    )
+    .await
+    .unwrap();
     let first = within(server.connections.recv()).await.unwrap();
     assert_eq!(first.uri().query(), Some("room=1"));
-    let _second = within(builder.connect(&server.url, wsduplex::NoCallbacks::service())).await.unwrap();
+    let _second = within(builder.connect(&server.url, wsduplex::contract::NoCallbacks::service())).await.unwrap();
     let second = within(server.connections.recv()).await.unwrap();
     assert_eq!(second.headers().get("x-test").unwrap(), "yes");
     assert_eq!(second.remote_addr().map(|a| a.ip()), Some([127, 0, 0, 1].into()));
@@ -312,7 +313,8 @@ async fn the_connection_handle_describes_the_handshake() {
 #[tokio::test]
 async fn untyped_calls_use_the_same_engine() {
     let server = start_server().await;
-    let client = within(Client::builder().connect(&server.url, wsduplex::NoCallbacks::service())).await.unwrap();
+    let client =
+        within(Client::builder().connect(&server.url, wsduplex::contract::NoCallbacks::service())).await.unwrap();
     // By position this time, as any JSON-RPC client may send them.
     let sum: i64 = within(client.call("t.add", (2, 3), None)).await.unwrap();
     assert_eq!(sum, 5);
@@ -362,7 +364,7 @@ async fn the_endpoint_mounts_on_an_axum_router_next_to_other_routes() {
 
 #[test]
 fn contract_metadata_is_available_at_run_time() {
-    use wsduplex::{Contract, ContractKind};
+    use wsduplex::{contract::Contract, contract::ContractKind};
     let info = <ServiceClient as Contract>::info();
     assert_eq!((info.name, info.namespace, info.kind), ("Service", Some("t"), ContractKind::Service));
     assert_eq!(info.docs, "The server side of the test contract.");
@@ -390,17 +392,20 @@ async fn connecting_to_something_that_is_not_a_websocket_fails_clearly() {
     let addr = listener.local_addr().unwrap();
     let serving = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let error = within(Client::builder().connect(&format!("ws://{addr}/plain"), wsduplex::NoCallbacks::service()))
-        .await
-        .unwrap_err();
+    let error =
+        within(Client::builder().connect(&format!("ws://{addr}/plain"), wsduplex::contract::NoCallbacks::service()))
+            .await
+            .unwrap_err();
     assert!(matches!(error, Error::Refused { status: 200 }), "{error:?}");
     assert!(error.to_string().contains("HTTP 200"), "{error}");
 
-    let error =
-        within(Client::builder().connect("http://127.0.0.1:1/", wsduplex::NoCallbacks::service())).await.unwrap_err();
+    let error = within(Client::builder().connect("http://127.0.0.1:1/", wsduplex::contract::NoCallbacks::service()))
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("ws://"), "{error}");
     serving.abort();
     // Nothing listens there any more, or ever did: the connection is refused.
-    let refused = within(Client::builder().connect("ws://127.0.0.1:1/", wsduplex::NoCallbacks::service())).await;
+    let refused =
+        within(Client::builder().connect("ws://127.0.0.1:1/", wsduplex::contract::NoCallbacks::service())).await;
     assert!(matches!(refused, Err(Error::Transport(_))), "{refused:?}");
 }

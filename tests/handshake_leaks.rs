@@ -7,7 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use wsduplex::{Client, Handshake, Identity, NoCallbacks, Refusal, Server, Tls};
+use wsduplex::{
+    Client, Server, contract::NoCallbacks, server::Handshake, server::Identity, server::Refusal, tls::RootCertificates,
+    tls::Tls,
+};
 
 /// Tokens: `s3cret` lets in, `boom` panics the hook, `banned` is forbidden.
 fn check_token(handshake: &Handshake) -> Result<Identity, Refusal> {
@@ -76,8 +79,11 @@ async fn refused_handshakes_leave_no_task_and_no_file_descriptor_behind() {
     let tls_server = start_server_with(Server::builder().tls(tls)).await;
     let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap().cert.pem();
     let url = format!("wss://127.0.0.1:{}/ws", tls_server.addr.port());
-    let untrusting =
-        || Client::builder().root_certificate_pem(&stranger).unwrap().connect(&url, NoCallbacks::service());
+    let untrusting = || {
+        Client::builder()
+            .root_certificates(RootCertificates::from_pem(&stranger).unwrap())
+            .connect(&url, NoCallbacks::service())
+    };
     assert!(within(untrusting()).await.is_err());
     let tasks = 2;
     wait_for_baseline(tasks, fds + 2).await;

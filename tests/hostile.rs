@@ -26,7 +26,7 @@ impl Scene {
         Scene::with(Server::builder()).await
     }
 
-    async fn with(builder: wsduplex::ServerBuilder) -> Scene {
+    async fn with(builder: wsduplex::server::ServerBuilder) -> Scene {
         let server = start_server_with(builder).await;
         let raw = Raw::connect(&server.url).await;
         let bystander = Raw::connect(&server.url).await;
@@ -262,7 +262,7 @@ async fn a_client_gone_while_its_call_runs_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn a_client_gone_while_the_server_awaits_its_callback_fails_that_call_at_once() {
-    let mut server = start_server_with(Server::builder().callback_timeout(Duration::from_secs(3600))).await;
+    let mut server = start_server_with(Server::builder().call_timeout(Duration::from_secs(3600))).await;
     let mut raw = Raw::connect(&server.url).await;
     let mut bystander = Raw::connect(&server.url).await;
     let conn = server.next_connection().await;

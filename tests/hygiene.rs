@@ -114,7 +114,7 @@ pub mod contracts {
 use std::time::Duration;
 
 use contracts::{Events, EventsClient, Failure, Helpers, HelpersClient, ServeHelpers, Service, ServiceClient};
-use wsduplex::{Client, Connection, Contract, ErrorObjectOwned, NoCallbacks, Server};
+use wsduplex::{Client, Connection, ErrorObjectOwned, Server, contract::Contract, contract::NoCallbacks};
 
 struct Impl(Connection<EventsClient>);
 

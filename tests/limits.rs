@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify as Signal;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use wsduplex::{Client, CloseReason, Connection, Error, NoCallbacks, Server, SlowConsumer};
+use wsduplex::{Client, CloseReason, Connection, Error, Server, contract::NoCallbacks, server::SlowConsumer};
 
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
@@ -163,7 +163,7 @@ struct Feed {
 }
 
 impl Feed {
-    async fn start(builder: wsduplex::ServerBuilder) -> Feed {
+    async fn start(builder: wsduplex::server::ServerBuilder) -> Feed {
         let mut server = start_server_with(builder).await;
         let mut slow = Raw::connect_with_small_buffer(&server).await;
         let slow_conn = server.next_connection().await;
@@ -356,7 +356,7 @@ async fn a_graceful_shutdown_lets_running_calls_finish_refuses_new_ones_and_clos
 async fn at_the_shutdown_deadline_every_pending_call_fails_on_both_sides() {
     let mut server = start_server_with(Server::builder().shutdown_timeout(Duration::from_secs(5))).await;
     let gated = Gated::default();
-    let builder = Client::builder().timeout(Duration::from_secs(3600));
+    let builder = Client::builder().call_timeout(Duration::from_secs(3600));
     let client = within(ServiceClient::connect_with(builder, &server.url, gated.clone())).await.unwrap();
     let conn = server.next_connection().await;
 
@@ -410,7 +410,7 @@ async fn a_client_runs_at_most_max_in_flight_callbacks_at_once() {
 }
 
 /// An endpoint with a page beside it, served by `Endpoint::serve` on a port of its own.
-async fn serve_app(builder: wsduplex::ServerBuilder) -> std::net::SocketAddr {
+async fn serve_app(builder: wsduplex::server::ServerBuilder) -> std::net::SocketAddr {
     let endpoint = builder.endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
     let app =
         axum::Router::new().route("/", axum::routing::get(|| async { "page" })).route_service("/ws", endpoint.clone());

@@ -14,7 +14,10 @@ use futures_util::future::try_join_all;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use wsduplex::{Call, Client, ClientBuilder, CloseReason, Connection, Error, Server, ServerBuilder, ServerHandle};
+use wsduplex::{
+    Client, CloseReason, Connection, Error, Server, client::ClientBuilder, contract::Call, server::ServerBuilder,
+    server::ServerHandle,
+};
 
 /// What the server serves.
 #[wsduplex::service(namespace = "load", callback = LoadEvents)]
@@ -215,7 +218,7 @@ async fn keep_alive_carries_slow_links_and_drops_vanished_peers() {
     let (interval, timeout) = (Duration::from_secs(2), Duration::from_secs(2));
     let mut server = LoadServer::start(Server::builder().keep_alive(interval, timeout)).await;
     let throttle = Throttle::start(server.addr, 1_000_000).await;
-    let builder = Client::builder().keep_alive(interval, timeout).timeout(Duration::from_secs(120));
+    let builder = Client::builder().keep_alive(interval, timeout).call_timeout(Duration::from_secs(120));
     let client = within(LoadClient::connect_with(builder, &LoadServer::url_at(throttle.addr), Mirror)).await.unwrap();
     let conn = within(server.connections.recv()).await.unwrap();
 
@@ -243,14 +246,17 @@ async fn keep_alive_carries_slow_links_and_drops_vanished_peers() {
 async fn timeouts_too_long_for_the_clock_mean_no_deadline() {
     let forever = Duration::MAX;
     let builder = Server::builder()
-        .callback_timeout(forever)
+        .call_timeout(forever)
         .handshake_timeout(forever)
         .shutdown_timeout(forever)
         .keep_alive(forever, forever)
         .idle_timeout(forever);
     let mut server = LoadServer::start(builder).await;
-    let client_builder =
-        Client::builder().timeout(forever).connect_timeout(forever).keep_alive(forever, forever).idle_timeout(forever);
+    let client_builder = Client::builder()
+        .call_timeout(forever)
+        .connect_timeout(forever)
+        .keep_alive(forever, forever)
+        .idle_timeout(forever);
     let (client, _conn) = server.connect(client_builder).await;
     assert_eq!(within(client.echo("default deadline".into())).await.unwrap(), "default deadline");
     // A server-side callback under the server's default deadline.

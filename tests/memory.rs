@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
-use wsduplex::{Server, SlowConsumer};
+use wsduplex::{Server, server::SlowConsumer};
 
 /// Counts live heap bytes, and allocations of at least [`LARGE`] bytes.
 struct Counting;

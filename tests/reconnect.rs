@@ -12,14 +12,16 @@ use std::time::Duration;
 use common::*;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use wsduplex::{Client, ConnectionState, Error, Identity, ReconnectPolicy, Refusal, Server};
+use wsduplex::{
+    Client, Error, Server, client::ConnectionState, client::ReconnectPolicy, server::Identity, server::Refusal,
+};
 
 fn fast() -> ReconnectPolicy {
     ReconnectPolicy::exponential(Duration::from_millis(10), Duration::from_millis(200))
 }
 
 /// A server whose shutdown does not wait for running calls.
-fn impatient() -> wsduplex::ServerBuilder {
+fn impatient() -> wsduplex::server::ServerBuilder {
     Server::builder().shutdown_timeout(Duration::ZERO)
 }
 
@@ -124,7 +126,7 @@ async fn a_server_that_refuses_the_handshake_is_not_tried_again() {
     within(server.handle.shutdown()).await;
     let counted = attempts.clone();
     let _refusing = start_server_on(
-        impatient().authenticate(move |_: &wsduplex::Handshake| -> Result<Identity, Refusal> {
+        impatient().authenticate(move |_: &wsduplex::server::Handshake| -> Result<Identity, Refusal> {
             counted.fetch_add(1, Ordering::SeqCst);
             Err(Refusal::unauthorized("no more"))
         }),

@@ -27,7 +27,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
-use wsduplex::{Connection, Server, ServerBuilder};
+use wsduplex::{Connection, Server, server::ServerBuilder};
 
 // ---- Contracts of every shape -------------------------------------------
 
@@ -286,14 +286,14 @@ fn assert_snapshot(path: &Path, actual: &str) {
 
 #[test]
 fn the_chat_openrpc_document_matches_its_snapshot() {
-    let doc = wsduplex::openrpc::document(chat_contract::ChatClient::contract());
+    let doc = wsduplex::codegen::openrpc::document(chat_contract::ChatClient::contract());
     let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
     assert_snapshot(&repo().join("tests/snapshots/chat.openrpc.json"), &text);
 }
 
 #[test]
 fn the_canvas_openrpc_document_describes_every_shape() {
-    let doc = wsduplex::openrpc::document(CanvasClient::contract());
+    let doc = wsduplex::codegen::openrpc::document(CanvasClient::contract());
     let add = &doc["methods"][0];
     assert_eq!(add["name"], "canvas.add");
     assert_eq!(
@@ -317,7 +317,7 @@ fn the_canvas_openrpc_document_describes_every_shape() {
         assert!(schemas.get(name).is_some(), "{name} is defined: {schemas}");
     }
     assert_eq!(schemas["Point"]["properties"]["x"]["description"], "Across.");
-    let plain = wsduplex::openrpc::document(PlainClient::contract());
+    let plain = wsduplex::codegen::openrpc::document(PlainClient::contract());
     assert!(plain.get("x-callbacks").is_none() && plain.get("components").is_none());
     assert_eq!(plain["methods"][0]["name"], "echo");
 }
@@ -327,7 +327,7 @@ async fn servers_answer_rpc_discover_unless_told_not_to() {
     let (url, _) = serve_canvas(Server::builder()).await;
     let mut raw = Raw::connect(&url).await;
     let reply = raw.exchange(r#"{"jsonrpc":"2.0","id":1,"method":"rpc.discover"}"#).await;
-    assert_eq!(reply["result"], wsduplex::openrpc::document(CanvasClient::contract()));
+    assert_eq!(reply["result"], wsduplex::codegen::openrpc::document(CanvasClient::contract()));
 
     let (url, _) = serve_canvas(Server::builder().without_discovery()).await;
     let mut raw = Raw::connect(&url).await;
@@ -342,14 +342,18 @@ async fn servers_answer_rpc_discover_unless_told_not_to() {
 
 #[test]
 fn the_generated_chat_client_is_up_to_date() {
-    let ts = wsduplex::typescript::render(&[chat_contract::ChatClient::contract()]);
+    let ts = wsduplex::codegen::typescript::render(&[chat_contract::ChatClient::contract()]);
     assert_snapshot(&repo().join("clients/js/chat.js"), &ts.javascript);
     assert_snapshot(&repo().join("clients/js/chat.d.ts"), &ts.declarations);
 }
 
 #[test]
 fn the_generated_canvas_client_types_every_shape() {
-    let ts = wsduplex::typescript::render(&[CanvasClient::contract(), PlainClient::contract(), OddClient::contract()]);
+    let ts = wsduplex::codegen::typescript::render(&[
+        CanvasClient::contract(),
+        PlainClient::contract(),
+        OddClient::contract(),
+    ]);
     let dts = &ts.declarations;
     for line in [
         "add(shape: Shape, layer?: number | null, options?: wsduplex.CallOptions): Promise<number>;",
@@ -498,14 +502,14 @@ async fn openrpc_documents_validate_against_the_meta_schema() {
         [("canvas", CanvasClient::contract()), ("plain", PlainClient::contract()), ("odd", OddClient::contract())]
     {
         let file = dir.join(format!("{name}.openrpc.json"));
-        std::fs::write(&file, wsduplex::openrpc::document(contract).to_string()).unwrap();
+        std::fs::write(&file, wsduplex::codegen::openrpc::document(contract).to_string()).unwrap();
         files.push(file);
     }
     let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     assert!(validate_openrpc(&files).await.status.success());
 
     // The validator does reject: an error object with a member OpenRPC does not have.
-    let mut broken = wsduplex::openrpc::document(CanvasClient::contract());
+    let mut broken = wsduplex::codegen::openrpc::document(CanvasClient::contract());
     broken["methods"][0]["errors"][0]["data-schema"] = json!({});
     let broken_file = dir.join("broken.openrpc.json");
     std::fs::write(&broken_file, broken.to_string()).unwrap();
@@ -513,7 +517,7 @@ async fn openrpc_documents_validate_against_the_meta_schema() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("/methods/0/errors/0"));
     // ... and checks the callback contract's method objects too.
-    let mut broken = wsduplex::openrpc::document(CanvasClient::contract());
+    let mut broken = wsduplex::codegen::openrpc::document(CanvasClient::contract());
     broken["x-callbacks"]["methods"][0]["params"] = json!("not a list");
     std::fs::write(&broken_file, broken.to_string()).unwrap();
     let output = validate_openrpc(&[&broken_file]).await;
@@ -576,7 +580,7 @@ async fn generated_typescript_type_checks_strictly() {
     // Every other shape.
     let dir = Scratch::new("tsc");
     let contracts = [CanvasClient::contract(), PlainClient::contract(), OddClient::contract()];
-    wsduplex::typescript::render(&contracts).write(&dir, "canvas").unwrap();
+    wsduplex::codegen::typescript::render(&contracts).write(&dir, "canvas").unwrap();
     std::fs::write(dir.join("usage.ts"), CANVAS_USAGE).unwrap();
     assert!(tsc(&dir, &["usage.ts"]).await.status.success(), "the canvas client does not type-check");
 }
@@ -638,7 +642,7 @@ async fn the_generated_client_calls_and_answers_a_live_server() {
     // Inside clients/js, so the script finds `ws` there (Node has a
     // WebSocket of its own only from version 22).
     let dir = Scratch::new_in(&repo().join("clients/js"), "live");
-    wsduplex::typescript::render(&[CanvasClient::contract()]).write(&dir, "canvas").unwrap();
+    wsduplex::codegen::typescript::render(&[CanvasClient::contract()]).write(&dir, "canvas").unwrap();
     std::fs::write(dir.join("live.mjs"), CANVAS_LIVE).unwrap();
     let output = run(tokio::process::Command::new("node").arg(dir.join("live.mjs")).arg(&url)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -13,7 +13,10 @@ use common::*;
 use http::{HeaderName, HeaderValue};
 use serde_json::json;
 use tokio::sync::mpsc;
-use wsduplex::{Client, CloseReason, Connection, Handshake, Identity, Refusal, Server, ServerBuilder};
+use wsduplex::{
+    Client, CloseReason, Connection, Server, server::Handshake, server::Identity, server::Refusal,
+    server::ServerBuilder,
+};
 
 /// What the hook attaches besides the user.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +43,7 @@ fn secured() -> ServerBuilder {
     Server::builder().authenticate(check_token).allow_origin("https://chat.example")
 }
 
-fn with_token(token: &str) -> wsduplex::ClientBuilder {
+fn with_token(token: &str) -> wsduplex::client::ClientBuilder {
     let value = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
     Client::builder().header(HeaderName::from_static("authorization"), value)
 }
@@ -176,9 +179,10 @@ async fn lifecycle_hooks_see_connections_open_and_end_with_the_reason() {
 #[tokio::test]
 async fn failing_handlers_reach_the_handler_error_hook() {
     let (failures, mut failed) = mpsc::unbounded_channel();
-    let builder = Server::builder().on_handler_error(move |conn: &Connection, failure: &wsduplex::HandlerError| {
-        let _ = failures.send((conn.id(), failure.method().to_owned(), failure.error().code(), failure.panicked()));
-    });
+    let builder =
+        Server::builder().on_handler_error(move |conn: &Connection, failure: &wsduplex::server::HandlerError| {
+            let _ = failures.send((conn.id(), failure.method().to_owned(), failure.error().code(), failure.panicked()));
+        });
     let mut server = start_server_with(builder).await;
     let client =
         within(ServiceClient::connect_with(Client::builder(), &server.url, Listener::default())).await.unwrap();
@@ -188,7 +192,8 @@ async fn failing_handlers_reach_the_handler_error_hook() {
     assert!(within(client.panic()).await.is_err());
     assert_eq!(within(failed.recv()).await.unwrap(), (id, "t.panic".to_owned(), -32603, true));
     // Invalid params are the caller's fault, not the handler's: no report; then a real failure.
-    let untyped: Result<u8, _> = within(wsduplex::Call::call(client.caller(), "t.refuse", [1, 2, 3], None)).await;
+    let untyped: Result<u8, _> =
+        within(wsduplex::contract::Call::call(client.caller(), "t.refuse", [1, 2, 3], None)).await;
     assert!(untyped.is_err());
     assert!(within(client.refuse("again".into())).await.is_err());
     assert_eq!(within(failed.recv()).await.unwrap(), (id, "t.refuse".to_owned(), 4001, false));
@@ -224,7 +229,7 @@ struct TokenStore {
     waiting: Arc<tokio::sync::Notify>,
 }
 
-impl wsduplex::Authenticate for TokenStore {
+impl wsduplex::server::Authenticate for TokenStore {
     async fn authenticate(&self, handshake: &Handshake) -> Result<Identity, Refusal> {
         match handshake.query("token").as_deref() {
             Some("s3cret") => {

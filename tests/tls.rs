@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wsduplex::{Client, Connection, Error, Server, Tls, TlsListener};
+use wsduplex::{Client, Connection, Error, Server, tls::RootCertificates, tls::Tls, tls::TlsListener};
 
 /// A self-signed certificate for localhost, written as PEM files into a
 /// directory of its own, removed on drop.
@@ -40,8 +40,8 @@ impl Certificate {
         Tls::from_pem_files(self.dir.join("cert.pem"), self.dir.join("key.pem")).unwrap()
     }
 
-    fn trusting_client(&self) -> wsduplex::ClientBuilder {
-        Client::builder().root_certificate_pem(&self.pem).unwrap()
+    fn trusting_client(&self) -> wsduplex::client::ClientBuilder {
+        Client::builder().root_certificates(RootCertificates::from_pem(&self.pem).unwrap())
     }
 }
 
@@ -78,15 +78,15 @@ async fn a_client_that_does_not_trust_the_certificate_fails_and_the_server_serve
     // The client trusts another root (so the TLS handshake does happen, even
     // on a machine without system roots): the server's certificate fails it.
     let stranger = Certificate::new();
-    match within(stranger.trusting_client().connect(&url, wsduplex::NoCallbacks::service())).await {
+    match within(stranger.trusting_client().connect(&url, wsduplex::contract::NoCallbacks::service())).await {
         Err(Error::Transport(error)) => assert!(error.to_string().contains("invalid peer certificate"), "{error}"),
         other => panic!("expected a TLS failure, got {other:?}"),
     }
     // With the system's roots only, it fails too.
-    assert!(within(Client::builder().connect(&url, wsduplex::NoCallbacks::service())).await.is_err());
+    assert!(within(Client::builder().connect(&url, wsduplex::contract::NoCallbacks::service())).await.is_err());
     // Plain ws:// to a TLS port is not a WebSocket.
     let plain = format!("ws://127.0.0.1:{}/ws", server.addr.port());
-    assert!(within(Client::builder().connect(&plain, wsduplex::NoCallbacks::service())).await.is_err());
+    assert!(within(Client::builder().connect(&plain, wsduplex::contract::NoCallbacks::service())).await.is_err());
 
     let client =
         within(ServiceClient::connect_with(certificate.trusting_client(), &url, Listener::default())).await.unwrap();
@@ -108,7 +108,9 @@ async fn an_axum_router_serves_wss_through_the_tls_listener_and_bounds_the_http_
 
     let url = format!("wss://127.0.0.1:{}/ws", addr.port());
     let stranger = Certificate::new();
-    assert!(within(stranger.trusting_client().connect(&url, wsduplex::NoCallbacks::service())).await.is_err());
+    assert!(
+        within(stranger.trusting_client().connect(&url, wsduplex::contract::NoCallbacks::service())).await.is_err()
+    );
     let client =
         within(ServiceClient::connect_with(certificate.trusting_client(), &url, Listener::default())).await.unwrap();
     assert_eq!(within(client.echo("mounted, over tls".into())).await.unwrap(), "mounted, over tls");
@@ -148,5 +150,8 @@ fn unreadable_or_invalid_pem_files_are_errors_not_panics() {
     let other = Certificate::new();
     let mismatched = Tls::from_pem_files(certificate.dir.join("cert.pem"), other.dir.join("key.pem"));
     assert!(mismatched.is_err(), "a key that is not the certificate's");
-    assert!(Client::builder().root_certificate_pem("no pem here").is_err());
+    assert!(RootCertificates::from_pem("no pem here").is_err());
+    assert!(
+        RootCertificates::from_pem_file(certificate.dir.join("nope.pem")).unwrap_err().to_string().contains("nope.pem")
+    );
 }

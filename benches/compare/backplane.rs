@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wsduplex::{Connection, ConnectionId, Hub, RedisBackplane, RedisOptions, Server};
+use wsduplex::{Connection, ConnectionId, Hub, Server, redis::RedisBackplane, redis::RedisOptions};
 
 use crate::broadcast::{self, Deliveries};
 use crate::calls::Window;

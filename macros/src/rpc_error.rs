@@ -235,7 +235,7 @@ fn render(krate: &syn::Path, ident: &Ident, variants: &[Variant]) -> TokenStream
             }
         }
 
-        impl #krate::FromErrorObject for #ident {
+        impl #krate::contract::FromErrorObject for #ident {
             fn from_error_object(#object: &#krate::ErrorObjectOwned) -> ::core::option::Option<Self> {
                 let #data = #krate::__private::data_value(#object);
                 #(#decoders)*
@@ -244,8 +244,8 @@ fn render(krate: &syn::Path, ident: &Ident, variants: &[Variant]) -> TokenStream
             }
         }
 
-        impl #krate::DocumentedErrors for #ident {
-            fn errors() -> ::std::vec::Vec<#krate::ErrorInfo> {
+        impl #krate::contract::DocumentedErrors for #ident {
+            fn errors() -> ::std::vec::Vec<#krate::contract::ErrorInfo> {
                 let mut #list = ::std::vec::Vec::new();
                 #(#documented)*
                 #list
@@ -373,7 +373,7 @@ fn documentation(krate: &syn::Path, variant: &Variant) -> TokenStream {
         Mapping::Code(code) => {
             let data = data_schema(krate, &variant.fields);
             quote! {
-                #list.push(#krate::ErrorInfo { code: #code, name: #name, docs: #docs, data: #data });
+                #list.push(#krate::contract::ErrorInfo::new(#code, #name).with_docs(#docs) #data);
             }
         }
         Mapping::Transparent => {
@@ -389,16 +389,16 @@ fn documentation(krate: &syn::Path, variant: &Variant) -> TokenStream {
     }
 }
 
-/// The schema of a variant's `data`: its one unnamed field, or an object of
-/// its named fields.
+/// The schema of a variant's `data` (`.with_data(..)`): its one unnamed
+/// field, or an object of its named fields; nothing for a unit variant.
 fn data_schema(krate: &syn::Path, fields: &Fields) -> TokenStream {
     match fields {
-        Fields::Unit => quote!(::core::option::Option::None),
+        Fields::Unit => TokenStream::new(),
         Fields::Unnamed(f) => {
             let ty = &f.unnamed[0].ty;
             let at = attrs::crate_at(krate, ty.span());
             let schema = quote_spanned!(ty.span()=> #at::__private::schema_of::<#ty>);
-            quote!(::core::option::Option::Some(#schema))
+            quote!(.with_data(#schema))
         }
         Fields::Named(f) => {
             let entries = f.named.iter().map(|field| {
@@ -407,9 +407,9 @@ fn data_schema(krate: &syn::Path, fields: &Fields) -> TokenStream {
                 let required = !is_option(ty);
                 let at = attrs::crate_at(krate, ty.span());
                 let schema = quote_spanned!(ty.span()=> #at::__private::schema_of::<#ty>);
-                quote!((#key, #schema as #krate::SchemaFn, #required))
+                quote!((#key, #schema as #krate::contract::SchemaFn, #required))
             });
-            quote!(::core::option::Option::Some(|generator: &mut #krate::schemars::SchemaGenerator| {
+            quote!(.with_data(|generator: &mut #krate::__private::schemars::SchemaGenerator| {
                 #krate::__private::object_schema(generator, &[#(#entries),*])
             }))
         }

@@ -11,30 +11,27 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use http::{HeaderName, HeaderValue};
-use jsonrpsee_core::client::{BatchResponse, ClientT, Error as ClientError};
-use jsonrpsee_core::params::BatchRequestBuilder;
-use jsonrpsee_core::traits::ToRpcParams;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::backoff::ReconnectPolicy;
-use crate::caller::{Call, Notify};
+use crate::caller::{Call, OneWay};
 use crate::connection::ConnectionId;
 use crate::contract::Serve;
 use crate::deadline::deadline_in;
 use crate::error::Error;
 use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
 use crate::socket::Socket;
-use crate::tls::{ClientTls, TlsError};
+use crate::tls::{ClientTls, RootCertificates};
 use handshake::{ClientIo, Shown, handshake};
 use reconnect::ReconnectHook;
 
 mod handshake;
 mod reconnect;
 
+pub use crate::backoff::ReconnectPolicy;
 pub use reconnect::ConnectionState;
 
 /// A connection to a wsduplex server (or any JSON-RPC 2.0 WebSocket server).
@@ -237,12 +234,6 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The deadline of a call made without its own (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.peer.call_timeout = timeout;
-        self
-    }
-
     /// How long connecting (TCP and the WebSocket handshake) may take (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -251,7 +242,7 @@ impl ClientBuilder {
 
     /// Callbacks from the server running at once (default 128); past it
     /// they are parked and then held back as the server's
-    /// [`max_in_flight`](crate::ServerBuilder::max_in_flight) describes.
+    /// [`max_in_flight`](crate::server::ServerBuilder::max_in_flight) describes.
     pub fn max_in_flight(mut self, limit: usize) -> Self {
         self.peer.max_in_flight = limit;
         self
@@ -265,16 +256,17 @@ impl ClientBuilder {
 
     peer_settings!("server");
 
-    /// Trusts the certificates in `pem` (PEM text) for `wss://` URLs, besides
-    /// the operating system's roots: a private CA, or a self-signed server.
-    pub fn root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Result<Self, TlsError> {
-        self.tls.add_roots_pem(pem.as_ref())?;
-        Ok(self)
+    /// Trusts `roots` for `wss://` URLs, besides the operating system's
+    /// roots: a private CA, or a self-signed server
+    /// ([`RootCertificates::from_pem`](crate::tls::RootCertificates::from_pem)).
+    pub fn root_certificates(mut self, roots: RootCertificates) -> Self {
+        self.tls.add_roots(roots);
+        self
     }
 
     /// Uses this rustls configuration for `wss://` URLs (client
     /// certificates, pinned roots), instead of the system's roots and of any
-    /// given with [`root_certificate_pem`](Self::root_certificate_pem).
+    /// given with [`root_certificates`](Self::root_certificates).
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls.set_config(config);
         self
@@ -564,7 +556,7 @@ impl<S: Serve> Connections<S> {
     }
 }
 
-impl Notify for Client {
+impl OneWay for Client {
     /// Sent at once while connected; kept for the next connection while
     /// reconnecting (see [`ClientBuilder::offline_buffer`]).
     async fn notify<P: Serialize + Send + Sync>(&self, method: &str, params: P) -> Result<(), Error> {
@@ -604,43 +596,19 @@ impl Call for Client {
     }
 }
 
-/// jsonrpsee's client interface, so jsonrpsee `#[rpc(client)]` traits work on a wsduplex client.
-impl ClientT for Client {
-    async fn notification<Params>(&self, method: &str, params: Params) -> Result<(), ClientError>
-    where
-        Params: ToRpcParams + Send,
-    {
-        self.ready().await?.notification(method, params).await
-    }
-
-    async fn request<R, Params>(&self, method: &str, params: Params) -> Result<R, ClientError>
-    where
-        R: DeserializeOwned,
-        Params: ToRpcParams + Send,
-    {
-        self.ready().await?.request(method, params).await
-    }
-
-    async fn batch_request<'a, R>(&self, batch: BatchRequestBuilder<'a>) -> Result<BatchResponse<'a, R>, ClientError>
-    where
-        R: DeserializeOwned + std::fmt::Debug + 'a,
-    {
-        self.ready().await?.batch_request(batch).await
-    }
-}
-
 impl Client {
-    /// The connection for a jsonrpsee-style call, waited for within the default deadline.
-    async fn ready(&self) -> Result<Peer, ClientError> {
+    /// The connection, waited for within the default deadline (for callers
+    /// that take no deadline of their own, as jsonrpsee's `ClientT`).
+    pub(crate) async fn ready(&self) -> Result<Peer, Error> {
         let timeout = self.link.call_timeout;
-        Ok(self.connected(deadline_in(timeout), timeout).await?)
+        self.connected(deadline_in(timeout), timeout).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NoCallbacks;
+    use crate::contract::NoCallbacks;
 
     #[tokio::test]
     async fn a_kept_message_waiting_for_room_stays_kept_when_the_connection_dies() {

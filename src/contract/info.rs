@@ -11,6 +11,7 @@ pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
 /// Which side of the socket implements a contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ContractKind {
     /// Implemented by the server; clients call it.
     Service,
@@ -20,7 +21,11 @@ pub enum ContractKind {
 
 /// A contract's metadata, recorded by the macros at compile time and
 /// available at run time (for schemas, generated clients and introspection).
+///
+/// Its fields are public to read; it is built with [`ContractInfo::new`] and
+/// the `with_` functions, in a `const` context, so fields can be added.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ContractInfo {
     /// The Rust trait's name.
     pub name: &'static str,
@@ -38,8 +43,9 @@ pub struct ContractInfo {
     pub callback: Option<fn() -> &'static ContractInfo>,
 }
 
-/// One method of a contract.
+/// One method of a contract; built with [`MethodInfo::new`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct MethodInfo {
     /// The Rust method name.
     pub name: &'static str,
@@ -60,8 +66,9 @@ pub struct MethodInfo {
     pub docs: &'static str,
 }
 
-/// One parameter of a method.
+/// One parameter of a method; built with [`ParamInfo::new`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ParamInfo {
     /// The name, which is also its key on the wire.
     pub name: &'static str,
@@ -73,8 +80,9 @@ pub struct ParamInfo {
     pub optional: bool,
 }
 
-/// One error a method may answer with.
+/// One error a method may answer with; built with [`ErrorInfo::new`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ErrorInfo {
     /// The error object's `code`.
     pub code: i32,
@@ -87,6 +95,23 @@ pub struct ErrorInfo {
 }
 
 impl ErrorInfo {
+    /// The error with `code`, named `name`, without docs or `data`.
+    pub const fn new(code: i32, name: &'static str) -> Self {
+        ErrorInfo { code, name, docs: "", data: None }
+    }
+
+    /// With its doc comment.
+    pub const fn with_docs(mut self, docs: &'static str) -> Self {
+        self.docs = docs;
+        self
+    }
+
+    /// With the schema of its `data`.
+    pub const fn with_data(mut self, data: SchemaFn) -> Self {
+        self.data = Some(data);
+        self
+    }
+
     /// One line describing the error: the first line of its docs, or its name.
     pub fn summary(&self) -> &'static str {
         self.docs.lines().next().map(str::trim).filter(|line| !line.is_empty()).unwrap_or(self.name)
@@ -101,6 +126,42 @@ pub trait DocumentedErrors {
 }
 
 impl ContractInfo {
+    /// A contract named `name`, with no namespace, docs, version, methods or
+    /// callback contract yet.
+    pub const fn new(name: &'static str, kind: ContractKind) -> Self {
+        ContractInfo { name, namespace: None, kind, docs: "", version: "", methods: &[], callback: None }
+    }
+
+    /// With its wire namespace.
+    pub const fn with_namespace(mut self, namespace: &'static str) -> Self {
+        self.namespace = Some(namespace);
+        self
+    }
+
+    /// With the trait's doc comment.
+    pub const fn with_docs(mut self, docs: &'static str) -> Self {
+        self.docs = docs;
+        self
+    }
+
+    /// With the version of the crate that declares it.
+    pub const fn with_version(mut self, version: &'static str) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// With its methods, in declaration order.
+    pub const fn with_methods(mut self, methods: &'static [MethodInfo]) -> Self {
+        self.methods = methods;
+        self
+    }
+
+    /// With a service's callback contract.
+    pub const fn with_callback(mut self, callback: fn() -> &'static ContractInfo) -> Self {
+        self.callback = Some(callback);
+        self
+    }
+
     /// The method with this wire name.
     pub fn method(&self, wire_name: &str) -> Option<&MethodInfo> {
         self.methods.iter().find(|m| m.wire_name == wire_name)
@@ -118,6 +179,42 @@ impl ContractInfo {
 }
 
 impl MethodInfo {
+    /// The method `name`, sent as `wire_name`, whose success value has the
+    /// schema `result` and whose documented errors `errors` lists; no
+    /// parameters, not one-way, no docs yet.
+    pub const fn new(
+        name: &'static str,
+        wire_name: &'static str,
+        result: SchemaFn,
+        errors: fn() -> Vec<ErrorInfo>,
+    ) -> Self {
+        MethodInfo { name, wire_name, params: &[], returns: "", result, errors, oneway: false, docs: "" }
+    }
+
+    /// With its parameters, in order.
+    pub const fn with_params(mut self, params: &'static [ParamInfo]) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// With its return type as written in the trait.
+    pub const fn with_returns(mut self, returns: &'static str) -> Self {
+        self.returns = returns;
+        self
+    }
+
+    /// Sent as a notification (`#[oneway]`).
+    pub const fn oneway(mut self) -> Self {
+        self.oneway = true;
+        self
+    }
+
+    /// With its doc comment.
+    pub const fn with_docs(mut self, docs: &'static str) -> Self {
+        self.docs = docs;
+        self
+    }
+
     /// How many parameters at the end are `Option`s: those a caller may
     /// leave out by position as well as by name.
     pub fn optional_tail(&self) -> usize {
@@ -130,6 +227,14 @@ impl MethodInfo {
         let mut seen = std::collections::HashSet::new();
         errors.retain(|e| seen.insert(e.code));
         errors
+    }
+}
+
+impl ParamInfo {
+    /// The parameter `name` of type `ty` (as written) with its schema;
+    /// `optional` for an `Option` the caller may leave out.
+    pub const fn new(name: &'static str, ty: &'static str, schema: SchemaFn, optional: bool) -> Self {
+        ParamInfo { name, ty, schema, optional }
     }
 }
 

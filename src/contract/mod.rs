@@ -19,6 +19,8 @@ use crate::peer::Peer;
 
 mod info;
 
+pub use crate::caller::{Call, OneWay};
+pub use crate::rpc_error::FromErrorObject;
 pub use info::{ContractInfo, ContractKind, DocumentedErrors, ErrorInfo, MethodInfo, ParamInfo, SchemaFn};
 #[doc(hidden)]
 pub use info::{ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, schema_of};

@@ -162,7 +162,7 @@ impl RedisOptions {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use wsduplex::{Hub, RedisBackplane, RedisOptions};
+/// use wsduplex::{Hub, redis::RedisBackplane, redis::RedisOptions};
 /// # #[wsduplex::callback] pub trait Events { #[oneway] async fn news(&self, text: String); }
 ///
 /// let backplane = RedisBackplane::connect("redis://127.0.0.1:6379/", RedisOptions::new()).await?;

@@ -162,7 +162,7 @@ impl Endpoint {
     }
 
     /// Serves `app`, an axum router that mounts this endpoint, on
-    /// `listener`: a `tokio::net::TcpListener`, a [`TlsListener`](crate::TlsListener),
+    /// `listener`: a `tokio::net::TcpListener`, a [`TlsListener`](crate::tls::TlsListener),
     /// or any axum listener with socket addresses. It is what
     /// `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`
     /// does over HTTP/1.1 (HTTP/2 is not served: a TLS configuration should

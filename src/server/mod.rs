@@ -19,18 +19,19 @@ use jsonrpsee_core::server::{Methods, RpcModule};
 use jsonrpsee_types::ResponsePayload;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
+pub use crate::connection::{Connection, ConnectionId, Handshake, Identity, ParseConnectionIdError};
+pub use crate::dispatch::HandlerError;
+pub use crate::peer::SlowConsumer;
 pub use endpoint::Endpoint;
 pub use policy::{Authenticate, Refusal};
 use policy::{DynAuthenticate, Origins};
 
-use crate::connection::Connection;
 use crate::contract::{Contract, ContractInfo, Serve, ServiceFactory};
 
-use crate::dispatch::HandlerError;
+use crate::codegen::openrpc;
 use crate::hub::{Hub, HubCore};
-use crate::openrpc;
 use crate::peer::CloseReason;
-use crate::peer::{PeerConfig, SlowConsumer};
+use crate::peer::PeerConfig;
 use crate::tls::Tls;
 
 /// Settings for a server; made by [`Server::builder`]. Every limit has a
@@ -182,13 +183,6 @@ impl<H> ServerBuilder<H> {
         }
     }
 
-    /// How long the server waits for a client to answer a callback, unless
-    /// the call sets its own deadline (default 30 s).
-    pub fn callback_timeout(mut self, timeout: Duration) -> Self {
-        self.peer.call_timeout = timeout;
-        self
-    }
-
     /// Requests running at once per connection (default 128); a call's slot
     /// is free again once its reply has been handed to the socket. Past it,
     /// the server parks further requests, in order, up to 4 MiB; with the
@@ -275,7 +269,7 @@ impl<H> ServerBuilder<H> {
     /// from [`Tls::from_pem_files`] (or any rustls configuration). The TLS
     /// handshake counts against the handshake timeout. An
     /// [`endpoint`](Self::endpoint) ignores it: to serve TLS from an axum
-    /// router, give `axum::serve` a [`TlsListener`](crate::TlsListener).
+    /// router, give `axum::serve` a [`TlsListener`](crate::tls::TlsListener).
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
         self
@@ -296,16 +290,16 @@ impl<H> ServerBuilder<H> {
 
     /// Decides who may connect, from the upgrade request (headers, cookies,
     /// query string, remote address), before the upgrade: a [`Refusal`]
-    /// answers 401 or 403 with a short body; an [`Identity`](crate::Identity) lets the
+    /// answers 401 or 403 with a short body; an [`Identity`] lets the
     /// connection in, its user and value readable from every handler through
     /// the [`Connection`]. A hook that panics answers 500. Browsers cannot
     /// set headers on a WebSocket: accept a token in the query string too
-    /// ([`Handshake::query`](crate::Handshake::query)).
+    /// ([`Handshake::query`](crate::server::Handshake::query)).
     ///
     /// ```
-    /// use wsduplex::{Identity, Refusal, Server};
+    /// use wsduplex::{server::Identity, server::Refusal, Server};
     ///
-    /// let builder = Server::builder().authenticate(|handshake: &wsduplex::Handshake| {
+    /// let builder = Server::builder().authenticate(|handshake: &wsduplex::server::Handshake| {
     ///     let token = handshake.bearer_token().map(str::to_owned).or_else(|| handshake.query("token"));
     ///     match token.as_deref() {
     ///         Some("s3cret") => Ok(Identity::user("ada")),
@@ -343,23 +337,30 @@ impl<H> ServerBuilder<H> {
     }
 
     /// Serves the methods of a jsonrpsee `RpcModule` (or `Methods`) on the same
-    /// sockets, next to the contract's own. Fails if another merged module
-    /// has a method of the same name; a contract method of the same name
-    /// takes precedence over a merged one.
-    pub fn rpc_module(mut self, methods: impl Into<Methods>) -> Result<Self, jsonrpsee_core::RegisterMethodError> {
+    /// sockets, next to the contract's own; a contract method of the same
+    /// name takes precedence over a merged one.
+    ///
+    /// # Panics
+    ///
+    /// When a module merged before has a method of the same name: a mistake
+    /// in the program, found where the server is put together (as axum's
+    /// `Router` does with overlapping routes).
+    pub fn rpc_module(mut self, methods: impl Into<Methods>) -> Self {
         let merged = match self.methods.take() {
             Some(mut existing) => {
-                existing.merge(methods)?;
+                if let Err(clash) = existing.merge(methods) {
+                    panic!("rpc_module: {clash}");
+                }
                 existing
             }
             None => methods.into(),
         };
         self.methods = Some(merged);
-        Ok(self)
+        self
     }
 
     /// Stops answering `rpc.discover` (by default it answers with the
-    /// service's [OpenRPC document](crate::openrpc), callbacks included), for
+    /// service's [OpenRPC document](crate::codegen::openrpc), callbacks included), for
     /// a server that keeps its contract to itself. The method is then
     /// unknown (-32601).
     pub fn without_discovery(mut self) -> Self {

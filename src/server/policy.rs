@@ -45,7 +45,7 @@ impl Refusal {
 }
 
 /// Decides, from the HTTP upgrade request, whether a connection may open and
-/// who it is. Set with [`ServerBuilder::authenticate`](crate::ServerBuilder::authenticate).
+/// who it is. Set with [`ServerBuilder::authenticate`](crate::server::ServerBuilder::authenticate).
 ///
 /// Implemented for every `Fn(&Handshake) -> Result<Identity, Refusal>`; implement
 /// it on your own type when the decision needs to await something (a token

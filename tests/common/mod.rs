@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify as Signal, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsduplex::{Connection, ErrorObjectOwned, Hub, Server, ServerHandle};
+use wsduplex::{Connection, ErrorObjectOwned, Hub, Server, server::ServerHandle};
 
 /// Every await in a test goes through this: a hung test fails instead of hanging CI.
 pub async fn within<F: Future>(future: F) -> F::Output {
@@ -213,12 +213,12 @@ pub async fn start_server() -> TestServer {
     start_server_with(Server::builder()).await
 }
 
-pub async fn start_server_with(builder: wsduplex::ServerBuilder) -> TestServer {
+pub async fn start_server_with(builder: wsduplex::server::ServerBuilder) -> TestServer {
     start_server_on(builder, "127.0.0.1:0".parse().unwrap()).await
 }
 
 /// A test server on `addr` (a port used before, to restart a server there).
-pub async fn start_server_on(builder: wsduplex::ServerBuilder, addr: std::net::SocketAddr) -> TestServer {
+pub async fn start_server_on(builder: wsduplex::server::ServerBuilder, addr: std::net::SocketAddr) -> TestServer {
     let hub = Hub::<EventsClient>::new();
     let observed = Arc::new(Observed::default());
     let server = within(builder.hub(&hub).build(addr)).await.unwrap();

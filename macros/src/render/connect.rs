@@ -39,7 +39,7 @@ pub fn connect_impl(contract: &Contract) -> TokenStream {
             #[doc = #doc]
             pub async fn connect(url: &str, #handler_param) -> ::core::result::Result<Self, #krate::Error> {
                 let client = #krate::Client::builder().connect(url, #serving).await?;
-                ::core::result::Result::Ok(<Self as #krate::Contract>::from_caller(client))
+                ::core::result::Result::Ok(<Self as #krate::contract::Contract>::from_caller(client))
             }
         }
     });
@@ -47,12 +47,12 @@ pub fn connect_impl(contract: &Contract) -> TokenStream {
         quote! {
             /// Like `connect`, with the client's settings (deadline, headers, limits).
             pub async fn connect_with(
-                builder: #krate::ClientBuilder,
+                builder: #krate::client::ClientBuilder,
                 url: &str,
                 #handler_param
             ) -> ::core::result::Result<Self, #krate::Error> {
                 let client = builder.connect(url, #serving).await?;
-                ::core::result::Result::Ok(<Self as #krate::Contract>::from_caller(client))
+                ::core::result::Result::Ok(<Self as #krate::contract::Contract>::from_caller(client))
             }
         }
     });

@@ -12,7 +12,7 @@ pub fn contract_impl(contract: &Contract) -> TokenStream {
     let stub = contract.stub_ident();
     let info = info(contract);
     quote! {
-        impl<__C> #krate::Contract for #stub<__C> {
+        impl<__C> #krate::contract::Contract for #stub<__C> {
             type Caller = __C;
             type Stub<__T> = #stub<__T>;
 
@@ -31,8 +31,8 @@ pub fn contract_impl(contract: &Contract) -> TokenStream {
                 #stub { caller: ::core::clone::Clone::clone(&self.caller), timeout: ::core::option::Option::Some(timeout) }
             }
 
-            fn info() -> &'static #krate::ContractInfo {
-                static INFO: #krate::ContractInfo = #info;
+            fn info() -> &'static #krate::contract::ContractInfo {
+                static INFO: #krate::contract::ContractInfo = #info;
                 &INFO
             }
         }
@@ -67,33 +67,27 @@ pub fn kind_impl(contract: &Contract) -> TokenStream {
 fn info(contract: &Contract) -> TokenStream {
     let krate = &contract.krate;
     let name = contract.ident().to_string();
-    let namespace = match &contract.namespace {
-        Some(ns) => quote!(::core::option::Option::Some(#ns)),
-        None => quote!(::core::option::Option::None),
-    };
+    let namespace = contract.namespace.as_ref().map(|ns| quote!(.with_namespace(#ns)));
     let kind = match contract.kind {
-        Kind::Service => quote!(#krate::ContractKind::Service),
-        Kind::Callback => quote!(#krate::ContractKind::Callback),
+        Kind::Service => quote!(#krate::contract::ContractKind::Service),
+        Kind::Callback => quote!(#krate::contract::ContractKind::Callback),
     };
     let docs = &contract.docs;
     let methods = contract.methods.iter().map(|m| method_info(krate, m));
     let callback = match (&contract.callback, contract.kind) {
         (Some(_), Kind::Service) => {
             let alias = callback_alias(contract);
-            quote!(::core::option::Option::Some(<#alias as #krate::Contract>::info))
+            Some(quote!(.with_callback(<#alias as #krate::contract::Contract>::info)))
         }
-        _ => quote!(::core::option::Option::None),
+        _ => None,
     };
     quote! {
-        #krate::ContractInfo {
-            name: #name,
-            namespace: #namespace,
-            kind: #kind,
-            docs: #docs,
-            version: ::core::env!("CARGO_PKG_VERSION"),
-            methods: &[#(#methods),*],
-            callback: #callback,
-        }
+        #krate::contract::ContractInfo::new(#name, #kind)
+            #namespace
+            .with_docs(#docs)
+            .with_version(::core::env!("CARGO_PKG_VERSION"))
+            .with_methods(&[#(#methods),*])
+            #callback
     }
 }
 
@@ -107,7 +101,7 @@ fn method_info(krate: &syn::Path, method: &Method) -> TokenStream {
         let at = crate_at(krate, ty.span());
         let schema = quote_spanned!(ty.span()=> #at::__private::schema_of::<#ty>);
         let optional = p.is_option();
-        quote!(#krate::ParamInfo { name: #name, ty: #text, schema: #schema, optional: #optional })
+        quote!(#krate::contract::ParamInfo::new(#name, #text, #schema, #optional))
     });
     // Spanned at the return type, so a type that cannot be a reply or has no
     // schema is reported there, once.
@@ -124,21 +118,16 @@ fn method_info(krate: &syn::Path, method: &Method) -> TokenStream {
         syn::ReturnType::Default => "()".to_owned(),
         syn::ReturnType::Type(_, ty) => type_text(ty.to_token_stream()),
     };
-    let oneway = method.oneway.is_some();
+    let oneway = method.oneway.map(|_| quote!(.oneway()));
     let docs = &method.docs;
     quote! {
-        #krate::MethodInfo {
-            name: #name,
-            wire_name: #wire,
-            params: &[#(#params),*],
-            returns: #returns,
-            result: #result,
-            errors: || {
-                use #krate::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
-                (&#errors).documented_errors()
-            },
-            oneway: #oneway,
-            docs: #docs,
-        }
+        #krate::contract::MethodInfo::new(#name, #wire, #result, || {
+            use #krate::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
+            (&#errors).documented_errors()
+        })
+        .with_params(&[#(#params),*])
+        .with_returns(#returns)
+        #oneway
+        .with_docs(#docs)
     }
 }

@@ -48,8 +48,8 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
         quote! {
             impl #stub {
                 #[doc = #contract_doc]
-                pub fn contract() -> &'static #krate::ContractInfo {
-                    <Self as #krate::Contract>::info()
+                pub fn contract() -> &'static #krate::contract::ContractInfo {
+                    <Self as #krate::contract::Contract>::info()
                 }
             }
         },
@@ -60,7 +60,7 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
             /// Wraps a caller: a `wsduplex::Client` or `Peer`, a hub target, or a
             /// jsonrpsee client in `wsduplex::Jsonrpsee`.
             pub fn new(caller: __C) -> Self {
-                <Self as #krate::Contract>::from_caller(caller)
+                <Self as #krate::contract::Contract>::from_caller(caller)
             }
         },
     );
@@ -69,7 +69,7 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
         quote! {
             /// What this stub sends through.
             pub fn caller(&self) -> &__C {
-                <Self as #krate::Contract>::caller(self)
+                <Self as #krate::contract::Contract>::caller(self)
             }
         },
     );
@@ -82,7 +82,7 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
             where
                 __C: ::core::clone::Clone,
             {
-                <Self as #krate::Contract>::with_timeout(self, timeout)
+                <Self as #krate::contract::Contract>::with_timeout(self, timeout)
             }
         },
     );
@@ -119,14 +119,14 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
     let idents: Vec<_> = method.params.iter().map(|p| &p.ident).collect();
     let types = method.params.iter().map(|p| &p.ty);
     let params = quote!(#krate::__private::ByName(&[#(#names),*], (#(&#idents,)*)));
-    let call = quote!(#krate::Call::call(&self.caller, #wire, #params, self.timeout).await);
+    let call = quote!(#krate::contract::Call::call(&self.caller, #wire, #params, self.timeout).await);
     let ok = ok_type(krate, method);
     let (note, send, returns, bound) = match (method.oneway, &method.returns) {
         (Some(_), _) => (
             format!("Sends `{wire}` one-way: returns once the message is queued."),
-            quote!(#krate::Notify::notify(&self.caller, #wire, #params).await),
+            quote!(#krate::contract::OneWay::notify(&self.caller, #wire, #params).await),
             quote!(::core::result::Result<(), #krate::Error>),
-            quote!(#krate::Notify),
+            quote!(#krate::contract::OneWay),
         ),
         // The method's own error comes back decoded, when its type can decode.
         (None, Returns::Fallible { .. }) => {
@@ -146,14 +146,14 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
                     }
                 },
                 quote!(::core::result::Result<#ok, #krate::CallError<#error>>),
-                quote!(#krate::Call),
+                quote!(#krate::contract::Call),
             )
         }
         (None, _) => (
             format!("Calls `{wire}` and awaits the reply."),
             call,
             quote!(::core::result::Result<#ok, #krate::Error>),
-            quote!(#krate::Call),
+            quote!(#krate::contract::Call),
         ),
     };
     quote! {

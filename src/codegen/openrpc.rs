@@ -23,12 +23,12 @@
 //!   error's `data`, keyed by the error code, since an OpenRPC error object
 //!   has no place for one.
 //!
-//! [`ServerBuilder::without_discovery`]: crate::ServerBuilder::without_discovery
+//! [`ServerBuilder::without_discovery`]: crate::server::ServerBuilder::without_discovery
 
 use serde_json::{Map, Value, json};
 
+use super::schemas::{Schemas, Side};
 use crate::contract::{ContractInfo, ContractKind, MethodInfo};
-use crate::schemas::{Schemas, Side};
 
 /// The OpenRPC version of the documents made here.
 pub const OPENRPC_VERSION: &str = "1.3.2";
@@ -46,7 +46,7 @@ pub const DISCOVER_METHOD: &str = "rpc.discover";
 ///     async fn add(&self, a: i64, b: i64) -> i64;
 /// }
 ///
-/// let doc = wsduplex::openrpc::document(CalculatorClient::contract());
+/// let doc = wsduplex::codegen::openrpc::document(CalculatorClient::contract());
 /// assert_eq!(doc["methods"][0]["name"], "calc.add");
 /// assert_eq!(doc["methods"][0]["description"], "Adds two numbers.");
 /// assert_eq!(doc["methods"][0]["params"][1]["schema"]["type"], "integer");

@@ -7,11 +7,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::schemas::SCHEMAS_PATH;
+use crate::codegen::schemas::SCHEMAS_PATH;
 
 /// The TypeScript type of `schema`, written at indentation `indent` (for
 /// objects that span lines). `$ref`s name definitions already renamed to
-/// TypeScript identifiers (see `crate::schemas`).
+/// TypeScript identifiers (see `crate::codegen::schemas`).
 pub(crate) fn type_of(schema: &Value, indent: usize) -> String {
     ty(schema, indent).text
 }
