@@ -1,4 +1,4 @@
-//! Run with: cargo run --example chat
+//! Run with: cargo run --example chat --all-features
 //!
 //! A chat server with rooms, nicks, messages and invites, speaking exactly the
 //! wire contract of docs/chat-contract.md. The WebSocket endpoint is
@@ -27,7 +27,7 @@
 //!
 //! `--emit-ts DIR` writes the TypeScript client of the chat contract
 //! (`chat.js` and `chat.d.ts`) into `DIR` and exits, without serving:
-//! `cargo run --example chat -- --emit-ts clients/js` regenerates the
+//! `cargo run --example chat --all-features -- --emit-ts clients/js` regenerates the
 //! checked-in copy the page uses.
 
 #[path = "shared/chat_contract.rs"]

@@ -1,4 +1,4 @@
-//! Run with: cargo run --example chat_client -- --nick alice --room lobby
+//! Run with: cargo run --example chat_client --features tls -- --nick alice --room lobby
 //!
 //! A terminal client for the chat example. Lines typed on stdin are said to
 //! the room; `/join ROOM`, `/invite NICK`, `/leave` and `/quit` do the rest.

@@ -268,11 +268,9 @@ impl TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl TlsListener {
+    /// The next connection whose handshake is done.
+    pub(crate) async fn next_connection(&mut self) -> (TlsStream<TcpStream>, SocketAddr) {
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
@@ -286,6 +284,16 @@ impl axum::serve::Listener for TlsListener {
                 }
             }
         }
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
+        self.next_connection()
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

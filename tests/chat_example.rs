@@ -34,7 +34,7 @@ fn build_chat() {
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--example", "chat"])
+            .args(["build", "--quiet", "--example", "chat", "--features", "axum,tls,redis,codegen"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");

@@ -322,6 +322,9 @@ async fn untyped_calls_use_the_same_engine() {
     assert!(matches!(error, Error::Rpc(o) if o.code() == wsduplex::codes::METHOD_NOT_FOUND));
 }
 
+/// The client's address comes from axum's `ConnectInfo`, which wsduplex
+/// reads with its `axum` feature.
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn the_endpoint_mounts_on_an_axum_router_next_to_other_routes() {
     use axum::routing::get;
@@ -408,4 +411,14 @@ async fn connecting_to_something_that_is_not_a_websocket_fails_clearly() {
     let refused =
         within(Client::builder().connect("ws://127.0.0.1:1/", wsduplex::contract::NoCallbacks::service())).await;
     assert!(matches!(refused, Err(Error::Transport(_))), "{refused:?}");
+}
+
+/// Without the `tls` feature a `wss://` URL fails with an error that says so.
+#[cfg(not(feature = "tls"))]
+#[tokio::test]
+async fn a_build_without_tls_refuses_wss_urls_by_name() {
+    let listener = within(tokio::net::TcpListener::bind("127.0.0.1:0")).await.unwrap();
+    let url = format!("wss://{}/", listener.local_addr().unwrap());
+    let error = within(ServiceClient::connect(&url, Listener::default())).await.unwrap_err();
+    assert!(error.to_string().contains("`tls` feature"), "{error}");
 }

@@ -410,6 +410,7 @@ async fn a_client_runs_at_most_max_in_flight_callbacks_at_once() {
 }
 
 /// An endpoint with a page beside it, served by `Endpoint::serve` on a port of its own.
+#[cfg(feature = "axum")]
 async fn serve_app(builder: wsduplex::server::ServerBuilder) -> std::net::SocketAddr {
     let endpoint = builder.endpoint(|conn: Connection<EventsClient>| Session::detached(conn).into_service());
     let app =
@@ -424,8 +425,10 @@ async fn serve_app(builder: wsduplex::server::ServerBuilder) -> std::net::Socket
     addr
 }
 
+#[cfg(feature = "axum")]
 const PAGE: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
+#[cfg(feature = "axum")]
 #[tokio::test(start_paused = true)]
 async fn endpoint_serve_cuts_off_a_connection_that_sends_half_a_request() {
     let addr = serve_app(Server::builder()).await;
@@ -444,6 +447,7 @@ async fn endpoint_serve_cuts_off_a_connection_that_sends_half_a_request() {
     }
 }
 
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn endpoint_serve_bounds_the_connections_before_their_upgrade() {
     let addr = serve_app(Server::builder().max_connections(2).handshake_timeout(Duration::from_secs(60))).await;

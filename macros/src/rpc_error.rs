@@ -409,7 +409,7 @@ fn data_schema(krate: &syn::Path, fields: &Fields) -> TokenStream {
                 let schema = quote_spanned!(ty.span()=> #at::__private::schema_of::<#ty>);
                 quote!((#key, #schema as #krate::contract::SchemaFn, #required))
             });
-            quote!(.with_data(|generator: &mut #krate::__private::schemars::SchemaGenerator| {
+            quote!(.with_data(|generator: &mut #krate::contract::schemars::SchemaGenerator| {
                 #krate::__private::object_schema(generator, &[#(#entries),*])
             }))
         }

@@ -8,7 +8,6 @@ use http::header::{
 };
 use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -17,7 +16,7 @@ use tokio_util::either::Either;
 
 use crate::error::Error;
 use crate::socket::Socket;
-use crate::tls::ClientTls;
+use crate::transport::{ClientTls, ClientTlsStream, secure};
 
 /// Why a handshake failed, when it is not an I/O error.
 fn refused(why: String) -> Error {
@@ -36,7 +35,7 @@ impl fmt::Display for Shown<'_> {
 }
 
 /// The byte stream under a client's WebSocket: TCP, or TLS over TCP.
-pub(crate) type ClientIo = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+pub(crate) type ClientIo = Either<TcpStream, ClientTlsStream>;
 
 /// Connects to `url` and performs the WebSocket handshake (RFC 6455 section 4.1).
 pub(crate) async fn handshake(
@@ -48,7 +47,7 @@ pub(crate) async fn handshake(
     let uri: Uri = url.parse().map_err(Error::transport)?;
     // Errors name the URL without its query or credentials: tokens go there.
     let url = Shown(url);
-    let secure = match uri.scheme_str() {
+    let is_secure = match uri.scheme_str() {
         Some("ws") => false,
         Some("wss") => true,
         _ => return Err(refused(format!("{url}: a WebSocket URL starts with ws:// or wss://"))),
@@ -56,17 +55,12 @@ pub(crate) async fn handshake(
     let authority = uri.authority().ok_or_else(|| refused(format!("{url}: no host")))?.clone();
     // An IPv6 literal comes bracketed in a URL but not in a socket address.
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let port = authority.port_u16().unwrap_or(if is_secure { 443 } else { 80 });
     let stream = TcpStream::connect((host, port)).await?;
     // Latency over throughput: every message is a small frame.
     stream.set_nodelay(true)?;
-    let stream: ClientIo = if secure {
-        let connector = tls.connector().await.map_err(Error::transport)?;
-        let name = ServerName::try_from(host.to_owned()).map_err(|e| refused(format!("{url}: {e}")))?;
-        Either::Right(connector.connect(name, stream).await?)
-    } else {
-        Either::Left(stream)
-    };
+    let stream: ClientIo =
+        if is_secure { Either::Right(secure(tls, host, stream).await?) } else { Either::Left(stream) };
 
     let key = generate_key();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());

@@ -24,7 +24,9 @@ use crate::deadline::deadline_in;
 use crate::error::Error;
 use crate::peer::{CloseReason, Driver, Peer, PeerConfig};
 use crate::socket::Socket;
-use crate::tls::{ClientTls, RootCertificates};
+#[cfg(feature = "tls")]
+use crate::tls::RootCertificates;
+use crate::transport::ClientTls;
 use handshake::{ClientIo, Shown, handshake};
 use reconnect::ReconnectHook;
 
@@ -259,6 +261,7 @@ impl ClientBuilder {
     /// Trusts `roots` for `wss://` URLs, besides the operating system's
     /// roots: a private CA, or a self-signed server
     /// ([`RootCertificates::from_pem`](crate::tls::RootCertificates::from_pem)).
+    #[cfg(feature = "tls")]
     pub fn root_certificates(mut self, roots: RootCertificates) -> Self {
         self.tls.add_roots(roots);
         self
@@ -267,6 +270,7 @@ impl ClientBuilder {
     /// Uses this rustls configuration for `wss://` URLs (client
     /// certificates, pinned roots), instead of the system's roots and of any
     /// given with [`root_certificates`](Self::root_certificates).
+    #[cfg(feature = "tls")]
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls.set_config(config);
         self

@@ -238,10 +238,31 @@ impl ParamInfo {
     }
 }
 
+/// A type a contract's parameters, results and error data may have: one
+/// with a JSON Schema, so the contract's OpenRPC document and TypeScript
+/// types are complete.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no JSON Schema, which every parameter, result and error `data` type of a contract needs",
+    label = "`{Self}` does not implement `schemars::JsonSchema`",
+    note = "derive it next to `Serialize`/`Deserialize`: `#[derive(schemars::JsonSchema)]`, with `schemars = \"1\"` in your [dependencies] (or `#[schemars(crate = \"wsduplex::contract::schemars\")]` to use wsduplex's)",
+    note = "for a type from another crate, wrap it in a type of yours, or use `#[schemars(with = \"...\")]` on the field that holds it"
+)]
+pub trait ContractType {
+    /// The type's schema (a reference to a definition the generator keeps).
+    #[doc(hidden)]
+    fn schema(generator: &mut SchemaGenerator) -> Schema;
+}
+
+impl<T: JsonSchema + ?Sized> ContractType for T {
+    fn schema(generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<T>()
+    }
+}
+
 /// The schema of `T`, as a [`SchemaFn`] generated code can point at.
 #[doc(hidden)]
-pub fn schema_of<T: JsonSchema + ?Sized>(generator: &mut SchemaGenerator) -> Schema {
-    generator.subschema_for::<T>()
+pub fn schema_of<T: ContractType + ?Sized>(generator: &mut SchemaGenerator) -> Schema {
+    T::schema(generator)
 }
 
 /// Picks `E`'s documented errors when `E` implements [`DocumentedErrors`], and

@@ -21,9 +21,16 @@ mod info;
 
 pub use crate::caller::{Call, OneWay};
 pub use crate::rpc_error::FromErrorObject;
-pub use info::{ContractInfo, ContractKind, DocumentedErrors, ErrorInfo, MethodInfo, ParamInfo, SchemaFn};
+pub use info::{
+    ContractInfo, ContractKind, ContractType, DocumentedErrors, ErrorInfo, MethodInfo, ParamInfo, SchemaFn,
+};
 #[doc(hidden)]
 pub use info::{ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, schema_of};
+/// The JSON Schema library: contracts' types implement its `JsonSchema`. A
+/// crate without its own `schemars` dependency derives it with
+/// `#[derive(wsduplex::contract::schemars::JsonSchema)]` and
+/// `#[schemars(crate = "wsduplex::contract::schemars")]`.
+pub use schemars;
 
 /// A contract, named by its typed stub.
 ///

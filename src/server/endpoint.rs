@@ -19,7 +19,6 @@ use hyper_util::rt::TokioIo;
 use tokio_util::either::Either;
 
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
@@ -27,6 +26,7 @@ use tracing::Instrument;
 
 use super::ServerBuilder;
 use super::connections::{Connections, Slot};
+#[cfg(feature = "axum")]
 use super::http_phase::{self, Served};
 use super::policy::{DynAuthenticate, Origins};
 use super::upgrade::{Rejection, check_upgrade, plain};
@@ -36,6 +36,7 @@ use crate::contract::{Contract, Serve, ServiceFactory};
 use crate::hub::Topic;
 use crate::peer::{CloseReason, Driver, Peer, Transport};
 use crate::socket::Socket;
+use crate::transport::ServerTlsStream;
 
 /// Starts a connection's task, given its socket, handshake, identity and place.
 type StartConnection = dyn Fn(Socket<ServerIo>, Handshake, Identity, Slot) + Send + Sync;
@@ -44,30 +45,38 @@ type StartConnection = dyn Fn(Socket<ServerIo>, Handshake, Identity, Slot) + Sen
 /// itself when hyper hands it back (no indirection, and hyper's buffers are
 /// freed), else hyper's upgraded connection (another server's transport).
 /// `Either` passes vectored writes through, which the socket relies on.
-pub(crate) type ServerIo = Either<TcpStream, Either<Box<TlsStream<TcpStream>>, TokioIo<hyper::upgrade::Upgraded>>>;
+pub(crate) type ServerIo = Either<TcpStream, Either<ServerTlsStream, TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Takes the connection back from hyper, with any bytes read past the
 /// handshake: as our own listener hands it over, or as axum's (which wraps
 /// it in hyper-util's rewind buffer).
 fn take_back(upgraded: hyper::upgrade::Upgraded) -> (ServerIo, Bytes) {
-    use hyper_util::server::conn::auto::upgrade::downcast as unwind;
-    let tls = |stream| Either::Right(Either::Left(Box::new(stream)));
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => return (Either::Left(parts.io.into_inner()), parts.read_buf),
         Err(upgraded) => upgraded,
     };
-    let upgraded = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-        Ok(parts) => return (tls(parts.io.into_inner()), parts.read_buf),
-        Err(upgraded) => upgraded,
-    };
-    let upgraded = match unwind::<TokioIo<TcpStream>>(upgraded) {
+    #[cfg(feature = "axum")]
+    let upgraded = match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
         Ok(parts) => return (Either::Left(parts.io.into_inner()), parts.read_buf),
         Err(upgraded) => upgraded,
     };
-    match unwind::<TokioIo<TlsStream<TcpStream>>>(upgraded) {
-        Ok(parts) => (tls(parts.io.into_inner()), parts.read_buf),
-        Err(upgraded) => (Either::Right(Either::Right(TokioIo::new(upgraded))), Bytes::new()),
-    }
+    #[cfg(feature = "tls")]
+    let upgraded = {
+        use tokio_rustls::server::TlsStream;
+        let tls = |stream| Either::Right(Either::Left(Box::new(stream)));
+        let upgraded = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => return (tls(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => upgraded,
+        };
+        #[cfg(feature = "axum")]
+        let upgraded =
+            match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TlsStream<TcpStream>>>(upgraded) {
+                Ok(parts) => return (tls(parts.io.into_inner()), parts.read_buf),
+                Err(upgraded) => upgraded,
+            };
+        upgraded
+    };
+    (Either::Right(Either::Right(TokioIo::new(upgraded))), Bytes::new())
 }
 
 /// What carries a connection, for the logs.
@@ -90,6 +99,9 @@ struct EndpointInner {
 
 /// The WebSocket endpoint of a service, as a tower `Service` over HTTP
 /// requests: mount it with `axum::Router::route_service(path, endpoint)`.
+/// With the `axum` feature, a connection's remote address is read from
+/// axum's `ConnectInfo` (`into_make_service_with_connect_info`), and
+/// [`serve`](Self::serve) serves the app with the HTTP phase bounded.
 ///
 /// A request that is not a WebSocket upgrade gets `400 Bad Request`; an
 /// upgrade past [`max_connections`](ServerBuilder::max_connections), or
@@ -174,16 +186,18 @@ impl Endpoint {
     /// connections may be in their HTTP phase at once (more are closed at
     /// once). Runs until the endpoint shuts down; see
     /// [`serve_with_shutdown`](Self::serve_with_shutdown).
+    #[cfg(feature = "axum")]
     pub async fn serve<L>(&self, listener: L, app: axum::Router)
     where
         L: axum::serve::Listener<Addr = SocketAddr>,
     {
-        http_phase::accept(listener, self.clone(), Served::App(app)).await
+        http_phase::accept(http_phase::Axum(listener), self.clone(), Served::App(app)).await
     }
 
     /// Like [`serve`](Self::serve), until `signal` completes; then shuts
     /// down gracefully ([`shutdown`](Self::shutdown): pages being served get
     /// a second to finish) and returns when every connection has ended.
+    #[cfg(feature = "axum")]
     pub async fn serve_with_shutdown<L>(&self, listener: L, app: axum::Router, signal: impl Future<Output = ()>)
     where
         L: axum::serve::Listener<Addr = SocketAddr>,
@@ -265,11 +279,7 @@ impl Endpoint {
     fn admit<B>(&self, request: &mut Request<B>) -> Result<Admitted, Rejection> {
         let key = check_upgrade(request)?;
         let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| Rejection::BadKey)?;
-        let remote_addr = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|info| info.0)
-            .or_else(|| request.extensions().get::<SocketAddr>().copied());
+        let remote_addr = remote_addr(request);
         let handshake = Handshake::detached(remote_addr, request.uri(), request.headers());
         if !self.inner.origins.admit(&handshake) {
             tracing::debug!(origin = ?handshake.headers().get(http::header::ORIGIN), "origin not allowed");
@@ -282,6 +292,15 @@ impl Endpoint {
         let upgrading = hyper::upgrade::on(request);
         Ok(Admitted { slot, handshake, upgrading, accept })
     }
+}
+
+/// The client's address: as our accept loop records it, or as axum's
+/// `ConnectInfo` (from `into_make_service_with_connect_info`).
+fn remote_addr<B>(request: &Request<B>) -> Option<SocketAddr> {
+    let ours = request.extensions().get::<SocketAddr>().copied();
+    #[cfg(feature = "axum")]
+    let ours = ours.or_else(|| request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|info| info.0));
+    ours
 }
 
 /// An upgrade request that passed the checks that need no waiting.

@@ -9,13 +9,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::Endpoint;
 use crate::deadline::{deadline_after, deadline_in};
-use crate::tls::{Tls, TlsListener};
+use crate::transport::ServerTls;
 
 /// How long an HTTP connection that is shutting down may take to finish its request.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -40,16 +40,31 @@ pub(super) enum Served {
     /// once more for the authentication hook).
     Endpoint,
     /// An axum app that mounts the endpoint somewhere among other routes.
+    #[cfg(feature = "axum")]
     App(axum::Router),
+}
+
+/// What an HTTP response carries: axum's body when an app may answer, else
+/// the endpoint's own.
+#[cfg(feature = "axum")]
+type HttpBody = axum::body::Body;
+#[cfg(not(feature = "axum"))]
+type HttpBody = String;
+
+/// Where the accept loop takes its connections from.
+pub(super) trait Accept: Send + 'static {
+    /// The connection's byte stream.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection and its peer's address; failures are handled inside.
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, SocketAddr)> + Send;
 }
 
 /// The standalone server's TCP listener: small frames go out at once
 /// (no Nagle), and a failed accept pauses briefly if it is a shortage.
 struct Tcp(TcpListener);
 
-impl axum::serve::Listener for Tcp {
+impl Accept for Tcp {
     type Io = TcpStream;
-    type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
@@ -62,17 +77,41 @@ impl axum::serve::Listener for Tcp {
             }
         }
     }
+}
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+/// The standalone server's TLS listener, without Nagle as for TCP.
+#[cfg(feature = "tls")]
+struct Tls(crate::tls::TlsListener);
+
+#[cfg(feature = "tls")]
+impl Accept for Tls {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        let (stream, remote) = self.0.next_connection().await;
+        let _ = stream.get_ref().0.set_nodelay(true);
+        (stream, remote)
+    }
+}
+
+/// Any axum listener, for [`Endpoint::serve`].
+#[cfg(feature = "axum")]
+pub(super) struct Axum<L>(pub(super) L);
+
+#[cfg(feature = "axum")]
+impl<L> Accept for Axum<L>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    type Io = L::Io;
+
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, SocketAddr)> + Send {
+        self.0.accept()
     }
 }
 
 /// The accept loop: one task per connection, until the endpoint shuts down.
-pub(super) async fn accept<L>(mut listener: L, endpoint: Endpoint, served: Served)
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
+pub(super) async fn accept(mut listener: impl Accept, endpoint: Endpoint, served: Served) {
     let stopping = endpoint.connections().stopping().clone();
     let tasks = endpoint.connections().clone();
     let (at_once, timeout) = endpoint.handshake_limits();
@@ -150,17 +189,18 @@ fn answer(
     served: &Served,
     remote: SocketAddr,
     mut request: Request<Incoming>,
-) -> impl Future<Output = Response<axum::body::Body>> + Send + use<> {
+) -> BoxFuture<'static, Response<HttpBody>> {
     match served {
         Served::Endpoint => {
             request.extensions_mut().insert(remote);
-            endpoint.handle(request).map(|response| response.map(axum::body::Body::new)).left_future()
+            endpoint.handle(request).map(|response| response.map(HttpBody::from)).boxed()
         }
+        #[cfg(feature = "axum")]
         Served::App(app) => {
             request.extensions_mut().insert(axum::extract::ConnectInfo(remote));
             let mut app = app.clone();
             let answered = tower_service::Service::call(&mut app, request);
-            answered.map(|answered| answered.unwrap_or_else(|never| match never {})).right_future()
+            answered.map(|answered| answered.unwrap_or_else(|never| match never {})).boxed()
         }
     }
 }
@@ -168,14 +208,16 @@ fn answer(
 /// The standalone server's accept loop, on TCP or TLS (each TLS handshake
 /// within the handshake timeout, as many at once as connections may be in
 /// their HTTP phase).
-pub(super) async fn accept_standalone(listener: TcpListener, tls: Option<Tls>, endpoint: Endpoint) {
-    use axum::serve::ListenerExt;
+pub(super) async fn accept_standalone(listener: TcpListener, tls: Option<ServerTls>, endpoint: Endpoint) {
     let Some(tls) = tls else {
         return accept(Tcp(listener), endpoint, Served::Endpoint).await;
     };
-    let (at_once, timeout) = endpoint.handshake_limits();
-    let listener = TlsListener::new(listener, tls).handshake_timeout(timeout).max_handshakes(at_once).tap_io(|tls| {
-        let _ = tls.get_ref().0.set_nodelay(true);
-    });
-    accept(listener, endpoint, Served::Endpoint).await
+    #[cfg(feature = "tls")]
+    {
+        let (at_once, timeout) = endpoint.handshake_limits();
+        let listener = crate::tls::TlsListener::new(listener, tls).handshake_timeout(timeout).max_handshakes(at_once);
+        accept(Tls(listener), endpoint, Served::Endpoint).await
+    }
+    #[cfg(not(feature = "tls"))]
+    match tls {}
 }

@@ -2,6 +2,8 @@
 //! [`Endpoint`] that mounts on an axum router (or any tower stack).
 
 mod connections;
+#[cfg(feature = "codegen")]
+mod discovery;
 mod endpoint;
 mod http_phase;
 mod policy;
@@ -15,8 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonrpsee_core::server::{Methods, RpcModule};
-use jsonrpsee_types::ResponsePayload;
+use jsonrpsee_core::server::Methods;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 pub use crate::connection::{Connection, ConnectionId, Handshake, Identity, ParseConnectionIdError};
@@ -26,13 +27,14 @@ pub use endpoint::Endpoint;
 pub use policy::{Authenticate, Refusal};
 use policy::{DynAuthenticate, Origins};
 
-use crate::contract::{Contract, ContractInfo, Serve, ServiceFactory};
+use crate::contract::{Contract, Serve, ServiceFactory};
 
-use crate::codegen::openrpc;
 use crate::hub::{Hub, HubCore};
 use crate::peer::CloseReason;
 use crate::peer::PeerConfig;
+#[cfg(feature = "tls")]
 use crate::tls::Tls;
+use crate::transport::ServerTls;
 
 /// Settings for a server; made by [`Server::builder`]. Every limit has a
 /// default that is safe for a server on the open internet.
@@ -51,7 +53,7 @@ pub struct ServerBuilder<H = AnyCallbacks> {
     origins: Origins,
     authenticate: Option<Arc<dyn DynAuthenticate>>,
     hooks: Hooks,
-    tls: Option<Tls>,
+    tls: Option<ServerTls>,
     discovery: bool,
     hub_contract: PhantomData<fn() -> H>,
 }
@@ -270,6 +272,7 @@ impl<H> ServerBuilder<H> {
     /// handshake counts against the handshake timeout. An
     /// [`endpoint`](Self::endpoint) ignores it: to serve TLS from an axum
     /// router, give `axum::serve` a [`TlsListener`](crate::tls::TlsListener).
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
         self
@@ -363,6 +366,7 @@ impl<H> ServerBuilder<H> {
     /// service's [OpenRPC document](crate::codegen::openrpc), callbacks included), for
     /// a server that keeps its contract to itself. The method is then
     /// unknown (-32601).
+    #[cfg(feature = "codegen")]
     pub fn without_discovery(mut self) -> Self {
         self.discovery = false;
         self
@@ -370,24 +374,6 @@ impl<H> ServerBuilder<H> {
 
     /// Answers `rpc.discover` with `service`'s document, built once, unless
     /// a merged jsonrpsee module answers it already.
-    fn add_discovery(&mut self, service: &ContractInfo) {
-        let methods = self.methods.get_or_insert_with(Methods::new);
-        if methods.method(openrpc::DISCOVER_METHOD).is_some() {
-            return;
-        }
-        // Written once; each call shares it.
-        let document = match serde_json::value::to_raw_value(&openrpc::document(service)) {
-            Ok(document) => SharedJson(Arc::from(document)),
-            Err(e) => return tracing::error!(error = %e, "could not write the OpenRPC document"),
-        };
-        let mut module = RpcModule::new(());
-        let registered =
-            module.register_method(openrpc::DISCOVER_METHOD, move |_, _, _| ResponsePayload::success(document.clone()));
-        if let Err(e) = registered.map(|_| ()).and_then(|()| methods.merge(module)) {
-            tracing::error!(error = %e, "could not register rpc.discover");
-        }
-    }
-
     /// Binds a standalone server to `addr`.
     pub async fn build(self, addr: impl ToSocketAddrs) -> io::Result<Server<H>> {
         let listener = TcpListener::bind(addr).await?;
@@ -436,29 +422,21 @@ impl<H> ServerBuilder<H> {
     where
         H: HubFor<S::Callback>,
     {
+        #[allow(unused_mut, reason = "discovery adds a method with the `codegen` feature")]
         let mut builder = self.with_hub_type::<AnyCallbacks>();
+        #[cfg(feature = "codegen")]
         if builder.discovery {
-            builder.add_discovery(<S::Contract as Contract>::info());
+            discovery::add(builder.methods.get_or_insert_with(Methods::new), <S::Contract as Contract>::info());
         }
         Endpoint::new(builder, factory)
     }
 
     /// The standalone server's TLS, and its endpoint.
-    fn into_parts<S: Serve>(self, factory: impl ServiceFactory<S>) -> (Option<Tls>, Endpoint)
+    fn into_parts<S: Serve>(self, factory: impl ServiceFactory<S>) -> (Option<ServerTls>, Endpoint)
     where
         H: HubFor<S::Callback>,
     {
         (self.tls.clone(), self.endpoint(factory))
-    }
-}
-
-/// JSON written once and shared by every response that carries it.
-#[derive(Clone)]
-struct SharedJson(Arc<serde_json::value::RawValue>);
-
-impl serde::Serialize for SharedJson {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
     }
 }
 
