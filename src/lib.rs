@@ -249,6 +249,11 @@ pub use server::Server;
 /// - `#[oneway]` sends it as a notification, with no reply; it returns
 ///   nothing, or `Result<(), E>` to answer callers that send an id anyway.
 /// - `#[method(name = "...")]` sets the wire name (the namespace still applies).
+/// - `#[errors(NickTaken, NotInRoom)]` documents only these variants of the
+///   method's error enum (its `Result<T, E>` written out), in this order: the
+///   contract's metadata, its OpenRPC document and generated clients list
+///   their codes alone, and a `#[rpc(transparent)]` variant's codes only
+///   where it is named. Without it, a method documents every variant.
 ///
 /// For a trait `Chat` it generates:
 ///

@@ -159,3 +159,31 @@ async fn a_call_error_propagates_into_a_handler_error_object_as_a_peer_error() {
     let inner: Value = serde_json::from_str(object.data().unwrap().get()).unwrap();
     assert_eq!(inner["code"], json!(FULL));
 }
+
+/// A method's `#[errors(..)]` documents only the variants it names: its own
+/// codes, and a pass-through variant's codes only where it is listed.
+#[wsduplex::service(namespace = "doc")]
+pub trait Documented {
+    #[errors(Full)]
+    async fn fill(&self) -> Result<u8, DrawError>;
+    #[errors(TooMany, Outside, Layer)]
+    async fn place(&self) -> Result<u8, DrawError>;
+    #[errors()]
+    async fn quiet(&self) -> Result<u8, DrawError>;
+    async fn everything(&self) -> Result<u8, DrawError>;
+}
+
+#[test]
+fn errors_named_on_a_method_are_the_only_ones_it_documents() {
+    let codes = |wire: &str| -> Vec<i32> {
+        DocumentedClient::contract().method(wire).unwrap().documented_errors().iter().map(|e| e.code).collect()
+    };
+    assert_eq!(codes("doc.fill"), [FULL]);
+    // In the order listed; a pass-through variant brings its field's codes.
+    assert_eq!(codes("doc.place"), [2003, 2002, 3001]);
+    assert_eq!(codes("doc.quiet"), Vec::<i32>::new());
+    // Without the attribute: every variant, the pass-through `wsduplex::Error` codes included.
+    let all = codes("doc.everything");
+    assert_eq!(&all[..4], [FULL, 2002, 2003, 3001]);
+    assert!(all.contains(&codes::PEER_CLOSED) && all.contains(&codes::TIMED_OUT));
+}

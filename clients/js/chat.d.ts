@@ -16,8 +16,6 @@ export declare class ChatClient {
    * returns the room's nicks, sorted, the caller included.
    *
    * @throws {RpcError} 1001 NickTaken: Another connection holds the nick; `data` is the nick. (`data`: `string`)
-   * @throws {RpcError} 1002 NotInRoom: The caller is in no room.
-   * @throws {RpcError} 1003 NoSuchUser: Nobody holds the nick; `data` is the nick. (`data`: `string`)
    * @throws {RpcError} -32025 PeerError: A peer this call depends on answered with an error; `data` is its error object. (`data`: `ErrorObject`)
    * @throws {RpcError} -32021 PeerClosed: A peer this call depends on closed its connection.
    * @throws {RpcError} -32020 TimedOut: A peer this call depends on did not answer in time.
@@ -47,9 +45,7 @@ export declare class ChatClient {
   /**
    * Leaves the current room (the nick stays held).
    *
-   * @throws {RpcError} 1001 NickTaken: Another connection holds the nick; `data` is the nick. (`data`: `string`)
    * @throws {RpcError} 1002 NotInRoom: The caller is in no room.
-   * @throws {RpcError} 1003 NoSuchUser: Nobody holds the nick; `data` is the nick. (`data`: `string`)
    * @throws {RpcError} -32025 PeerError: A peer this call depends on answered with an error; `data` is its error object. (`data`: `ErrorObject`)
    * @throws {RpcError} -32021 PeerClosed: A peer this call depends on closed its connection.
    * @throws {RpcError} -32020 TimedOut: A peer this call depends on did not answer in time.

@@ -6,17 +6,21 @@
 pub trait Chat {
     /// Joins `room` as `nick` (moving out of the current room, if any) and
     /// returns the room's nicks, sorted, the caller included.
+    #[errors(NickTaken, Callback)]
     async fn join(&self, room: String, nick: String) -> Result<Vec<String>, ChatError>;
 
     /// Says `text` to everyone in the caller's room, the caller included.
     #[oneway]
+    #[errors(NotInRoom, Callback)]
     async fn say(&self, text: String) -> Result<(), ChatError>;
 
     /// Asks `nick` to come to the caller's room and returns their answer; on
     /// `true` they are moved there.
+    #[errors(NickTaken, NotInRoom, NoSuchUser, Callback)]
     async fn invite(&self, nick: String) -> Result<bool, ChatError>;
 
     /// Leaves the current room (the nick stays held).
+    #[errors(NotInRoom, Callback)]
     async fn leave(&self) -> Result<(), ChatError>;
 }
 
@@ -54,7 +58,8 @@ pub enum ChatError {
     #[error("no such user: {0}")]
     #[rpc(code = 1003)]
     NoSuchUser(String),
-    /// The callback to another user failed (timed out, or they left).
+    /// A call this one depends on failed: a callback to another user (timed
+    /// out, or they left), a room change told to the room, or the rooms' store.
     #[error(transparent)]
     #[rpc(transparent)]
     Callback(#[from] wsduplex::Error),

@@ -146,6 +146,15 @@ fn method(method: &Method, errors: &mut Errors) {
         }
     }
 
+    if let Some(documented) = &method.errors
+        && method.returns.written_error().is_none()
+    {
+        errors.spanned(
+            &documented.attr,
+            "#[errors(..)] names variants of the method's error enum: write the return type as `Result<T, E>`",
+        );
+    }
+
     if let Some(oneway) = method.oneway
         && !method.returns.is_unit_success()
     {

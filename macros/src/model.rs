@@ -49,7 +49,17 @@ pub struct Method {
     pub returns: Returns,
     /// The `#[oneway]` attribute's span, when present.
     pub oneway: Option<Span>,
+    /// The variants of the error enum named by `#[errors(..)]`: the only
+    /// errors the method documents. `None` documents every one.
+    pub errors: Option<DocumentedVariants>,
     pub docs: String,
+}
+
+/// A method's `#[errors(A, B)]`.
+pub struct DocumentedVariants {
+    /// The attribute, for errors about it.
+    pub attr: Attribute,
+    pub variants: Vec<Ident>,
 }
 
 pub struct Param {
@@ -117,6 +127,19 @@ impl Returns {
             Some(_) if name.ends_with("Result") => Returns::Fallible { ty, ok: OkType::Projected },
             _ => Returns::Value(ty),
         }
+    }
+
+    /// The error type as written: `E` in `Result<T, E>`.
+    pub fn written_error(&self) -> Option<&Type> {
+        let Returns::Fallible { ty: Type::Path(path), ok: OkType::Written(_) } = self else { return None };
+        let PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else { return None };
+        args.args
+            .iter()
+            .filter_map(|a| match a {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .nth(1)
     }
 
     /// True when nothing but `()` can come back (a valid one-way signature).
@@ -212,9 +235,11 @@ fn renamed_last(path: &Path, rename: fn(&Ident) -> Ident) -> Path {
 }
 
 impl Method {
-    /// Reads the method and strips our attributes (`#[oneway]`, `#[method]`) from it.
+    /// Reads the method and strips our attributes (`#[oneway]`, `#[method]`,
+    /// `#[errors]`) from it.
     fn new(method: &mut TraitItemFn, namespace: Option<&LitStr>, errors: &mut Errors) -> Self {
         let mut oneway = None;
+        let mut documented = None;
         let mut rename: Option<LitStr> = None;
         method.attrs.retain(|attr| {
             if attr.path().is_ident("oneway") {
@@ -222,6 +247,20 @@ impl Method {
                     errors.error(attr.span(), "`#[oneway]` takes no arguments");
                 }
                 oneway = Some(attr.span());
+                false
+            } else if attr.path().is_ident("errors") {
+                let parsed =
+                    attr.parse_args_with(syn::punctuated::Punctuated::<Ident, syn::Token![,]>::parse_terminated);
+                match (&attr.meta, parsed) {
+                    (syn::Meta::List(_), Ok(variants)) => {
+                        documented =
+                            Some(DocumentedVariants { attr: attr.clone(), variants: variants.into_iter().collect() })
+                    }
+                    _ => errors.spanned(
+                        attr,
+                        "expected `#[errors(Variant, ...)]`: the error enum's variants this method returns",
+                    ),
+                }
                 false
             } else if attr.path().is_ident("method") {
                 match &attr.meta {
@@ -268,6 +307,7 @@ impl Method {
             params,
             returns: Returns::of(&method.sig.output),
             oneway,
+            errors: documented,
             docs: docs(&method.attrs),
             item: method.clone(),
         }

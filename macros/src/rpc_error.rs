@@ -213,7 +213,10 @@ fn code_assertions(variants: &[Variant]) -> TokenStream {
 fn render(krate: &syn::Path, ident: &Ident, variants: &[Variant]) -> TokenStream {
     let assertions = code_assertions(variants);
     let arms = variants.iter().map(|v| conversion_arm(krate, ident, v));
-    let documented = variants.iter().map(|v| documentation(krate, v));
+    let documented: Vec<TokenStream> = variants.iter().map(|v| documentation(krate, v)).collect();
+    let names = variants.iter().map(|v| v.ident.unraw().to_string());
+    let requested = Ident::new("variants", Span::mixed_site());
+    let variant = Ident::new("variant", Span::mixed_site());
     let object = Ident::new("object", Span::mixed_site());
     let data = Ident::new("data", Span::mixed_site());
     // The variants with codes first: a pass-through variant may take any object.
@@ -248,6 +251,17 @@ fn render(krate: &syn::Path, ident: &Ident, variants: &[Variant]) -> TokenStream
             fn errors() -> ::std::vec::Vec<#krate::contract::ErrorInfo> {
                 let mut #list = ::std::vec::Vec::new();
                 #(#documented)*
+                #list
+            }
+
+            fn errors_of(#requested: &[&str]) -> ::std::vec::Vec<#krate::contract::ErrorInfo> {
+                let mut #list = ::std::vec::Vec::new();
+                for #variant in #requested {
+                    match *#variant {
+                        #(#names => { #documented })*
+                        _ => {}
+                    }
+                }
                 #list
             }
         }

@@ -123,6 +123,15 @@ impl ErrorInfo {
 pub trait DocumentedErrors {
     /// Every error object this type answers with, one per code.
     fn errors() -> Vec<ErrorInfo>;
+
+    /// The error objects of the variants named `variants` (as a method's
+    /// `#[errors(..)]` lists them), in that order. By default the entries of
+    /// [`errors`](Self::errors) with those names; `#[derive(RpcError)]` also
+    /// expands a pass-through variant into its field's errors.
+    fn errors_of(variants: &[&str]) -> Vec<ErrorInfo> {
+        let all = Self::errors();
+        variants.iter().flat_map(|name| all.iter().filter(move |info| info.name == *name).cloned()).collect()
+    }
 }
 
 impl ContractInfo {

@@ -1,5 +1,6 @@
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use super::{callback_alias, error_type, ok_type, type_text};
@@ -113,7 +114,7 @@ fn method_info(krate: &syn::Path, method: &Method) -> TokenStream {
     let error = error_type(krate, method);
     let at = crate_at(krate, ret_span);
     let result = quote_spanned!(ret_span=> #at::__private::schema_of::<#ok>);
-    let errors = quote_spanned!(ret_span=> #at::__private::ErrorsOf::<#error>::new());
+    let documented = documented_errors(krate, method, &error, ret_span);
     let returns = match &method.item.sig.output {
         syn::ReturnType::Default => "()".to_owned(),
         syn::ReturnType::Type(_, ty) => type_text(ty.to_token_stream()),
@@ -121,13 +122,39 @@ fn method_info(krate: &syn::Path, method: &Method) -> TokenStream {
     let oneway = method.oneway.map(|_| quote!(.oneway()));
     let docs = &method.docs;
     quote! {
-        #krate::contract::MethodInfo::new(#name, #wire, #result, || {
-            use #krate::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
-            (&#errors).documented_errors()
-        })
+        #krate::contract::MethodInfo::new(#name, #wire, #result, || #documented)
         .with_params(&[#(#params),*])
         .with_returns(#returns)
         #oneway
         .with_docs(#docs)
     }
+}
+
+/// The errors a method documents: the variants its `#[errors(..)]` names
+/// (each checked to exist, at its name), or all of its error type's.
+fn documented_errors(krate: &syn::Path, method: &Method, error: &TokenStream, ret_span: Span) -> TokenStream {
+    let at = crate_at(krate, ret_span);
+    let (Some(listed), Some(written)) = (&method.errors, method.returns.written_error()) else {
+        let errors = quote_spanned!(ret_span=> #at::__private::ErrorsOf::<#error>::new());
+        return quote!({
+            use #krate::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
+            (&#errors).documented_errors()
+        });
+    };
+    let names = listed.variants.iter().map(|v| v.unraw().to_string());
+    let patterns = listed.variants.iter().map(|v| quote_spanned!(v.span()=> #written::#v { .. }));
+    let exists = (!listed.variants.is_empty()).then(|| {
+        // `{ .. }` matches every kind of variant; only the names are checked.
+        quote! {
+            #[allow(clippy::unneeded_struct_pattern)]
+            let _ = |error: &#written| ::core::matches!(error, #(#patterns)|*);
+        }
+    });
+    let span = listed.attr.span();
+    let at = crate_at(krate, span);
+    let lister = quote_spanned!(span=> <#written as #at::contract::DocumentedErrors>::errors_of);
+    quote!({
+        #exists
+        #lister(&[#(#names),*])
+    })
 }
