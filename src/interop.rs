@@ -17,10 +17,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+
+use futures_util::FutureExt;
+use jsonrpsee_core::server::{MethodCallback, MethodResponse, Methods};
+use jsonrpsee_types::{ErrorObjectOwned, Extensions, Params};
+
 use crate::caller::{Call, OneWay};
 use crate::client::Client;
+use crate::connection::ConnectionId;
+use crate::dispatch::{Answer, Handler, HandlerFuture, IncomingCall};
 use crate::error::Error;
+use crate::error::codes;
 use crate::peer::Peer;
+use crate::wire::{self, RequestId};
 
 /// jsonrpsee's client interface over a wsduplex connection.
 impl ClientT for Peer {
@@ -164,5 +176,90 @@ impl From<Error> for jsonrpsee_core::client::Error {
             // Boxed whole, so converting back (above) restores the exact variant.
             other => J::Transport(Box::new(other)),
         }
+    }
+}
+
+/// Serves a jsonrpsee `RpcModule`'s methods after the contract's own: a
+/// handler decorator, so the engine knows nothing of jsonrpsee. Set with
+/// [`ServerBuilder::rpc_module`](crate::server::ServerBuilder::rpc_module).
+pub(crate) struct WithRpcModule<H> {
+    inner: H,
+    methods: Option<Methods>,
+    /// The connection as jsonrpsee's methods see it.
+    connection: jsonrpsee_core::server::ConnectionId,
+}
+
+impl<H> WithRpcModule<H> {
+    pub(crate) fn new(inner: H, methods: Option<Methods>, connection: ConnectionId) -> Self {
+        WithRpcModule {
+            inner,
+            methods,
+            connection: jsonrpsee_core::server::ConnectionId(connection.sequence() as usize),
+        }
+    }
+}
+
+impl<H: Handler> Handler for WithRpcModule<H> {
+    fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
+        let call = match self.inner.dispatch(method, call) {
+            Ok(running) => return Ok(running),
+            Err(call) => call,
+        };
+        let Some(callback) = self.methods.as_ref().and_then(|methods| methods.method(method)) else {
+            return Err(call);
+        };
+        let IncomingCall { id, params } = call;
+        // jsonrpsee's Id has no negative or fractional numbers: such ids are put back below.
+        let jsonrpsee_id = id.as_ref().and_then(RequestId::to_jsonrpsee).unwrap_or(jsonrpsee_types::Id::Null);
+        let params = Params::new(params.map(RawValue::get)).into_owned();
+        let connection = self.connection;
+        let response: Pin<Box<dyn Future<Output = Option<MethodResponse>> + Send>> = match callback {
+            MethodCallback::Sync(f) => {
+                let f = f.clone();
+                let out = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    f(jsonrpsee_id, params, usize::MAX, Extensions::new())
+                }));
+                Box::pin(std::future::ready(out.ok()))
+            }
+            MethodCallback::Async(f) => {
+                let running = f(jsonrpsee_id, params, connection, usize::MAX, Extensions::new());
+                Box::pin(AssertUnwindSafe(running).catch_unwind().map(Result::ok))
+            }
+            MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => {
+                let error = ErrorObjectOwned::owned(
+                    codes::METHOD_NOT_FOUND,
+                    "jsonrpsee subscriptions are not served by wsduplex; use a callback contract",
+                    Some(method),
+                );
+                return Ok(Box::pin(std::future::ready(Answer::frame(id.map(|id| wire::failure(&id, &error))))));
+            }
+        };
+        Ok(Box::pin(async move {
+            let response = response.await;
+            let Some(id) = id else { return Answer::default() };
+            Answer::frame(Some(match response {
+                Some(response) => jsonrpsee_frame(&id, response),
+                None => wire::failure(
+                    &id,
+                    &ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error: the handler panicked", None::<()>),
+                ),
+            }))
+        }))
+    }
+}
+
+/// A jsonrpsee response as our frame, with our exact id put back if jsonrpsee could not hold it.
+fn jsonrpsee_frame(id: &RequestId, response: MethodResponse) -> String {
+    let json = String::from(Box::<str>::from(response.into_json()));
+    if id.to_jsonrpsee().is_some() {
+        return json;
+    }
+    match serde_json::from_str::<&RawValue>(&json).map(wire::classify) {
+        Ok(wire::Message::Response { outcome: Ok(result), .. }) => wire::success(id, &result),
+        Ok(wire::Message::Response { outcome: Err(error), .. }) => match wire::error_object(error) {
+            Ok(object) => wire::failure(id, &object),
+            Err(_) => json,
+        },
+        _ => json,
     }
 }

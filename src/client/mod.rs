@@ -326,7 +326,7 @@ impl ClientBuilder {
     pub async fn connect(self, url: &str, callbacks: impl Serve) -> Result<Client, Error> {
         let socket = self.dial(url).await?;
         let peer = Peer::new(ConnectionId::next(), &self.peer);
-        let driver = Driver::new(socket, peer.clone(), callbacks.clone(), None, &self.peer);
+        let driver = Driver::new(socket, peer.clone(), callbacks.clone(), &self.peer);
         let link = Arc::new(Link {
             current: Mutex::new(Some(peer.clone())),
             state: watch::Sender::new(ConnectionState::Connected),
@@ -458,7 +458,7 @@ impl<S: Serve> Connections<S> {
             };
             let config = &self.builder.peer;
             let peer = Peer::new(ConnectionId::next(), config);
-            let driver = Driver::new(socket, peer.clone(), self.callbacks.clone(), None, config);
+            let driver = Driver::new(socket, peer.clone(), self.callbacks.clone(), config);
             let mut running = self.drive(driver, &peer);
             match self.reopen(&peer, &mut running).await {
                 Ok(()) => return Some((peer, running, attempt)),

@@ -4,38 +4,24 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use jsonrpsee_types::ErrorObjectOwned;
 use tokio::sync::oneshot;
 
 use super::{Control, Shared};
 use crate::error::Error;
 
-/// A reply to one of our calls, as the driver hands it over.
+/// A reply to one of our calls, as the driver hands it over: the response
+/// object's JSON, unparsed (a slice of the frame it came in, not a copy);
+/// the caller parses it once, into the type it expects.
 #[derive(Debug)]
-pub(crate) enum Reply {
-    /// The whole response frame, not yet parsed: the caller parses it once,
-    /// into the type it expects.
-    Frame(Bytes),
-    /// The `result` member's JSON, sliced out of the frame without copying.
-    Ok(Bytes),
-    /// The peer's error object.
-    Err(ErrorObjectOwned),
-    /// An `error` member that is not a valid error object.
-    Undecodable(serde_json::Error),
-}
+pub(crate) struct Reply(pub(crate) Bytes);
 
 impl Reply {
     /// The result as `R`, or the error the caller sees.
     pub(crate) fn decode<R: serde::de::DeserializeOwned>(self) -> Result<R, Error> {
-        match self {
-            Reply::Frame(frame) => match crate::wire::decode_response(&frame) {
-                Ok(Ok(result)) => Ok(result),
-                Ok(Err(object)) => Err(Error::Rpc(object)),
-                Err(e) => Err(Error::Decode(e)),
-            },
-            Reply::Ok(bytes) => serde_json::from_slice(&bytes).map_err(Error::Decode),
-            Reply::Err(object) => Err(Error::Rpc(object)),
-            Reply::Undecodable(e) => Err(Error::Decode(e)),
+        match crate::wire::decode_response(&self.0) {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(object)) => Err(Error::Rpc(object)),
+            Err(e) => Err(Error::Decode(e)),
         }
     }
 }
@@ -150,11 +136,12 @@ mod tests {
     async fn replies_reach_their_call_and_strays_are_reported() {
         let pending = Pending::default();
         let rx = pending.register(1).unwrap();
-        assert!(!pending.resolve(2, Reply::Ok(Bytes::from_static(b"1"))));
-        assert!(pending.resolve(1, Reply::Ok(Bytes::from_static(b"true"))));
-        assert!(matches!(rx.await, Ok(Reply::Ok(b)) if &b[..] == b"true"));
+        let response = || Reply(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":true}"#));
+        assert!(!pending.resolve(2, response()));
+        assert!(pending.resolve(1, response()));
+        assert!(rx.await.unwrap().decode::<bool>().unwrap());
         // A duplicate reply finds no one.
-        assert!(!pending.resolve(1, Reply::Ok(Bytes::from_static(b"true"))));
+        assert!(!pending.resolve(1, response()));
     }
 
     #[tokio::test]

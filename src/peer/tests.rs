@@ -134,8 +134,8 @@ fn pair(config: PeerConfig) -> Pair {
     let signals = Arc::new(Signals::default());
     let a = Peer::new(ConnectionId::next(), &config);
     let b = Peer::new(ConnectionId::next(), &config);
-    let a_driver = Driver::new(ta, a.clone(), TestHandler(signals.clone(), Some(a.clone())), None, &config);
-    let b_driver = Driver::new(tb, b.clone(), TestHandler(signals.clone(), Some(b.clone())), None, &config);
+    let a_driver = Driver::new(ta, a.clone(), TestHandler(signals.clone(), Some(a.clone())), &config);
+    let b_driver = Driver::new(tb, b.clone(), TestHandler(signals.clone(), Some(b.clone())), &config);
     let a_ended = tokio::spawn(a_driver.run(|_| {}));
     tokio::spawn(b_driver.run(|_| {}));
     Pair { a, b, signals, a_ended }
@@ -409,7 +409,7 @@ mod fuzz {
         let (mut ours, theirs) = transport_pair();
         let config = PeerConfig::default();
         let peer = Peer::new(ConnectionId::next(), &config);
-        let driver = Driver::new(theirs, peer, TestHandler(Arc::default(), None), None, &config);
+        let driver = Driver::new(theirs, peer, TestHandler(Arc::default(), None), &config);
         tokio::spawn(driver.run(|_| {}));
         let send = |ours: &ChannelTransport, message| ours.tx.as_ref().map(|tx| tx.send(message));
         for (n, frame) in frames.into_iter().enumerate() {

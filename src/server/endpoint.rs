@@ -26,6 +26,8 @@ use tracing::Instrument;
 
 use super::ServerBuilder;
 use super::connections::{Connections, Slot};
+use super::discovery::{self, Discovery};
+use super::failures::ReportFailures;
 #[cfg(feature = "axum")]
 use super::http_phase::{self, Served};
 use super::policy::{DynAuthenticate, Origins};
@@ -34,6 +36,7 @@ use crate::connection::Identity;
 use crate::connection::{Connection, Handshake};
 use crate::contract::{Contract, Serve, ServiceFactory};
 use crate::hub::Topic;
+use crate::interop::WithRpcModule;
 use crate::peer::{CloseReason, Driver, Peer, Transport};
 use crate::socket::Socket;
 use crate::transport::ServerTlsStream;
@@ -118,7 +121,11 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    pub(super) fn new<S: Serve>(builder: ServerBuilder, factory: impl ServiceFactory<S>) -> Endpoint {
+    pub(super) fn new<S: Serve>(
+        builder: ServerBuilder,
+        factory: impl ServiceFactory<S>,
+        document: Option<discovery::Document>,
+    ) -> Endpoint {
         let connections = Connections::new(builder.max_connections, builder.shutdown_timeout);
         let (max_message_size, handshake_timeout) = (builder.max_message_size, builder.handshake_timeout);
         let (origins, authenticate) = (builder.origins.clone(), builder.authenticate.clone());
@@ -127,7 +134,7 @@ impl Endpoint {
             // The connection's task holds just its driver and its place: setup is done before it starts.
             // `map`, not an async block: awaiting a captured future in one
             // stores it twice, doubling every idle connection's task.
-            match start_connection(socket, handshake, identity, &factory, &builder, &mut slot) {
+            match start_connection(socket, handshake, identity, &factory, &builder, &document, &mut slot) {
                 Ok(running) => tasks.spawn(running.map(move |_| drop(slot))),
                 Err(refused) => tasks.spawn(refused.map(move |()| drop(slot))),
             }
@@ -334,6 +341,7 @@ fn start_connection<T: Transport, S: Serve>(
     identity: Identity,
     factory: &impl ServiceFactory<S>,
     config: &ServerBuilder,
+    document: &Option<discovery::Document>,
     slot: &mut Slot,
 ) -> Result<impl Future<Output = CloseReason> + Send + 'static, impl Future<Output = ()> + Send + 'static> {
     let id = config.hub.next_connection_id();
@@ -363,11 +371,13 @@ fn start_connection<T: Transport, S: Serve>(
     if let Some(on_connect) = &config.hooks.on_connect {
         run_hook("on_connect", || on_connect(&untyped));
     }
-    let mut driver = Driver::new(socket, peer, service, config.methods.clone(), &config.peer);
-    if let Some(hook) = config.hooks.on_handler_error.clone() {
-        let connection = untyped.clone();
-        driver = driver.on_handler_error(Box::new(move |failure| hook(&connection, failure)));
-    }
+    // The contract first, then a merged jsonrpsee module, then `rpc.discover`;
+    // the failure hook sees every answer.
+    let handler = ReportFailures {
+        inner: Discovery { inner: WithRpcModule::new(service, config.methods.clone(), id), document: document.clone() },
+        hook: config.hooks.on_handler_error.clone().map(|hook| (hook, untyped.clone())),
+    };
+    let driver = Driver::new(socket, peer, handler, &config.peer);
     // Holds the connection only when someone is to hear of its end (boxed:
     // every connection's task carries the field).
     let on_disconnect = config.hooks.on_disconnect.clone().map(|hook| Box::new((hook, untyped)));

@@ -2,9 +2,9 @@
 //! [`Endpoint`] that mounts on an axum router (or any tower stack).
 
 mod connections;
-#[cfg(feature = "codegen")]
 mod discovery;
 mod endpoint;
+mod failures;
 mod http_phase;
 mod policy;
 mod upgrade;
@@ -106,7 +106,7 @@ struct Hooks {
 
 type ConnectHook = dyn Fn(&Connection) + Send + Sync;
 type DisconnectHook = dyn Fn(&Connection, &CloseReason) + Send + Sync;
-type FailureHook = dyn Fn(&Connection, &HandlerError) + Send + Sync;
+pub(crate) type FailureHook = dyn Fn(&Connection, &HandlerError) + Send + Sync;
 
 impl<H> fmt::Debug for ServerBuilder<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -422,13 +422,17 @@ impl<H> ServerBuilder<H> {
     where
         H: HubFor<S::Callback>,
     {
-        #[allow(unused_mut, reason = "discovery adds a method with the `codegen` feature")]
-        let mut builder = self.with_hub_type::<AnyCallbacks>();
+        let builder = self.with_hub_type::<AnyCallbacks>();
         #[cfg(feature = "codegen")]
-        if builder.discovery {
-            discovery::add(builder.methods.get_or_insert_with(Methods::new), <S::Contract as Contract>::info());
-        }
-        Endpoint::new(builder, factory)
+        let document = {
+            // A merged module's own `rpc.discover` wins.
+            let merged =
+                builder.methods.as_ref().is_some_and(|m| m.method(crate::codegen::openrpc::DISCOVER_METHOD).is_some());
+            (builder.discovery && !merged).then(|| discovery::document(<S::Contract as Contract>::info())).flatten()
+        };
+        #[cfg(not(feature = "codegen"))]
+        let document = None;
+        Endpoint::new(builder, factory, document)
     }
 
     /// The standalone server's TLS, and its endpoint.

@@ -1,0 +1,351 @@
+//! What the driver does with each frame it reads: responses go to the calls
+//! waiting for them, requests and notifications start handlers (or are
+//! parked, or refused, at the call limit), `$/cancelRequest` stops one, and
+//! batches are run together and answered as one.
+
+use bytes::Bytes;
+use jsonrpsee_types::ErrorObjectOwned;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tracing::Span;
+
+use super::{Driver, Ended, Running, ShowId, Transport};
+use crate::dispatch::{Answer, Handler, IncomingCall};
+use crate::error::codes;
+use crate::peer::Reply;
+use crate::wire::{self, RequestId};
+
+/// The most bytes of frames a connection parks while at its call limit
+/// (soft by one frame: one frame is parked whatever its size).
+pub(super) const PARKED_BYTES: usize = 4 << 20;
+
+/// What a parked frame costs besides its bytes, so that many tiny frames
+/// also reach the bound.
+const PARKED_OVERHEAD: usize = 64;
+
+/// Parked frames smaller than this are copied out of the read buffer they
+/// arrived in, which may be far larger (a large frame read just before).
+const OWN_COPY: usize = 64 * 1024;
+
+/// A frame read while the connection was at its call limit.
+pub(super) struct Parked {
+    /// Its id when it is a single request, for `$/cancelRequest` (a copy of
+    /// part of `text`, so no more than it).
+    request: Option<RequestId>,
+    text: Utf8Bytes,
+}
+
+/// What one incoming message asks of the driver.
+enum Action {
+    Nothing,
+    /// Answer at once with this frame.
+    Reply(String),
+    /// Run this call.
+    Run(Running),
+}
+
+impl<T: Transport, H: Handler> Driver<T, H> {
+    /// Handles parked frames, in order, while there are free call slots;
+    /// true if it handled any.
+    pub(super) fn unpark(&mut self) -> bool {
+        let mut handled = false;
+        while self.in_flight < self.max_in_flight {
+            let Some(Parked { text, .. }) = self.parked.pop_front() else { break };
+            self.parked_bytes -= text.len() + PARKED_OVERHEAD;
+            handled = true;
+            self.on_json(&text);
+        }
+        handled
+    }
+
+    /// Handles one message; `Some` when it ends the connection.
+    pub(super) fn on_message(&mut self, message: Message) -> Option<Ended> {
+        if let (Some(idle), Message::Text(_) | Message::Binary(_)) = (&mut self.idle, &message) {
+            idle.active();
+        }
+        match message {
+            Message::Text(text) => self.on_text(text),
+            Message::Binary(data) => match Utf8Bytes::try_from(data) {
+                Ok(text) => self.on_text(text),
+                Err(_) => self.reply_parse_error(),
+            },
+            Message::Close(frame) => return Some(Ended::ByPeer(frame)),
+            // The socket answers pings itself.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+        None
+    }
+
+    fn reply_parse_error(&mut self) {
+        let error = ErrorObjectOwned::owned(codes::PARSE_ERROR, "Parse error", None::<()>);
+        self.reply(wire::failure(&RequestId::Null, &error));
+    }
+
+    /// Handles a frame now, parks it while the connection is at its call
+    /// limit, or refuses it when even the parking is full.
+    fn on_text(&mut self, text: Utf8Bytes) {
+        // A response in the usual form goes to its caller without being parsed here.
+        if let Some(id) = wire::response_prefix_id(&text) {
+            if !self.shared.pending.resolve(id, Reply(text.into())) {
+                tracing::debug!(conn = %self.shared.id, id, "dropping a response no call waits for");
+            }
+            return;
+        }
+        if self.in_flight < self.max_in_flight && self.parked.is_empty() {
+            return self.on_json(&text);
+        }
+        let frame = wire::parse_frame(&text, self.max_batch_len);
+        if needs_no_slot(&frame) {
+            return self.on_frame(frame, &text);
+        }
+        // Soft by one frame, like `pause`: whatever it reads while not full,
+        // it parks; a probe's frame may go up to twice the bound.
+        let bound = if self.probing { 2 * PARKED_BYTES } else { PARKED_BYTES };
+        if self.parked_bytes < bound {
+            self.parked_bytes += text.len() + PARKED_OVERHEAD;
+            let request = match &frame {
+                wire::Frame::Single(wire::Message::Request { id, .. }) => Some(id.clone()),
+                _ => None,
+            };
+            // A small frame may share a large read buffer: parked, it holds its own bytes only.
+            let text = if text.len() < OWN_COPY { Utf8Bytes::from(text.as_str().to_owned()) } else { text };
+            self.parked.push_back(Parked { request, text });
+            return;
+        }
+        match frame {
+            wire::Frame::Single(message) => {
+                if let Some(refusal) = self.refuse(message, text.as_str(), &text) {
+                    self.reply(refusal);
+                }
+            }
+            wire::Frame::Batch(items) => {
+                let refusals: Vec<String> =
+                    items.into_iter().filter_map(|item| self.refuse(wire::classify(item), item.get(), &text)).collect();
+                if !refusals.is_empty() {
+                    self.reply(wire::batch(&refusals));
+                }
+            }
+            other => self.on_frame(other, &text),
+        }
+    }
+
+    /// Answers a message that arrived while the connection could take no more
+    /// calls: requests get -32009, responses are still routed.
+    fn refuse(&mut self, message: wire::Message<'_>, raw: &str, text: &Utf8Bytes) -> Option<String> {
+        match message {
+            wire::Message::Request { id, method, .. } if method != wire::CANCEL_METHOD => {
+                tracing::debug!(conn = %self.shared.id, %method, "busy: refusing a request");
+                Some(wire::failure(&id, &crate::error::server_busy()))
+            }
+            wire::Message::Notification { method, .. } if method != wire::CANCEL_METHOD => {
+                tracing::warn!(conn = %self.shared.id, %method, "busy: dropping a notification");
+                None
+            }
+            // Responses and cancellations need no slot.
+            other => match self.on_single(other, raw, text) {
+                Action::Reply(frame) => Some(frame),
+                Action::Nothing | Action::Run(_) => None,
+            },
+        }
+    }
+
+    fn on_json(&mut self, text: &Utf8Bytes) {
+        self.on_frame(wire::parse_frame(text, self.max_batch_len), text);
+    }
+
+    fn on_frame(&mut self, frame: wire::Frame<'_>, text: &Utf8Bytes) {
+        match frame {
+            wire::Frame::ParseError => self.reply_parse_error(),
+            wire::Frame::BatchTooLarge => {
+                let message = format!("Batch too large: at most {} entries", self.max_batch_len);
+                let error = ErrorObjectOwned::owned(codes::BATCH_TOO_LARGE, message, None::<()>);
+                self.reply(wire::failure(&RequestId::Null, &error));
+            }
+            wire::Frame::Single(message) => match self.on_single(message, text.as_str(), text) {
+                Action::Nothing => {}
+                Action::Reply(frame) => self.reply(frame),
+                Action::Run(running) => self.launch(running),
+            },
+            wire::Frame::Batch(items) => self.on_batch(items, text),
+        }
+    }
+
+    /// Handles one message: `raw` is its JSON, part of the frame `text`.
+    fn on_single(&mut self, message: wire::Message<'_>, raw: &str, text: &Utf8Bytes) -> Action {
+        match message {
+            wire::Message::Request { id, method, params } => {
+                if method == wire::CANCEL_METHOD {
+                    self.cancel(params);
+                    return Action::Reply(wire::success(&id, &()));
+                }
+                self.start(Some(id), &method, params)
+            }
+            wire::Message::Notification { method, params } => {
+                if method == wire::CANCEL_METHOD {
+                    self.cancel(params);
+                    return Action::Nothing;
+                }
+                self.start(None, &method, params)
+            }
+            wire::Message::Response { id, .. } => {
+                self.route_response(id, raw, text);
+                Action::Nothing
+            }
+            wire::Message::BadResponse { reason } => {
+                tracing::debug!(conn = %self.shared.id, reason, "dropping a malformed response");
+                Action::Nothing
+            }
+            wire::Message::Invalid { id, reason } => {
+                let error = ErrorObjectOwned::owned(codes::INVALID_REQUEST, "Invalid request", Some(reason));
+                Action::Reply(wire::failure(&id, &error))
+            }
+        }
+    }
+
+    /// Hands a response (`raw`, part of `text`) to the call waiting for it,
+    /// as the fast path in `on_text` does: the call decodes it.
+    fn route_response(&self, id: &RawValue, raw: &str, text: &Utf8Bytes) {
+        let Some(call) = wire::own_call_id(id) else {
+            tracing::debug!(conn = %self.shared.id, id = id.get(), "dropping a response to an id this side never used");
+            return;
+        };
+        if !self.shared.pending.resolve(call, Reply(slice_of(text, raw))) {
+            tracing::debug!(conn = %self.shared.id, id = call, "dropping a response no call waits for");
+        }
+    }
+
+    /// Starts an incoming call; answers -32601 at once if no method has the
+    /// name, and -32009 while shutting down.
+    fn start(&mut self, id: Option<RequestId>, method: &str, params: Option<&RawValue>) -> Action {
+        if self.draining.is_some() {
+            tracing::debug!(conn = %self.shared.id, method, "shutting down: refusing a call");
+            let Some(id) = id else { return Action::Nothing };
+            let error = ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is shutting down", None::<()>);
+            return Action::Reply(wire::failure(&id, &error));
+        }
+        let span = tracing::debug_span!("rpc.in", conn = %self.shared.id, method, id = %ShowId(&id));
+        let key = id.clone();
+        let dispatched = {
+            let _entered = span.enter();
+            let call = IncomingCall { id, params };
+            match &self.handler {
+                Some(handler) => handler.dispatch(method, call),
+                None => Err(call),
+            }
+        };
+        match dispatched {
+            Ok(future) => Action::Run(Running { key, weight: 1, span, future: Some(future), waker: None }),
+            Err(call) => {
+                tracing::debug!(conn = %self.shared.id, method = echo(method), "method not found");
+                match call.id {
+                    Some(id) => {
+                        let error =
+                            ErrorObjectOwned::owned(codes::METHOD_NOT_FOUND, "Method not found", Some(echo(method)));
+                        Action::Reply(wire::failure(&id, &error))
+                    }
+                    None => Action::Nothing,
+                }
+            }
+        }
+    }
+
+    /// Starts running a call or batch, taking its slots.
+    fn launch(&mut self, running: Running) {
+        self.in_flight += running.weight;
+        self.running.push(running);
+    }
+
+    fn cancel(&mut self, params: Option<&RawValue>) {
+        let Some(target) = wire::cancel_target(params) else {
+            tracing::debug!(conn = %self.shared.id, "ignoring $/cancelRequest without a usable id");
+            return;
+        };
+        let found = self.running.iter_mut().find(|r| r.future.is_some() && r.key.as_ref() == Some(&target));
+        if let Some(running) = found {
+            running.future = None;
+            if let Some(waker) = running.waker.take() {
+                waker.wake();
+            }
+        } else if let Some(at) = self.parked.iter().position(|parked| parked.request.as_ref() == Some(&target)) {
+            // Not started yet: it never will be.
+            if let Some(Parked { text, .. }) = self.parked.remove(at) {
+                self.parked_bytes -= text.len() + PARKED_OVERHEAD;
+            }
+        } else {
+            return;
+        }
+        tracing::debug!(conn = %self.shared.id, id = %target, "request cancelled by the peer");
+        let error = ErrorObjectOwned::owned(codes::REQUEST_CANCELLED, "Request cancelled", None::<()>);
+        self.reply(wire::failure(&target, &error));
+    }
+
+    fn on_batch(&mut self, items: Vec<&RawValue>, text: &Utf8Bytes) {
+        let mut answers = Vec::new();
+        let mut calls = Vec::new();
+        for item in items {
+            match self.on_single(wire::classify(item), item.get(), text) {
+                Action::Nothing => {}
+                Action::Reply(frame) => answers.push(frame),
+                Action::Run(running) => calls.push(running),
+            }
+        }
+        if calls.is_empty() {
+            if !answers.is_empty() {
+                self.reply(wire::batch(&answers));
+            }
+            return;
+        }
+        let weight = calls.len();
+        let future = Box::pin(async move {
+            let mut failures = Vec::new();
+            for call in futures_util::future::join_all(calls).await {
+                answers.extend(call.answer.frame);
+                failures.extend(call.answer.failures);
+            }
+            Answer { frame: (!answers.is_empty()).then(|| wire::batch(&answers)), failures }
+        });
+        self.launch(Running { key: None, weight, span: Span::none(), future: Some(future), waker: None });
+    }
+}
+
+/// True for frames that take no call slot: responses (a running handler may be
+/// waiting for one) and cancellations (which free slots), alone or in a batch.
+pub(super) fn needs_no_slot(frame: &wire::Frame<'_>) -> bool {
+    fn slot_free(message: &wire::Message<'_>) -> bool {
+        match message {
+            wire::Message::Response { .. } | wire::Message::BadResponse { .. } => true,
+            wire::Message::Request { method, .. } | wire::Message::Notification { method, .. } => {
+                method == wire::CANCEL_METHOD
+            }
+            wire::Message::Invalid { .. } => false,
+        }
+    }
+    match frame {
+        wire::Frame::Single(message) => slot_free(message),
+        wire::Frame::Batch(items) => items.iter().all(|item| slot_free(&wire::classify(item))),
+        wire::Frame::ParseError | wire::Frame::BatchTooLarge => false,
+    }
+}
+
+/// The bytes of `part` (a slice of `text`) without copying them.
+pub(super) fn slice_of(text: &Utf8Bytes, part: &str) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let frame = Bytes::from(text.clone());
+    match start.checked_add(part.len()) {
+        Some(end) if end <= frame.len() => frame.slice(start..end),
+        _ => Bytes::copy_from_slice(part.as_bytes()),
+    }
+}
+
+/// The most of an unknown method's name echoed back in -32601's `data`.
+pub(super) const ECHOED_NAME: usize = 256;
+
+/// `name`, cut to [`ECHOED_NAME`] bytes on a character boundary (a peer's
+/// megabyte-long method name is not worth sending back).
+pub(super) fn echo(name: &str) -> &str {
+    let mut end = name.len().min(ECHOED_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
