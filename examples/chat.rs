@@ -52,58 +52,42 @@ use wsduplex::{
     server::Identity, server::Refusal, server::ServerBuilder, tls::Tls, tls::TlsListener,
 };
 
-const USAGE: &str = "usage: chat [--listen ADDR] [--callback-timeout-ms N] [--max-message-bytes N] \
-                     [--max-connections N] [--handshake-timeout-ms N] [--token SECRET] [--allow-origin ORIGIN]... \
-                     [--tls-cert FILE --tls-key FILE] [--redis URL] | --emit-ts DIR";
-
+/// The chat server: rooms, nicks, invites, over wsduplex, with its page at `/`.
+#[derive(clap::Parser)]
 struct Options {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// How long an invite waits for the invitee's answer, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
     callback_timeout_ms: u64,
+    /// The largest message accepted, in bytes.
+    #[arg(long)]
     max_message_bytes: Option<usize>,
+    /// The most connections at once.
+    #[arg(long)]
     max_connections: Option<usize>,
+    /// How long a client may take to send its upgrade request, in milliseconds.
+    #[arg(long)]
     handshake_timeout_ms: Option<u64>,
+    /// A token clients must send (`Authorization: Bearer` or `?token=`).
+    #[arg(long)]
     token: Option<String>,
+    /// A page origin allowed to connect (repeatable); others get 403.
+    #[arg(long = "allow-origin")]
     allow_origins: Vec<String>,
+    /// A PEM certificate chain, to serve `https://` and `wss://`.
+    #[arg(long)]
     tls_cert: Option<String>,
+    /// The certificate's PEM private key.
+    #[arg(long)]
     tls_key: Option<String>,
+    /// Writes the chat's TypeScript client into this directory, and exits.
+    #[arg(long)]
     emit_ts: Option<String>,
+    /// Makes this server one of several sharing rooms and nicks in Redis.
+    #[arg(long)]
     redis: Option<String>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        listen: "127.0.0.1:8080".into(),
-        callback_timeout_ms: 10_000,
-        max_message_bytes: None,
-        max_connections: None,
-        handshake_timeout_ms: None,
-        token: None,
-        allow_origins: Vec::new(),
-        tls_cert: None,
-        tls_key: None,
-        emit_ts: None,
-        redis: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = || value.parse().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--listen" => options.listen = value.clone(),
-            "--callback-timeout-ms" => options.callback_timeout_ms = number()?,
-            "--max-message-bytes" => options.max_message_bytes = Some(number()? as usize),
-            "--max-connections" => options.max_connections = Some(number()? as usize),
-            "--handshake-timeout-ms" => options.handshake_timeout_ms = Some(number()?),
-            "--token" => options.token = Some(value.clone()),
-            "--allow-origin" => options.allow_origins.push(value.clone()),
-            "--tls-cert" => options.tls_cert = Some(value.clone()),
-            "--tls-key" => options.tls_key = Some(value.clone()),
-            "--emit-ts" => options.emit_ts = Some(value.clone()),
-            "--redis" => options.redis = Some(value.clone()),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(options)
 }
 
 impl Options {
@@ -275,13 +259,7 @@ fn javascript(source: &'static str) -> impl axum::response::IntoResponse {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = match parse_args() {
-        Ok(options) => options,
-        Err(problem) => {
-            eprintln!("{problem}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     if let Some(dir) = &options.emit_ts {
         wsduplex::codegen::typescript::render(&[ChatClient::contract()]).write(Path::new(dir), "chat")?;
         println!("wrote {dir}/chat.js and {dir}/chat.d.ts");

@@ -23,41 +23,27 @@ use chat_contract::{ChatClient, ChatEvents};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 
+/// A terminal chat client.
+#[derive(clap::Parser)]
 struct Options {
+    /// The chat server's WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// The nick to join as.
+    #[arg(long)]
     nick: String,
+    /// The room to join.
+    #[arg(long, default_value = "lobby")]
     room: String,
+    /// Accept every invite without asking.
+    #[arg(long)]
     accept_invites: bool,
+    /// The server's token, if it asks for one.
+    #[arg(long)]
     token: Option<String>,
+    /// A PEM certificate to trust for `wss://` (a self-signed server's).
+    #[arg(long)]
     ca_cert: Option<String>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        url: "ws://127.0.0.1:8080/ws".into(),
-        nick: String::new(),
-        room: "lobby".into(),
-        accept_invites: false,
-        token: None,
-        ca_cert: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--url" => options.url = value()?,
-            "--nick" => options.nick = value()?,
-            "--room" => options.room = value()?,
-            "--accept-invites" => options.accept_invites = true,
-            "--token" => options.token = Some(value()?),
-            "--ca-cert" => options.ca_cert = Some(value()?),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    if options.nick.is_empty() {
-        return Err("--nick is required".into());
-    }
-    Ok(options)
 }
 
 /// Prints what the server says, and answers invites.
@@ -95,15 +81,7 @@ impl ChatEvents for Terminal {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = match parse_args() {
-        Ok(options) => options,
-        Err(problem) => {
-            eprintln!(
-                "{problem}\nusage: chat_client --nick NICK [--url URL] [--room ROOM] [--accept-invites] [--token SECRET] [--ca-cert FILE]"
-            );
-            std::process::exit(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     let invite_answer = Arc::new(Mutex::new(None));
     let terminal = Terminal { accept_invites: options.accept_invites, invite_answer: invite_answer.clone() };
     let mut builder = wsduplex::Client::builder();

@@ -224,21 +224,20 @@ async fn demo(
     Ok(())
 }
 
+/// A stock ticker: prices pushed to subscribers as one-way callbacks.
+#[derive(clap::Parser)]
+struct Options {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: String,
+    /// Start clients too, check what they get (across a server restart), and exit.
+    #[arg(long)]
+    demo: bool,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut listen = "127.0.0.1:8081".to_string();
-    let mut run_demo = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--demo" => run_demo = true,
-            "--listen" => listen = args.next().ok_or("--listen needs a value")?,
-            other => {
-                eprintln!("unknown flag {other}\nusage: ticker [--listen ADDR] [--demo]");
-                std::process::exit(2);
-            }
-        }
-    }
+    let Options { mut listen, demo: run_demo } = <Options as clap::Parser>::parse();
     if run_demo {
         listen = "127.0.0.1:0".into();
     }

@@ -230,6 +230,8 @@ impl From<Error> for ErrorObjectOwned {
 /// itself answers with (all within the spec's -32000..-32099 server range).
 /// Where jsonrpsee already defines a code for the same condition, wsduplex
 /// uses jsonrpsee's number.
+#[doc = ""]
+#[doc = include_str!("../docs/guide/wire.md")]
 pub mod codes {
     /// Invalid JSON was received.
     pub const PARSE_ERROR: i32 = jsonrpsee_types::error::PARSE_ERROR_CODE;

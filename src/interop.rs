@@ -7,6 +7,7 @@
 //! jsonrpsee client also calls a wsduplex service as it is, and a jsonrpsee
 //! `RpcModule` is served next to a contract with
 //! [`ServerBuilder::rpc_module`](crate::server::ServerBuilder::rpc_module).
+#![doc = include_str!("../docs/guide/interop.md")]
 
 use std::time::Duration;
 

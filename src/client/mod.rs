@@ -1,4 +1,5 @@
 //! The connecting side: dial a URL, serve the callback contract, make calls.
+#![doc = include_str!("../../docs/guide/reconnect.md")]
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -10,6 +10,7 @@
 //! - `ServeX<S>`, which answers calls with an implementation `S: X`. It
 //!   implements [`Serve`]; a server's [`ServiceFactory`] returns one per
 //!   connection, and a client serves its callbacks with one.
+#![doc = include_str!("../../docs/guide/macros.md")]
 
 use std::time::Duration;
 

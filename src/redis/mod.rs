@@ -26,6 +26,7 @@
 //! `max_call_timeout`), answers a call only to the node it asked with an id
 //! nobody can guess, and, given a shared [`secret`](RedisOptions::secret),
 //! ignores every message not signed with it (HMAC-SHA256).
+#![doc = include_str!("../../docs/guide/backplane.md")]
 
 mod bus;
 mod publisher;

@@ -109,6 +109,8 @@ struct EndpointInner {
 /// A request that is not a WebSocket upgrade gets `400 Bad Request`; an
 /// upgrade past [`max_connections`](ServerBuilder::max_connections), or
 /// during shutdown, gets `503 Service Unavailable` with `Retry-After`.
+///
+#[cfg_attr(feature = "axum", doc = include_str!("../../docs/guide/axum.md"))]
 #[derive(Clone)]
 pub struct Endpoint {
     inner: Arc<EndpointInner>,

@@ -1,5 +1,6 @@
 //! The accepting side: the standalone listener and its settings, and the
 //! [`Endpoint`] that mounts on an axum router (or any tower stack).
+#![doc = include_str!("../../docs/guide/security.md")]
 
 mod connections;
 mod discovery;
@@ -42,6 +43,8 @@ use crate::transport::ServerTls;
 /// `H` is the callback stub of the [`Hub`] given to [`hub`](Self::hub), so
 /// that only a service whose connections carry that callback contract can be
 /// served with it; without a hub it is [`AnyCallbacks`].
+///
+#[doc = include_str!("../../docs/guide/limits.md")]
 pub struct ServerBuilder<H = AnyCallbacks> {
     peer: PeerConfig,
     hub: Arc<HubCore>,
