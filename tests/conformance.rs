@@ -307,3 +307,31 @@ async fn a_request_cancelled_twice_is_answered_once() {
     assert_eq!(raw.recv().await["error"]["code"], json!(-32022));
     still_serving(&mut raw).await;
 }
+
+#[tokio::test]
+async fn frames_parked_at_the_call_limit_are_answered_in_order_as_if_they_had_not_waited() {
+    // One slot, held by a call that never ends: everything after it is parked.
+    let server = start_server_with(wsduplex::Server::builder().max_in_flight(1)).await;
+    let mut raw = Raw::connect(&server.url).await;
+    let started = server.observed.hang_started.notified();
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"t.hang"}"#).await;
+    within(started).await;
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"t.echo","params":{"text":"parked"}}"#).await;
+    raw.send(r#"{"jsonrpc":"2.0","id":"x","method":"t.add","params":[1,2]}"#).await;
+    raw.send("not json").await;
+    raw.send(r#"{"jsonrpc":"1.0","id":3,"method":"t.echo"}"#).await;
+    raw.send(r#"[{"jsonrpc":"2.0","id":4,"method":"t.echo","params":["in a batch"]},{"jsonrpc":"2.0","method":"t.note","params":["hi"]}]"#)
+        .await;
+    raw.send(r#"{"jsonrpc":"2.0","id":5,"method":"t.nope"}"#).await;
+    // Freeing the slot lets them through, one at a time, in the order they came.
+    raw.send(r#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#).await;
+    assert_eq!(raw.recv().await["id"], json!(1));
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","id":2,"result":"parked"}));
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","id":"x","result":3}));
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}));
+    assert_eq!(raw.recv().await["error"]["code"], json!(-32600));
+    assert_eq!(raw.recv().await, json!([{"jsonrpc":"2.0","id":4,"result":"in a batch"}]));
+    let unknown = raw.recv().await;
+    assert_eq!((unknown["id"].clone(), unknown["error"]["code"].clone()), (json!(5), json!(-32601)));
+    still_serving(&mut raw).await;
+}

@@ -23,16 +23,23 @@ pub(super) const PARKED_BYTES: usize = 4 << 20;
 /// also reach the bound.
 const PARKED_OVERHEAD: usize = 64;
 
-/// Parked frames smaller than this are copied out of the read buffer they
-/// arrived in, which may be far larger (a large frame read just before).
-const OWN_COPY: usize = 64 * 1024;
-
-/// A frame read while the connection was at its call limit.
+/// A frame read while the connection was at its call limit, parsed once:
+/// what its turn needs, owned (so it keeps no read buffer, and is not
+/// parsed again when its turn comes).
 pub(super) struct Parked {
-    /// Its id when it is a single request, for `$/cancelRequest` (a copy of
-    /// part of `text`, so no more than it).
-    request: Option<RequestId>,
-    text: Utf8Bytes,
+    frame: ParkedFrame,
+    /// What it counts against the parking bound: its frame's bytes and [`PARKED_OVERHEAD`].
+    cost: usize,
+}
+
+enum ParkedFrame {
+    /// A request (its id also for `$/cancelRequest`) or a notification.
+    Call { id: Option<RequestId>, method: Box<str>, params: Option<Box<RawValue>> },
+    /// A batch's entries, each classified in its turn, as in any batch.
+    Batch(Vec<Box<RawValue>>),
+    /// The answer to a frame that gets one at once: not JSON, a batch too
+    /// large, an invalid message.
+    Answer(String),
 }
 
 /// What one incoming message asks of the driver.
@@ -50,12 +57,54 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     pub(super) fn unpark(&mut self) -> bool {
         let mut handled = false;
         while self.in_flight < self.max_in_flight {
-            let Some(Parked { text, .. }) = self.parked.pop_front() else { break };
-            self.parked_bytes -= text.len() + PARKED_OVERHEAD;
+            let Some(Parked { frame, cost }) = self.parked.pop_front() else { break };
+            self.parked_bytes -= cost;
             handled = true;
-            self.on_json(&text);
+            match frame {
+                ParkedFrame::Call { id, method, params } => {
+                    let action = self.start(id, &method, params.as_deref());
+                    self.act(action);
+                }
+                // Responses among its entries are copied to their callers (no frame holds them).
+                ParkedFrame::Batch(items) => {
+                    self.on_batch(items.iter().map(|item| &**item).collect(), &Utf8Bytes::from_static(""))
+                }
+                ParkedFrame::Answer(frame) => self.reply(frame),
+            }
         }
         handled
+    }
+
+    /// Parks `frame` (`bytes` long), owning what its turn needs.
+    fn park(&mut self, frame: wire::Frame<'_>, bytes: usize, text: &Utf8Bytes) {
+        let frame = match frame {
+            wire::Frame::Single(wire::Message::Request { id, method, params }) => {
+                ParkedFrame::Call { id: Some(id), method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
+            }
+            wire::Frame::Single(wire::Message::Notification { method, params }) => {
+                ParkedFrame::Call { id: None, method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
+            }
+            wire::Frame::Single(wire::Message::Invalid { id, reason }) => {
+                ParkedFrame::Answer(invalid_request(&id, reason))
+            }
+            wire::Frame::Batch(items) => ParkedFrame::Batch(items.into_iter().map(ToOwned::to_owned).collect()),
+            wire::Frame::ParseError => ParkedFrame::Answer(parse_error()),
+            wire::Frame::BatchTooLarge => ParkedFrame::Answer(batch_too_large(self.max_batch_len)),
+            // Responses take no slot: they are never parked.
+            other @ wire::Frame::Single(_) => return self.on_frame(other, text),
+        };
+        let cost = bytes + PARKED_OVERHEAD;
+        self.parked_bytes += cost;
+        self.parked.push_back(Parked { frame, cost });
+    }
+
+    /// Does what a message asks.
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Nothing => {}
+            Action::Reply(frame) => self.reply(frame),
+            Action::Run(running) => self.launch(running),
+        }
     }
 
     /// Handles one message; `Some` when it ends the connection.
@@ -67,18 +116,13 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             Message::Text(text) => self.on_text(text),
             Message::Binary(data) => match Utf8Bytes::try_from(data) {
                 Ok(text) => self.on_text(text),
-                Err(_) => self.reply_parse_error(),
+                Err(_) => self.reply(parse_error()),
             },
             Message::Close(frame) => return Some(Ended::ByPeer(frame)),
             // The socket answers pings itself.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
         None
-    }
-
-    fn reply_parse_error(&mut self) {
-        let error = ErrorObjectOwned::owned(codes::PARSE_ERROR, "Parse error", None::<()>);
-        self.reply(wire::failure(&RequestId::Null, &error));
     }
 
     /// Handles a frame now, parks it while the connection is at its call
@@ -102,15 +146,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         // it parks; a probe's frame may go up to twice the bound.
         let bound = if self.probing { 2 * PARKED_BYTES } else { PARKED_BYTES };
         if self.parked_bytes < bound {
-            self.parked_bytes += text.len() + PARKED_OVERHEAD;
-            let request = match &frame {
-                wire::Frame::Single(wire::Message::Request { id, .. }) => Some(id.clone()),
-                _ => None,
-            };
-            // A small frame may share a large read buffer: parked, it holds its own bytes only.
-            let text = if text.len() < OWN_COPY { Utf8Bytes::from(text.as_str().to_owned()) } else { text };
-            self.parked.push_back(Parked { request, text });
-            return;
+            return self.park(frame, text.len(), &text);
         }
         match frame {
             wire::Frame::Single(message) => {
@@ -155,17 +191,12 @@ impl<T: Transport, H: Handler> Driver<T, H> {
 
     fn on_frame(&mut self, frame: wire::Frame<'_>, text: &Utf8Bytes) {
         match frame {
-            wire::Frame::ParseError => self.reply_parse_error(),
-            wire::Frame::BatchTooLarge => {
-                let message = format!("Batch too large: at most {} entries", self.max_batch_len);
-                let error = ErrorObjectOwned::owned(codes::BATCH_TOO_LARGE, message, None::<()>);
-                self.reply(wire::failure(&RequestId::Null, &error));
+            wire::Frame::ParseError => self.reply(parse_error()),
+            wire::Frame::BatchTooLarge => self.reply(batch_too_large(self.max_batch_len)),
+            wire::Frame::Single(message) => {
+                let action = self.on_single(message, text.as_str(), text);
+                self.act(action);
             }
-            wire::Frame::Single(message) => match self.on_single(message, text.as_str(), text) {
-                Action::Nothing => {}
-                Action::Reply(frame) => self.reply(frame),
-                Action::Run(running) => self.launch(running),
-            },
             wire::Frame::Batch(items) => self.on_batch(items, text),
         }
     }
@@ -195,10 +226,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 tracing::debug!(conn = %self.shared.id, reason, "dropping a malformed response");
                 Action::Nothing
             }
-            wire::Message::Invalid { id, reason } => {
-                let error = ErrorObjectOwned::owned(codes::INVALID_REQUEST, "Invalid request", Some(reason));
-                Action::Reply(wire::failure(&id, &error))
-            }
+            wire::Message::Invalid { id, reason } => Action::Reply(invalid_request(&id, reason)),
         }
     }
 
@@ -266,10 +294,10 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             if let Some(waker) = running.waker.take() {
                 waker.wake();
             }
-        } else if let Some(at) = self.parked.iter().position(|parked| parked.request.as_ref() == Some(&target)) {
+        } else if let Some(at) = self.parked.iter().position(|parked| parked.request() == Some(&target)) {
             // Not started yet: it never will be.
-            if let Some(Parked { text, .. }) = self.parked.remove(at) {
-                self.parked_bytes -= text.len() + PARKED_OVERHEAD;
+            if let Some(Parked { cost, .. }) = self.parked.remove(at) {
+                self.parked_bytes -= cost;
             }
         } else {
             return;
@@ -348,4 +376,31 @@ pub(super) fn echo(name: &str) -> &str {
         end -= 1;
     }
     &name[..end]
+}
+
+impl Parked {
+    /// The id of the request it is, for `$/cancelRequest`.
+    fn request(&self) -> Option<&RequestId> {
+        match &self.frame {
+            ParkedFrame::Call { id, .. } => id.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to a frame that is not JSON (-32700, with a null id).
+fn parse_error() -> String {
+    let error = ErrorObjectOwned::owned(codes::PARSE_ERROR, "Parse error", None::<()>);
+    wire::failure(&RequestId::Null, &error)
+}
+
+/// The answer to a batch of more than `limit` entries (-32010, with a null id).
+fn batch_too_large(limit: usize) -> String {
+    let message = format!("Batch too large: at most {limit} entries");
+    wire::failure(&RequestId::Null, &ErrorObjectOwned::owned(codes::BATCH_TOO_LARGE, message, None::<()>))
+}
+
+/// The answer to an invalid message (-32600; the reason in `data`).
+fn invalid_request(id: &RequestId, reason: &'static str) -> String {
+    wire::failure(id, &ErrorObjectOwned::owned(codes::INVALID_REQUEST, "Invalid request", Some(reason)))
 }
