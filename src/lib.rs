@@ -142,18 +142,18 @@ macro_rules! for_each_arity {
     };
 }
 
-/// The settings of a builder whose `peer` field is a `PeerConfig` that are
-/// the same on both ends: keep-alive pings, the idle timeout, and how many
+/// The settings of a builder that are the same on both ends (`$peer` is the
+/// path to its `PeerConfig`): keep-alive pings, the idle timeout, and how many
 /// calls to the other end may await replies at once. `$other` names the
 /// other end in the docs.
 macro_rules! peer_settings {
-    ($other:literal) => {
+    ($other:literal, $($peer:ident).+) => {
         #[doc = concat!("Pings the ", $other, " every `interval`, and drops the connection when nothing")]
         /// comes back within `timeout` of a ping going out (default: 30 s and
         /// 20 s), so a dead peer or network path is noticed even with no call
         /// in flight. Browsers answer pings on their own.
         pub fn keep_alive(mut self, interval: ::std::time::Duration, timeout: ::std::time::Duration) -> Self {
-            self.peer.keep_alive = Some(crate::peer::KeepAliveConfig { interval, timeout });
+            self.$($peer).+.keep_alive = Some(crate::peer::KeepAliveConfig { interval, timeout });
             self
         }
 
@@ -162,20 +162,20 @@ macro_rules! peer_settings {
         /// fails with [`Error::Timeout`](crate::Error::Timeout) and the other
         /// end is told to stop (`$/cancelRequest`).
         pub fn call_timeout(mut self, timeout: ::std::time::Duration) -> Self {
-            self.peer.call_timeout = timeout;
+            self.$($peer).+.call_timeout = timeout;
             self
         }
 
         /// Sends no keep-alive pings.
         pub fn without_keep_alive(mut self) -> Self {
-            self.peer.keep_alive = None;
+            self.$($peer).+.keep_alive = None;
             self
         }
 
         /// Closes a connection (code 1000) when no message has gone either
         /// way, and no call has been running, for `timeout` (default: never).
         pub fn idle_timeout(mut self, timeout: ::std::time::Duration) -> Self {
-            self.peer.idle_timeout = Some(timeout);
+            self.$($peer).+.idle_timeout = Some(timeout);
             self
         }
 
@@ -187,7 +187,7 @@ macro_rules! peer_settings {
         /// neither do calls a handler makes while serving this same
         /// connection (the calls holding the turns may be waiting for them).
         pub fn max_outgoing_calls(mut self, limit: usize) -> Self {
-            self.peer.max_outgoing_calls = limit;
+            self.$($peer).+.max_outgoing_calls = limit;
             self
         }
     };

@@ -257,7 +257,7 @@ impl ClientBuilder {
         self
     }
 
-    peer_settings!("server");
+    peer_settings!("server", peer);
 
     /// Trusts `roots` for `wss://` URLs, besides the operating system's
     /// roots: a private CA, or a self-signed server

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tracing::Instrument;
 
-use super::ServerBuilder;
+use super::Settings;
 use super::connections::{Connections, Slot};
 use super::discovery::{self, Discovery};
 use super::failures::ReportFailures;
@@ -107,7 +107,7 @@ struct EndpointInner {
 /// [`serve`](Self::serve) serves the app with the HTTP phase bounded.
 ///
 /// A request that is not a WebSocket upgrade gets `400 Bad Request`; an
-/// upgrade past [`max_connections`](ServerBuilder::max_connections), or
+/// upgrade past [`max_connections`](crate::server::ServerBuilder::max_connections), or
 /// during shutdown, gets `503 Service Unavailable` with `Retry-After`.
 ///
 #[cfg_attr(feature = "axum", doc = include_str!("../../docs/guide/axum.md"))]
@@ -124,7 +124,7 @@ impl fmt::Debug for Endpoint {
 
 impl Endpoint {
     pub(super) fn new<S: Serve>(
-        builder: ServerBuilder,
+        builder: Settings,
         factory: impl ServiceFactory<S>,
         document: Option<discovery::Document>,
     ) -> Endpoint {
@@ -169,7 +169,7 @@ impl Endpoint {
 
     /// Shuts the endpoint down gracefully: new upgrades get 503; open
     /// connections refuse new calls (-32009), finish the running ones (up to
-    /// [`shutdown_timeout`](ServerBuilder::shutdown_timeout)), write what is
+    /// [`shutdown_timeout`](crate::server::ServerBuilder::shutdown_timeout)), write what is
     /// queued, and close with 1001; calls waiting on a client fail with
     /// [`Error::Closed`](crate::Error::Closed). Returns once every connection
     /// task has ended.
@@ -189,9 +189,9 @@ impl Endpoint {
     /// does over HTTP/1.1 (HTTP/2 is not served: a TLS configuration should
     /// not offer it by ALPN), plus the bounds on the HTTP phase that axum leaves out: each
     /// request head must arrive within
-    /// [`handshake_timeout`](ServerBuilder::handshake_timeout) (a client
+    /// [`handshake_timeout`](crate::server::ServerBuilder::handshake_timeout) (a client
     /// that sends half a request and waits, or idles between requests, is cut
-    /// off), and at most [`max_connections`](ServerBuilder::max_connections)
+    /// off), and at most [`max_connections`](crate::server::ServerBuilder::max_connections)
     /// connections may be in their HTTP phase at once (more are closed at
     /// once). Runs until the endpoint shuts down; see
     /// [`serve_with_shutdown`](Self::serve_with_shutdown).
@@ -342,7 +342,7 @@ fn start_connection<T: Transport, S: Serve>(
     handshake: Handshake,
     identity: Identity,
     factory: &impl ServiceFactory<S>,
-    config: &ServerBuilder,
+    config: &Settings,
     document: &Option<discovery::Document>,
     slot: &mut Slot,
 ) -> Result<impl Future<Output = CloseReason> + Send + 'static, impl Future<Output = ()> + Send + 'static> {

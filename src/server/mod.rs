@@ -46,6 +46,13 @@ use crate::transport::ServerTls;
 ///
 #[doc = include_str!("../../docs/guide/limits.md")]
 pub struct ServerBuilder<H = AnyCallbacks> {
+    settings: Settings,
+    hub_contract: PhantomData<fn() -> H>,
+}
+
+/// What a builder sets, and what its endpoint runs with.
+#[derive(Clone)]
+pub(crate) struct Settings {
     peer: PeerConfig,
     hub: Arc<HubCore>,
     methods: Option<Methods>,
@@ -57,8 +64,9 @@ pub struct ServerBuilder<H = AnyCallbacks> {
     authenticate: Option<Arc<dyn DynAuthenticate>>,
     hooks: Hooks,
     tls: Option<ServerTls>,
+    /// Whether to answer `rpc.discover`.
+    #[cfg(feature = "codegen")]
     discovery: bool,
-    hub_contract: PhantomData<fn() -> H>,
 }
 
 /// The hub type of a [`ServerBuilder`] given no hub: its connections join a
@@ -81,21 +89,7 @@ impl<C: Contract> HubFor<C> for C {}
 
 impl<H> Clone for ServerBuilder<H> {
     fn clone(&self) -> Self {
-        ServerBuilder {
-            peer: self.peer.clone(),
-            hub: self.hub.clone(),
-            methods: self.methods.clone(),
-            max_message_size: self.max_message_size,
-            max_connections: self.max_connections,
-            handshake_timeout: self.handshake_timeout,
-            shutdown_timeout: self.shutdown_timeout,
-            origins: self.origins.clone(),
-            authenticate: self.authenticate.clone(),
-            hooks: self.hooks.clone(),
-            tls: self.tls.clone(),
-            discovery: self.discovery,
-            hub_contract: PhantomData,
-        }
+        ServerBuilder { settings: self.settings.clone(), hub_contract: PhantomData }
     }
 }
 
@@ -114,20 +108,20 @@ pub(crate) type FailureHook = dyn Fn(&Connection, &HandlerError) + Send + Sync;
 impl<H> fmt::Debug for ServerBuilder<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBuilder")
-            .field("peer", &self.peer)
-            .field("max_message_size", &self.max_message_size)
-            .field("max_connections", &self.max_connections)
-            .field("handshake_timeout", &self.handshake_timeout)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("origins", &self.origins)
-            .field("authenticate", &self.authenticate.is_some())
+            .field("peer", &self.settings.peer)
+            .field("max_message_size", &self.settings.max_message_size)
+            .field("max_connections", &self.settings.max_connections)
+            .field("handshake_timeout", &self.settings.handshake_timeout)
+            .field("shutdown_timeout", &self.settings.shutdown_timeout)
+            .field("origins", &self.settings.origins)
+            .field("authenticate", &self.settings.authenticate.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Default for ServerBuilder {
     fn default() -> Self {
-        ServerBuilder {
+        let settings = Settings {
             peer: PeerConfig::default(),
             hub: HubCore::new_local(),
             methods: None,
@@ -139,9 +133,10 @@ impl Default for ServerBuilder {
             authenticate: None,
             hooks: Hooks::default(),
             tls: None,
+            #[cfg(feature = "codegen")]
             discovery: true,
-            hub_contract: PhantomData,
-        }
+        };
+        ServerBuilder { settings, hub_contract: PhantomData }
     }
 }
 
@@ -150,42 +145,13 @@ impl<H> ServerBuilder<H> {
     /// served must have `M` as its callback contract ([`HubFor`]).
     pub fn hub<M: Contract>(self, hub: &Hub<M>) -> ServerBuilder<M> {
         let mut builder = self.with_hub_type::<M>();
-        builder.hub = hub.core().clone();
+        builder.settings.hub = hub.core().clone();
         builder
     }
 
     /// The same settings, typed for another hub.
     fn with_hub_type<M>(self) -> ServerBuilder<M> {
-        let ServerBuilder {
-            peer,
-            hub,
-            methods,
-            max_message_size,
-            max_connections,
-            handshake_timeout,
-            shutdown_timeout,
-            origins,
-            authenticate,
-            hooks,
-            tls,
-            discovery,
-            hub_contract: _,
-        } = self;
-        ServerBuilder {
-            peer,
-            hub,
-            methods,
-            max_message_size,
-            max_connections,
-            handshake_timeout,
-            shutdown_timeout,
-            origins,
-            authenticate,
-            hooks,
-            tls,
-            discovery,
-            hub_contract: PhantomData,
-        }
+        ServerBuilder { settings: self.settings, hub_contract: PhantomData }
     }
 
     /// Requests running at once per connection (default 128); a call's slot
@@ -199,7 +165,7 @@ impl<H> ServerBuilder<H> {
     /// waits for may be queued behind them. Responses and `$/cancelRequest`
     /// are always read.
     pub fn max_in_flight(mut self, limit: usize) -> Self {
-        self.peer.max_in_flight = limit;
+        self.settings.peer.max_in_flight = limit;
         self
     }
 
@@ -208,7 +174,7 @@ impl<H> ServerBuilder<H> {
     /// [`slow_consumer`](Self::slow_consumer) policy, and a call or a direct
     /// message waits for room (within its deadline).
     pub fn outbound_capacity(mut self, frames: usize) -> Self {
-        self.peer.outbound_capacity = frames;
+        self.settings.peer.outbound_capacity = frames;
         self
     }
 
@@ -216,14 +182,14 @@ impl<H> ServerBuilder<H> {
     /// [`outbound_capacity`](Self::outbound_capacity). One message larger
     /// than this still goes out when the queue is otherwise empty.
     pub fn outbound_bytes(mut self, bytes: usize) -> Self {
-        self.peer.outbound_bytes = bytes;
+        self.settings.peer.outbound_bytes = bytes;
         self
     }
 
     /// What a broadcast does for a client whose queue is full (default:
     /// [`SlowConsumer::Disconnect`], close code 1013).
     pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
-        self.peer.slow_consumer = policy;
+        self.settings.peer.slow_consumer = policy;
         self
     }
 
@@ -231,14 +197,14 @@ impl<H> ServerBuilder<H> {
     /// frame or fragmented message closes the connection with 1009 as soon as
     /// its size is known, before it is buffered.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
+        self.settings.max_message_size = bytes;
         self
     }
 
     /// Most entries in one batch (default 1,000); a larger batch is answered
     /// with a single -32010 error and none of it runs.
     pub fn max_batch_len(mut self, entries: usize) -> Self {
-        self.peer.max_batch_len = entries;
+        self.settings.peer.max_batch_len = entries;
         self
     }
 
@@ -247,11 +213,11 @@ impl<H> ServerBuilder<H> {
     /// it. The standalone server also lets at most this many TCP connections
     /// be in their HTTP handshake at once, closing any more straight away.
     pub fn max_connections(mut self, limit: usize) -> Self {
-        self.max_connections = limit;
+        self.settings.max_connections = limit;
         self
     }
 
-    peer_settings!("client");
+    peer_settings!("client", settings.peer);
 
     /// How long a TCP connection to the standalone server may take to finish
     /// its TLS handshake and WebSocket upgrade (default 10 s); a slower one is
@@ -259,14 +225,14 @@ impl<H> ServerBuilder<H> {
     /// its timeouts. On both, the authentication hook gets this long to
     /// decide, or the client gets 503.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
+        self.settings.handshake_timeout = timeout;
         self
     }
 
     /// How long running calls may take to finish once a graceful shutdown
     /// starts (default 10 s); see [`Endpoint::shutdown`].
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.settings.shutdown_timeout = timeout;
         self
     }
 
@@ -277,7 +243,7 @@ impl<H> ServerBuilder<H> {
     /// router, give `axum::serve` a [`TlsListener`](crate::tls::TlsListener).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: Tls) -> Self {
-        self.tls = Some(tls);
+        self.settings.tls = Some(tls);
         self
     }
 
@@ -290,7 +256,7 @@ impl<H> ServerBuilder<H> {
     /// only the `Origin` header says which page it was. Handshakes without
     /// `Origin` (programs, not browsers) are not affected. Off by default.
     pub fn allow_origin(mut self, origin: &str) -> Self {
-        self.origins.allow(origin);
+        self.settings.origins.allow(origin);
         self
     }
 
@@ -315,14 +281,14 @@ impl<H> ServerBuilder<H> {
     /// });
     /// ```
     pub fn authenticate(mut self, hook: impl Authenticate) -> Self {
-        self.authenticate = Some(Arc::new(hook));
+        self.settings.authenticate = Some(Arc::new(hook));
         self
     }
 
     /// Runs `hook` when a connection has opened (after its service instance
     /// is built). A panic in it is logged and goes no further.
     pub fn on_connect(mut self, hook: impl Fn(&Connection) + Send + Sync + 'static) -> Self {
-        self.hooks.on_connect = Some(Arc::new(hook));
+        self.settings.hooks.on_connect = Some(Arc::new(hook));
         self
     }
 
@@ -330,7 +296,7 @@ impl<H> ServerBuilder<H> {
     /// the client (with its close code), unresponsive, idle, server shutdown,
     /// or a transport error. It has left the hub and its groups by then.
     pub fn on_disconnect(mut self, hook: impl Fn(&Connection, &CloseReason) + Send + Sync + 'static) -> Self {
-        self.hooks.on_disconnect = Some(Arc::new(hook));
+        self.settings.hooks.on_disconnect = Some(Arc::new(hook));
         self
     }
 
@@ -338,7 +304,7 @@ impl<H> ServerBuilder<H> {
     /// panics (after the caller's error reply is queued), for logs and
     /// metrics. A panic in the hook is logged and goes no further.
     pub fn on_handler_error(mut self, hook: impl Fn(&Connection, &HandlerError) + Send + Sync + 'static) -> Self {
-        self.hooks.on_handler_error = Some(Arc::new(hook));
+        self.settings.hooks.on_handler_error = Some(Arc::new(hook));
         self
     }
 
@@ -352,7 +318,7 @@ impl<H> ServerBuilder<H> {
     /// in the program, found where the server is put together (as axum's
     /// `Router` does with overlapping routes).
     pub fn rpc_module(mut self, methods: impl Into<Methods>) -> Self {
-        let merged = match self.methods.take() {
+        let merged = match self.settings.methods.take() {
             Some(mut existing) => {
                 if let Err(clash) = existing.merge(methods) {
                     panic!("rpc_module: {clash}");
@@ -361,7 +327,7 @@ impl<H> ServerBuilder<H> {
             }
             None => methods.into(),
         };
-        self.methods = Some(merged);
+        self.settings.methods = Some(merged);
         self
     }
 
@@ -371,7 +337,7 @@ impl<H> ServerBuilder<H> {
     /// unknown (-32601).
     #[cfg(feature = "codegen")]
     pub fn without_discovery(mut self) -> Self {
-        self.discovery = false;
+        self.settings.discovery = false;
         self
     }
 
@@ -429,13 +395,18 @@ impl<H> ServerBuilder<H> {
         #[cfg(feature = "codegen")]
         let document = {
             // A merged module's own `rpc.discover` wins.
-            let merged =
-                builder.methods.as_ref().is_some_and(|m| m.method(crate::codegen::openrpc::DISCOVER_METHOD).is_some());
-            (builder.discovery && !merged).then(|| discovery::document(<S::Contract as Contract>::info())).flatten()
+            let merged = builder
+                .settings
+                .methods
+                .as_ref()
+                .is_some_and(|m| m.method(crate::codegen::openrpc::DISCOVER_METHOD).is_some());
+            (builder.settings.discovery && !merged)
+                .then(|| discovery::document(<S::Contract as Contract>::info()))
+                .flatten()
         };
         #[cfg(not(feature = "codegen"))]
         let document = None;
-        Endpoint::new(builder, factory, document)
+        Endpoint::new(builder.settings, factory, document)
     }
 
     /// The standalone server's TLS, and its endpoint.
@@ -443,7 +414,7 @@ impl<H> ServerBuilder<H> {
     where
         H: HubFor<S::Callback>,
     {
-        (self.tls.clone(), self.endpoint(factory))
+        (self.settings.tls.clone(), self.endpoint(factory))
     }
 }
 
