@@ -96,7 +96,7 @@ impl crate::contract::DocumentedErrors for Error {
                 code: codes::PEER_ERROR,
                 name: "PeerError",
                 docs: "A peer this call depends on answered with an error; `data` is its error object.",
-                data: Some(crate::contract::schema_of::<ErrorObject>),
+                data: Some(crate::contract::info::schema_of::<ErrorObject>),
             },
             ErrorInfo {
                 code: codes::PEER_CLOSED,

@@ -81,7 +81,7 @@ pub enum Topic {
 /// every server node that holds connections.
 ///
 /// The default, [`InProcess`], has one node and needs none of the optional
-/// methods. A bus implementation ([`RedisBackplane`](crate::redis::RedisBackplane))
+/// methods. A bus implementation (`wsduplex::redis::RedisBackplane`, feature `redis`)
 /// publishes what [`publish`](Self::publish) gets to the other nodes, hands
 /// what arrives to [`LocalConnections`], subscribes to the topics this node
 /// has members of, and carries calls and group changes to the node that holds

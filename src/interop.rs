@@ -59,7 +59,7 @@ impl ClientT for Peer {
         R: DeserializeOwned + std::fmt::Debug + 'a,
     {
         let calls = batch.build()?;
-        let replies = self.call_batch(&calls, self.default_timeout()).await?;
+        let replies = self.call_batch(&calls, self.call_timeout()).await?;
         let (mut succeeded, mut failed) = (0, 0);
         let mut entries = Vec::with_capacity(replies.len());
         for reply in replies {

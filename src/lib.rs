@@ -95,7 +95,7 @@
 //!   `redis`).
 //! - [`Client`] connects and serves the callback contract; generated stubs
 //!   wrap it. [`client::ClientBuilder`] sets its limits, its reconnect
-//!   policy and its TLS roots ([`tls`]).
+//!   policy and its TLS roots (`wsduplex::tls`, feature `tls`).
 //! - Every call has a deadline: `call_timeout` on either builder (30 s by
 //!   default), or a stub's `with_timeout`.
 //! - [`Error`] is what a caller sees: the peer's error object
@@ -106,9 +106,9 @@
 //! - [`Peer`] is the engine's handle to one connection, the same on both
 //!   ends; [`CloseReason`] says why one ended.
 //! - [`contract`] holds what the macros generate against, and the metadata
-//!   (schemas, documented errors, docs) from which [`codegen`] makes the
-//!   OpenRPC document servers answer `rpc.discover` with and typed
-//!   TypeScript clients.
+//!   (schemas, documented errors, docs) from which `wsduplex::codegen`
+//!   (feature `codegen`, on by default) makes the OpenRPC document servers
+//!   answer `rpc.discover` with and typed TypeScript clients.
 //! - [`interop`] works with jsonrpsee: a jsonrpsee client drives a generated
 //!   stub, jsonrpsee `#[rpc(client)]` traits run over a wsduplex connection,
 //!   and a jsonrpsee `RpcModule` is served next to a contract.
@@ -207,6 +207,7 @@ mod error;
 pub mod hub;
 pub mod interop;
 mod peer;
+mod probe;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod rpc_error;
@@ -428,11 +429,12 @@ pub use wsduplex_macros::RpcError;
 /// What generated code reaches for; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::contract::{CallbackContract, ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, ServeWith, schema_of};
+    pub use crate::contract::info::{ErrorsUndocumented, ErrorsViaTrait, schema_of};
+    pub use crate::contract::{CallbackContract, ServeWith};
     pub use crate::dispatch::{HandlerFuture, IncomingCall, IntoReply, ReturnTypeIsAResultAlias, handle};
+    pub use crate::probe::Probe;
     pub use crate::rpc_error::{
-        DecodeAs, DecodeNothing, DecodeViaTrait, FieldAs, FieldOpaque, FieldViaSerde, data_member, data_value,
-        error_object, object_schema,
+        DecodeNothing, DecodeViaTrait, FieldOpaque, FieldViaSerde, data_member, data_value, error_object, object_schema,
     };
     pub use crate::wire::ByName;
     pub use serde;

@@ -2,8 +2,6 @@
 //! variants, the schema of a variant's named fields, and the way back from an
 //! error object to the variant (for typed stubs' [`CallError`]).
 
-use std::marker::PhantomData;
-
 use schemars::{Schema, SchemaGenerator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::ErrorObjectOwned;
 use crate::contract::SchemaFn;
 use crate::error::{CallError, Error};
+use crate::probe::Probe;
 
 /// An error type a typed stub decodes from the error object a method
 /// answers with, so the caller can `match` on it. `#[derive(RpcError)]`
@@ -22,10 +21,14 @@ pub trait FromErrorObject: Sized {
     fn from_error_object(object: &ErrorObjectOwned) -> Option<Self>;
 }
 
-/// Any object, as it came.
+/// An object with a code of the method's own, as it came: any code outside
+/// -32768..=-32000 (JSON-RPC's and wsduplex's, which the peer's engine
+/// answers with: unknown method, bad params, busy, cancelled, panicked), and
+/// the codes a handler answers with when it propagates an [`Error`].
 impl FromErrorObject for ErrorObjectOwned {
     fn from_error_object(object: &ErrorObjectOwned) -> Option<Self> {
-        Some(object.clone())
+        let reserved = (-32768..=-32000).contains(&object.code());
+        (!reserved || Error::from_error_object(object).is_some()).then(|| object.clone())
     }
 }
 
@@ -47,35 +50,16 @@ impl FromErrorObject for std::convert::Infallible {
     }
 }
 
-/// Decodes `E` when it implements [`FromErrorObject`], and nothing
-/// otherwise, chosen at compile time where `E` is known: called as
-/// `(&DecodeAs::<E>::new()).call_error(..)`, method resolution takes the
-/// `&self` method of `DecodeAs<E>` when its impl applies, before the one that
-/// needs another reference. Typed stubs and the derive's pass-through
-/// variants use it, so an error type that cannot decode still compiles.
-#[doc(hidden)]
-pub struct DecodeAs<E>(PhantomData<fn() -> E>);
-
-impl<E> DecodeAs<E> {
-    #[doc(hidden)]
-    pub const fn new() -> Self {
-        DecodeAs(PhantomData)
-    }
-}
-
-impl<E> Default for DecodeAs<E> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
+// `E` decoded when it implements `FromErrorObject`, and nothing otherwise
+// (see `crate::probe`): typed stubs and the derive's pass-through variants
+// use it, so an error type that cannot decode still compiles.
 #[doc(hidden)]
 pub trait DecodeViaTrait<E> {
     fn call_error(&self, error: Error) -> CallError<E>;
     fn decode(&self, object: &ErrorObjectOwned) -> Option<E>;
 }
 
-impl<E: FromErrorObject> DecodeViaTrait<E> for DecodeAs<E> {
+impl<E: FromErrorObject> DecodeViaTrait<E> for Probe<E> {
     fn call_error(&self, error: Error) -> CallError<E> {
         CallError::new(error)
     }
@@ -90,7 +74,7 @@ pub trait DecodeNothing<E> {
     fn decode(&self, object: &ErrorObjectOwned) -> Option<E>;
 }
 
-impl<E> DecodeNothing<E> for &DecodeAs<E> {
+impl<E> DecodeNothing<E> for &Probe<E> {
     fn call_error(&self, error: Error) -> CallError<E> {
         CallError::Call(error)
     }
@@ -99,30 +83,15 @@ impl<E> DecodeNothing<E> for &DecodeAs<E> {
     }
 }
 
-/// Reads a variant's field from `data` when its type can be deserialized,
-/// and gives up otherwise (so the derive asks nothing more of field types).
-#[doc(hidden)]
-pub struct FieldAs<T>(PhantomData<fn() -> T>);
-
-impl<T> FieldAs<T> {
-    #[doc(hidden)]
-    pub const fn new() -> Self {
-        FieldAs(PhantomData)
-    }
-}
-
-impl<T> Default for FieldAs<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
+// A variant's field read from `data` when its type can be deserialized, and
+// not otherwise (see `crate::probe`): the derive asks nothing more of
+// field types.
 #[doc(hidden)]
 pub trait FieldViaSerde<T> {
     fn read(&self, value: &Value) -> Option<T>;
 }
 
-impl<T: DeserializeOwned> FieldViaSerde<T> for FieldAs<T> {
+impl<T: DeserializeOwned> FieldViaSerde<T> for Probe<T> {
     fn read(&self, value: &Value) -> Option<T> {
         T::deserialize(value).ok()
     }
@@ -133,7 +102,7 @@ pub trait FieldOpaque<T> {
     fn read(&self, value: &Value) -> Option<T>;
 }
 
-impl<T> FieldOpaque<T> for &FieldAs<T> {
+impl<T> FieldOpaque<T> for &Probe<T> {
     fn read(&self, _: &Value) -> Option<T> {
         None
     }
@@ -188,7 +157,7 @@ pub fn object_schema(generator: &mut SchemaGenerator, fields: &[(&str, SchemaFn,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::schema_of;
+    use crate::contract::info::schema_of;
 
     #[test]
     fn named_fields_become_one_object_and_only_options_are_optional() {
@@ -210,13 +179,13 @@ mod tests {
         let decoded = {
             #[allow(unused_imports)]
             use super::{DecodeNothing as _, DecodeViaTrait as _};
-            (&DecodeAs::<Opaque>::new()).decode(&object)
+            (&Probe::<Opaque>::new()).decode(&object)
         };
         assert!(decoded.is_none());
         let kept = {
             #[allow(unused_imports)]
             use super::{DecodeNothing as _, DecodeViaTrait as _};
-            (&DecodeAs::<ErrorObjectOwned>::new()).decode(&object)
+            (&Probe::<ErrorObjectOwned>::new()).decode(&object)
         };
         assert_eq!(kept.map(|o| o.code()), Some(7));
     }
@@ -229,7 +198,7 @@ mod tests {
         let read = |name| {
             #[allow(unused_imports)]
             use super::{FieldOpaque as _, FieldViaSerde as _};
-            (&FieldAs::<Option<u8>>::new()).read(data_member(&data, name))
+            (&Probe::<Option<u8>>::new()).read(data_member(&data, name))
         };
         assert_eq!(read("n"), Some(Some(4)));
         assert_eq!(read("missing"), Some(None));
@@ -237,7 +206,7 @@ mod tests {
         let opaque = {
             #[allow(unused_imports)]
             use super::{FieldOpaque as _, FieldViaSerde as _};
-            (&FieldAs::<NotDeserialize>::new()).read(&data)
+            (&Probe::<NotDeserialize>::new()).read(&data)
         };
         assert!(opaque.is_none());
         assert_eq!(data_value(&ErrorObjectOwned::owned(7, "seven", None::<()>)), Value::Null);

@@ -1,5 +1,7 @@
 //! TLS with rustls: the server's certificate and key, the client's trusted
 //! roots, and [`TlsListener`] for serving `wss://` from an axum router.
+//!
+#![doc = include_str!("../docs/guide/tls.md")]
 
 /// The TLS library, for configurations beyond [`Tls::from_pem_files`].
 pub use rustls;
@@ -182,8 +184,8 @@ impl ClientTls {
 
 type Handshaking = Pin<Box<dyn Future<Output = Option<(TlsStream<TcpStream>, SocketAddr)>> + Send>>;
 
-/// A TCP listener whose connections speak TLS, for
-/// [`Endpoint::serve`](crate::server::Endpoint::serve) (or `axum::serve`): serves an
+/// A TCP listener whose connections speak TLS, for `Endpoint::serve` (or
+/// `axum::serve`), with the `axum` feature: serves an
 /// axum router (a wsduplex [`Endpoint`](crate::server::Endpoint) mounted in it
 /// included) over `https://` and `wss://`.
 ///
@@ -193,20 +195,25 @@ type Handshaking = Pin<Box<dyn Future<Output = Option<(TlsStream<TcpStream>, Soc
 ///
 /// Once a handshake is done, `Endpoint::serve` bounds the HTTP phase as
 /// for plain TCP (`axum::serve` does not). `ListenerExt::tap_io` is the
-/// place to turn off Nagle's algorithm:
+/// place to turn off Nagle's algorithm (with the `axum` feature):
 ///
-/// ```no_run
-/// # async fn serve(app: axum::Router, endpoint: wsduplex::server::Endpoint, tls: wsduplex::tls::Tls) -> std::io::Result<()> {
-/// use axum::serve::ListenerExt;
-///
-/// let tcp = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
-/// let listener = wsduplex::tls::TlsListener::new(tcp, tls).tap_io(|tls| {
-///     let _ = tls.get_ref().0.set_nodelay(true);
-/// });
-/// endpoint.serve(listener, app).await;
-/// # Ok(())
-/// # }
-/// ```
+#[cfg_attr(
+    feature = "axum",
+    doc = r#"
+```no_run
+# async fn serve(app: axum::Router, endpoint: wsduplex::server::Endpoint, tls: wsduplex::tls::Tls) -> std::io::Result<()> {
+use axum::serve::ListenerExt;
+
+let tcp = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+let listener = wsduplex::tls::TlsListener::new(tcp, tls).tap_io(|tls| {
+    let _ = tls.get_ref().0.set_nodelay(true);
+});
+endpoint.serve(listener, app).await;
+# Ok(())
+# }
+```
+"#
+)]
 pub struct TlsListener {
     tcp: TcpListener,
     tls: Tls,

@@ -150,6 +150,24 @@ async fn objects_the_error_type_does_not_decode_stay_error_objects() {
 }
 
 #[tokio::test]
+async fn a_method_declared_with_error_objects_gets_its_own_codes_back_as_its_errors() {
+    let server = within(Server::builder().build("127.0.0.1:0")).await.unwrap();
+    let url = format!("ws://{}", server.local_addr().unwrap());
+    tokio::spawn(server.serve(|_conn: Connection| Echoing.into_service()));
+    let client = within(AnsweringClient::connect(&url)).await.unwrap();
+    let code = |outcome: Result<u8, CallError<ErrorObjectOwned>>| match outcome {
+        Err(CallError::Method(object)) => Ok(object.code()),
+        Err(CallError::Call(error)) => Err(error.code()),
+        Ok(_) => panic!("the server always fails"),
+    };
+    assert_eq!(code(within(client.fail(4040, None)).await), Ok(4040));
+    assert_eq!(code(within(client.fail(codes::PEER_CLOSED, None)).await), Ok(codes::PEER_CLOSED));
+    // What the peer's engine answers with is not the method's error.
+    assert_eq!(code(within(client.fail(codes::SERVER_BUSY, None)).await), Err(Some(codes::SERVER_BUSY)));
+    assert_eq!(code(within(client.fail(codes::INVALID_PARAMS, None)).await), Err(Some(codes::INVALID_PARAMS)));
+}
+
+#[tokio::test]
 async fn a_call_error_propagates_into_a_handler_error_object_as_a_peer_error() {
     let client = typed_client().await;
     let failure = within(client.fail(FULL, None)).await.unwrap_err();

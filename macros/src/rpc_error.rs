@@ -351,7 +351,7 @@ fn decoding(krate: &syn::Path, ident: &Ident, variant: &Variant) -> TokenStream 
                 };
                 quote!({
                     use #krate::__private::{FieldOpaque as _, FieldViaSerde as _};
-                    (&#krate::__private::FieldAs::<#ty>::new()).read(#value)
+                    (&#krate::__private::Probe::<#ty>::new()).read(#value)
                 })
             });
             quote! {
@@ -368,7 +368,7 @@ fn decoding(krate: &syn::Path, ident: &Ident, variant: &Variant) -> TokenStream 
             quote! {
                 if let ::core::option::Option::Some(#inner) = {
                     use #krate::__private::{DecodeNothing as _, DecodeViaTrait as _};
-                    (&#krate::__private::DecodeAs::<#ty>::new()).decode(#object)
+                    (&#krate::__private::Probe::<#ty>::new()).decode(#object)
                 } {
                     return ::core::option::Option::Some(#built);
                 }
@@ -395,7 +395,7 @@ fn documentation(krate: &syn::Path, variant: &Variant) -> TokenStream {
             quote! {
                 ::core::iter::Extend::extend(&mut #list, {
                     use #krate::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
-                    (&#krate::__private::ErrorsOf::<#ty>::new()).documented_errors()
+                    (&#krate::__private::Probe::<#ty>::new()).documented_errors()
                 });
             }
         }

@@ -233,7 +233,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::contract::schema_of;
+    use crate::contract::info::schema_of;
 
     /// The same on both sides.
     #[derive(Serialize, Deserialize, JsonSchema)]

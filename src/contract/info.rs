@@ -1,9 +1,9 @@
 //! A contract's metadata: what the macros record at compile time so schemas,
 //! generated clients and introspection can be derived from the Rust traits.
 
-use std::marker::PhantomData;
-
 use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+use crate::probe::Probe;
 
 /// Writes the JSON Schema of one type: a reference to a definition the
 /// generator keeps, or the schema inline.
@@ -274,32 +274,14 @@ pub fn schema_of<T: ContractType + ?Sized>(generator: &mut SchemaGenerator) -> S
     T::schema(generator)
 }
 
-/// Picks `E`'s documented errors when `E` implements [`DocumentedErrors`], and
-/// none otherwise: called as `(&ErrorsOf::<E>::new()).documented_errors()`,
-/// method resolution takes the `&self` method of `ErrorsOf<E>` when its impl
-/// applies, before the one that needs another reference.
-#[doc(hidden)]
-pub struct ErrorsOf<E: ?Sized>(PhantomData<fn() -> Box<E>>);
-
-impl<E: ?Sized> ErrorsOf<E> {
-    #[doc(hidden)]
-    pub const fn new() -> Self {
-        ErrorsOf(PhantomData)
-    }
-}
-
-impl<E: ?Sized> Default for ErrorsOf<E> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
+// `E`'s documented errors when `E` implements [`DocumentedErrors`], and none
+// otherwise (see `crate::probe`).
 #[doc(hidden)]
 pub trait ErrorsViaTrait {
     fn documented_errors(&self) -> Vec<ErrorInfo>;
 }
 
-impl<E: DocumentedErrors + ?Sized> ErrorsViaTrait for ErrorsOf<E> {
+impl<E: DocumentedErrors + ?Sized> ErrorsViaTrait for Probe<E> {
     fn documented_errors(&self) -> Vec<ErrorInfo> {
         E::errors()
     }
@@ -310,7 +292,7 @@ pub trait ErrorsUndocumented {
     fn documented_errors(&self) -> Vec<ErrorInfo>;
 }
 
-impl<E: ?Sized> ErrorsUndocumented for &ErrorsOf<E> {
+impl<E: ?Sized> ErrorsUndocumented for &Probe<E> {
     fn documented_errors(&self) -> Vec<ErrorInfo> {
         Vec::new()
     }
@@ -331,8 +313,8 @@ mod tests {
     #[test]
     #[allow(clippy::needless_borrow, reason = "the form generated code uses")]
     fn errors_of_picks_the_documented_list_when_there_is_one() {
-        assert_eq!((&ErrorsOf::<Documented>::new()).documented_errors()[0].code, 7);
-        assert!((&ErrorsOf::<Plain>::new()).documented_errors().is_empty());
+        assert_eq!((&Probe::<Documented>::new()).documented_errors()[0].code, 7);
+        assert!((&Probe::<Plain>::new()).documented_errors().is_empty());
     }
 
     #[test]

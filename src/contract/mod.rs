@@ -18,15 +18,13 @@ use crate::connection::Connection;
 use crate::dispatch::{HandlerFuture, IncomingCall};
 use crate::peer::Peer;
 
-mod info;
+pub(crate) mod info;
 
 pub use crate::caller::{Call, OneWay};
 pub use crate::rpc_error::FromErrorObject;
 pub use info::{
     ContractInfo, ContractKind, ContractType, DocumentedErrors, ErrorInfo, MethodInfo, ParamInfo, SchemaFn,
 };
-#[doc(hidden)]
-pub use info::{ErrorsOf, ErrorsUndocumented, ErrorsViaTrait, schema_of};
 /// The JSON Schema library: contracts' types implement its `JsonSchema`. A
 /// crate without its own `schemars` dependency derives it with
 /// `#[derive(wsduplex::contract::schemars::JsonSchema)]` and
@@ -111,15 +109,9 @@ impl<C> Contract for NoCallbacks<C> {
         NoCallbacks(self.0.clone())
     }
     fn info() -> &'static ContractInfo {
-        static INFO: ContractInfo = ContractInfo {
-            name: "NoCallbacks",
-            namespace: None,
-            kind: ContractKind::Callback,
-            docs: "A callback contract without methods.",
-            version: env!("CARGO_PKG_VERSION"),
-            methods: &[],
-            callback: None,
-        };
+        static INFO: ContractInfo = ContractInfo::new("NoCallbacks", ContractKind::Callback)
+            .with_docs("A callback contract without methods.")
+            .with_version(env!("CARGO_PKG_VERSION"));
         &INFO
     }
 }

@@ -202,7 +202,7 @@ impl Peer {
     }
 
     /// The deadline of a call made without one of its own.
-    pub fn default_timeout(&self) -> Duration {
+    pub fn call_timeout(&self) -> Duration {
         self.shared.call_timeout
     }
 

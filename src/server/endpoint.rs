@@ -104,7 +104,7 @@ struct EndpointInner {
 /// requests: mount it with `axum::Router::route_service(path, endpoint)`.
 /// With the `axum` feature, a connection's remote address is read from
 /// axum's `ConnectInfo` (`into_make_service_with_connect_info`), and
-/// [`serve`](Self::serve) serves the app with the HTTP phase bounded.
+/// `serve` serves the app with the HTTP phase bounded.
 ///
 /// A request that is not a WebSocket upgrade gets `400 Bad Request`; an
 /// upgrade past [`max_connections`](crate::server::ServerBuilder::max_connections), or
@@ -174,7 +174,7 @@ impl Endpoint {
     /// [`Error::Closed`](crate::Error::Closed). Returns once every connection
     /// task has ended.
     ///
-    /// [`serve_with_shutdown`](Self::serve_with_shutdown) calls it when its
+    /// `serve_with_shutdown` (feature `axum`) calls it when its
     /// signal comes; HTTP connections not yet upgraded get a second to
     /// finish the request they are on. Waits at most the shutdown timeout
     /// plus a few seconds per close handshake.
@@ -183,7 +183,7 @@ impl Endpoint {
     }
 
     /// Serves `app`, an axum router that mounts this endpoint, on
-    /// `listener`: a `tokio::net::TcpListener`, a [`TlsListener`](crate::tls::TlsListener),
+    /// `listener`: a `tokio::net::TcpListener`, a `TlsListener` (feature `tls`),
     /// or any axum listener with socket addresses. It is what
     /// `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`
     /// does over HTTP/1.1 (HTTP/2 is not served: a TLS configuration should

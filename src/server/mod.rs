@@ -21,7 +21,8 @@ use std::time::Duration;
 use jsonrpsee_core::server::Methods;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
-pub use crate::connection::{Connection, ConnectionId, Handshake, Identity, ParseConnectionIdError};
+use crate::connection::Connection;
+pub use crate::connection::{Handshake, Identity, ParseConnectionIdError};
 pub use crate::dispatch::HandlerError;
 pub use crate::peer::SlowConsumer;
 pub use endpoint::Endpoint;
@@ -81,11 +82,18 @@ pub enum AnyCallbacks {}
     label = "a service is served with the hub of its own callback contract",
     note = "make the hub with `Hub::<{C}>::new()`"
 )]
-pub trait HubFor<C> {}
+pub trait HubFor<C>: sealed::HubFor<C> {}
 
 impl<C> HubFor<C> for AnyCallbacks {}
 
 impl<C: Contract> HubFor<C> for C {}
+
+/// Only wsduplex says which hub goes with which contract.
+mod sealed {
+    pub trait HubFor<C> {}
+    impl<C> HubFor<C> for super::AnyCallbacks {}
+    impl<C: crate::contract::Contract> HubFor<C> for C {}
+}
 
 impl<H> Clone for ServerBuilder<H> {
     fn clone(&self) -> Self {
@@ -301,7 +309,8 @@ impl<H> ServerBuilder<H> {
     }
 
     /// Runs `hook` whenever a handler of this service returns an error or
-    /// panics (after the caller's error reply is queued), for logs and
+    /// panics (as the call completes, just before its reply is queued: keep
+    /// it quick, it runs on the connection's task), for logs and
     /// metrics. A panic in the hook is logged and goes no further.
     pub fn on_handler_error(mut self, hook: impl Fn(&Connection, &HandlerError) + Send + Sync + 'static) -> Self {
         self.settings.hooks.on_handler_error = Some(Arc::new(hook));
@@ -341,8 +350,6 @@ impl<H> ServerBuilder<H> {
         self
     }
 
-    /// Answers `rpc.discover` with `service`'s document, built once, unless
-    /// a merged jsonrpsee module answers it already.
     /// Binds a standalone server to `addr`.
     pub async fn build(self, addr: impl ToSocketAddrs) -> io::Result<Server<H>> {
         let listener = TcpListener::bind(addr).await?;
@@ -354,10 +361,11 @@ impl<H> ServerBuilder<H> {
     /// `router.route_service("/ws", endpoint)`.
     ///
     /// `factory` builds one service instance per connection from the
-    /// connection's handle. Serve the router with [`Endpoint::serve`]: like
-    /// `axum::serve`, with [`Connection::remote_addr`] set, and with the
-    /// handshake timeout and connection bound applied to the HTTP phase,
-    /// which `axum::serve` leaves unbounded:
+    /// connection's handle. With the `axum` feature, serve the router with
+    /// `Endpoint::serve`: like `axum::serve`, with
+    /// [`Connection::remote_addr`] set, and with the handshake timeout and
+    /// connection bound applied to the HTTP phase, which `axum::serve` leaves
+    /// unbounded (see [`Endpoint`]). Any tower stack can mount it too:
     ///
     /// ```no_run
     /// use axum::routing::get;
@@ -383,8 +391,7 @@ impl<H> ServerBuilder<H> {
     ///     .route("/", get(|| async { "hello" }))
     ///     .route_service("/api/ws", endpoint.clone());
     /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
-    /// endpoint.serve_with_shutdown(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await;
-    /// # Ok(())
+    /// axum::serve(listener, app).await
     /// # }
     /// ```
     pub fn endpoint<S: Serve>(self, factory: impl ServiceFactory<S>) -> Endpoint
@@ -394,7 +401,8 @@ impl<H> ServerBuilder<H> {
         let builder = self.with_hub_type::<AnyCallbacks>();
         #[cfg(feature = "codegen")]
         let document = {
-            // A merged module's own `rpc.discover` wins.
+            // A merged module's own `rpc.discover` wins (it is tried first):
+            // the document is not even written then.
             let merged = builder
                 .settings
                 .methods

@@ -135,7 +135,7 @@ fn method_info(krate: &syn::Path, method: &Method) -> TokenStream {
 fn documented_errors(krate: &syn::Path, method: &Method, error: &TokenStream, ret_span: Span) -> TokenStream {
     let at = crate_at(krate, ret_span);
     let (Some(listed), Some(written)) = (&method.errors, method.returns.written_error()) else {
-        let errors = quote_spanned!(ret_span=> #at::__private::ErrorsOf::<#error>::new());
+        let errors = quote_spanned!(ret_span=> #at::__private::Probe::<#error>::new());
         return quote!({
             use #krate::__private::{ErrorsUndocumented as _, ErrorsViaTrait as _};
             (&#errors).documented_errors()

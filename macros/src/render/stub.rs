@@ -58,7 +58,7 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
         "new",
         quote! {
             /// Wraps a caller: a `wsduplex::Client` or `Peer`, a hub target, or a
-            /// jsonrpsee client in `wsduplex::Jsonrpsee`.
+            /// jsonrpsee client in `wsduplex::interop::Jsonrpsee`.
             pub fn new(caller: __C) -> Self {
                 <Self as #krate::contract::Contract>::from_caller(caller)
             }
@@ -141,7 +141,7 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
                         ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
                         ::core::result::Result::Err(#error_local) => ::core::result::Result::Err({
                             use #krate::__private::{DecodeNothing as _, DecodeViaTrait as _};
-                            (&#krate::__private::DecodeAs::<#error>::new()).call_error(#error_local)
+                            (&#krate::__private::Probe::<#error>::new()).call_error(#error_local)
                         }),
                     }
                 },

@@ -536,7 +536,7 @@ mod tests {
             wire_name,
             params: &[],
             returns: "()",
-            result: crate::contract::schema_of::<()>,
+            result: crate::contract::info::schema_of::<()>,
             errors: Vec::new,
             oneway: false,
             docs: "",
