@@ -335,3 +335,20 @@ async fn frames_parked_at_the_call_limit_are_answered_in_order_as_if_they_had_no
     assert_eq!((unknown["id"].clone(), unknown["error"]["code"].clone()), (json!(5), json!(-32601)));
     still_serving(&mut raw).await;
 }
+
+#[tokio::test]
+async fn a_response_in_a_parked_batch_reaches_its_caller_at_once() {
+    // The only slot is held by `t.ask`, which waits for this client's answer
+    // to its callback. The answer comes in a batch with a request, which must
+    // wait for a slot: the answer must not wait with it, or neither moves.
+    let server = start_server_with(wsduplex::Server::builder().max_in_flight(1)).await;
+    let mut raw = Raw::connect(&server.url).await;
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"t.ask","params":["ready?"]}"#).await;
+    let callback = raw.recv().await;
+    assert_eq!(callback["method"], json!("t.answer"));
+    let answer = json!({"jsonrpc":"2.0","id":callback["id"],"result":"yes"});
+    let echo = json!({"jsonrpc":"2.0","id":2,"method":"t.echo","params":["then this"]});
+    raw.send(&json!([echo, answer]).to_string()).await;
+    assert_eq!(raw.recv().await, json!({"jsonrpc":"2.0","id":1,"result":"yes"}));
+    assert_eq!(raw.recv().await, json!([{"jsonrpc":"2.0","id":2,"result":"then this"}]));
+}

@@ -33,13 +33,78 @@ pub(super) struct Parked {
 }
 
 enum ParkedFrame {
+    /// One message.
+    Single(ParkedEntry),
+    /// A batch's entries, but for its responses (handed over at once).
+    Batch(Vec<ParkedEntry>),
+}
+
+/// A message that waits for a slot.
+enum ParkedEntry {
     /// A request (its id also for `$/cancelRequest`) or a notification.
     Call { id: Option<RequestId>, method: Box<str>, params: Option<Box<RawValue>> },
-    /// A batch's entries, each classified in its turn, as in any batch.
-    Batch(Vec<Box<RawValue>>),
-    /// The answer to a frame that gets one at once: not JSON, a batch too
-    /// large, an invalid message.
+    /// The answer to one that gets it at once: not JSON, a batch too large,
+    /// an invalid message.
     Answer(String),
+}
+
+impl ParkedEntry {
+    /// The entry for a message that needs a slot; `None` for a response.
+    fn of(message: wire::Message<'_>) -> Option<ParkedEntry> {
+        Some(match message {
+            wire::Message::Request { id, method, params } => {
+                ParkedEntry::Call { id: Some(id), method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
+            }
+            wire::Message::Notification { method, params } => {
+                ParkedEntry::Call { id: None, method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
+            }
+            wire::Message::Invalid { id, reason } => ParkedEntry::Answer(invalid_request(&id, reason)),
+            wire::Message::Response { .. } | wire::Message::BadResponse { .. } => return None,
+        })
+    }
+}
+
+/// A frame as the driver handles it: its batch's entries classified, once.
+enum Classified<'a> {
+    /// One message, and its JSON (the whole frame).
+    Single(wire::Message<'a>, &'a str),
+    /// A batch's messages, each with its JSON.
+    Batch(Vec<(wire::Message<'a>, &'a str)>),
+    ParseError,
+    BatchTooLarge,
+}
+
+impl<'a> Classified<'a> {
+    fn of(frame: wire::Frame<'a>, text: &'a str) -> Self {
+        match frame {
+            wire::Frame::Single(message) => Classified::Single(message, text),
+            wire::Frame::Batch(items) => {
+                Classified::Batch(items.into_iter().map(|item| (wire::classify(item), item.get())).collect())
+            }
+            wire::Frame::ParseError => Classified::ParseError,
+            wire::Frame::BatchTooLarge => Classified::BatchTooLarge,
+        }
+    }
+
+    /// True for frames that take no call slot: responses (a running handler
+    /// may be waiting for one) and cancellations (which free slots), alone or
+    /// in a batch.
+    fn needs_no_slot(&self) -> bool {
+        fn slot_free(message: &wire::Message<'_>) -> bool {
+            match message {
+                wire::Message::Response { .. } | wire::Message::BadResponse { .. } => true,
+                wire::Message::Request { method, .. } | wire::Message::Notification { method, .. } => {
+                    method == wire::CANCEL_METHOD
+                }
+                wire::Message::Invalid { .. } => false,
+            }
+        }
+        match self {
+            Classified::Single(message, _) => slot_free(message),
+            Classified::Batch(entries) => entries.iter().all(|(message, _)| slot_free(message)),
+            Classified::ParseError | Classified::BatchTooLarge => false,
+        }
+    }
 }
 
 /// What one incoming message asks of the driver.
@@ -61,41 +126,56 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             self.parked_bytes -= cost;
             handled = true;
             match frame {
-                ParkedFrame::Call { id, method, params } => {
-                    let action = self.start(id, &method, params.as_deref());
+                ParkedFrame::Single(entry) => {
+                    let action = self.resume(entry);
                     self.act(action);
                 }
-                // Responses among its entries are copied to their callers (no frame holds them).
-                ParkedFrame::Batch(items) => {
-                    self.on_batch(items.iter().map(|item| &**item).collect(), &Utf8Bytes::from_static(""))
+                ParkedFrame::Batch(entries) => {
+                    let actions = entries.into_iter().map(|entry| self.resume(entry)).collect();
+                    self.run_batch(actions);
                 }
-                ParkedFrame::Answer(frame) => self.reply(frame),
             }
         }
         handled
     }
 
-    /// Parks `frame` (`bytes` long), owning what its turn needs.
-    fn park(&mut self, frame: wire::Frame<'_>, bytes: usize, text: &Utf8Bytes) {
+    /// Parks `frame` (`bytes` long, part of `text`), owning what its turn
+    /// needs; a response in it goes to its caller now (it needs no slot).
+    fn park(&mut self, frame: Classified<'_>, bytes: usize, text: &Utf8Bytes) {
         let frame = match frame {
-            wire::Frame::Single(wire::Message::Request { id, method, params }) => {
-                ParkedFrame::Call { id: Some(id), method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
-            }
-            wire::Frame::Single(wire::Message::Notification { method, params }) => {
-                ParkedFrame::Call { id: None, method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
-            }
-            wire::Frame::Single(wire::Message::Invalid { id, reason }) => {
-                ParkedFrame::Answer(invalid_request(&id, reason))
-            }
-            wire::Frame::Batch(items) => ParkedFrame::Batch(items.into_iter().map(ToOwned::to_owned).collect()),
-            wire::Frame::ParseError => ParkedFrame::Answer(parse_error()),
-            wire::Frame::BatchTooLarge => ParkedFrame::Answer(batch_too_large(self.max_batch_len)),
-            // Responses take no slot: they are never parked.
-            other @ wire::Frame::Single(_) => return self.on_frame(other, text),
+            Classified::Single(message, raw) => match self.entry(message, raw, text) {
+                Some(entry) => ParkedFrame::Single(entry),
+                None => return,
+            },
+            Classified::Batch(entries) => ParkedFrame::Batch(
+                entries.into_iter().filter_map(|(message, raw)| self.entry(message, raw, text)).collect(),
+            ),
+            Classified::ParseError => ParkedFrame::Single(ParkedEntry::Answer(parse_error())),
+            Classified::BatchTooLarge => ParkedFrame::Single(ParkedEntry::Answer(batch_too_large(self.max_batch_len))),
         };
         let cost = bytes + PARKED_OVERHEAD;
         self.parked_bytes += cost;
         self.parked.push_back(Parked { frame, cost });
+    }
+
+    /// What parking keeps of a message; a response goes to its caller now
+    /// instead (it needs no slot, and a handler may be waiting for it).
+    fn entry(&mut self, message: wire::Message<'_>, raw: &str, text: &Utf8Bytes) -> Option<ParkedEntry> {
+        match message {
+            wire::Message::Response { .. } | wire::Message::BadResponse { .. } => {
+                self.on_single(message, raw, text);
+                None
+            }
+            other => ParkedEntry::of(other),
+        }
+    }
+
+    /// What a parked message asks, now that its turn has come.
+    fn resume(&mut self, entry: ParkedEntry) -> Action {
+        match entry {
+            ParkedEntry::Call { id, method, params } => self.start(id, &method, params.as_deref()),
+            ParkedEntry::Answer(frame) => Action::Reply(frame),
+        }
     }
 
     /// Does what a message asks.
@@ -138,8 +218,8 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         if self.in_flight < self.max_in_flight && self.parked.is_empty() {
             return self.on_json(&text);
         }
-        let frame = wire::parse_frame(&text, self.max_batch_len);
-        if needs_no_slot(&frame) {
+        let frame = Classified::of(wire::parse_frame(&text, self.max_batch_len), text.as_str());
+        if frame.needs_no_slot() {
             return self.on_frame(frame, &text);
         }
         // Soft by one frame, like `pause`: whatever it reads while not full,
@@ -149,14 +229,14 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             return self.park(frame, text.len(), &text);
         }
         match frame {
-            wire::Frame::Single(message) => {
-                if let Some(refusal) = self.refuse(message, text.as_str(), &text) {
+            Classified::Single(message, raw) => {
+                if let Some(refusal) = self.refuse(message, raw, &text) {
                     self.reply(refusal);
                 }
             }
-            wire::Frame::Batch(items) => {
+            Classified::Batch(entries) => {
                 let refusals: Vec<String> =
-                    items.into_iter().filter_map(|item| self.refuse(wire::classify(item), item.get(), &text)).collect();
+                    entries.into_iter().filter_map(|(message, raw)| self.refuse(message, raw, &text)).collect();
                 if !refusals.is_empty() {
                     self.reply(wire::batch(&refusals));
                 }
@@ -186,18 +266,21 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     }
 
     fn on_json(&mut self, text: &Utf8Bytes) {
-        self.on_frame(wire::parse_frame(text, self.max_batch_len), text);
+        self.on_frame(Classified::of(wire::parse_frame(text, self.max_batch_len), text.as_str()), text);
     }
 
-    fn on_frame(&mut self, frame: wire::Frame<'_>, text: &Utf8Bytes) {
+    fn on_frame(&mut self, frame: Classified<'_>, text: &Utf8Bytes) {
         match frame {
-            wire::Frame::ParseError => self.reply(parse_error()),
-            wire::Frame::BatchTooLarge => self.reply(batch_too_large(self.max_batch_len)),
-            wire::Frame::Single(message) => {
-                let action = self.on_single(message, text.as_str(), text);
+            Classified::ParseError => self.reply(parse_error()),
+            Classified::BatchTooLarge => self.reply(batch_too_large(self.max_batch_len)),
+            Classified::Single(message, raw) => {
+                let action = self.on_single(message, raw, text);
                 self.act(action);
             }
-            wire::Frame::Batch(items) => self.on_batch(items, text),
+            Classified::Batch(entries) => {
+                let actions = entries.into_iter().map(|(message, raw)| self.on_single(message, raw, text)).collect();
+                self.run_batch(actions);
+            }
         }
     }
 
@@ -307,11 +390,12 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         self.reply(wire::failure(&target, &error));
     }
 
-    fn on_batch(&mut self, items: Vec<&RawValue>, text: &Utf8Bytes) {
+    /// Runs a batch's calls together, and answers the batch as one.
+    fn run_batch(&mut self, actions: Vec<Action>) {
         let mut answers = Vec::new();
         let mut calls = Vec::new();
-        for item in items {
-            match self.on_single(wire::classify(item), item.get(), text) {
+        for action in actions {
+            match action {
                 Action::Nothing => {}
                 Action::Reply(frame) => answers.push(frame),
                 Action::Run(running) => calls.push(running),
@@ -333,25 +417,6 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             Answer { frame: (!answers.is_empty()).then(|| wire::batch(&answers)), failures }
         });
         self.launch(Running { key: None, weight, span: Span::none(), future: Some(future), waker: None });
-    }
-}
-
-/// True for frames that take no call slot: responses (a running handler may be
-/// waiting for one) and cancellations (which free slots), alone or in a batch.
-pub(super) fn needs_no_slot(frame: &wire::Frame<'_>) -> bool {
-    fn slot_free(message: &wire::Message<'_>) -> bool {
-        match message {
-            wire::Message::Response { .. } | wire::Message::BadResponse { .. } => true,
-            wire::Message::Request { method, .. } | wire::Message::Notification { method, .. } => {
-                method == wire::CANCEL_METHOD
-            }
-            wire::Message::Invalid { .. } => false,
-        }
-    }
-    match frame {
-        wire::Frame::Single(message) => slot_free(message),
-        wire::Frame::Batch(items) => items.iter().all(|item| slot_free(&wire::classify(item))),
-        wire::Frame::ParseError | wire::Frame::BatchTooLarge => false,
     }
 }
 
@@ -382,7 +447,7 @@ impl Parked {
     /// The id of the request it is, for `$/cancelRequest`.
     fn request(&self) -> Option<&RequestId> {
         match &self.frame {
-            ParkedFrame::Call { id, .. } => id.as_ref(),
+            ParkedFrame::Single(ParkedEntry::Call { id, .. }) => id.as_ref(),
             _ => None,
         }
     }
