@@ -200,7 +200,7 @@ impl Contract {
 
     /// `ServeX`, the server-side type that answers calls with an implementation of `X`.
     pub fn serve_ident(&self) -> Ident {
-        serve_ident(&self.item.ident)
+        Ident::new(&format!("Serve{}", self.item.ident.unraw()), self.item.ident.span())
     }
 
     /// True when a method of the contract has the Rust name `name` (so a
@@ -210,11 +210,6 @@ impl Contract {
     }
 }
 
-/// The server-side type's name for a contract's name: `X` → `ServeX`.
-pub fn serve_ident(contract: &Ident) -> Ident {
-    Ident::new(&format!("Serve{}", contract.unraw()), contract.span())
-}
-
 /// The stub's name for a contract's name: `X` → `XClient`.
 pub fn stub_ident(contract: &Ident) -> Ident {
     Ident::new(&format!("{}Client", contract.unraw()), contract.span())
@@ -222,13 +217,9 @@ pub fn stub_ident(contract: &Ident) -> Ident {
 
 /// The stub path for a contract path: `a::X` → `a::XClient`.
 pub fn stub_path(contract: &Path) -> Path {
-    renamed_last(contract, stub_ident)
-}
-
-fn renamed_last(path: &Path, rename: fn(&Ident) -> Ident) -> Path {
-    let mut path = path.clone();
+    let mut path = contract.clone();
     if let Some(last) = path.segments.last_mut() {
-        last.ident = rename(&last.ident);
+        last.ident = stub_ident(&last.ident);
         last.arguments = PathArguments::None;
     }
     path

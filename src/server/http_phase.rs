@@ -81,10 +81,10 @@ impl Accept for Tcp {
 
 /// The standalone server's TLS listener, without Nagle as for TCP.
 #[cfg(feature = "tls")]
-struct Tls(crate::tls::TlsListener);
+struct TlsNoDelay(crate::tls::TlsListener);
 
 #[cfg(feature = "tls")]
-impl Accept for Tls {
+impl Accept for TlsNoDelay {
     type Io = tokio_rustls::server::TlsStream<TcpStream>;
 
     async fn accept(&mut self) -> (Self::Io, SocketAddr) {
@@ -216,7 +216,7 @@ pub(super) async fn accept_standalone(listener: TcpListener, tls: Option<ServerT
     {
         let (at_once, timeout) = endpoint.handshake_limits();
         let listener = crate::tls::TlsListener::new(listener, tls).handshake_timeout(timeout).max_handshakes(at_once);
-        accept(Tls(listener), endpoint, Served::Endpoint).await
+        accept(TlsNoDelay(listener), endpoint, Served::Endpoint).await
     }
     #[cfg(not(feature = "tls"))]
     match tls {}

@@ -48,22 +48,6 @@ enum ParkedEntry {
     Answer(String),
 }
 
-impl ParkedEntry {
-    /// The entry for a message that needs a slot; `None` for a response.
-    fn of(message: wire::Message<'_>) -> Option<ParkedEntry> {
-        Some(match message {
-            wire::Message::Request { id, method, params } => {
-                ParkedEntry::Call { id: Some(id), method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
-            }
-            wire::Message::Notification { method, params } => {
-                ParkedEntry::Call { id: None, method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
-            }
-            wire::Message::Invalid { id, reason } => ParkedEntry::Answer(invalid_request(&id, reason)),
-            wire::Message::Response { .. } | wire::Message::BadResponse { .. } => return None,
-        })
-    }
-}
-
 /// A frame as the driver handles it: its batch's entries classified, once.
 enum Classified<'a> {
     /// One message, and its JSON (the whole frame).
@@ -161,13 +145,19 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// What parking keeps of a message; a response goes to its caller now
     /// instead (it needs no slot, and a handler may be waiting for it).
     fn entry(&mut self, message: wire::Message<'_>, raw: &str, text: &Utf8Bytes) -> Option<ParkedEntry> {
-        match message {
-            wire::Message::Response { .. } | wire::Message::BadResponse { .. } => {
-                self.on_single(message, raw, text);
-                None
+        Some(match message {
+            wire::Message::Request { id, method, params } => {
+                ParkedEntry::Call { id: Some(id), method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
             }
-            other => ParkedEntry::of(other),
-        }
+            wire::Message::Notification { method, params } => {
+                ParkedEntry::Call { id: None, method: Box::from(&*method), params: params.map(ToOwned::to_owned) }
+            }
+            wire::Message::Invalid { id, reason } => ParkedEntry::Answer(invalid_request(&id, reason)),
+            response @ (wire::Message::Response { .. } | wire::Message::BadResponse { .. }) => {
+                self.on_single(response, raw, text);
+                return None;
+            }
+        })
     }
 
     /// What a parked message asks, now that its turn has come.
