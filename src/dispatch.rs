@@ -358,7 +358,7 @@ where
         // error conversion and the result's `Serialize`.
         let answered = AssertUnwindSafe(async {
             match running.await.into_reply() {
-                Ok(value) => Answer::frame(id.as_ref().map(|id| wire::success(id, &value))),
+                Ok(value) => Answer::frame(id.as_ref().map(|id| crate::stream::encode_result(id, &value))),
                 Err(error) => Answer {
                     frame: id.as_ref().map(|id| wire::failure(id, &error)),
                     failures: vec![HandlerError { method, error, panicked: false }],

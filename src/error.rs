@@ -247,6 +247,9 @@ pub mod codes {
     pub const SERVER_BUSY: i32 = jsonrpsee_types::error::SERVER_IS_BUSY_CODE;
     /// A batch holds more than 1,000 entries (jsonrpsee's code).
     pub const BATCH_TOO_LARGE: i32 = jsonrpsee_types::error::TOO_BIG_BATCH_REQUEST_CODE;
+    /// `$/enumerator/next` named a stream token this side does not have (never
+    /// issued, finished, or disposed of): StreamJsonRpc's code.
+    pub const NO_SUCH_STREAM: i32 = -32001;
     /// A call the handler made to another peer timed out.
     pub const TIMED_OUT: i32 = -32020;
     /// A call the handler made went to a connection that closed.

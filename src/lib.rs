@@ -213,6 +213,7 @@ pub mod redis;
 mod rpc_error;
 pub mod server;
 mod socket;
+pub mod stream;
 mod sync;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -229,6 +230,7 @@ pub use hub::Hub;
 pub use jsonrpsee_types::ErrorObjectOwned;
 pub use peer::{CloseReason, Peer};
 pub use server::Server;
+pub use stream::{Incoming, Stream};
 
 /// Declares a service contract: the methods clients call on the server.
 ///

@@ -389,12 +389,34 @@ pub(crate) fn notification<P: Serialize>(method: &str, params: Option<P>) -> Res
 /// A success response; falls back to an internal-error response if the result
 /// does not serialize (a map with non-string keys, say).
 pub(crate) fn success<T: Serialize>(id: &RequestId, result: &T) -> String {
-    serde_json::to_string(&SuccessOut { jsonrpc: TwoPointZero, id, result }).unwrap_or_else(|e| {
+    try_success(id, result).unwrap_or_else(|e| {
         failure(
             id,
             &ErrorObjectOwned::owned(codes::INTERNAL_ERROR, format!("could not encode the result: {e}"), None::<()>),
         )
     })
+}
+
+/// A success response, if the result serializes.
+pub(crate) fn try_success<T: Serialize>(id: &RequestId, result: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&SuccessOut { jsonrpc: TwoPointZero, id, result })
+}
+
+/// The answer to `$/enumerator/next`: `{"values":[…],"finished":…}`, the
+/// values given as their JSON, comma-separated.
+pub(crate) fn enumerator_values(id: &RequestId, values: &[u8], finished: bool) -> String {
+    // Written by hand: the values are JSON already, and a `RawValue` would parse them again.
+    let (Ok(id), Ok(values)) = (serde_json::to_string(id), std::str::from_utf8(values)) else {
+        return failure(id, &ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error", None::<()>));
+    };
+    let finished = if finished { "true" } else { "false" };
+    let mut out = String::with_capacity(values.len() + id.len() + 64);
+    for part in
+        [r#"{"jsonrpc":"2.0","id":"#, &id, r#","result":{"values":["#, values, r#"],"finished":"#, finished, "}}"]
+    {
+        out.push_str(part);
+    }
+    out
 }
 
 /// An error response.

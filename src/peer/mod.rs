@@ -14,7 +14,6 @@ mod liveness;
 mod outbox;
 mod pending;
 
-use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +21,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,6 +34,8 @@ use crate::deadline::deadline_in;
 use crate::error::Error;
 use crate::wire;
 
+use crate::stream::Producers;
+use crate::stream::scope::{self, Scope};
 pub(crate) use driver::{Driver, Transport};
 pub(crate) use liveness::KeepAliveConfig;
 pub use outbox::SlowConsumer;
@@ -63,6 +65,8 @@ pub(crate) struct PeerConfig {
     pub idle_timeout: Option<Duration>,
     /// The most entries an incoming batch may hold.
     pub max_batch_len: usize,
+    /// The most streams this side sends on the connection at once.
+    pub max_open_streams: usize,
 }
 
 impl Default for PeerConfig {
@@ -77,32 +81,8 @@ impl Default for PeerConfig {
             keep_alive: Some(KeepAliveConfig { interval: Duration::from_secs(30), timeout: Duration::from_secs(20) }),
             idle_timeout: None,
             max_batch_len: wire::MAX_BATCH_LEN,
+            max_open_streams: crate::stream::MAX_OPEN_STREAMS,
         }
-    }
-}
-
-thread_local! {
-    /// The connection whose incoming calls this thread is running now.
-    static SERVING: Cell<Option<ConnectionId>> = const { Cell::new(None) };
-}
-
-/// Marks the thread as running connection `id`'s incoming calls, until dropped
-/// (the driver holds it while it polls them).
-pub(crate) struct Serving(Option<ConnectionId>);
-
-impl Serving {
-    pub(crate) fn enter(id: ConnectionId) -> Serving {
-        Serving(SERVING.replace(Some(id)))
-    }
-
-    fn current() -> Option<ConnectionId> {
-        SERVING.get()
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        SERVING.set(self.0);
     }
 }
 
@@ -111,6 +91,9 @@ impl Drop for Serving {
 pub(crate) enum Control {
     /// Send `$/cancelRequest` for one of our calls that its caller gave up on.
     Cancel(u64),
+    /// Send this `$/enumerator/dispose` notification (a stream we consumed
+    /// was dropped, and the queue was full).
+    DisposeStream(String),
     /// Close the connection with this frame: after the frames already queued
     /// (`graceful`), or at once, dropping them.
     Close { frame: CloseFrame, graceful: bool },
@@ -149,6 +132,8 @@ pub(crate) struct Shared {
     pub(crate) id: ConnectionId,
     outbox: Outbox,
     pending: Pending,
+    /// The streams this side sends on the connection.
+    pub(crate) streams: Arc<Producers>,
     /// Turns for this side's calls (see `max_outgoing_calls`).
     call_turns: Semaphore,
     max_outgoing_calls: usize,
@@ -186,6 +171,7 @@ impl Peer {
                 slow_consumer: config.slow_consumer,
             }),
             pending: Pending::default(),
+            streams: Arc::new(Producers::new(config.max_open_streams)),
             call_turns: Semaphore::new(max_outgoing_calls),
             max_outgoing_calls,
             next_id: AtomicU64::new(1),
@@ -194,6 +180,10 @@ impl Peer {
             closed_signal: Notify::new(),
         };
         Peer { shared: Arc::new(shared) }
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Peer {
+        Peer { shared }
     }
 
     /// This connection's id.
@@ -224,8 +214,16 @@ impl Peer {
         async {
             // Serialized once it has its turn: a call that waits holds no frame.
             let turn = self.turn(1, deadline, timeout).await?;
-            let frame = wire::request(id, method, params).map_err(Error::Encode)?;
-            self.call_in_turn(id, frame, deadline, timeout, turn).await?.decode()
+            let encoding = Scope::encoding(&self.shared);
+            let frame = wire::request(id, method, params);
+            let (streams, _) = encoding.finish();
+            // The streams the params carry live until the call completes, however it does.
+            let _release = ReleaseStreams { shared: &self.shared, tokens: streams };
+            let frame = frame.map_err(Error::Encode)?;
+            let reply = self.call_in_turn(id, frame, deadline, timeout, turn).await?;
+            // A stream in the result pulls from this connection.
+            let _decoding = Scope::encoding(&self.shared);
+            reply.decode()
         }
         .instrument(span)
         .await
@@ -241,7 +239,7 @@ impl Peer {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Option<SemaphorePermit<'_>>, Error> {
-        if Serving::current() == Some(self.shared.id) {
+        if scope::serving_connection() == Some(self.shared.id) {
             return Ok(None);
         }
         let calls = calls.min(self.shared.max_outgoing_calls) as u32;
@@ -272,6 +270,34 @@ impl Peer {
             .map_err(|_| Error::Closed)?;
         guard.mark_answered();
         Ok(reply)
+    }
+
+    /// Asks the peer for the next values of stream `token` (see
+    /// [`Incoming`](crate::Incoming)): a call with no deadline (a stream may
+    /// wait for its next value as long as it likes) that takes no turn (each
+    /// stream asks once at a time, and the peer's registry bounds them).
+    pub(crate) fn ask_next(
+        &self,
+        token: &RawValue,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, Error>> + Send>> {
+        let peer = self.clone();
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = wire::request(id, crate::stream::NEXT_METHOD, Some(TokenParams { token }));
+        Box::pin(async move {
+            let frame = frame.map_err(Error::Encode)?;
+            let deadline = deadline_in(Duration::MAX);
+            peer.call_in_turn(id, frame, deadline, Duration::MAX, None).await
+        })
+    }
+
+    /// Tells the peer we are done with stream `token`, without waiting.
+    pub(crate) fn dispose_stream(&self, token: &RawValue) {
+        let Ok(frame) = wire::notification(crate::stream::DISPOSE_METHOD, Some(TokenParams { token })) else {
+            return;
+        };
+        if let Err(PushError::Full(_)) = self.shared.outbox.try_push(Message::Text(wire::frame_text(frame.clone()))) {
+            self.shared.outbox.push_control(Control::DisposeStream(frame));
+        }
     }
 
     /// Sends several calls as one batch frame and awaits every reply, in order.
@@ -357,6 +383,12 @@ impl Peer {
         self.shared.outbox.bytes()
     }
 
+    /// How many streams this side sends on the connection that are still
+    /// open (not read to the end, disposed of, or released with their call).
+    pub fn open_streams(&self) -> usize {
+        self.shared.streams.len()
+    }
+
     /// True once the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.close_reason().is_some()
@@ -391,12 +423,34 @@ impl Peer {
     }
 }
 
+/// `{"token": …}`: the params of `$/enumerator/next` and `dispose`.
+#[derive(Serialize)]
+struct TokenParams<'a> {
+    token: &'a RawValue,
+}
+
+/// Drops the streams a call's params carried, when the call completes.
+struct ReleaseStreams<'a> {
+    shared: &'a Shared,
+    tokens: Vec<String>,
+}
+
+impl Drop for ReleaseStreams<'_> {
+    fn drop(&mut self) {
+        if !self.tokens.is_empty() {
+            self.shared.streams.release(&self.tokens);
+        }
+    }
+}
+
 impl Shared {
     /// Marks the connection ended: queued frames are dropped, pending calls
-    /// fail at once, new ones fail with `Closed`.
+    /// fail at once, new ones fail with `Closed`, the streams this side
+    /// sends are dropped.
     pub(crate) fn mark_closed(&self, reason: CloseReason) {
         self.outbox.close();
         self.pending.close_all();
+        self.streams.close();
         *crate::sync::lock(&self.closed) = Some(reason);
         self.closed_signal.notify_waiters();
     }

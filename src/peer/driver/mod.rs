@@ -57,9 +57,10 @@ use closing::{CloseHandshake, Closing, Ended, GOING_AWAY, IDLE, Teardown, close_
 use routing::{PARKED_BYTES, Parked};
 
 use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
-use super::{CloseReason, Control, Peer, PeerConfig, Serving, Shared};
+use super::{CloseReason, Control, Peer, PeerConfig, Shared};
 use crate::dispatch::{Answer, Handler, HandlerFuture};
 use crate::socket::{Activity, Socket};
+use crate::stream::scope::Scope;
 use crate::wire::{self, RequestId};
 
 /// Why the driver stopped reading.
@@ -215,6 +216,10 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         if let Some(ended) = self.poll_timers(cx) {
             return Poll::Ready(ended);
         }
+        // Handlers run, and their params decode, as this connection's: their
+        // calls on it take no turn (see `Peer::turn`), a stream in their
+        // params pulls from it.
+        let _serving = Scope::serving(&self.shared);
         loop {
             let mut progress = false;
 
@@ -223,6 +228,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 progress = true;
                 match control {
                     Control::Cancel(id) => self.queue_own(wire::cancel(id), 0),
+                    Control::DisposeStream(frame) => self.queue_own(frame, 0),
                     Control::Close { frame, graceful } => {
                         let reason = CloseReason::ClosedLocally { code: frame.code.into() };
                         self.start_closing(frame, reason, graceful);
@@ -241,8 +247,6 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 return self.poll_close(cx);
             }
 
-            // Calls the handlers make on this connection take no turn (see `Peer::turn`).
-            let serving = Serving::enter(self.shared.id);
             while let Poll::Ready(Some(finished)) = self.running.poll_next_unpin(cx) {
                 progress = true;
                 if let Some(idle) = &mut self.idle {
@@ -254,8 +258,6 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                     None => self.in_flight -= finished.weight,
                 }
             }
-
-            drop(serving);
 
             if self.draining.is_some() && self.running.is_empty() && self.parked.is_empty() {
                 self.start_closing(close_frame(GOING_AWAY), CloseReason::Shutdown, true);

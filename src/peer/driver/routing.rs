@@ -13,6 +13,7 @@ use super::{Driver, Ended, Running, ShowId, Transport};
 use crate::dispatch::{Answer, Handler, IncomingCall};
 use crate::error::codes;
 use crate::peer::Reply;
+use crate::stream;
 use crate::wire::{self, RequestId};
 
 /// The most bytes of frames a connection parks while at its call limit
@@ -78,7 +79,7 @@ impl<'a> Classified<'a> {
             match message {
                 wire::Message::Response { .. } | wire::Message::BadResponse { .. } => true,
                 wire::Message::Request { method, .. } | wire::Message::Notification { method, .. } => {
-                    method == wire::CANCEL_METHOD
+                    takes_no_slot(method)
                 }
                 wire::Message::Invalid { .. } => false,
             }
@@ -239,11 +240,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// calls: requests get -32009, responses are still routed.
     fn refuse(&mut self, message: wire::Message<'_>, raw: &str, text: &Utf8Bytes) -> Option<String> {
         match message {
-            wire::Message::Request { id, method, .. } if method != wire::CANCEL_METHOD => {
+            wire::Message::Request { id, method, .. } if !takes_no_slot(&method) => {
                 tracing::debug!(conn = %self.shared.id, %method, "busy: refusing a request");
                 Some(wire::failure(&id, &crate::error::server_busy()))
             }
-            wire::Message::Notification { method, .. } if method != wire::CANCEL_METHOD => {
+            wire::Message::Notification { method, .. } if !takes_no_slot(&method) => {
                 tracing::warn!(conn = %self.shared.id, %method, "busy: dropping a notification");
                 None
             }
@@ -282,12 +283,18 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                     self.cancel(params);
                     return Action::Reply(wire::success(&id, &()));
                 }
+                if stream::is_control(&method) {
+                    return self.on_stream(Some(id), &method, params);
+                }
                 self.start(Some(id), &method, params)
             }
             wire::Message::Notification { method, params } => {
                 if method == wire::CANCEL_METHOD {
                     self.cancel(params);
                     return Action::Nothing;
+                }
+                if stream::is_control(&method) {
+                    return self.on_stream(None, &method, params);
                 }
                 self.start(None, &method, params)
             }
@@ -350,6 +357,44 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         }
     }
 
+    /// Answers the consumer of a stream we send: `next` runs until it has
+    /// values (taking no call slot: each stream has at most one), `dispose`
+    /// drops the stream. A notification gets no answer, so `next` in one is
+    /// ignored.
+    fn on_stream(&mut self, id: Option<RequestId>, method: &str, params: Option<&RawValue>) -> Action {
+        let named = stream::named_token(params);
+        let missing = || {
+            let reason = "expected the stream's token: {\"token\": …} or […]";
+            ErrorObjectOwned::owned(codes::INVALID_PARAMS, "Invalid params", Some(reason))
+        };
+        let outcome = match (method, named) {
+            (_, stream::Named::Missing) => Err(missing()),
+            (stream::NEXT_METHOD, stream::Named::Token(token)) => match &id {
+                Some(key) => match self.shared.streams.ask(key.clone(), token) {
+                    Ok(future) => {
+                        let span = tracing::trace_span!("stream.next", conn = %self.shared.id);
+                        return Action::Run(Running { key: id, weight: 0, span, future: Some(future), waker: None });
+                    }
+                    Err(error) => Err(error),
+                },
+                None => Ok(()),
+            },
+            (stream::NEXT_METHOD, stream::Named::Foreign) => Err(stream::no_such_stream()),
+            (stream::DISPOSE_METHOD | stream::ABORT_METHOD, named) => {
+                if let stream::Named::Token(token) = named {
+                    self.shared.streams.dispose(&token);
+                }
+                Ok(())
+            }
+            (method, _) => return self.start(id, method, params),
+        };
+        match (id, outcome) {
+            (None, _) => Action::Nothing,
+            (Some(id), Ok(())) => Action::Reply(wire::success(&id, &())),
+            (Some(id), Err(error)) => Action::Reply(wire::failure(&id, &error)),
+        }
+    }
+
     /// Starts running a call or batch, taking its slots.
     fn launch(&mut self, running: Running) {
         self.in_flight += running.weight;
@@ -408,6 +453,12 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         });
         self.launch(Running { key: None, weight, span: Span::none(), future: Some(future), waker: None });
     }
+}
+
+/// Messages answered without a call slot: cancellations, which free slots,
+/// and the stream protocol's, which the open streams bound.
+fn takes_no_slot(method: &str) -> bool {
+    method == wire::CANCEL_METHOD || stream::is_control(method)
 }
 
 /// The bytes of `part` (a slice of `text`) without copying them.
