@@ -155,6 +155,15 @@ fn method(method: &Method, errors: &mut Errors) {
         );
     }
 
+    if let Some(oneway) = method.oneway {
+        for param in method.params.iter().filter(|p| p.stream_item().is_some()) {
+            let message = "a #[oneway] method cannot take a stream: a notification gets no reply, \
+                           so nothing would tell the caller when to release it; remove #[oneway]";
+            errors.spanned(&param.ty, message);
+            errors.error(oneway, "marked #[oneway] here");
+        }
+    }
+
     if let Some(oneway) = method.oneway
         && !method.returns.is_unit_success()
     {

@@ -75,6 +75,11 @@ impl Param {
         is_option(&self.ty)
     }
 
+    /// `T` when the parameter is a stream, `Incoming<T>`.
+    pub fn stream_item(&self) -> Option<&Type> {
+        stream_item(&self.ty, "Incoming")
+    }
+
     /// The name on the wire: the Rust name without `r#`.
     pub fn wire_name(&self) -> String {
         self.ident.as_ref().map(|i| i.unraw().to_string()).unwrap_or_default()
@@ -150,6 +155,18 @@ impl Returns {
             Returns::Fallible { ok: OkType::Written(Type::Tuple(t)), .. } => t.elems.is_empty(),
             Returns::Fallible { .. } => false,
         }
+    }
+}
+
+/// `T` in `Name<T>`, recognised by the last path segment: `Incoming<T>` in a
+/// parameter, `Stream<T>` in a result.
+pub fn stream_item<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last().filter(|s| path.qself.is_none() && s.ident == name)?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.iter().collect::<Vec<_>>().as_slice() {
+        [GenericArgument::Type(item)] => Some(item),
+        _ => None,
     }
 }
 

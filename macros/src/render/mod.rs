@@ -11,7 +11,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::{FnArg, Ident, Pat, TraitItem, parse_quote};
 
-use crate::model::{Contract, Method, OkType, Returns};
+use crate::model::{Contract, Method, OkType, Returns, stream_item};
 
 /// Everything generated for one contract.
 pub fn contract(contract: &Contract) -> TokenStream {
@@ -63,12 +63,17 @@ fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
 }
 
-/// The success type a caller gets back.
+/// The success type a caller gets back: a stream the method returns
+/// (`Stream<T>`) comes back as `Incoming<T>`.
 fn ok_type(krate: &syn::Path, method: &Method) -> TokenStream {
+    let written = |ty: &syn::Type| match stream_item(ty, "Stream") {
+        Some(item) => quote!(#krate::Incoming<#item>),
+        None => quote!(#ty),
+    };
     match &method.returns {
         Returns::Unit => quote!(()),
-        Returns::Value(ty) => quote!(#ty),
-        Returns::Fallible { ok: OkType::Written(ok), .. } => quote!(#ok),
+        Returns::Value(ty) => written(ty),
+        Returns::Fallible { ok: OkType::Written(ok), .. } => written(ok),
         Returns::Fallible { ty, ok: OkType::Projected } => quote!(<#ty as #krate::__private::IntoReply>::Ok),
     }
 }
