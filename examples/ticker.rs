@@ -5,6 +5,11 @@
 //! one-way `ticker.price(symbol, price, seq)` callbacks, serialized once per
 //! tick whatever the number of subscribers.
 //!
+//! Streams both ways: `ticker.history(symbol, count)` returns a stream of
+//! `count` ticks `{"symbol", "seq", "price"}` (`seq` 0 to count-1), read as
+//! the caller asks for them; `ticker.total(values)` takes a stream of
+//! numbers and returns their sum.
+//!
 //! Flags: `--listen ADDR` (default 127.0.0.1:8081) serves until Ctrl-C;
 //! `--demo` also starts three reconnecting clients in-process, prints what
 //! they receive, restarts the server on the same port (the clients reconnect
@@ -16,7 +21,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wsduplex::{CallError, Client, Connection, Hub, Server, client::ReconnectPolicy, server::ServerHandle};
+use futures_util::StreamExt;
+use wsduplex::{
+    CallError, Client, Connection, Hub, Incoming, Server, Stream, client::ReconnectPolicy, server::ServerHandle,
+};
 
 /// Live prices by subscription.
 #[wsduplex::service(namespace = "ticker", callback = Prices)]
@@ -25,6 +33,20 @@ pub trait Ticker {
     async fn subscribe(&self, symbols: Vec<String>) -> Result<Vec<String>, TickerError>;
     /// Removes symbols from this connection's subscriptions; returns those left.
     async fn unsubscribe(&self, symbols: Vec<String>) -> Vec<String>;
+    /// The first `count` ticks of `symbol`, oldest first, as a stream: the
+    /// ticker makes them as the caller reads them.
+    async fn history(&self, symbol: String, count: u64) -> Result<Stream<Tick>, TickerError>;
+    /// The sum of the numbers the caller streams in.
+    async fn total(&self, values: Incoming<f64>) -> Result<f64, wsduplex::Error>;
+}
+
+/// One tick of a symbol's history.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Tick {
+    pub symbol: String,
+    /// Counts the symbol's ticks from 0.
+    pub seq: u64,
+    pub price: f64,
 }
 
 /// What subscribers receive.
@@ -76,6 +98,22 @@ impl Ticker for TickerSession {
         }
         self.subscriptions()
     }
+
+    async fn history(&self, symbol: String, count: u64) -> Result<Stream<Tick>, TickerError> {
+        if !SYMBOLS.contains(&symbol.as_str()) {
+            return Err(TickerError::UnknownSymbol(symbol));
+        }
+        let mut walk = PriceWalk::new();
+        Ok(Stream::iter((0..count).map(move |seq| Tick { symbol: symbol.clone(), seq, price: walk.step() })))
+    }
+
+    async fn total(&self, mut values: Incoming<f64>) -> Result<f64, wsduplex::Error> {
+        let mut sum = 0.0;
+        while let Some(value) = values.next().await {
+            sum += value?;
+        }
+        Ok(sum)
+    }
 }
 
 impl TickerSession {
@@ -86,23 +124,39 @@ impl TickerSession {
     }
 }
 
+/// A price's random walk from 100, in cents.
+struct PriceWalk {
+    price: f64,
+    seed: u64,
+}
+
+impl PriceWalk {
+    fn new() -> Self {
+        PriceWalk { price: 100.0, seed: 0x2545_f491_4f6c_dd1d }
+    }
+
+    /// The next price.
+    fn step(&mut self) -> f64 {
+        // xorshift: a cheap deterministic walk, no dependency needed.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let step = (self.seed % 201) as f64 / 100.0 - 1.0;
+        self.price = (self.price + step).max(1.0);
+        (self.price * 100.0).round() / 100.0
+    }
+}
+
 /// Publishes a random walk for every symbol, every `period`, to its subscribers.
 async fn publish(hub: Hub<PricesClient>, period: Duration) {
-    let mut prices: Vec<f64> = vec![100.0; SYMBOLS.len()];
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut walks: Vec<PriceWalk> = SYMBOLS.iter().map(|_| PriceWalk::new()).collect();
     let mut ticks = tokio::time::interval(period);
     for seq in 1.. {
         ticks.tick().await;
-        for (symbol, price) in SYMBOLS.iter().zip(&mut prices) {
-            // xorshift: a cheap deterministic walk, no dependency needed.
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let step = (seed % 201) as f64 / 100.0 - 1.0;
-            *price = (*price + step).max(1.0);
+        for (symbol, walk) in SYMBOLS.iter().zip(&mut walks) {
+            let price = walk.step();
             if !hub.group_members(symbol).is_empty() {
-                let rounded = (*price * 100.0).round() / 100.0;
-                let _ = hub.group(symbol).price(symbol.to_string(), rounded, seq).await;
+                let _ = hub.group(symbol).price(symbol.to_string(), price, seq).await;
             }
         }
     }
@@ -203,6 +257,7 @@ async fn demo(
         Err(e) => return Err(e.into()),
         Ok(_) => return Err("an unknown symbol was accepted".into()),
     }
+    streams(&alice.client).await?;
     // Ticks sent before the change may still arrive: count afresh after them.
     tokio::time::sleep(Duration::from_millis(300)).await;
     clear(&clients);
@@ -221,6 +276,27 @@ async fn demo(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     check(&clients)?;
     println!("demo done: every client got exactly its subscriptions, before and after the restart");
+    Ok(())
+}
+
+/// Reads a stream of history and streams numbers in, checking both.
+async fn streams(client: &TickerClient) -> Result<(), Box<dyn std::error::Error>> {
+    let mut history = client.history("ACME".into(), 1000).await?;
+    let mut last = None;
+    while let Some(tick) = history.next().await {
+        let tick = tick?;
+        if tick.seq != last.as_ref().map_or(0, |t: &Tick| t.seq + 1) {
+            return Err(format!("history came out of order at {}", tick.seq).into());
+        }
+        last = Some(tick);
+    }
+    let last = last.ok_or("no history")?;
+    println!(" alice read {} ticks of ACME history, the last at {:.2}", last.seq + 1, last.price);
+    let sum = client.total(futures_util::stream::iter((1..=100).map(f64::from))).await?;
+    if sum != 5050.0 {
+        return Err(format!("total of 1..=100 came back as {sum}").into());
+    }
+    println!(" alice streamed 1..=100 in, the ticker summed {sum}");
     Ok(())
 }
 

@@ -4,66 +4,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use common::example::{self, ExampleProcess};
 use common::redis::RedisServer;
 use common::{Raw, within};
 use serde_json::{Value, json};
 
-/// The chat example running as a child process; killed on drop.
-struct ChatProcess {
-    child: Option<Child>,
-    /// `http` or `https`, from the first line.
-    scheme: String,
-    addr: String,
-}
+/// The features the chat example is built with.
+const CHAT_FEATURES: &str = "axum,tls,redis,codegen";
 
-impl Drop for ChatProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Builds the example once per run (a no-op when `cargo test` already did).
-fn build_chat() {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--example", "chat", "--features", "axum,tls,redis,codegen"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the chat example failed");
-    });
-}
-
-/// Starts the chat example on a free port and reads its first line.
-fn start_chat(args: &[&str]) -> ChatProcess {
-    build_chat();
-    // target/debug/deps/<this test> -> target/debug/examples/chat
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("chat");
-    let mut child = Command::new(&binary)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let (scheme, addr) = first
-        .trim_end()
-        .strip_prefix("listening on ")
-        .and_then(|url| url.split_once("://"))
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-    assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
-    ChatProcess { child: Some(child), scheme: scheme.to_owned(), addr: addr.to_owned() }
+fn start_chat(args: &[&str]) -> ExampleProcess {
+    example::start("chat", CHAT_FEATURES, args)
 }
 
 /// A raw chat participant with its own request ids.
@@ -73,7 +25,7 @@ struct User {
 }
 
 impl User {
-    async fn connect(chat: &ChatProcess) -> User {
+    async fn connect(chat: &ExampleProcess) -> User {
         User { raw: Raw::connect(&format!("ws://{}/ws", chat.addr)).await, next_id: 1 }
     }
 
@@ -159,9 +111,7 @@ async fn rpc_discover_answers_with_the_chat_contract_s_openrpc_document() {
 
 #[test]
 fn emit_ts_writes_the_client_the_page_uses() {
-    build_chat();
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("chat");
+    let binary = example::build("chat", CHAT_FEATURES);
     let dir = std::env::temp_dir().join(format!("wsduplex-emit-ts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let status = Command::new(&binary).arg("--emit-ts").arg(&dir).stdout(Stdio::null()).status().unwrap();

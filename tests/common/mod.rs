@@ -1,6 +1,7 @@
 //! A small contract pair and helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod example;
 #[cfg(feature = "redis")]
 pub mod redis;
 
