@@ -47,6 +47,23 @@ pub async fn serve(addr: &str, broadcast_capacity: usize) -> Running {
             pipe_from_stream(pending, BroadcastStream::new(ticks.subscribe())).await
         })
         .expect("register subscription");
+    module
+        .register_subscription("subscribe_items", "item", "unsubscribe_items", |params, pending, _, _| async move {
+            let text: String = params.one()?;
+            let sink = pending.accept().await?;
+            let mut feed = crate::streams::feed(&text);
+            // As fast as the sink takes them (it waits while its buffer is full).
+            loop {
+                tokio::select! {
+                    _ = sink.closed() => return Ok(()),
+                    item = feed.recv() => {
+                        let Some(item) = item else { return Ok(()) };
+                        sink.send(serde_json::value::to_raw_value(&item)?).await?;
+                    }
+                }
+            }
+        })
+        .expect("register the items subscription");
     let handle = server.start(module);
     Running { url, ticks, handle }
 }
@@ -111,4 +128,20 @@ pub async fn broadcast_audience(
         }
     }
     readers
+}
+
+/// A subscription sending `payload` copies from a live feed as fast as the client takes them.
+pub async fn stream(payload: &str, window: crate::calls::Window) -> crate::stats::Measurement {
+    let server = serve("127.0.0.1:0", 16).await;
+    // Its client drops a subscription whose consumer falls more than this
+    // many values behind (1,024 by default): room for the whole window, so
+    // what is measured is the throughput, not the buffer's size.
+    let client = WsClientBuilder::default()
+        .max_buffer_capacity_per_subscription(1 << 24)
+        .build(&server.url)
+        .await
+        .expect("connect");
+    let items: Subscription<String> =
+        client.subscribe("subscribe_items", rpc_params![payload], "unsubscribe_items").await.expect("subscribe");
+    crate::streams::run(items.map(|item| item.expect("item")), window).await
 }

@@ -13,6 +13,7 @@ mod idle;
 mod jsonrpsee_side;
 mod raw_side;
 mod stats;
+mod streams;
 mod wsduplex_side;
 
 use std::sync::Arc;
@@ -176,12 +177,13 @@ fn summary(rows: &[Row]) -> String {
     let callbacks = throughput(rows, "wsduplex", "callbacks_vs_calls") / throughput(rows, "wsduplex", "calls_seq_16B");
     format!(
         "summary: calls_seq_16B={:.2} calls_inflight64_16B={:.2} calls_64conn_16B={:.2} calls_seq_16KiB={:.2} \
-         callbacks_vs_calls={:.2} broadcast_1000={:.2} broadcast_4000={:.2} idle_mem={:.2}",
+         callbacks_vs_calls={:.2} stream_16B={:.2} broadcast_1000={:.2} broadcast_4000={:.2} idle_mem={:.2}",
         ratio("calls_seq_16B"),
         ratio("calls_inflight64_16B"),
         ratio("calls_64conn_16B"),
         ratio("calls_seq_16KiB"),
         callbacks,
+        ratio("stream_16B"),
         ratio("broadcast_1000"),
         ratio("broadcast_4000"),
         memory(rows, "wsduplex") / memory(rows, "jsonrpsee"),
@@ -201,6 +203,16 @@ fn main() {
         if plan.runs("callbacks_vs_calls") {
             let measurement: Measurement = wsduplex_side::callbacks(SMALL, plan.window).await;
             rows.push(Row { contender: "wsduplex", scenario: "callbacks_vs_calls", unit: "callbacks/s", measurement });
+        }
+        if plan.runs("stream_16B") {
+            let measurement = wsduplex_side::stream(SMALL, plan.window).await;
+            rows.push(Row { contender: "wsduplex", scenario: "stream_16B", unit: "values/s", measurement });
+            let measurement = jsonrpsee_side::stream(SMALL, plan.window).await;
+            rows.push(Row { contender: "jsonrpsee", scenario: "stream_16B", unit: "values/s", measurement });
+        }
+        if plan.runs("stream_paused_1M") {
+            let measurement = wsduplex_side::paused_stream(SMALL).await;
+            rows.push(Row { contender: "wsduplex", scenario: "stream_paused_1M", unit: "", measurement });
         }
         broadcast_scenarios(&plan, &mut rows).await;
         backplane::scenarios(&plan, &mut rows).await;

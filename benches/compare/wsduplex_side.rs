@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use wsduplex::{Connection, Hub, Server};
@@ -15,6 +16,10 @@ use crate::stats::{Latencies, Measurement};
 #[wsduplex::service(namespace = "bench", callback = BenchEvents)]
 pub trait Bench {
     async fn echo(&self, text: String) -> String;
+    /// `count` copies of `text`, as a stream.
+    async fn items(&self, text: String, count: u64) -> wsduplex::Stream<String>;
+    /// Copies of `text` from a live feed, as a stream.
+    async fn feed(&self, text: String) -> wsduplex::Stream<String>;
 }
 
 /// What the server calls on clients.
@@ -30,6 +35,14 @@ pub struct Session;
 impl Bench for Session {
     async fn echo(&self, text: String) -> String {
         text
+    }
+
+    async fn items(&self, text: String, count: u64) -> wsduplex::Stream<String> {
+        wsduplex::Stream::iter(std::iter::repeat_n(text, count as usize))
+    }
+
+    async fn feed(&self, text: String) -> wsduplex::Stream<String> {
+        crate::streams::feed(&text).into()
     }
 }
 
@@ -150,4 +163,30 @@ pub async fn broadcast_audience(server: &Running, clients: usize, deliveries: &A
 
 pub async fn publish(hub: &Hub<BenchEventsClient>, seq: u64, data: &str) {
     hub.all().tick(seq, data.to_owned()).await.expect("publish");
+}
+
+/// A stream of `payload` copies from a live feed, read as fast as it comes.
+pub async fn stream(payload: &str, window: Window) -> Measurement {
+    let server = serve("127.0.0.1:0", false).await;
+    let client = connect(&server.url, &Arc::new(Deliveries::default())).await;
+    let items = client.feed(payload.to_owned()).await.expect("stream");
+    crate::streams::run(items.map(|item| item.expect("item")), window).await
+}
+
+/// The memory a paused consumer of a million-value stream costs both ends
+/// (one process): it reads ten values, then stops asking.
+pub async fn paused_stream(payload: &str) -> Measurement {
+    let server = serve("127.0.0.1:0", false).await;
+    let client = connect(&server.url, &Arc::new(Deliveries::default())).await;
+    assert_eq!(client.echo(payload.to_owned()).await.expect("echo"), payload);
+    let before = crate::streams::resident_bytes();
+    let mut items = client.items(payload.to_owned(), 1_000_000).await.expect("stream");
+    for _ in 0..10 {
+        items.next().await.expect("a value").expect("item");
+    }
+    // Whatever the producer would do unasked, it has done after a round trip.
+    assert_eq!(client.echo(payload.to_owned()).await.expect("echo"), payload);
+    let grown = (crate::streams::resident_bytes() - before).max(0.0);
+    drop(items);
+    Measurement { ops: 0, elapsed: Duration::ZERO, latencies: Latencies::default(), memory_per_connection: Some(grown) }
 }
