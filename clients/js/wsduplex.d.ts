@@ -7,6 +7,8 @@ export declare const codes: Readonly<{
   METHOD_NOT_FOUND: -32601;
   INVALID_PARAMS: -32602;
   INTERNAL_ERROR: -32603;
+  NO_SUCH_STREAM: -32001;
+  SERVER_BUSY: -32009;
   TIMED_OUT: -32020;
   PEER_CLOSED: -32021;
   REQUEST_CANCELLED: -32022;
@@ -44,6 +46,8 @@ export interface ConnectOptions {
   handlers?: Record<string, Handler>;
   /** Default call timeout in milliseconds (30000). */
   timeout?: number;
+  /** Streams this side sends at once (1000); past it, -32009. */
+  maxOpenStreams?: number;
   /** A WebSocket implementation (the global one by default). */
   WebSocket?: new (url: string) => WebSocketLike;
 }
@@ -63,9 +67,17 @@ export interface CloseDetail {
   reason: string;
 }
 
+/** Values to be sent as a stream (made by `Peer.outgoing`). */
+export interface Outgoing<T> {
+  readonly iterable: Iterable<T> | AsyncIterable<T>;
+}
+
 /** One connection. Events: "open", "close" (CustomEvent<CloseDetail>), "error". */
 export declare class Peer extends EventTarget {
-  constructor(socket: WebSocketLike, options?: { handlers?: Record<string, Handler>; timeout?: number });
+  constructor(
+    socket: WebSocketLike,
+    options?: { handlers?: Record<string, Handler>; timeout?: number; maxOpenStreams?: number },
+  );
   /** Resolves when the connection is open; rejects if it closes first. */
   readonly ready: Promise<Peer>;
   /** True once the connection has closed. */
@@ -79,7 +91,21 @@ export declare class Peer extends EventTarget {
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
   /** Rejects with an RpcError: the peer's error object, -32020 on timeout, -32021 once closed, -32022 when aborted. */
   call<T = unknown>(method: string, params?: Params, options?: CallOptions): Promise<T>;
+  /** Throws an RpcError -32602 if `params` holds a stream: notifications carry none. */
   notify(method: string, params?: Params): void;
+  /**
+   * Marks `iterable` to be sent as a stream, as a call's parameter or a
+   * handler's result (an async iterable is sent as one without it).
+   */
+  outgoing<T>(iterable: Iterable<T> | AsyncIterable<T>): Outgoing<T>;
+  /**
+   * The stream the other side sent in `carried` (a result or a parameter):
+   * its values are asked for as it is read; leaving a `for await` early tells
+   * the other side to stop.
+   */
+  incoming<T = unknown>(carried: unknown): AsyncIterable<T>;
+  /** Streams this side sends that are still open. */
+  readonly openStreams: number;
   close(code?: number, reason?: string): void;
 }
 
@@ -90,3 +116,6 @@ export declare function connect(url: string, options?: ConnectOptions): Peer;
  * missing name not in `optional` throws an RpcError -32602 naming it.
  */
 export declare function argumentsOf(params: unknown, names: readonly string[], optional?: readonly string[]): unknown[];
+
+/** `args` with the values at `positions` read as streams the other side sends. */
+export declare function incomingAt(args: unknown[], positions: readonly number[], peer: Peer): unknown[];

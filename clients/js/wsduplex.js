@@ -7,6 +7,10 @@
 //   });
 //   await peer.ready;
 //   const members = await peer.call("chat.join", { room: "lobby", nick: "ada" });
+//
+// Streams (StreamJsonRpc's IAsyncEnumerable protocol, as the Rust side):
+//   for await (const tick of peer.incoming(await peer.call("ticker.history", ["ACME", 10]))) show(tick);
+//   const sum = await peer.call("ticker.total", { values: peer.outgoing([1, 2, 3]) });
 
 /** Error codes the module itself produces (the same as the Rust side's). */
 export const codes = Object.freeze({
@@ -15,12 +19,45 @@ export const codes = Object.freeze({
   METHOD_NOT_FOUND: -32601,
   INVALID_PARAMS: -32602,
   INTERNAL_ERROR: -32603,
+  NO_SUCH_STREAM: -32001,
+  SERVER_BUSY: -32009,
   TIMED_OUT: -32020,
   PEER_CLOSED: -32021,
   REQUEST_CANCELLED: -32022,
 });
 
 const CANCEL = "$/cancelRequest";
+const NEXT = "$/enumerator/next";
+const DISPOSE = "$/enumerator/dispose";
+// StreamJsonRpc's name for dispose.
+const ABORT = "$/enumerator/abort";
+/** The most bytes of values (as JSON) one answer to `$/enumerator/next` carries, past its first value. */
+const MAX_BATCH_BYTES = 64 * 1024;
+/** Streams one connection sends at once by default. */
+const MAX_OPEN_STREAMS = 1000;
+
+/** An iterable to be sent as a stream: what `Peer.outgoing` returns. */
+class Outgoing {
+  constructor(iterable) {
+    this.iterable = iterable;
+  }
+}
+
+const isAsyncIterable = (value) =>
+  value !== null && typeof value === "object" && typeof value[Symbol.asyncIterator] === "function";
+
+/** Values sent as a stream: an `Outgoing`, or any async iterable. */
+const isStream = (value) => value instanceof Outgoing || isAsyncIterable(value);
+
+/** 128 random bits, base64url: a token no peer can guess. */
+function newToken() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Resolves with `SOON` once the current task and its microtasks are done. */
+const SOON = Symbol("soon");
+const soon = () => new Promise((resolve) => setTimeout(() => resolve(SOON), 0));
 
 /** A JSON-RPC error object, as a JavaScript error: what a failed call rejects with. */
 export class RpcError extends Error {
@@ -84,15 +121,18 @@ export class Peer extends EventTarget {
   #running = new Map(); // their id (as JSON text) -> AbortController
   #closed = null;
   #queued = []; // frames made before the socket opened
+  #streams = new Map(); // token -> the stream we send under it
+  #maxOpenStreams;
 
   /** Resolves when the connection is open; rejects if it closes first. */
   ready;
 
-  constructor(socket, { handlers = {}, timeout = 30000 } = {}) {
+  constructor(socket, { handlers = {}, timeout = 30000, maxOpenStreams = MAX_OPEN_STREAMS } = {}) {
     super();
     this.#socket = socket;
     this.#handlers = handlers;
     this.#timeout = timeout;
+    this.#maxOpenStreams = maxOpenStreams;
     this.ready = new Promise((resolve, reject) => {
       this.addEventListener("open", () => resolve(this), { once: true });
       this.addEventListener("close", (e) => reject(new RpcError(codes.PEER_CLOSED, `closed (${e.detail.code})`)), { once: true });
@@ -119,11 +159,20 @@ export class Peer extends EventTarget {
    * `params` is an object (by name) or an array (by position). After
    * `timeout` ms (30 s by default), or when `signal` aborts, the call fails
    * and the other side is sent `$/cancelRequest`, so it stops the work.
+   *
+   * A parameter that is an async iterable, or made with `outgoing`, goes as
+   * a stream the other side pulls from, until the call completes.
    */
   call(method, params, { timeout = this.#timeout, signal } = {}) {
     if (this.#closed) return Promise.reject(new RpcError(codes.PEER_CLOSED, "the connection is closed"));
     const cancelled = () => new RpcError(codes.REQUEST_CANCELLED, "Request cancelled", signal?.reason);
     if (signal?.aborted) return Promise.reject(cancelled());
+    let tokens;
+    try {
+      [params, tokens] = this.#carryStreams(params);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const giveUp = (error) => {
@@ -140,6 +189,7 @@ export class Peer extends EventTarget {
       const cleanup = () => {
         if (timer !== null) clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
+        for (const token of tokens) this.#dispose(token);
       };
       this.#pending.set(id, { resolve, reject, cleanup });
       const message = { jsonrpc: "2.0", id, method };
@@ -148,17 +198,180 @@ export class Peer extends EventTarget {
     });
   }
 
-  /** Sends a one-way message: no id, no reply. */
+  /** Sends a one-way message: no id, no reply (and so no stream in it). */
   notify(method, params) {
     if (this.#closed) throw new RpcError(codes.PEER_CLOSED, "the connection is closed");
+    if (params !== null && typeof params === "object" && Object.values(params).some(isStream)) {
+      throw new RpcError(codes.INVALID_PARAMS, "a stream cannot travel in a notification: nothing would say when to release it");
+    }
     const message = { jsonrpc: "2.0", method };
     if (params !== undefined) message.params = params;
     this.#send(message);
   }
 
+  /**
+   * Marks `iterable` (an async iterable, or an iterable such as an array) to
+   * be sent as a stream: as a call's parameter, or as a handler's result.
+   * (An async iterable is sent as a stream without it.)
+   */
+  outgoing(iterable) {
+    if (!isAsyncIterable(iterable) && typeof iterable?.[Symbol.iterator] !== "function") {
+      throw new TypeError("a stream is made from an iterable or an async iterable");
+    }
+    return new Outgoing(iterable);
+  }
+
+  /**
+   * The stream the other side sends in `carried` (a call's result, or a
+   * handler's parameter: `{ token, values }`, or a bare token), as an async
+   * iterable of its values. Values are asked for as it is read; leaving a
+   * `for await` early (or an error) tells the other side to stop. A stream
+   * never read is released only when the connection closes.
+   */
+  incoming(carried) {
+    let token = carried;
+    let values = [];
+    if (carried !== null && typeof carried === "object" && !Array.isArray(carried)) {
+      if (Object.hasOwn(carried, "token") || Object.hasOwn(carried, "values")) {
+        token = carried.token;
+        values = Array.isArray(carried.values) ? carried.values : [];
+      }
+    }
+    return this.#consume(token ?? undefined, values);
+  }
+
+  async *#consume(token, values) {
+    let finished = token === undefined;
+    try {
+      yield* values;
+      while (!finished) {
+        // A stream may wait for its next value as long as it likes: no timeout.
+        const batch = await this.call(NEXT, { token }, { timeout: Infinity });
+        const got = Array.isArray(batch?.values) ? batch.values : [];
+        // An empty batch that is not the end would have us ask forever.
+        finished = batch?.finished === true || got.length === 0;
+        yield* got;
+      }
+    } finally {
+      if (token !== undefined && !this.#closed) this.notify(DISPOSE, { token });
+    }
+  }
+
+  /** Streams this side sends that are still open. */
+  get openStreams() {
+    return this.#streams.size;
+  }
+
   /** Closes the connection (code 1000 by default). */
   close(code = 1000, reason = "") {
     this.#socket.close(code, reason);
+  }
+
+  /** Registers `stream` under a new token; what travels in its place. */
+  #open(stream) {
+    if (this.#streams.size >= this.#maxOpenStreams) {
+      throw new RpcError(codes.SERVER_BUSY, `Too many open streams: at most ${this.#maxOpenStreams} per connection`);
+    }
+    const iterable = stream instanceof Outgoing ? stream.iterable : stream;
+    const sync = !isAsyncIterable(iterable);
+    const iterator = sync ? iterable[Symbol.iterator]() : iterable[Symbol.asyncIterator]();
+    const token = newToken();
+    this.#streams.set(token, { iterator, sync, pending: null, failure: null, busy: false });
+    return { token };
+  }
+
+  /** `params` with each stream in it registered; and their tokens. */
+  #carryStreams(params) {
+    if (params === null || typeof params !== "object") return [params, []];
+    const tokens = [];
+    const carry = (value) => {
+      if (!isStream(value)) return value;
+      const carried = this.#open(value);
+      tokens.push(carried.token);
+      return carried;
+    };
+    try {
+      const carried = Array.isArray(params)
+        ? params.map(carry)
+        : Object.fromEntries(Object.entries(params).map(([name, value]) => [name, carry(value)]));
+      return [carried, tokens];
+    } catch (error) {
+      for (const token of tokens) this.#dispose(token);
+      throw error;
+    }
+  }
+
+  /** Drops the stream sent under `token`; false if there was none. */
+  #dispose(token) {
+    const stream = this.#streams.get(token);
+    if (!stream) return false;
+    this.#streams.delete(token);
+    // An iterator's cleanup must not break ours.
+    Promise.resolve()
+      .then(() => stream.iterator.return?.())
+      .catch(() => {});
+    return true;
+  }
+
+  /** Answers `$/enumerator/next`, `dispose` and `abort` for the streams we send. */
+  async #onStream(method, id, hasId, params) {
+    const token = Array.isArray(params) ? params[0] : params?.token;
+    const failure = (code, message) => (hasId ? { jsonrpc: "2.0", id, error: { code, message } } : null);
+    if (token === undefined) return failure(codes.INVALID_PARAMS, "Invalid params: expected the stream's token");
+    if (method !== NEXT) {
+      this.#dispose(token);
+      return hasId ? { jsonrpc: "2.0", id, result: null } : null;
+    }
+    if (!hasId) return null;
+    const stream = typeof token === "string" ? this.#streams.get(token) : undefined;
+    if (!stream) return failure(codes.NO_SUCH_STREAM, "No stream has this token");
+    if (stream.busy) return failure(codes.INVALID_REQUEST, "A $/enumerator/next for this token is already waiting");
+    stream.busy = true;
+    const { values, finished, error } = await this.#pull(stream);
+    stream.busy = false;
+    const over = finished || error !== undefined;
+    // Disposed of meanwhile: the sequence is over for the consumer.
+    if (this.#streams.get(token) !== stream) return { jsonrpc: "2.0", id, result: { values, finished: true } };
+    if (over) this.#streams.delete(token);
+    if (error !== undefined) return { jsonrpc: "2.0", id, error };
+    return { jsonrpc: "2.0", id, result: { values, finished } };
+  }
+
+  /**
+   * The next values of `stream`: at least one (fewer only at the end), then
+   * those ready at once (by the end of this task), up to MAX_BATCH_BYTES.
+   */
+  async #pull(stream) {
+    if (stream.failure) return { values: [], finished: true, error: stream.failure };
+    const values = [];
+    let bytes = 0;
+    let deadline = null;
+    while (bytes < MAX_BATCH_BYTES) {
+      let step;
+      try {
+        const next = stream.pending ?? stream.iterator.next();
+        stream.pending = null;
+        if (values.length === 0 || stream.sync) {
+          step = await next;
+        } else {
+          deadline ??= soon();
+          step = await Promise.race([next, deadline]);
+          if (step === SOON) {
+            stream.pending = next;
+            break;
+          }
+        }
+      } catch (thrown) {
+        if (values.length === 0) return { values, finished: true, error: errorObject(thrown) };
+        // The values come first; the next ask gets the error.
+        stream.failure = errorObject(thrown);
+        break;
+      }
+      if (step.done) return { values, finished: true };
+      values.push(step.value);
+      bytes += (JSON.stringify(step.value) ?? "null").length + 1;
+    }
+    return { values, finished: false };
   }
 
   #send(message) {
@@ -193,6 +406,7 @@ export class Peer extends EventTarget {
     }
     for (const controller of this.#running.values()) controller.abort();
     this.#running.clear();
+    for (const token of [...this.#streams.keys()]) this.#dispose(token);
     this.dispatchEvent(new CustomEvent("close", { detail: { code, reason } }));
   }
 
@@ -236,6 +450,9 @@ export class Peer extends EventTarget {
     if (message.jsonrpc !== "2.0") return hasId ? this.#invalid(id, "\"jsonrpc\" must be \"2.0\"") : null;
     if (typeof message.method !== "string") return hasId ? this.#invalid(id, "\"method\" must be a string") : null;
     const params = message.params;
+    if (message.method === NEXT || message.method === DISPOSE || message.method === ABORT) {
+      return this.#onStream(message.method, id, hasId, params);
+    }
     if (message.method === CANCEL) {
       const target = Array.isArray(params) ? params[0] : params?.id;
       this.#running.get(JSON.stringify(target))?.abort();
@@ -251,11 +468,13 @@ export class Peer extends EventTarget {
     const key = JSON.stringify(id);
     if (hasId) this.#running.set(key, controller);
     try {
-      const result = await handler(params, { signal: controller.signal, peer: this });
+      let result = await handler(params, { signal: controller.signal, peer: this });
       if (controller.signal.aborted) {
         return hasId ? { jsonrpc: "2.0", id, error: { code: codes.REQUEST_CANCELLED, message: "Request cancelled" } } : null;
       }
       if (!hasId) return null;
+      // A stream result travels as its token; the caller pulls the values.
+      if (isStream(result)) result = this.#open(result);
       try {
         JSON.stringify(result);
       } catch (error) {
@@ -288,6 +507,18 @@ export class Peer extends EventTarget {
  * they return (or resolve to) is the reply, what they throw is the error
  * (with its `code`, `message` and `data`, if it has them).
  */
-export function connect(url, { handlers = {}, timeout = 30000, WebSocket: Socket = globalThis.WebSocket } = {}) {
-  return new Peer(new Socket(url), { handlers, timeout });
+export function connect(
+  url,
+  { handlers = {}, timeout = 30000, maxOpenStreams = MAX_OPEN_STREAMS, WebSocket: Socket = globalThis.WebSocket } = {},
+) {
+  return new Peer(new Socket(url), { handlers, timeout, maxOpenStreams });
+}
+
+/**
+ * `args` with the values at `positions` read as streams the other side sends
+ * (`peer.incoming`): what generated handlers pass for stream parameters.
+ */
+export function incomingAt(args, positions, peer) {
+  for (const i of positions) args[i] = peer.incoming(args[i]);
+  return args;
 }

@@ -186,3 +186,194 @@ test("a handler that throws argumentsOf's error answers -32602 naming the parame
   assert.equal(reply.error.code, codes.INVALID_PARAMS);
   assert.deepEqual(reply.error.data, { param: "room", reason: "missing" });
 });
+
+// ---- Streams (StreamJsonRpc's IAsyncEnumerable protocol) ----
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+/** The last frame sent, once there is a new one. */
+async function nextSent(socket, count) {
+  const sent = await socket.sentAtLeast(count);
+  return sent[count - 1];
+}
+
+test("a received stream asks for values as it is read, then disposes of it", async () => {
+  const { socket, peer } = pair();
+  const read = [];
+  const reading = (async () => {
+    for await (const value of peer.incoming({ token: "t1", values: [1] })) read.push(value);
+  })();
+  const ask = await nextSent(socket, 1);
+  assert.deepEqual(ask, { jsonrpc: "2.0", id: 1, method: "$/enumerator/next", params: { token: "t1" } });
+  socket.deliver({ jsonrpc: "2.0", id: 1, result: { values: [2, 3], finished: false } });
+  const again = await nextSent(socket, 2);
+  assert.equal(again.method, "$/enumerator/next");
+  socket.deliver({ jsonrpc: "2.0", id: again.id, result: { values: [4], finished: true } });
+  await reading;
+  assert.deepEqual(read, [1, 2, 3, 4]);
+  assert.deepEqual(socket.sent[2], { jsonrpc: "2.0", method: "$/enumerator/dispose", params: { token: "t1" } });
+  // A sequence that came whole with its carrier needs no token and sends nothing.
+  const whole = [];
+  for await (const value of peer.incoming({ values: [7, 8] })) whole.push(value);
+  assert.deepEqual(whole, [7, 8]);
+  assert.equal(socket.sent.length, 3);
+});
+
+test("leaving a for-await early disposes; a producer's error is thrown", async () => {
+  const { socket, peer } = pair();
+  for await (const value of peer.incoming({ token: "t2", values: [1, 2, 3] })) {
+    assert.equal(value, 1);
+    break;
+  }
+  assert.deepEqual(socket.sent, [{ jsonrpc: "2.0", method: "$/enumerator/dispose", params: { token: "t2" } }]);
+
+  const failing = (async () => {
+    for await (const _ of peer.incoming("bare-token"));
+  })();
+  const ask = await nextSent(socket, 2);
+  assert.deepEqual(ask.params, { token: "bare-token" });
+  socket.deliver({ jsonrpc: "2.0", id: ask.id, error: { code: 2002, message: "feed lost" } });
+  await assert.rejects(failing, (e) => e instanceof RpcError && e.code === 2002);
+  assert.deepEqual(socket.sent[2], { jsonrpc: "2.0", method: "$/enumerator/dispose", params: { token: "bare-token" } });
+});
+
+test("a stream parameter is pulled in batches and released when the call completes", async () => {
+  const { socket, peer } = pair();
+  const reply = peer.call("ticker.total", { values: peer.outgoing([1.5, 2.5, 3]) });
+  const request = await nextSent(socket, 1);
+  const token = request.params.values.token;
+  assert.equal(typeof token, "string");
+  assert.equal(token.length, 22);
+  assert.equal(peer.openStreams, 1);
+  socket.deliver({ jsonrpc: "2.0", id: "a", method: "$/enumerator/next", params: [token] });
+  assert.deepEqual(await nextSent(socket, 2), { jsonrpc: "2.0", id: "a", result: { values: [1.5, 2.5, 3], finished: true } });
+  socket.deliver({ jsonrpc: "2.0", id: "b", method: "$/enumerator/next", params: { token } });
+  assert.deepEqual((await nextSent(socket, 3)).error, { code: codes.NO_SUCH_STREAM, message: "No stream has this token" });
+
+  // An async generator, partly read by the server: released with the call's reply.
+  let release;
+  const released = new Promise((resolve) => (release = resolve));
+  let more;
+  const gate = new Promise((resolve) => (more = resolve));
+  async function* numbers() {
+    try {
+      yield 1;
+      yield 2;
+      await gate;
+      yield 3;
+    } finally {
+      release();
+    }
+  }
+  const second = peer.call("ticker.total", [numbers()]);
+  const carried = (await nextSent(socket, 4)).params[0];
+  socket.deliver({ jsonrpc: "2.0", id: "c", method: "$/enumerator/next", params: carried });
+  assert.deepEqual((await nextSent(socket, 5)).result, { values: [1, 2], finished: false });
+  assert.equal(peer.openStreams, 2 - 1);
+  socket.deliver({ jsonrpc: "2.0", id: request.id, result: 7 });
+  socket.deliver({ jsonrpc: "2.0", id: 2, result: 3 });
+  assert.equal(await reply, 7);
+  assert.equal(await second, 3);
+  assert.equal(peer.openStreams, 0);
+  // Returned once the value it was producing is in: its finally runs.
+  more();
+  await released;
+});
+
+test("values ready at once travel together; a slow producer sends what it has", async () => {
+  let later;
+  const gate = new Promise((resolve) => (later = resolve));
+  const { socket } = pair({
+    "feed.ready": async function* () {
+      for (let i = 0; i < 5; i++) yield i;
+    },
+    "feed.slow": async function* () {
+      yield "first";
+      await gate;
+      yield "second";
+    },
+  });
+  socket.deliver({ jsonrpc: "2.0", id: 1, method: "feed.ready" });
+  const ready = (await nextSent(socket, 1)).result;
+  socket.deliver({ jsonrpc: "2.0", id: 2, method: "$/enumerator/next", params: ready });
+  assert.deepEqual((await nextSent(socket, 2)).result, { values: [0, 1, 2, 3, 4], finished: true });
+
+  socket.deliver({ jsonrpc: "2.0", id: 3, method: "feed.slow" });
+  const slow = (await nextSent(socket, 3)).result;
+  socket.deliver({ jsonrpc: "2.0", id: 4, method: "$/enumerator/next", params: slow });
+  assert.deepEqual((await nextSent(socket, 4)).result, { values: ["first"], finished: false });
+  socket.deliver({ jsonrpc: "2.0", id: 5, method: "$/enumerator/next", params: slow });
+  await tick();
+  assert.equal(socket.sent.length, 4, "the ask waits for a value");
+  later();
+  assert.deepEqual((await nextSent(socket, 5)).result, { values: ["second"], finished: true });
+});
+
+test("dispose drops a handler's stream; an error mid-stream comes with the next ask", async () => {
+  let drop;
+  const dropped = new Promise((resolve) => (drop = resolve));
+  const { socket, peer } = pair({
+    "feed.endless": async function* () {
+      try {
+        for (let i = 0; ; i++) yield i;
+      } finally {
+        drop();
+      }
+    },
+    "feed.failing": async function* () {
+      yield 1;
+      throw Object.assign(new Error("feed lost"), { code: 2002 });
+    },
+  });
+  socket.deliver({ jsonrpc: "2.0", id: 1, method: "feed.endless" });
+  const endless = (await nextSent(socket, 1)).result;
+  assert.equal(peer.openStreams, 1);
+  // An endless ready stream: one answer holds about 64 KiB of values.
+  socket.deliver({ jsonrpc: "2.0", id: 2, method: "$/enumerator/next", params: endless });
+  const batch = (await nextSent(socket, 2)).result;
+  assert.equal(batch.finished, false);
+  assert.ok(batch.values.length > 1000 && JSON.stringify(batch.values).length < 70 * 1024, batch.values.length);
+  assert.deepEqual(batch.values.slice(0, 3), [0, 1, 2]);
+  socket.deliver({ jsonrpc: "2.0", id: 3, method: "$/enumerator/dispose", params: endless });
+  assert.deepEqual(await nextSent(socket, 3), { jsonrpc: "2.0", id: 3, result: null });
+  assert.equal(peer.openStreams, 0);
+  await dropped;
+
+  socket.deliver({ jsonrpc: "2.0", id: 4, method: "feed.failing" });
+  const failing = (await nextSent(socket, 4)).result;
+  socket.deliver({ jsonrpc: "2.0", id: 5, method: "$/enumerator/next", params: failing });
+  assert.deepEqual((await nextSent(socket, 5)).result, { values: [1], finished: false });
+  socket.deliver({ jsonrpc: "2.0", id: 6, method: "$/enumerator/next", params: failing });
+  assert.deepEqual((await nextSent(socket, 6)).error, { code: 2002, message: "feed lost" });
+  assert.equal(peer.openStreams, 0);
+});
+
+test("streams are refused in notifications and past the open-stream limit; closing drops them", async () => {
+  const socket = new FakeSocket();
+  const peer = new Peer(socket, { maxOpenStreams: 1 });
+  socket.open();
+  assert.throws(() => peer.notify("feed.push", { values: peer.outgoing([1]) }), (e) => e.code === codes.INVALID_PARAMS);
+  let drop;
+  const dropped = new Promise((resolve) => (drop = resolve));
+  async function* held() {
+    try {
+      for (;;) yield 1;
+    } finally {
+      drop();
+    }
+  }
+  const first = peer.call("feed.keep", [held()]);
+  await assert.rejects(peer.call("feed.keep", [peer.outgoing([2])]), (e) => e.code === codes.SERVER_BUSY);
+  const carried = (await nextSent(socket, 1)).params[0];
+  const reading = (async () => {
+    for await (const _ of peer.incoming("theirs"));
+  })();
+  await nextSent(socket, 2);
+  socket.deliver({ jsonrpc: "2.0", id: "x", method: "$/enumerator/next", params: carried });
+  assert.equal((await nextSent(socket, 3)).result.finished, false);
+  socket.close(1001, "going away");
+  await assert.rejects(first, (e) => e.code === codes.PEER_CLOSED);
+  await assert.rejects(reading, (e) => e.code === codes.PEER_CLOSED);
+  assert.equal(peer.openStreams, 0);
+  await dropped;
+});
