@@ -221,3 +221,47 @@ async fn two_pages_chat_invite_and_see_each_other_leave() {
     let _ = std::fs::remove_dir_all(alice_profile);
     let _ = std::fs::remove_dir_all(bob_profile);
 }
+
+/// The page's module reads a stream from the ticker example and streams one
+/// back, in the browser: `for await` over `ticker.history`, and an async
+/// generator as `ticker.total`'s parameter.
+#[tokio::test]
+async fn a_page_reads_a_stream_and_streams_one_back() {
+    if !browser_available() {
+        return;
+    }
+    let (_chat, url) = chat();
+    let ticker = common::example::start("ticker", "codegen", &[]);
+    let (_driver, webdriver) = chromedriver().await;
+    let profile = profile("streams");
+    let page = page(&webdriver, &profile).await;
+    common::within(page.goto(&url)).await.unwrap();
+    let script = r#"
+        const [tickerUrl, done] = arguments;
+        import("/wsduplex.js").then(async ({ connect }) => {
+          const peer = connect(tickerUrl);
+          await peer.ready;
+          const seqs = [];
+          const history = peer.incoming(await peer.call("ticker.history", { symbol: "ACME", count: 300 }));
+          for await (const tick of history) seqs.push(tick.seq);
+          // Leaving early tells the ticker to drop the rest.
+          for await (const tick of peer.incoming(await peer.call("ticker.history", ["UMBRELLA", 100000]))) {
+            if (tick.seq === 5) break;
+          }
+          async function* values() {
+            for (let i = 1; i <= 10; i++) yield i;
+          }
+          const total = await peer.call("ticker.total", { values: values() });
+          const fromArray = await peer.call("ticker.total", { values: peer.outgoing([0.25, 0.75]) });
+          peer.close();
+          done(JSON.stringify({ count: seqs.length, inOrder: seqs.every((s, i) => s === i), total, fromArray }));
+        }).catch((e) => done("failed: " + e));
+    "#;
+    let ticker_url = json!(format!("ws://{}", ticker.addr));
+    let result = common::within(page.execute_async(script, vec![ticker_url])).await.unwrap();
+    let result: serde_json::Value = serde_json::from_str(result.as_str().expect("a JSON string")).unwrap_or_else(|e| {
+        panic!("the page answered {result}: {e}");
+    });
+    assert_eq!(result, json!({"count": 300, "inOrder": true, "total": 55, "fromArray": 1}));
+    let _ = page.close().await;
+}

@@ -210,6 +210,64 @@ impl Canvas for CanvasSession {
     }
 }
 
+/// One quote of a symbol's history.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Quote {
+    pub symbol: String,
+    pub seq: u64,
+}
+
+/// Streams both ways.
+#[wsduplex::service(namespace = "quotes", callback = Desk)]
+pub trait Quotes {
+    /// `count` quotes of `symbol`.
+    async fn history(&self, symbol: String, count: u64) -> wsduplex::Stream<Quote>;
+    /// The sum of the values sent.
+    async fn total(&self, values: wsduplex::Incoming<f64>) -> Result<f64, wsduplex::Error>;
+    /// The sum of the caller's `series(count)`.
+    async fn pull(&self, count: u64) -> Result<u64, wsduplex::Error>;
+    /// What the caller's `count` counts of 0..n.
+    async fn push(&self, n: u64) -> Result<u64, wsduplex::Error>;
+    /// How many streams the server still sends on this connection.
+    async fn open_streams(&self) -> usize;
+}
+
+/// The page's side of `Quotes`.
+#[wsduplex::callback(namespace = "desk")]
+pub trait Desk {
+    async fn series(&self, count: u64) -> wsduplex::Stream<u64>;
+    async fn count(&self, values: wsduplex::Incoming<u64>) -> u64;
+}
+
+struct QuotesSession {
+    conn: Connection<DeskClient>,
+}
+
+impl Quotes for QuotesSession {
+    async fn history(&self, symbol: String, count: u64) -> wsduplex::Stream<Quote> {
+        wsduplex::Stream::iter((0..count).map(move |seq| Quote { symbol: symbol.clone(), seq }))
+    }
+
+    async fn total(&self, values: wsduplex::Incoming<f64>) -> Result<f64, wsduplex::Error> {
+        use futures_util::TryStreamExt;
+        values.try_fold(0.0, |sum, value| async move { Ok(sum + value) }).await
+    }
+
+    async fn pull(&self, count: u64) -> Result<u64, wsduplex::Error> {
+        use futures_util::TryStreamExt;
+        let series = self.conn.callback().series(count).await?;
+        series.try_fold(0, |sum, value| async move { Ok(sum + value) }).await
+    }
+
+    async fn push(&self, n: u64) -> Result<u64, wsduplex::Error> {
+        self.conn.callback().count(futures_util::stream::iter(0..n)).await
+    }
+
+    async fn open_streams(&self) -> usize {
+        self.conn.peer().open_streams()
+    }
+}
+
 type Nudges = Arc<(Mutex<Vec<Command_>>, Notify)>;
 
 /// Serves `Canvas` on loopback; returns its `ws://` URL and what it was nudged with.
@@ -338,6 +396,22 @@ async fn servers_answer_rpc_discover_unless_told_not_to() {
     assert_eq!(reply["result"], json!([640, 480]));
 }
 
+#[test]
+fn the_openrpc_document_marks_streams() {
+    let doc = wsduplex::codegen::openrpc::document(QuotesClient::contract());
+    let history = &doc["methods"][0];
+    assert_eq!(history["result"]["x-wsduplex-stream"], json!(true));
+    assert_eq!(history["result"]["schema"]["properties"]["values"]["items"]["$ref"], "#/components/schemas/Quote");
+    assert!(history["params"][0].get("x-wsduplex-stream").is_none());
+    let total = &doc["methods"][1];
+    assert_eq!(total["params"][0]["x-wsduplex-stream"], json!(true));
+    assert_eq!(total["params"][0]["schema"]["properties"]["values"]["items"]["type"], "number");
+    assert!(total["result"].get("x-wsduplex-stream").is_none());
+    let callbacks = &doc["x-callbacks"]["methods"];
+    assert_eq!(callbacks[0]["result"]["x-wsduplex-stream"], json!(true));
+    assert_eq!(callbacks[1]["params"][0]["x-wsduplex-stream"], json!(true));
+}
+
 // ---- TypeScript -----------------------------------------------------------
 
 #[test]
@@ -383,6 +457,30 @@ fn the_generated_canvas_client_types_every_shape() {
         r#"this.peer.notify("canvas.nudge", { command });"#,
         r#""canvas.confirm": (params, context) => events.confirm(...argumentsOf(params, ["question","default_answer"], ["default_answer"]), context),"#,
         r#"return this.peer.call("odd.twins", { room_id: roomId, roomId: roomId_ }, options);"#,
+    ] {
+        assert!(js.contains(line), "missing `{line}` in:\n{js}");
+    }
+}
+
+#[test]
+fn the_generated_client_types_streams_as_async_iterables() {
+    let ts = wsduplex::codegen::typescript::render(&[QuotesClient::contract()]);
+    let dts = &ts.declarations;
+    for line in [
+        "history(symbol: string, count: number, options?: wsduplex.CallOptions): Promise<AsyncIterable<Quote>>;",
+        "total(values: AsyncIterable<number> | Iterable<number>, options?: wsduplex.CallOptions): Promise<number>;",
+        "series(count: number, context: wsduplex.HandlerContext): AsyncIterable<number> | Iterable<number> | Promise<AsyncIterable<number> | Iterable<number>>;",
+        "count(values: AsyncIterable<number>, context: wsduplex.HandlerContext): number | Promise<number>;",
+    ] {
+        assert!(dts.contains(line), "missing `{line}` in:\n{dts}");
+    }
+    let js = &ts.javascript;
+    for line in [
+        r#"async history(symbol, count, options) {
+    return this.peer.incoming(await this.peer.call("quotes.history", { symbol, count }, options));"#,
+        r#"return this.peer.call("quotes.total", { values: this.peer.outgoing(values) }, options);"#,
+        r#""desk.series": async (params, context) => context.peer.outgoing(await events.series(...argumentsOf(params, ["count"]), context)),"#,
+        r#""desk.count": (params, context) => events.count(...incomingAt(argumentsOf(params, ["values"]), [0], context.peer), context),"#,
     ] {
         assert!(js.contains(line), "missing `{line}` in:\n{js}");
     }
@@ -498,9 +596,12 @@ async fn openrpc_documents_validate_against_the_meta_schema() {
     }
     let dir = Scratch::new("openrpc");
     let mut files = vec![repo().join("tests/snapshots/chat.openrpc.json")];
-    for (name, contract) in
-        [("canvas", CanvasClient::contract()), ("plain", PlainClient::contract()), ("odd", OddClient::contract())]
-    {
+    for (name, contract) in [
+        ("canvas", CanvasClient::contract()),
+        ("plain", PlainClient::contract()),
+        ("odd", OddClient::contract()),
+        ("quotes", QuotesClient::contract()),
+    ] {
         let file = dir.join(format!("{name}.openrpc.json"));
         std::fs::write(&file, wsduplex::codegen::openrpc::document(contract).to_string()).unwrap();
         files.push(file);
@@ -583,7 +684,46 @@ async fn generated_typescript_type_checks_strictly() {
     wsduplex::codegen::typescript::render(&contracts).write(&dir, "canvas").unwrap();
     std::fs::write(dir.join("usage.ts"), CANVAS_USAGE).unwrap();
     assert!(tsc(&dir, &["usage.ts"]).await.status.success(), "the canvas client does not type-check");
+
+    // Streams both ways.
+    wsduplex::codegen::typescript::render(&[QuotesClient::contract()]).write(&dir, "quotes").unwrap();
+    std::fs::write(dir.join("quotes_usage.ts"), QUOTES_USAGE).unwrap();
+    assert!(tsc(&dir, &["quotes_usage.ts"]).await.status.success(), "the quotes client does not type-check");
 }
+
+/// TypeScript using streams both ways, as a page would.
+const QUOTES_USAGE: &str = r#"
+import { QuotesClient, type Desk, type Quote } from "./quotes.js";
+
+const desk: Desk = {
+  series: async function* (count: number) {
+    for (let i = 0; i < count; i++) yield i;
+  },
+  count: async (values: AsyncIterable<number>) => {
+    let n = 0;
+    for await (const _ of values) n++;
+    return n;
+  },
+};
+const quotes = QuotesClient.connect("ws://127.0.0.1:1/", desk);
+async function use(): Promise<void> {
+  for await (const quote of await quotes.history("ACME", 3)) {
+    const seq: number = quote.seq;
+    const symbol: string = quote.symbol;
+    console.log(seq, symbol);
+  }
+  const first: Quote[] = [];
+  for await (const quote of await quotes.history("ACME", 3, { timeout: 100 })) first.push(quote);
+  const fromArray: number = await quotes.total([1, 2, 3]);
+  async function* numbers() {
+    yield 1.5;
+  }
+  const fromGenerator: number = await quotes.total(numbers());
+  const sync: Desk = { series: () => [1, 2, 3], count: () => 0 };
+  console.log(first, fromArray, fromGenerator, sync);
+}
+void use;
+"#;
 
 #[tokio::test]
 async fn a_wrong_parameter_type_fails_to_type_check() {
@@ -632,6 +772,78 @@ seen.drawn = drawn;
 console.log(JSON.stringify(seen));
 canvas.peer.close();
 "#;
+
+/// Drives the generated quotes client from Node: streams both ways, on
+/// both contracts, against a live server; prints what it saw as JSON.
+const QUOTES_LIVE: &str = r#"
+import { QuotesClient } from "./quotes.js";
+import { WebSocket } from "ws";
+
+const counted = [];
+const quotes = QuotesClient.connect(process.argv[2], {
+  series: async function* (count) {
+    for (let i = 0; i < count; i++) yield i;
+  },
+  count: async (values) => {
+    let n = 0;
+    for await (const value of values) {
+      counted.push(value);
+      n++;
+    }
+    return n;
+  },
+}, { WebSocket });
+const seen = {};
+seen.history = [];
+for await (const quote of await quotes.history("ACME", 2500)) seen.history.push(quote.seq);
+seen.last = seen.history.at(-1);
+seen.length = seen.history.length;
+seen.inOrder = seen.history.every((seq, i) => seq === i);
+delete seen.history;
+// Leaving early disposes of the server's stream.
+for await (const quote of await quotes.history("ACME", 1000000)) {
+  if (quote.seq === 2) break;
+}
+seen.openAfterBreak = await quotes.openStreams();
+async function* numbers() {
+  for (let i = 1; i <= 100; i++) yield i;
+}
+seen.totalGenerator = await quotes.total(numbers());
+seen.totalArray = await quotes.total([0.5, 1.5]);
+seen.pull = await quotes.pull(100);
+seen.push = await quotes.push(300);
+seen.counted = counted.length;
+seen.pageOpen = quotes.peer.openStreams;
+console.log(JSON.stringify(seen));
+quotes.peer.close();
+"#;
+
+#[tokio::test]
+async fn generated_clients_stream_both_ways_with_a_live_server() {
+    if node_tools().is_none() {
+        return;
+    }
+    let server = Server::builder().build("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", server.local_addr().unwrap());
+    tokio::spawn(server.serve(|conn: Connection<DeskClient>| QuotesSession { conn }.into_service()));
+    let dir = Scratch::new_in(&repo().join("clients/js"), "quotes-live");
+    wsduplex::codegen::typescript::render(&[QuotesClient::contract()]).write(&dir, "quotes").unwrap();
+    std::fs::write(dir.join("live.mjs"), QUOTES_LIVE).unwrap();
+    let output = run(tokio::process::Command::new("node").arg(dir.join("live.mjs")).arg(&url)).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        seen,
+        json!({
+            "last": 2499, "length": 2500, "inOrder": true,
+            "openAfterBreak": 0,
+            "totalGenerator": 5050, "totalArray": 2,
+            "pull": 4950, "push": 300, "counted": 300,
+            "pageOpen": 0,
+        })
+    );
+}
 
 #[tokio::test]
 async fn the_generated_client_calls_and_answers_a_live_server() {

@@ -21,7 +21,12 @@
 //!   calls on a connected client, described like the service's own methods;
 //! - `x-error-data` (extension, on a method): the schema of each documented
 //!   error's `data`, keyed by the error code, since an OpenRPC error object
-//!   has no place for one.
+//!   has no place for one;
+//! - `x-wsduplex-stream` (extension, `true` on a parameter's or result's
+//!   content descriptor, and in its schema): the value is a stream
+//!   ([`Stream`](crate::Stream) or [`Incoming`](crate::Incoming)), sent as
+//!   `{"token", "values"}` and pulled with `$/enumerator/next`; the schema's
+//!   `properties.values.items` is the schema of one value.
 //!
 //! [`ServerBuilder::without_discovery`]: crate::server::ServerBuilder::without_discovery
 
@@ -105,7 +110,10 @@ fn method(schemas: &mut Schemas, method: &MethodInfo, kind: ContractKind) -> Val
         .params
         .iter()
         .enumerate()
-        .map(|(i, p)| json!({ "name": p.name, "schema": schemas.schema(p.schema, reads), "required": i < first_optional }))
+        .map(|(i, p)| {
+            let schema = schemas.schema(p.schema, reads);
+            content_descriptor(json!({ "name": p.name, "schema": schema, "required": i < first_optional }))
+        })
         .collect();
     let mut object = Map::new();
     object.insert("name".into(), method.wire_name.into());
@@ -116,7 +124,8 @@ fn method(schemas: &mut Schemas, method: &MethodInfo, kind: ContractKind) -> Val
         // A notification: no result, and no error reaches the caller.
         return Value::Object(object);
     }
-    object.insert("result".into(), json!({ "name": "result", "schema": schemas.schema(method.result, writes) }));
+    let result = json!({ "name": "result", "schema": schemas.schema(method.result, writes) });
+    object.insert("result".into(), content_descriptor(result));
     let errors = method.documented_errors();
     if !errors.is_empty() {
         let objects: Vec<Value> = errors.iter().map(|e| json!({ "code": e.code, "message": e.summary() })).collect();
@@ -130,6 +139,14 @@ fn method(schemas: &mut Schemas, method: &MethodInfo, kind: ContractKind) -> Val
         }
     }
     Value::Object(object)
+}
+
+/// `descriptor`, marked `x-wsduplex-stream` when its schema is a stream's.
+fn content_descriptor(mut descriptor: Value) -> Value {
+    if descriptor["schema"]["x-wsduplex-stream"] == Value::Bool(true) {
+        descriptor["x-wsduplex-stream"] = Value::Bool(true);
+    }
+    descriptor
 }
 
 fn insert_text(object: &mut Map<String, Value>, key: &str, text: &str) {

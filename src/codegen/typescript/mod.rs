@@ -21,6 +21,13 @@
 //! - `yHandlers(events)`: `connect`'s `handlers` for an implementation, taking
 //!   parameters by name or by position as the wire allows.
 //!
+//! Streams ([`Stream`](crate::Stream), [`Incoming`](crate::Incoming)) are
+//! `AsyncIterable<T>` where the page reads them (a service's stream result,
+//! as `Promise<AsyncIterable<T>>`, read with `for await`, leaving early
+//! disposes of it; a callback's stream parameter) and any
+//! `AsyncIterable<T> | Iterable<T>` where the page sends them (a service's
+//! stream parameter, a callback's stream result).
+//!
 //! Named types used by parameters, results and error data become exported
 //! type aliases, in the shape each travels in (`Point` as the server reads
 //! it, `PointOut` as it writes it, when serde makes the two differ). Integers are `number`: values past 2^53 lose precision in
@@ -139,8 +146,20 @@ pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
 const MODULE: &str = "wsduplex";
 
 /// Global names the declarations use, and the namespace: never a definition's name.
-const GLOBALS: &[&str] =
-    &[MODULE, "Promise", "Omit", "Record", "Array", "Object", "String", "Number", "Boolean", "Error"];
+const GLOBALS: &[&str] = &[
+    MODULE,
+    "Promise",
+    "Omit",
+    "Record",
+    "Array",
+    "Object",
+    "String",
+    "Number",
+    "Boolean",
+    "Error",
+    "AsyncIterable",
+    "Iterable",
+];
 
 /// Text being written, and the names it needs from `wsduplex.js`.
 #[derive(Default)]
@@ -181,6 +200,8 @@ struct Params {
     typed: Vec<String>,
     /// Wire names that may be missing.
     optional: Vec<&'static str>,
+    /// Positions of the stream parameters.
+    streams: Vec<usize>,
 }
 
 impl Params {
@@ -197,13 +218,18 @@ impl Params {
         // Only a trailing run of optional parameters can be left out in TypeScript.
         let trailing = if more_follow { 0 } else { method.optional_tail() };
         let first_trailing = method.params.len() - trailing;
+        let mut streams = Vec::new();
         let typed = method
             .params
             .iter()
             .zip(&names)
             .enumerate()
             .map(|(i, (param, name))| {
-                let ty = type_of(&schemas.schema(param.schema, side), 1);
+                let schema = schemas.schema(param.schema, side);
+                if stream_items(&schema).is_some() {
+                    streams.push(i);
+                }
+                let ty = typescript_type(&schema, side);
                 match (param.optional, i >= first_trailing) {
                     (true, true) => format!("{name}?: {ty}"),
                     (true, false) => format!("{name}: {ty} | undefined"),
@@ -212,10 +238,11 @@ impl Params {
             })
             .collect();
         let optional = method.params.iter().filter(|p| p.optional).map(|p| p.name).collect();
-        Params { wire, names, typed, optional }
+        Params { wire, names, typed, optional, streams }
     }
 
-    /// `{ room, nick }`, or `{ room_id: roomId }` where the names differ.
+    /// `{ room, nick }`, or `{ room_id: roomId }` where the names differ; a
+    /// stream parameter is sent with `outgoing`.
     fn by_name(&self) -> String {
         if self.wire.is_empty() {
             return "{}".into();
@@ -224,9 +251,14 @@ impl Params {
             .wire
             .iter()
             .zip(&self.names)
-            .map(|(wire, name)| {
+            .enumerate()
+            .map(|(i, (wire, name))| {
                 let key = types::property_key(wire);
-                if key == *name { key } else { format!("{key}: {name}") }
+                match self.streams.contains(&i) {
+                    true => format!("{key}: this.peer.outgoing({name})"),
+                    false if key == *name => key,
+                    false => format!("{key}: {name}"),
+                }
             })
             .collect();
         format!("{{ {} }}", entries.join(", "))
@@ -309,12 +341,15 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
             writeln!(dts.text, "  {name}({}): Promise<{result}>;", typed.join(", ")).unwrap();
             let mut names = params.names.clone();
             names.push(options.clone());
-            writeln!(
-                js.text,
-                "\n  {name}({}) {{\n    return this.peer.call({wire}, {by_name}, {options});\n  }}",
-                names.join(", ")
-            )
-            .unwrap();
+            let call = format!("this.peer.call({wire}, {by_name}, {options})");
+            // A stream result is read from the connection as the page iterates it.
+            let body = match returns_stream(method, schemas, Side::Written) {
+                true => {
+                    format!("async {name}({}) {{\n    return this.peer.incoming(await {call});\n  }}", names.join(", "))
+                }
+                false => format!("{name}({}) {{\n    return {call};\n  }}", names.join(", ")),
+            };
+            writeln!(js.text, "\n  {body}").unwrap();
         }
     }
     dts.text.push_str("}\n\n");
@@ -350,10 +385,18 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
             true => String::new(),
             false => format!(", {}", Value::from(params.optional.clone())),
         };
-        entries.push(format!(
-            "    {}: (params, context) => events.{name}(...argumentsOf(params, {wire_names}{optional}), context),",
-            Value::from(method.wire_name)
-        ));
+        let mut args = format!("argumentsOf(params, {wire_names}{optional})");
+        if !params.streams.is_empty() {
+            js.uses(&["incomingAt"]);
+            args = format!("incomingAt({args}, {}, context.peer)", Value::from(params.streams.clone()));
+        }
+        let call = format!("events.{name}(...{args}, context)");
+        // A stream the page returns is sent as one, whatever iterable it is.
+        let entry = match returns_stream(method, schemas, Side::Read) {
+            true => format!("async (params, context) => context.peer.outgoing(await {call})"),
+            false => format!("(params, context) => {call}"),
+        };
+        entries.push(format!("    {}: {entry},", Value::from(method.wire_name)));
     }
     dts.text.push_str("}\n\n");
     let fn_docs = format!(
@@ -372,14 +415,42 @@ fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut O
         .unwrap();
 }
 
-/// What a method gives back: `void` for one-way methods and `()`.
+/// What a method gives back: `void` for one-way methods and `()`; `side`
+/// is the server's (it writes a service's result, reads a callback's).
 fn result_type(method: &MethodInfo, schemas: &mut Schemas, side: Side) -> String {
     if method.oneway {
         return "void".into();
     }
-    match type_of(&schemas.schema(method.result, side), 1) {
+    match typescript_type(&schemas.schema(method.result, side), side) {
         unit if unit == "null" => "void".into(),
         result => result,
+    }
+}
+
+/// True when the method returns a stream.
+fn returns_stream(method: &MethodInfo, schemas: &mut Schemas, side: Side) -> bool {
+    !method.oneway && stream_items(&schemas.schema(method.result, side)).is_some()
+}
+
+/// The items of a stream's schema (marked `x-wsduplex-stream`), if it is one.
+fn stream_items(schema: &Value) -> Option<&Value> {
+    if schema.get("x-wsduplex-stream") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    schema.pointer("/properties/values/items")
+}
+
+/// The type of a value the server reads or writes (`side`): a stream is an
+/// `AsyncIterable` where the page reads it (the server wrote it: a service's
+/// result, a callback's parameter), and any iterable where the page writes it.
+fn typescript_type(schema: &Value, side: Side) -> String {
+    match (stream_items(schema), side) {
+        (Some(items), Side::Written) => format!("AsyncIterable<{}>", type_of(items, 1)),
+        (Some(items), Side::Read) => {
+            let items = type_of(items, 1);
+            format!("AsyncIterable<{items}> | Iterable<{items}>")
+        }
+        (None, _) => type_of(schema, 1),
     }
 }
 
