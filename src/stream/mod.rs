@@ -1,18 +1,12 @@
-//! Streams both ways: a method returns a [`Stream<T>`] or takes an
-//! [`Incoming<T>`], and the values travel as the consumer asks for them.
-//!
-//! The wire is StreamJsonRpc's `IAsyncEnumerable` protocol, so a .NET peer
-//! interoperates: the message carrying a stream holds `{"token": T}` (with
-//! `"values": [...]` when some were prefetched); the consumer asks with the
-//! request `$/enumerator/next` `{"token": T}` and gets `{"values": [...],
-//! "finished": bool}`; it ends the stream with `$/enumerator/dispose` (or
-//! StreamJsonRpc's `$/enumerator/abort`), a notification or a request. An
-//! unknown token gets [`NO_SUCH_STREAM`](crate::codes::NO_SUCH_STREAM).
-//!
-//! Each side keeps the streams it sends in a per-connection registry (at most
-//! `max_open_streams`); the driver answers `next` and `dispose` from it, with
-//! no call slot taken (a consumer asks once at a time per stream, so the
-//! registry bounds them), and drops every stream when the connection ends.
+#![doc = include_str!("../../docs/guide/streams.md")]
+
+// How it works: each side keeps the streams it sends in a per-connection
+// registry (`Producers`, in the connection's shared state); the driver answers
+// `next` and `dispose` from it with no call slot taken (a consumer asks once
+// at a time per stream, so the registry bounds them), and drops every
+// stream when the connection ends. serde cannot be told the connection, so
+// `scope` marks the thread while a connection's messages are encoded or
+// decoded.
 
 mod consumer;
 mod producer;
