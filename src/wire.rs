@@ -707,7 +707,7 @@ mod tests {
 
             #[test]
             fn message_shaped_text_is_classified_without_panicking(
-                text in arbitrary::frame_text(&["m", "$/cancelRequest"])
+                text in arbitrary::frame_text(&["m", "$/cancelRequest", "$/enumerator/next"])
             ) {
                 classify_everything(&text);
             }

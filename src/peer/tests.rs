@@ -360,7 +360,15 @@ mod fuzz {
     use proptest::prelude::*;
     use serde_json::Value;
 
-    const METHODS: &[&str] = &["echo", "sleep", "nope", "$/cancelRequest"];
+    const METHODS: &[&str] = &[
+        "echo",
+        "sleep",
+        "nope",
+        "$/cancelRequest",
+        "$/enumerator/next",
+        "$/enumerator/dispose",
+        "$/enumerator/abort",
+    ];
 
     /// Checks one frame the engine sent back: a JSON-RPC response, or a non-empty batch of them.
     fn check_reply(text: &str) -> Result<(), TestCaseError> {

@@ -27,7 +27,9 @@ type Asking = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send>>;
 /// stops the producer. A producer's error arrives as one `Err`
 /// ([`Error::Rpc`] with its error object), a closed connection as
 /// `Err(Error::Closed)`; either ends the stream. Dropping it before the end
-/// tells the producer to stop (`$/enumerator/dispose`).
+/// tells the producer to stop (`$/enumerator/dispose`). An ask has no
+/// deadline (a live feed may wait long for its next value): bound a wait
+/// with `tokio::time::timeout` around `next()` where that matters.
 pub struct Incoming<T> {
     /// `None` once the producer holds nothing for us (the end, an error, or
     /// no token to begin with).

@@ -213,3 +213,20 @@ fn scopes_nest_and_finishing_one_restores_the_outer() {
     assert_eq!(scope::serving_connection(), None);
     assert!(scope::Scope::encoding_result().is_none());
 }
+
+mod fuzz {
+    use super::*;
+    use crate::arbitrary;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a peer sends as a stream's params, or as the message
+        /// carrying one, nothing panics.
+        #[test]
+        fn any_params_name_a_token_or_not(value in arbitrary::json()) {
+            let text = raw(&value.to_string());
+            let _ = named_token(Some(&text));
+            let _ = serde_json::from_str::<Incoming<u8>>(text.get());
+        }
+    }
+}
