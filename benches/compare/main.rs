@@ -195,6 +195,10 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--idle-server") {
         return idle::server_main(args.get(at + 1).map(String::as_str).unwrap_or("wsduplex"));
     }
+    if args.iter().any(|a| a == "--paused-stream") {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        return runtime.block_on(wsduplex_side::paused_stream_main(SMALL));
+    }
     let plan = Plan::from_args(&args);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut rows = runtime.block_on(async {
@@ -211,7 +215,7 @@ fn main() {
             rows.push(Row { contender: "jsonrpsee", scenario: "stream_16B", unit: "values/s", measurement });
         }
         if plan.runs("stream_paused_1M") {
-            let measurement = wsduplex_side::paused_stream(SMALL).await;
+            let measurement = streams::paused_memory();
             rows.push(Row { contender: "wsduplex", scenario: "stream_paused_1M", unit: "", measurement });
         }
         broadcast_scenarios(&plan, &mut rows).await;

@@ -52,3 +52,23 @@ pub fn resident_bytes() -> f64 {
         .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kib| kib * 1024.0)
 }
+
+/// The memory a paused consumer of a million-value stream costs, both ends
+/// in one fresh process (see `wsduplex_side::paused_stream_main`).
+pub fn paused_memory() -> Measurement {
+    let exe = std::env::current_exe().expect("current exe");
+    let output =
+        std::process::Command::new(exe).arg("--paused-stream").output().expect("run the paused-stream process");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let grown: f64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("grown "))
+        .and_then(|bytes| bytes.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the paused-stream process printed {stdout:?}"));
+    Measurement {
+        ops: 0,
+        elapsed: std::time::Duration::ZERO,
+        latencies: Latencies::default(),
+        memory_per_connection: Some(grown),
+    }
+}

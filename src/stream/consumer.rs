@@ -22,9 +22,11 @@ type Asking = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send>>;
 /// parameter, and what a stub returns for a stream result. A
 /// [`futures::Stream`](futures_util::Stream) of `Result<T, Error>`.
 ///
-/// It asks the peer for values only as it is polled (one `$/enumerator/next`
-/// at a time, each answered with a batch), so a consumer that stops polling
-/// stops the producer. A producer's error arrives as one `Err`
+/// It asks the peer for values only as it is polled, one `$/enumerator/next`
+/// at a time, each answered with a batch; the next ask goes out once half
+/// of the last batch is read, so the next batch travels while the rest is.
+/// A consumer that stops polling stops asking, and so stops the producer,
+/// holding at most about two batches. A producer's error arrives as one `Err`
 /// ([`Error::Rpc`] with its error object), a closed connection as
 /// `Err(Error::Closed)`; either ends the stream. Dropping it before the end
 /// tells the producer to stop (`$/enumerator/dispose`). An ask has no
@@ -37,6 +39,9 @@ pub struct Incoming<T> {
     buffered: VecDeque<T>,
     /// The producer said no values follow those buffered.
     finished: bool,
+    /// Ask again once no more than this many values are buffered: half the
+    /// last batch.
+    low_water: usize,
     asking: Option<Asking>,
     /// Yielded once, after the buffered values; the stream ends after it.
     failure: Option<Error>,
@@ -71,6 +76,7 @@ impl<T: DeserializeOwned> Incoming<T> {
             // An empty batch that is not the end would have us ask forever.
             Ok(Values { values, finished }) => {
                 self.finished = finished || values.is_empty();
+                self.low_water = values.len() / 2;
                 self.buffered.extend(values);
             }
             Err(error) => {
@@ -87,21 +93,28 @@ impl<T: DeserializeOwned> futures_util::Stream for Incoming<T> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
+            if this.asking.is_none() && !this.finished && this.buffered.len() <= this.low_water {
+                match &this.remote {
+                    Some(remote) => this.asking = Some(remote.peer.ask_next(&remote.token)),
+                    None => this.finished = true,
+                }
+            }
+            if let Some(asking) = &mut this.asking
+                && let Poll::Ready(reply) = asking.as_mut().poll(cx)
+            {
+                this.asking = None;
+                this.on_values(reply);
+                continue;
+            }
             if let Some(value) = this.buffered.pop_front() {
                 return Poll::Ready(Some(Ok(value)));
             }
-            if this.finished {
-                this.dispose();
-                return Poll::Ready(this.failure.take().map(Err));
+            if this.asking.is_some() {
+                return Poll::Pending;
             }
-            let Some(remote) = &this.remote else {
-                this.finished = true;
-                continue;
-            };
-            let asking = this.asking.get_or_insert_with(|| remote.peer.ask_next(&remote.token));
-            let reply = std::task::ready!(asking.as_mut().poll(cx));
-            this.asking = None;
-            this.on_values(reply);
+            // Finished, and everything buffered is read.
+            this.dispose();
+            return Poll::Ready(this.failure.take().map(Err));
         }
     }
 
@@ -164,6 +177,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Incoming<T> {
         };
         Ok(Incoming {
             finished: remote.is_none(),
+            low_water: 0,
             remote,
             buffered: carried.values.unwrap_or_default().into(),
             asking: None,
