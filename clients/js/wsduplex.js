@@ -57,6 +57,8 @@ function newToken() {
 
 /** Resolves with `SOON` once the current task and its microtasks are done. */
 const SOON = Symbol("soon");
+/** What a stream's `cutShort` resolves with once it is disposed of. */
+const CUT = Symbol("cut");
 const soon = () => new Promise((resolve) => setTimeout(() => resolve(SOON), 0));
 
 /** A JSON-RPC error object, as a JavaScript error: what a failed call rejects with. */
@@ -146,7 +148,11 @@ export class Peer extends EventTarget {
     socket.onerror = () => this.dispatchEvent(new Event("error"));
     socket.onclose = (e) => this.#onClose(e.code ?? 1006, e.reason ?? "");
     // Binary frames holding UTF-8 JSON are accepted too.
-    socket.onmessage = (e) => this.#onText(typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data));
+    socket.onmessage = (e) => {
+      const text = typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data);
+      // Nothing in handling a frame should throw; if it does, say so rather than lose it quietly.
+      this.#onText(text).catch(() => this.dispatchEvent(new Event("error")));
+    };
   }
 
   /** True once the connection has closed. */
@@ -237,7 +243,26 @@ export class Peer extends EventTarget {
         values = Array.isArray(carried.values) ? carried.values : [];
       }
     }
-    return this.#consume(token ?? undefined, values);
+    token ??= undefined;
+    const generator = this.#consume(token, values);
+    let started = false;
+    // An async generator never started skips its `finally` on `return()`:
+    // dispose of the stream here then, so a loop left at once still tells.
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      next: (value) => {
+        started = true;
+        return generator.next(value);
+      },
+      return: (value) => {
+        if (!started && token !== undefined && !this.#closed) this.notify(DISPOSE, { token });
+        started = true;
+        return generator.return(value);
+      },
+      throw: (error) => generator.throw(error),
+    };
   }
 
   async *#consume(token, values) {
@@ -276,7 +301,10 @@ export class Peer extends EventTarget {
     const sync = !isAsyncIterable(iterable);
     const iterator = sync ? iterable[Symbol.iterator]() : iterable[Symbol.asyncIterator]();
     const token = newToken();
-    this.#streams.set(token, { iterator, sync, pending: null, failure: null, busy: false });
+    let cut;
+    // Settles when the stream is disposed of, so an ask waiting for a value stops waiting.
+    const cutShort = new Promise((resolve) => (cut = () => resolve(CUT)));
+    this.#streams.set(token, { iterator, sync, pending: null, failure: null, busy: false, cutShort, cut });
     return { token };
   }
 
@@ -306,6 +334,7 @@ export class Peer extends EventTarget {
     const stream = this.#streams.get(token);
     if (!stream) return false;
     this.#streams.delete(token);
+    stream.cut();
     // An iterator's cleanup must not break ours.
     Promise.resolve()
       .then(() => stream.iterator.return?.())
@@ -327,11 +356,16 @@ export class Peer extends EventTarget {
     if (!stream) return failure(codes.NO_SUCH_STREAM, "No stream has this token");
     if (stream.busy) return failure(codes.INVALID_REQUEST, "A $/enumerator/next for this token is already waiting");
     stream.busy = true;
-    const { values, finished, error } = await this.#pull(stream);
-    stream.busy = false;
+    let pulled;
+    try {
+      pulled = await this.#pull(stream);
+    } finally {
+      stream.busy = false;
+    }
+    const { values, finished, error } = pulled;
     const over = finished || error !== undefined;
-    // Disposed of meanwhile: the sequence is over for the consumer.
-    if (this.#streams.get(token) !== stream) return { jsonrpc: "2.0", id, result: { values, finished: true } };
+    // Disposed of meanwhile (released with its call, say): cut short, not finished.
+    if (this.#streams.get(token) !== stream) return failure(codes.NO_SUCH_STREAM, "The stream was disposed of");
     if (over) this.#streams.delete(token);
     if (error !== undefined) return { jsonrpc: "2.0", id, error };
     return { jsonrpc: "2.0", id, result: { values, finished } };
@@ -351,11 +385,13 @@ export class Peer extends EventTarget {
       try {
         const next = stream.pending ?? stream.iterator.next();
         stream.pending = null;
-        if (values.length === 0 || stream.sync) {
-          step = await next;
+        if (stream.sync) {
+          step = next;
         } else {
-          deadline ??= soon();
-          step = await Promise.race([next, deadline]);
+          const waits = [next, stream.cutShort];
+          if (values.length > 0) waits.push((deadline ??= soon()));
+          step = await Promise.race(waits);
+          if (step === CUT) return { values, finished: true };
           if (step === SOON) {
             stream.pending = next;
             break;
@@ -368,8 +404,17 @@ export class Peer extends EventTarget {
         break;
       }
       if (step.done) return { values, finished: true };
+      let json;
+      try {
+        json = JSON.stringify(step.value) ?? "null";
+      } catch (thrown) {
+        const error = errorObject(new Error(`a stream value is not JSON: ${thrown.message}`));
+        if (values.length === 0) return { values, finished: true, error };
+        stream.failure = error;
+        break;
+      }
       values.push(step.value);
-      bytes += (JSON.stringify(step.value) ?? "null").length + 1;
+      bytes += json.length + 1;
     }
     return { values, finished: false };
   }
@@ -491,7 +536,13 @@ export class Peer extends EventTarget {
   #onResponse(message) {
     if (typeof message.id !== "number") return;
     const pending = this.#settle(message.id);
-    if (!pending) return;
+    if (!pending) {
+      // Its caller gave up just before it came: a stream in it would never be read.
+      const token = message.result?.token;
+      const ours = message.id > 0 && message.id < this.#nextId;
+      if (ours && token !== undefined && token !== null && !this.#closed) this.notify(DISPOSE, { token });
+      return;
+    }
     if (Object.hasOwn(message, "error")) {
       const { code, message: text, data } = message.error ?? {};
       pending.reject(new RpcError(Number.isInteger(code) ? code : codes.INTERNAL_ERROR, String(text ?? "error"), data));

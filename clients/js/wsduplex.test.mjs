@@ -377,3 +377,42 @@ test("streams are refused in notifications and past the open-stream limit; closi
   assert.equal(peer.openStreams, 0);
   await dropped;
 });
+
+test("edge cases: a loop left at once, a value that is not JSON, a result its caller gave up on", async () => {
+  const { socket, peer } = pair({ "feed.odd": async function* () {
+    yield 1;
+    yield 10n;
+  } }, 10);
+  // Left before its first value: still disposed of.
+  await peer.incoming({ token: "t9" }).return();
+  assert.deepEqual(socket.sent[0], { jsonrpc: "2.0", method: "$/enumerator/dispose", params: { token: "t9" } });
+
+  // A BigInt is not JSON: the values before it, then the error.
+  socket.deliver({ jsonrpc: "2.0", id: 1, method: "feed.odd" });
+  const odd = (await nextSent(socket, 2)).result;
+  socket.deliver({ jsonrpc: "2.0", id: 2, method: "$/enumerator/next", params: odd });
+  assert.deepEqual((await nextSent(socket, 3)).result, { values: [1], finished: false });
+  socket.deliver({ jsonrpc: "2.0", id: 3, method: "$/enumerator/next", params: odd });
+  assert.equal((await nextSent(socket, 4)).error.code, codes.INTERNAL_ERROR);
+
+  // A stream result that comes after its call timed out is disposed of at once.
+  await assert.rejects(peer.call("ticker.history", []), (e) => e.code === codes.TIMED_OUT);
+  const callId = socket.sent.find((m) => m.method === "ticker.history").id;
+  socket.deliver({ jsonrpc: "2.0", id: callId, result: { token: "late" } });
+  const last = (await socket.sentAtLeast(7)).at(-1);
+  assert.deepEqual(last, { jsonrpc: "2.0", method: "$/enumerator/dispose", params: { token: "late" } });
+});
+
+test("an ask waiting when its stream is released with the call gets -32001, not an end", async () => {
+  const { socket, peer } = pair();
+  async function* slow() {
+    await new Promise(() => {});
+  }
+  const reply = peer.call("feed.total", [slow()]);
+  const carried = (await nextSent(socket, 1)).params[0];
+  socket.deliver({ jsonrpc: "2.0", id: "a", method: "$/enumerator/next", params: carried });
+  await tick();
+  socket.deliver({ jsonrpc: "2.0", id: 1, result: 0 });
+  assert.equal(await reply, 0);
+  assert.deepEqual((await nextSent(socket, 2)).error, { code: codes.NO_SUCH_STREAM, message: "The stream was disposed of" });
+});
