@@ -344,7 +344,12 @@ where
     Fut::Output: IntoReply,
 {
     let IncomingCall { id, params } = call;
-    let args = match A::decode(params, names) {
+    let decoded = {
+        // A stream in the params pulls from the connection being served.
+        let _decoding = crate::stream::scope::Scope::serving_message();
+        A::decode(params, names)
+    };
+    let args = match decoded {
         Ok(args) => args,
         Err(e) => {
             tracing::debug!(reason = %e.reason, param = e.param, "invalid params");

@@ -389,12 +389,12 @@ pub(crate) fn notification<P: Serialize>(method: &str, params: Option<P>) -> Res
 /// A success response; falls back to an internal-error response if the result
 /// does not serialize (a map with non-string keys, say).
 pub(crate) fn success<T: Serialize>(id: &RequestId, result: &T) -> String {
-    try_success(id, result).unwrap_or_else(|e| {
-        failure(
-            id,
-            &ErrorObjectOwned::owned(codes::INTERNAL_ERROR, format!("could not encode the result: {e}"), None::<()>),
-        )
-    })
+    try_success(id, result).unwrap_or_else(|e| failure(id, &encode_failure(&e)))
+}
+
+/// The error object for a result that did not serialize (-32603).
+pub(crate) fn encode_failure(error: &serde_json::Error) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(codes::INTERNAL_ERROR, format!("could not encode the result: {error}"), None::<()>)
 }
 
 /// A success response, if the result serializes.

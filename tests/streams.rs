@@ -555,3 +555,38 @@ async fn a_raw_peer_feeds_a_stream_parameter() {
     assert_eq!(answer["id"], json!(2));
     assert_eq!(answer["error"]["code"], json!(codes::PEER_ERROR));
 }
+
+/// A peer that asks without reading the answers cannot make the server fill
+/// its memory 64 KiB per ask: once the connection's queue is full, each ask
+/// gets one value, and past the owed-reply limit the server stops reading.
+#[tokio::test]
+async fn asking_without_reading_does_not_fill_the_servers_memory() {
+    let Setup { url, probe } = serve(Server::builder()).await;
+    // A small, fixed receive buffer: the kernel holds little for us.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = url.trim_start_matches("ws://").parse().unwrap();
+    let stream = within(socket.connect(addr)).await.unwrap();
+    let connecting = tokio_tungstenite::client_async(url.as_str(), tokio_tungstenite::MaybeTlsStream::Plain(stream));
+    let mut raw = Raw { socket: within(connecting).await.unwrap().0 };
+
+    let opened = raw.exchange(r#"{"jsonrpc":"2.0","id":0,"method":"ticker.numbers","params":[10000000]}"#).await;
+    let token = opened["result"]["token"].as_str().unwrap().to_owned();
+    const ASKS: u64 = 1000;
+    for id in 1..=ASKS {
+        raw.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"$/enumerator/next","params":["{token}"]}}"#)).await;
+    }
+    // Now read every answer: each ask got at least one value, in order.
+    let mut values = 0;
+    for id in 1..=ASKS {
+        let answer = raw.recv().await;
+        assert_eq!(answer["id"], json!(id));
+        let got = answer["result"]["values"].as_array().unwrap().len();
+        assert!(got >= 1);
+        values += got;
+    }
+    assert_eq!(values as u64, probe.produced.load(Ordering::SeqCst));
+    // 64 KiB per ask would have made about nine million; the queue's 4 MiB
+    // and the kernel's buffers hold a small part of that.
+    assert!(values < 3_000_000, "{values} values produced for {ASKS} unread asks");
+}

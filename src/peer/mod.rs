@@ -93,7 +93,7 @@ pub(crate) enum Control {
     Cancel(u64),
     /// Send this `$/enumerator/dispose` notification (a stream we consumed
     /// was dropped, and the queue was full).
-    DisposeStream(String),
+    DisposeStream(Message),
     /// Close the connection with this frame: after the frames already queued
     /// (`graceful`), or at once, dropping them.
     Close { frame: CloseFrame, graceful: bool },
@@ -214,15 +214,14 @@ impl Peer {
         async {
             // Serialized once it has its turn: a call that waits holds no frame.
             let turn = self.turn(1, deadline, timeout).await?;
-            let encoding = Scope::encoding(&self.shared);
+            let encoding = Scope::message(&self.shared);
             let frame = wire::request(id, method, params);
-            let (streams, _) = encoding.finish();
             // The streams the params carry live until the call completes, however it does.
-            let _release = ReleaseStreams { shared: &self.shared, tokens: streams };
+            let _release = ReleaseStreams { shared: &self.shared, tokens: encoding.finish().tokens };
             let frame = frame.map_err(Error::Encode)?;
             let reply = self.call_in_turn(id, frame, deadline, timeout, turn).await?;
             // A stream in the result pulls from this connection.
-            let _decoding = Scope::encoding(&self.shared);
+            let _decoding = Scope::message(&self.shared);
             reply.decode()
         }
         .instrument(span)
@@ -288,16 +287,6 @@ impl Peer {
             let deadline = deadline_in(Duration::MAX);
             peer.call_in_turn(id, frame, deadline, Duration::MAX, None).await
         })
-    }
-
-    /// Tells the peer we are done with stream `token`, without waiting.
-    pub(crate) fn dispose_stream(&self, token: &RawValue) {
-        let Ok(frame) = wire::notification(crate::stream::DISPOSE_METHOD, Some(TokenParams { token })) else {
-            return;
-        };
-        if let Err(PushError::Full(_)) = self.shared.outbox.try_push(Message::Text(wire::frame_text(frame.clone()))) {
-            self.shared.outbox.push_control(Control::DisposeStream(frame));
-        }
     }
 
     /// Sends several calls as one batch frame and awaits every reply, in order.
@@ -444,6 +433,21 @@ impl Drop for ReleaseStreams<'_> {
 }
 
 impl Shared {
+    /// True if this side made a call with `id` (ids count up from 1).
+    pub(crate) fn issued(&self, id: u64) -> bool {
+        id != 0 && id < self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Tells the peer we are done with stream `token`, without waiting.
+    pub(crate) fn dispose_stream(&self, token: &RawValue) {
+        let Ok(frame) = wire::notification(crate::stream::DISPOSE_METHOD, Some(TokenParams { token })) else {
+            return;
+        };
+        if let Err(PushError::Full(message)) = self.outbox.try_push(Message::Text(wire::frame_text(frame))) {
+            self.outbox.push_control(Control::DisposeStream(message));
+        }
+    }
+
     /// Marks the connection ended: queued frames are dropped, pending calls
     /// fail at once, new ones fail with `Closed`, the streams this side
     /// sends are dropped.

@@ -219,6 +219,11 @@ impl Outbox {
         self.lock().bytes
     }
 
+    /// Payload bytes that fit before the byte bound.
+    pub(crate) fn room_bytes(&self) -> usize {
+        self.bounds.bytes.saturating_sub(self.bytes())
+    }
+
     /// True while a sender waits for room: this side then depends on the
     /// peer reading, and the driver never stops reading.
     pub(crate) fn has_waiting_senders(&self) -> bool {

@@ -53,16 +53,17 @@ impl Pending {
         Ok(rx)
     }
 
-    /// Hands a reply to the call it answers; false when no call waits for `id`.
-    pub(crate) fn resolve(&self, id: u64, reply: Reply) -> bool {
+    /// Hands a reply to the call it answers; gives it back when no call
+    /// waits for `id`.
+    pub(crate) fn resolve(&self, id: u64, reply: Reply) -> Result<(), Reply> {
         let waiting = self.lock().calls.remove(&id);
         match waiting {
             // The caller may have just given up; that is not a stray reply.
             Some(tx) => {
                 let _ = tx.send(reply);
-                true
+                Ok(())
             }
-            None => false,
+            None => Err(reply),
         }
     }
 
@@ -137,11 +138,11 @@ mod tests {
         let pending = Pending::default();
         let rx = pending.register(1).unwrap();
         let response = || Reply(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":true}"#));
-        assert!(!pending.resolve(2, response()));
-        assert!(pending.resolve(1, response()));
+        assert!(pending.resolve(2, response()).is_err());
+        assert!(pending.resolve(1, response()).is_ok());
         assert!(rx.await.unwrap().decode::<bool>().unwrap());
         // A duplicate reply finds no one.
-        assert!(!pending.resolve(1, response()));
+        assert!(pending.resolve(1, response()).is_err());
     }
 
     #[tokio::test]

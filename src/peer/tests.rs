@@ -451,3 +451,32 @@ mod fuzz {
         }
     }
 }
+
+/// A stream result whose caller gave up just before it came would never be
+/// read: the engine disposes of it at once instead of leaving the producer
+/// until the connection ends.
+#[tokio::test(start_paused = true)]
+async fn a_stream_result_that_comes_too_late_is_disposed_of() {
+    within(async {
+        let (mut ours, theirs) = transport_pair();
+        let config = PeerConfig::default();
+        let peer = Peer::new(ConnectionId::next(), &config);
+        let driver = Driver::new(theirs, peer.clone(), TestHandler(Arc::default(), None), &config);
+        tokio::spawn(driver.run(|_| {}));
+        let error = peer.call::<_, u8>("history", (), Some(Duration::from_secs(1))).await.unwrap_err();
+        assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+        let mut next_text = async || match ours.rx.recv().await {
+            Some(Message::Text(text)) => serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            other => panic!("expected a frame, got {other:?}"),
+        };
+        assert_eq!(next_text().await["method"], "history");
+        assert_eq!(next_text().await["method"], "$/cancelRequest");
+        let late = r#"{"jsonrpc":"2.0","id":1,"result":{"token":"late"}}"#;
+        ours.tx.as_ref().unwrap().send(Message::Text(late.into())).unwrap();
+        assert_eq!(
+            next_text().await,
+            serde_json::json!({"jsonrpc":"2.0","method":"$/enumerator/dispose","params":{"token":"late"}})
+        );
+    })
+    .await;
+}

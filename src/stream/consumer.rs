@@ -62,15 +62,18 @@ struct Values<T> {
     finished: bool,
 }
 
-impl<T: DeserializeOwned> Incoming<T> {
-    /// Tells the producer we are done, once.
+impl<T> Incoming<T> {
+    /// Tells the producer we are done, once. Sent after the end too: a .NET
+    /// producer keeps a finished enumerator until it is disposed of.
     fn dispose(&mut self) {
         self.asking = None;
         if let Some(Remote { peer, token }) = self.remote.take() {
-            peer.dispose_stream(&token);
+            peer.shared().dispose_stream(&token);
         }
     }
+}
 
+impl<T: DeserializeOwned> Incoming<T> {
     fn on_values(&mut self, reply: Result<Reply, Error>) {
         match reply.and_then(Reply::decode::<Values<T>>) {
             // An empty batch that is not the end would have us ask forever.
@@ -129,9 +132,7 @@ impl<T> Unpin for Incoming<T> {}
 
 impl<T> Drop for Incoming<T> {
     fn drop(&mut self) {
-        if let Some(Remote { peer, token }) = self.remote.take() {
-            peer.dispose_stream(&token);
-        }
+        self.dispose();
     }
 }
 
@@ -152,22 +153,33 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Incoming<T> {
         #[derive(Deserialize)]
         #[serde(bound = "T: DeserializeOwned")]
         struct Carried<T> {
-            token: Option<Box<RawValue>>,
+            #[serde(default)]
+            token: Present,
             values: Option<Vec<T>>,
+        }
+        /// A member that may be missing, told apart from one that is `null`.
+        #[derive(Default)]
+        struct Present(Option<Box<RawValue>>);
+        impl<'de> Deserialize<'de> for Present {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Box::<RawValue>::deserialize(deserializer).map(|raw| Present(Some(raw)))
+            }
         }
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         let text = raw.get().trim_start();
-        let carried = match text.as_bytes().first() {
+        let (token, values) = match text.as_bytes().first() {
             Some(b'{') => match serde_json::from_str::<Carried<T>>(text) {
-                Ok(carried @ Carried { token: Some(_), .. }) | Ok(carried @ Carried { values: Some(_), .. }) => carried,
                 // An object that is neither: the token itself.
-                Ok(_) => Carried { token: Some(raw), values: None },
+                Ok(Carried { token: Present(None), values: None }) => (Some(raw), None),
+                Ok(Carried { token: Present(token), values }) => (token, values),
                 Err(e) => return Err(D::Error::custom(e)),
             },
             Some(b'n') => return Err(D::Error::custom("a stream's token may not be null")),
-            _ => Carried { token: Some(raw), values: None },
+            // StreamJsonRpc's bare token.
+            _ => (Some(raw), None),
         };
-        let token = carried.token.filter(|token| token.get() != "null");
+        // A null token is no token: the values are all of it.
+        let token = token.filter(|token| token.get() != "null");
         let remote = match token {
             None => None,
             Some(token) => match scope::connection() {
@@ -179,7 +191,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Incoming<T> {
             finished: remote.is_none(),
             low_water: 0,
             remote,
-            buffered: carried.values.unwrap_or_default().into(),
+            buffered: values.unwrap_or_default().into(),
             asking: None,
             failure: None,
             _values: PhantomData,

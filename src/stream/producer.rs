@@ -167,9 +167,9 @@ impl<T> IntoStream<T> for Stream<T> {
     }
 }
 
-/// On the wire: `{"token": …, "values": [prefetched…]}`, either member
-/// left out when empty (a sequence that ended in its prefetched values has
-/// no token). The token is registered on the connection the message goes to.
+/// On the wire: `{"token": …, "values": [prefetched…]}`, `values` left out
+/// when none were prefetched; a sequence that ended in its prefetched values
+/// (or with none) has no token. The token is registered on the connection the message goes to.
 impl<T: Serialize + Send + 'static> Serialize for Stream<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let Some(unsent) = lock(&self.unsent).take() else {
@@ -185,16 +185,19 @@ impl<T: Serialize + Send + 'static> Serialize for Stream<T> {
             Ok(token) => token,
             Err(NotHere::NoConnection) => {
                 return Err(S::Error::custom(
-                    "a wsduplex::Stream travels only in a call or its result on a wsduplex connection, never in a notification",
+                    "a wsduplex::Stream travels only in a call or its result on a wsduplex connection \
+                     (never in a notification, a hub's fan-out, or another transport)",
                 ));
             }
-            Err(NotHere::Refused) => return Err(S::Error::custom("the connection has its most open streams")),
+            Err(NotHere::Refused(refusal)) => return Err(S::Error::custom(refusal.message())),
         };
         let mut map = serializer.serialize_map(None)?;
-        if let Some(token) = &token {
-            map.serialize_entry("token", token)?;
+        match &token {
+            Some(token) => map.serialize_entry("token", token)?,
+            // No token: the values are all of it, even none.
+            None => map.serialize_entry("values", &prefetched)?,
         }
-        if !prefetched.is_empty() {
+        if token.is_some() && !prefetched.is_empty() {
             map.serialize_entry("values", &prefetched)?;
         }
         map.end()
@@ -360,9 +363,15 @@ impl Producers {
         lock(&self.state).slots.len()
     }
 
-    /// Starts answering `$/enumerator/next` for `token`, or says why not (the
-    /// error object to answer with).
-    pub(crate) fn ask(self: &Arc<Self>, id: RequestId, token: String) -> Result<HandlerFuture, ErrorObjectOwned> {
+    /// Starts answering `$/enumerator/next` for `token` with at most `budget`
+    /// bytes of values past the first, or says why not (the error object to
+    /// answer with).
+    pub(crate) fn ask(
+        self: &Arc<Self>,
+        id: RequestId,
+        token: String,
+        budget: usize,
+    ) -> Result<HandlerFuture, ErrorObjectOwned> {
         let (abort, registration) = AbortHandle::new_pair();
         let producer = {
             let mut state = lock(&self.state);
@@ -381,18 +390,24 @@ impl Producers {
                 }
             }
         };
-        let producers = self.clone();
+        let mut asking = Asking { producers: self.clone(), token, answered: false };
         Ok(Box::pin(async move {
-            let pulled = Abortable::new(Batch::new(producer), registration).await;
+            let pulled = Abortable::new(Batch::new(producer, budget), registration).await;
+            asking.answered = true;
+            let Asking { producers, token, .. } = &asking;
             let frame = match pulled {
-                // Disposed of meanwhile: the sequence is over for the consumer.
-                Err(_aborted) => wire::enumerator_values(&id, b"", true),
+                // Disposed of meanwhile (released with its call, say): cut short, not finished.
+                Err(_aborted) => {
+                    let error =
+                        ErrorObjectOwned::owned(crate::codes::NO_SUCH_STREAM, "The stream was disposed of", None::<()>);
+                    wire::failure(&id, &error)
+                }
                 Ok((producer, Ok(batch))) => {
-                    producers.settle(&token, producer, batch.finished);
+                    producers.settle(token, producer, batch.finished);
                     wire::enumerator_values(&id, &batch.values, batch.finished)
                 }
                 Ok((producer, Err(error))) => {
-                    producers.settle(&token, producer, true);
+                    producers.settle(token, producer, true);
                     wire::failure(&id, &error)
                 }
             };
@@ -414,13 +429,34 @@ impl Producers {
     }
 }
 
+/// An ask in progress. Dropped before it is answered (`$/cancelRequest`, or
+/// the connection ending), it took the producer with it: the stream is
+/// disposed of, as StreamJsonRpc does when an ask is cancelled.
+struct Asking {
+    producers: Arc<Producers>,
+    token: String,
+    answered: bool,
+}
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.producers.dispose(&self.token);
+        }
+    }
+}
+
 /// One answer to `$/enumerator/next`: at least `min_batch_size` values (fewer
-/// only at the end), and then every value ready at once, up to [`MAX_BATCH_BYTES`].
+/// only at the end), and then every value ready at once, up to its budget.
 struct Batch {
     producer: Option<Producer>,
     /// The values' JSON, comma-separated.
     values: Vec<u8>,
     count: usize,
+    /// Bytes of values past which it takes no more ([`MAX_BATCH_BYTES`], or
+    /// less when the connection's queue is filling: a peer that asks without
+    /// reading gets a value per ask).
+    budget: usize,
 }
 
 struct Values {
@@ -429,8 +465,8 @@ struct Values {
 }
 
 impl Batch {
-    fn new(producer: Producer) -> Self {
-        Batch { producer: Some(producer), values: Vec::new(), count: 0 }
+    fn new(producer: Producer, budget: usize) -> Self {
+        Batch { producer: Some(producer), values: Vec::new(), count: 0, budget: budget.min(MAX_BATCH_BYTES) }
     }
 
     fn done(&mut self, finished: bool) -> Poll<(Producer, Result<Values, ErrorObjectOwned>)> {
@@ -452,7 +488,7 @@ impl std::future::Future for Batch {
         }
         loop {
             let Some(source) = producer.source.as_mut() else { return this.done(true) };
-            if this.values.len() >= MAX_BATCH_BYTES {
+            if this.count > 0 && this.values.len() >= this.budget {
                 return this.done(false);
             }
             let mark = this.values.len();

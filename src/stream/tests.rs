@@ -50,7 +50,7 @@ fn producer_of<T: serde::Serialize + Send + 'static>(
 }
 
 async fn ask(producers: &Arc<Producers>, id: u64, token: &str) -> serde_json::Value {
-    let future = producers.ask(RequestId::Number(id), token.to_owned()).unwrap();
+    let future = producers.ask(RequestId::Number(id), token.to_owned(), MAX_BATCH_BYTES).unwrap();
     let frame = tokio::time::timeout(std::time::Duration::from_secs(5), future).await.unwrap().frame.unwrap();
     serde_json::from_str(&frame).unwrap()
 }
@@ -66,7 +66,7 @@ async fn values_ready_at_once_travel_together_and_the_end_is_said() {
     );
     // Finished: the token is gone.
     assert_eq!(producers.len(), 0);
-    let refused = producers.ask(RequestId::Number(2), token).err().unwrap();
+    let refused = producers.ask(RequestId::Number(2), token, MAX_BATCH_BYTES).err().unwrap();
     assert_eq!(refused.code(), crate::codes::NO_SUCH_STREAM);
 }
 
@@ -82,7 +82,7 @@ async fn a_batch_waits_for_its_minimum_and_stops_at_its_byte_bound() {
         move |cx| rx.poll_recv(cx)
     });
     let token = producers.open(producer_of(rx, settings)).unwrap();
-    let asking = producers.ask(RequestId::Number(1), token.clone()).unwrap();
+    let asking = producers.ask(RequestId::Number(1), token.clone(), MAX_BATCH_BYTES).unwrap();
     let answer = tokio::spawn(asking);
     tx.send(Ok(2)).await.unwrap();
     tx.send(Ok(3)).await.unwrap();
@@ -98,6 +98,12 @@ async fn a_batch_waits_for_its_minimum_and_stops_at_its_byte_bound() {
     let values = answer["result"]["values"].as_array().unwrap().len();
     assert_eq!(values, MAX_BATCH_BYTES.div_ceil(1003), "values in one answer");
     assert_eq!(answer["result"]["finished"], json!(false));
+
+    // With no room left in the connection's queue, one value per answer.
+    let future = producers.ask(RequestId::Number(3), token.clone(), 0).unwrap();
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(5), future).await.unwrap().frame.unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&frame).unwrap();
+    assert_eq!(answer["result"]["values"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -125,19 +131,42 @@ async fn dispose_drops_the_stream_even_while_an_ask_waits() {
         v
     });
     let token = producers.open(producer_of(items, Settings::default())).unwrap();
-    let asking = tokio::spawn(producers.ask(RequestId::Number(1), token.clone()).unwrap());
+    let asking = tokio::spawn(producers.ask(RequestId::Number(1), token.clone(), MAX_BATCH_BYTES).unwrap());
     tokio::task::yield_now().await;
     // A second ask for the same token while one waits is refused.
-    let second = producers.ask(RequestId::Number(2), token.clone()).err().unwrap();
+    let second = producers.ask(RequestId::Number(2), token.clone(), MAX_BATCH_BYTES).err().unwrap();
     assert_eq!(second.code(), crate::codes::INVALID_REQUEST);
 
     assert!(producers.dispose(&token));
     let answer = tokio::time::timeout(std::time::Duration::from_secs(5), asking).await.unwrap().unwrap();
     let answer: serde_json::Value = serde_json::from_str(&answer.frame.unwrap()).unwrap();
-    assert_eq!(answer["result"], json!({"values":[],"finished":true}));
+    // Cut short, which is not the end.
+    assert_eq!(answer["error"], json!({"code":-32001,"message":"The stream was disposed of"}));
     assert!(dropped.load(Ordering::SeqCst), "the producer's stream is dropped");
     assert_eq!(producers.len(), 0);
     assert!(!producers.dispose(&token), "disposing twice finds nothing");
+}
+
+#[tokio::test]
+async fn a_cancelled_ask_disposes_of_its_stream() {
+    let producers = Arc::new(Producers::new(10));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let items = futures_util::stream::pending::<Result<u8, ErrorObjectOwned>>().map(move |v| {
+        let _keep = &flag;
+        v
+    });
+    let token = producers.open(producer_of(items, Settings::default())).unwrap();
+    let mut asking = producers.ask(RequestId::Number(1), token.clone(), MAX_BATCH_BYTES).unwrap();
+    assert!(futures_util::poll!(&mut asking).is_pending());
+    // What the driver does with a running call on `$/cancelRequest`.
+    drop(asking);
+    assert!(dropped.load(Ordering::SeqCst));
+    assert_eq!(producers.len(), 0, "no slot stays busy");
+    assert_eq!(
+        producers.ask(RequestId::Number(2), token, MAX_BATCH_BYTES).err().unwrap().code(),
+        crate::codes::NO_SUCH_STREAM
+    );
 }
 
 #[tokio::test]
@@ -188,6 +217,9 @@ async fn a_prefetched_sequence_that_ends_needs_no_token() {
     let stream = Stream::iter([1, 2]).prefetch(5).await;
     // No token to register, so no connection needed.
     assert_eq!(serde_json::to_value(&stream).unwrap(), json!({"values":[1,2]}));
+    // An empty one says so too: no token and no values would read as a token.
+    let empty = Stream::iter(Vec::<u8>::new()).prefetch(5).await;
+    assert_eq!(serde_json::to_value(&empty).unwrap(), json!({"values":[]}));
 }
 
 #[tokio::test]
@@ -197,6 +229,11 @@ async fn incoming_reads_a_finished_sequence_without_a_connection() {
     assert_eq!(values, [4, 5]);
     assert!(serde_json::from_str::<Incoming<u8>>(r#"{"token":"t"}"#).is_err(), "a token needs a connection");
     assert!(serde_json::from_str::<Incoming<u8>>("null").is_err());
+    // A null token is no token: the values are all of it.
+    let nothing: Incoming<u8> = serde_json::from_str(r#"{"token":null}"#).unwrap();
+    assert!(nothing.collect::<Vec<_>>().await.is_empty());
+    let empty: Incoming<u8> = serde_json::from_str(r#"{"values":[]}"#).unwrap();
+    assert!(empty.collect::<Vec<_>>().await.is_empty());
 }
 
 #[test]
@@ -205,13 +242,13 @@ fn scopes_nest_and_finishing_one_restores_the_outer() {
     let shared = peer.shared().clone();
     let serving = scope::Scope::serving(&shared);
     for _ in 0..2 {
-        let inner = scope::Scope::encoding_result().expect("inside the serving scope");
+        let inner = scope::Scope::serving_message().expect("inside the serving scope");
         let _ = inner.finish();
         assert_eq!(scope::serving_connection(), Some(shared.id), "the serving mark is back");
     }
     drop(serving);
     assert_eq!(scope::serving_connection(), None);
-    assert!(scope::Scope::encoding_result().is_none());
+    assert!(scope::Scope::serving_message().is_none());
 }
 
 mod fuzz {

@@ -92,7 +92,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Socket<I
 struct Running {
     /// The request's id, for `$/cancelRequest`; `None` for notifications and batches.
     key: Option<RequestId>,
-    /// Call slots it takes: 1, or a batch's number of calls.
+    /// Call slots it takes: 1, a batch's number of calls, or 0 for a stream's
+    /// ask (each stream has at most one; the open streams bound them).
     weight: usize,
     span: Span,
     /// `None` once cancelled: the handler is dropped at once.
@@ -228,7 +229,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 progress = true;
                 match control {
                     Control::Cancel(id) => self.queue_own(wire::cancel(id), 0),
-                    Control::DisposeStream(frame) => self.queue_own(frame, 0),
+                    Control::DisposeStream(message) => self.shared.outbox.push_own(message, 0),
                     Control::Close { frame, graceful } => {
                         let reason = CloseReason::ClosedLocally { code: frame.code.into() };
                         self.start_closing(frame, reason, graceful);
@@ -252,10 +253,13 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 if let Some(idle) = &mut self.idle {
                     idle.active();
                 }
-                match finished.answer.frame {
+                match (finished.answer.frame, finished.weight) {
+                    // An answer to a stream's ask took no slot while it
+                    // waited, but is owed like any reply until written.
+                    (Some(frame), 0) => self.reply(frame),
                     // The slots come back once the reply is handed to the socket.
-                    Some(frame) => self.queue_own(frame, finished.weight),
-                    None => self.in_flight -= finished.weight,
+                    (Some(frame), weight) => self.queue_own(frame, weight),
+                    (None, weight) => self.in_flight -= weight,
                 }
             }
 

@@ -201,8 +201,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     fn on_text(&mut self, text: Utf8Bytes) {
         // A response in the usual form goes to its caller without being parsed here.
         if let Some(id) = wire::response_prefix_id(&text) {
-            if !self.shared.pending.resolve(id, Reply(text.into())) {
-                tracing::debug!(conn = %self.shared.id, id, "dropping a response no call waits for");
+            let reply = Reply(text.into());
+            if let Err(Reply(response)) = self.shared.pending.resolve(id, reply) {
+                self.orphaned(id, &response);
             }
             return;
         }
@@ -317,8 +318,28 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             tracing::debug!(conn = %self.shared.id, id = id.get(), "dropping a response to an id this side never used");
             return;
         };
-        if !self.shared.pending.resolve(call, Reply(slice_of(text, raw))) {
-            tracing::debug!(conn = %self.shared.id, id = call, "dropping a response no call waits for");
+        if let Err(Reply(response)) = self.shared.pending.resolve(call, Reply(slice_of(text, raw))) {
+            self.orphaned(call, &response);
+        }
+    }
+
+    /// A response no call waits for any more (its caller gave up just before
+    /// it came): a stream in its result would never be read, so its producer
+    /// is told at once rather than when the connection ends.
+    fn orphaned(&self, id: u64, response: &[u8]) {
+        tracing::debug!(conn = %self.shared.id, id, "dropping a response no call waits for");
+        // Only for a call this side made: a peer's stray responses get nothing back.
+        if !self.shared.issued(id) {
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        struct Carrier {
+            token: Box<RawValue>,
+        }
+        if let Ok(Ok(Carrier { token })) = wire::decode_response::<Carrier>(response)
+            && token.get() != "null"
+        {
+            self.shared.dispose_stream(&token);
         }
     }
 
@@ -358,40 +379,38 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     }
 
     /// Answers the consumer of a stream we send: `next` runs until it has
-    /// values (taking no call slot: each stream has at most one), `dispose`
-    /// drops the stream. A notification gets no answer, so `next` in one is
-    /// ignored.
+    /// values (taking no call slot while it waits: each stream has at most
+    /// one), `dispose` and `abort` drop the stream. A notification gets no
+    /// answer, so `next` in one is ignored.
     fn on_stream(&mut self, id: Option<RequestId>, method: &str, params: Option<&RawValue>) -> Action {
-        let named = stream::named_token(params);
-        let missing = || {
-            let reason = "expected the stream's token: {\"token\": …} or […]";
-            ErrorObjectOwned::owned(codes::INVALID_PARAMS, "Invalid params", Some(reason))
-        };
-        let outcome = match (method, named) {
-            (_, stream::Named::Missing) => Err(missing()),
-            (stream::NEXT_METHOD, stream::Named::Token(token)) => match &id {
-                Some(key) => match self.shared.streams.ask(key.clone(), token) {
-                    Ok(future) => {
-                        let span = tracing::trace_span!("stream.next", conn = %self.shared.id);
-                        return Action::Run(Running { key: id, weight: 0, span, future: Some(future), waker: None });
-                    }
-                    Err(error) => Err(error),
-                },
-                None => Ok(()),
-            },
-            (stream::NEXT_METHOD, stream::Named::Foreign) => Err(stream::no_such_stream()),
-            (stream::DISPOSE_METHOD | stream::ABORT_METHOD, named) => {
-                if let stream::Named::Token(token) = named {
-                    self.shared.streams.dispose(&token);
-                }
-                Ok(())
+        let token = match stream::named_token(params) {
+            stream::Named::Missing => {
+                let reason = "expected the stream's token: {\"token\": …} or […]";
+                let error = ErrorObjectOwned::owned(codes::INVALID_PARAMS, "Invalid params", Some(reason));
+                return id.map_or(Action::Nothing, |id| Action::Reply(wire::failure(&id, &error)));
             }
-            (method, _) => return self.start(id, method, params),
+            stream::Named::Foreign => None,
+            stream::Named::Token(token) => Some(token),
         };
-        match (id, outcome) {
-            (None, _) => Action::Nothing,
-            (Some(id), Ok(())) => Action::Reply(wire::success(&id, &())),
-            (Some(id), Err(error)) => Action::Reply(wire::failure(&id, &error)),
+        if method != stream::NEXT_METHOD {
+            if let Some(token) = token {
+                self.shared.streams.dispose(&token);
+            }
+            return id.map_or(Action::Nothing, |id| Action::Reply(wire::success(&id, &())));
+        }
+        let Some(id) = id else { return Action::Nothing };
+        let asked = match token {
+            // Room left in the queue bounds the answer, so asks from a peer
+            // that does not read cannot fill memory 64 KiB at a time.
+            Some(token) => self.shared.streams.ask(id.clone(), token, self.shared.outbox.room_bytes()),
+            None => Err(stream::no_such_stream()),
+        };
+        match asked {
+            Ok(future) => {
+                let span = tracing::trace_span!("stream.next", conn = %self.shared.id);
+                Action::Run(Running { key: Some(id), weight: 0, span, future: Some(future), waker: None })
+            }
+            Err(error) => Action::Reply(wire::failure(&id, &error)),
         }
     }
 
@@ -442,7 +461,8 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             }
             return;
         }
-        let weight = calls.len();
+        // A stream's ask in the batch takes no slot, as on its own.
+        let weight = calls.iter().map(|call| call.weight).sum();
         let future = Box::pin(async move {
             let mut failures = Vec::new();
             for call in futures_util::future::join_all(calls).await {
