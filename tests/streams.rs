@@ -46,6 +46,8 @@ pub trait Ticker {
     async fn endless(&self) -> Stream<u64>;
     /// Never yields a value; says when it is dropped.
     async fn silent(&self) -> Stream<u64>;
+    /// Never ends, produced ahead of the asks in a task of its own.
+    async fn ahead(&self) -> Stream<u64>;
     /// Keeps the stream sent, unread, past the call.
     async fn keep(&self, values: Incoming<u64>);
     /// Reads the stream kept by `keep`.
@@ -159,6 +161,10 @@ impl Ticker for Desk {
             let _alive = &guard;
             n
         }))
+    }
+
+    async fn ahead(&self) -> Stream<u64> {
+        Stream::new(self.counted(0..u64::MAX)).max_read_ahead(16).min_batch_size(4)
     }
 
     async fn keep(&self, values: Incoming<u64>) {
@@ -350,13 +356,19 @@ async fn a_connection_closing_mid_stream_ends_it_with_an_error_on_both_sides() {
     let (client, probe) = setup().await;
     let mut endless = within(client.endless()).await.unwrap();
     assert_eq!(within(endless.next()).await.unwrap().unwrap(), 0);
+    // And one whose values are made ahead, in a task of its own.
+    let mut ahead = within(client.ahead()).await.unwrap();
+    assert_eq!(within(ahead.next()).await.unwrap().unwrap(), 0);
     let server = probe.server_peer();
     server.close(1000, "bye");
     within(server.closed()).await;
     // Drain what arrived; then the error.
-    let rest = collect(endless).await;
-    assert!(matches!(rest.last(), Some(Err(Error::Closed))), "ends with Closed: {:?}", rest.last());
-    probe.wait_dropped(1).await;
+    for stream in [endless, ahead] {
+        let rest = collect(stream).await;
+        assert!(matches!(rest.last(), Some(Err(Error::Closed))), "ends with Closed: {:?}", rest.last());
+    }
+    // Both producers are dropped: the read-ahead task's too, so it has ended.
+    probe.wait_dropped(2).await;
     assert_eq!(server.open_streams(), 0, "no producer left");
 }
 
