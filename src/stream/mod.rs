@@ -103,33 +103,26 @@ fn stream_schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenera
     })
 }
 
-impl<T: schemars::JsonSchema> schemars::JsonSchema for Stream<T> {
-    fn inline_schema() -> bool {
-        true
-    }
+/// Both ends of a stream have the same schema: what travels.
+macro_rules! stream_json_schema {
+    ($($ty:ident),*) => {$(
+        impl<T: schemars::JsonSchema> schemars::JsonSchema for $ty<T> {
+            fn inline_schema() -> bool {
+                true
+            }
 
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        format!("Stream_of_{}", T::schema_name()).into()
-    }
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                format!("Stream_of_{}", T::schema_name()).into()
+            }
 
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        stream_schema::<T>(generator)
-    }
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                stream_schema::<T>(generator)
+            }
+        }
+    )*};
 }
 
-impl<T: schemars::JsonSchema> schemars::JsonSchema for Incoming<T> {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        format!("Stream_of_{}", T::schema_name()).into()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        stream_schema::<T>(generator)
-    }
-}
+stream_json_schema!(Stream, Incoming);
 
 #[cfg(test)]
 mod tests;

@@ -120,25 +120,30 @@ async fn an_error_after_values_comes_with_the_next_ask() {
     assert_eq!(producers.len(), 0, "an error ends the stream");
 }
 
-#[tokio::test]
-async fn dispose_drops_the_stream_even_while_an_ask_waits() {
-    let producers = Arc::new(Producers::new(10));
+/// A producer that never yields a value, and the flag its drop sets.
+fn silent_producer() -> (Producer, Arc<AtomicBool>) {
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = DropFlag(dropped.clone());
-    // Never yields: the ask waits until disposed of.
     let items = futures_util::stream::pending::<Result<u8, ErrorObjectOwned>>().map(move |v| {
         let _keep = &flag;
         v
     });
-    let token = producers.open(producer_of(items, Settings::default())).unwrap();
-    let asking = tokio::spawn(producers.ask(RequestId::Number(1), token.clone(), MAX_BATCH_BYTES).unwrap());
-    tokio::task::yield_now().await;
+    (producer_of(items, Settings::default()), dropped)
+}
+
+#[tokio::test]
+async fn dispose_drops_the_stream_even_while_an_ask_waits() {
+    let producers = Arc::new(Producers::new(10));
+    let (producer, dropped) = silent_producer();
+    let token = producers.open(producer).unwrap();
+    let mut asking = producers.ask(RequestId::Number(1), token.clone(), MAX_BATCH_BYTES).unwrap();
+    assert!(futures_util::poll!(&mut asking).is_pending(), "the ask waits for a value");
     // A second ask for the same token while one waits is refused.
     let second = producers.ask(RequestId::Number(2), token.clone(), MAX_BATCH_BYTES).err().unwrap();
     assert_eq!(second.code(), crate::codes::INVALID_REQUEST);
 
     assert!(producers.dispose(&token));
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), asking).await.unwrap().unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), asking).await.unwrap();
     let answer: serde_json::Value = serde_json::from_str(&answer.frame.unwrap()).unwrap();
     // Cut short, which is not the end.
     assert_eq!(answer["error"], json!({"code":-32001,"message":"The stream was disposed of"}));
@@ -150,13 +155,8 @@ async fn dispose_drops_the_stream_even_while_an_ask_waits() {
 #[tokio::test]
 async fn a_cancelled_ask_disposes_of_its_stream() {
     let producers = Arc::new(Producers::new(10));
-    let dropped = Arc::new(AtomicBool::new(false));
-    let flag = DropFlag(dropped.clone());
-    let items = futures_util::stream::pending::<Result<u8, ErrorObjectOwned>>().map(move |v| {
-        let _keep = &flag;
-        v
-    });
-    let token = producers.open(producer_of(items, Settings::default())).unwrap();
+    let (producer, dropped) = silent_producer();
+    let token = producers.open(producer).unwrap();
     let mut asking = producers.ask(RequestId::Number(1), token.clone(), MAX_BATCH_BYTES).unwrap();
     assert!(futures_util::poll!(&mut asking).is_pending());
     // What the driver does with a running call on `$/cancelRequest`.
