@@ -143,8 +143,9 @@ macro_rules! for_each_arity {
 }
 
 /// The settings of a builder that are the same on both ends (`$peer` is the
-/// path to its `PeerConfig`): keep-alive pings, the idle timeout, and how many
-/// calls to the other end may await replies at once. `$other` names the
+/// path to its `PeerConfig`): keep-alive pings, the idle timeout, how many
+/// calls to the other end may await replies at once, and how many streams
+/// a connection sends at once. `$other` names the
 /// other end in the docs.
 macro_rules! peer_settings {
     ($other:literal, $($peer:ident).+) => {
@@ -188,6 +189,16 @@ macro_rules! peer_settings {
         /// connection (the calls holding the turns may be waiting for them).
         pub fn max_outgoing_calls(mut self, limit: usize) -> Self {
             self.$($peer).+.max_outgoing_calls = limit;
+            self
+        }
+
+        #[doc = concat!("Streams sent to the ", $other, " at once, per connection (default 1,000):")]
+        /// stream results not yet read to the end or disposed of, and stream
+        /// parameters of calls still running. A result that would open one
+        /// more is answered with -32009 (server busy); a call's parameter
+        /// fails to encode.
+        pub fn max_open_streams(mut self, limit: usize) -> Self {
+            self.$($peer).+.max_open_streams = limit;
             self
         }
     };

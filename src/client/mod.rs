@@ -251,15 +251,6 @@ impl ClientBuilder {
         self
     }
 
-    /// Streams the client sends at once (default 1,000): stream parameters of
-    /// calls still running, and stream results of its callbacks not yet read
-    /// to the end or disposed of. Past it, a call fails to encode and a
-    /// callback is answered with -32009 (server busy).
-    pub fn max_open_streams(mut self, limit: usize) -> Self {
-        self.peer.max_open_streams = limit;
-        self
-    }
-
     /// Largest message accepted from the server (default 10 MiB).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;

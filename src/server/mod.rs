@@ -177,15 +177,6 @@ impl<H> ServerBuilder<H> {
         self
     }
 
-    /// Streams the server sends on one connection at once (default 1,000):
-    /// stream results not yet read to the end or disposed of, and stream
-    /// parameters of its callbacks still running. A call whose result would
-    /// open one more is answered with -32009 (server busy).
-    pub fn max_open_streams(mut self, limit: usize) -> Self {
-        self.settings.peer.max_open_streams = limit;
-        self
-    }
-
     /// Frames waiting for one client's socket (default 256). When the queue
     /// is full, by frames or by bytes, a broadcast applies the
     /// [`slow_consumer`](Self::slow_consumer) policy, and a call or a direct
