@@ -51,7 +51,10 @@ const isStream = (value) => value instanceof Outgoing || isAsyncIterable(value);
 
 /** 128 random bits, base64url: a token no peer can guess. */
 function newToken() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  if (typeof globalThis.crypto?.getRandomValues !== "function") {
+    throw new RpcError(codes.INTERNAL_ERROR, "sending a stream needs crypto.getRandomValues (browsers, Node 19 and later)");
+  }
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
