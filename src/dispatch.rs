@@ -31,11 +31,18 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
 pub struct Answer {
     pub(crate) frame: Option<String>,
     pub(crate) failures: Vec<HandlerError>,
+    /// The code of the error object answered, if one was (for middleware).
+    pub(crate) error: Option<i32>,
 }
 
 impl Answer {
     pub(crate) fn frame(frame: Option<String>) -> Answer {
-        Answer { frame, failures: Vec::new() }
+        Answer { frame, failures: Vec::new(), error: None }
+    }
+
+    /// The answer to a call refused with `error` before it ran.
+    pub(crate) fn refused(id: Option<&RequestId>, error: &ErrorObjectOwned) -> Answer {
+        Answer { frame: id.map(|id| wire::failure(id, error)), failures: Vec::new(), error: Some(error.code()) }
     }
 }
 
@@ -353,8 +360,7 @@ where
         Ok(args) => args,
         Err(e) => {
             tracing::debug!(reason = %e.reason, param = e.param, "invalid params");
-            let frame = id.map(|id| wire::failure(&id, &e.to_error_object()));
-            return Box::pin(std::future::ready(Answer::frame(frame)));
+            return Box::pin(std::future::ready(Answer::refused(id.as_ref(), &e.to_error_object())));
         }
     };
     let running = f(service.clone(), args);
@@ -366,6 +372,7 @@ where
                 Ok(value) => Answer::frame(id.as_ref().map(|id| crate::stream::encode_result(id, &value))),
                 Err(error) => Answer {
                     frame: id.as_ref().map(|id| wire::failure(id, &error)),
+                    error: Some(error.code()),
                     failures: vec![HandlerError { method, error, panicked: false }],
                 },
             }
@@ -377,7 +384,7 @@ where
             let error =
                 ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error: the handler panicked", None::<()>);
             let frame = id.map(|id| wire::failure(&id, &error));
-            Answer { frame, failures: vec![HandlerError { method, error, panicked: true }] }
+            Answer { frame, error: Some(error.code()), failures: vec![HandlerError { method, error, panicked: true }] }
         })
     })
 }

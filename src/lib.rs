@@ -201,6 +201,14 @@ macro_rules! peer_settings {
             self.$($peer).+.max_open_streams = limit;
             self
         }
+
+        #[doc = concat!("Runs `middleware` around every call and notification from the ", $other, ":")]
+        /// before its handler, after the middleware already given (see
+        /// [`middleware`](crate::middleware)).
+        pub fn middleware(mut self, middleware: impl crate::middleware::Middleware) -> Self {
+            self.$($peer).+.middleware.push(middleware);
+            self
+        }
     };
 }
 
@@ -217,6 +225,7 @@ mod dispatch;
 mod error;
 pub mod hub;
 pub mod interop;
+pub mod middleware;
 mod peer;
 mod probe;
 #[cfg(feature = "redis")]

@@ -419,6 +419,25 @@ pub(crate) fn enumerator_values(id: &RequestId, values: &[u8], finished: bool) -
     out
 }
 
+/// The most of an unknown method's name echoed back in -32601's `data`.
+pub(crate) const ECHOED_NAME: usize = 256;
+
+/// `name`, cut to [`ECHOED_NAME`] bytes on a character boundary (a peer's
+/// megabyte-long method name is not worth sending back).
+pub(crate) fn echo(name: &str) -> &str {
+    let mut end = name.len().min(ECHOED_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// The answer to a call of a method no handler has: -32601, its name (cut
+/// short) as `data`.
+pub(crate) fn method_not_found(method: &str) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(codes::METHOD_NOT_FOUND, "Method not found", Some(echo(method)))
+}
+
 /// An error response.
 pub(crate) fn failure(id: &RequestId, error: &ErrorObject<'_>) -> String {
     serde_json::to_string(&FailureOut { jsonrpc: TwoPointZero, id, error })

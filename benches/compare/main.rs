@@ -174,15 +174,17 @@ fn memory(rows: &[Row], contender: &str) -> f64 {
 
 fn summary(rows: &[Row]) -> String {
     let ratio = |scenario: &str| throughput(rows, "wsduplex", scenario) / throughput(rows, "jsonrpsee", scenario);
-    let callbacks = throughput(rows, "wsduplex", "callbacks_vs_calls") / throughput(rows, "wsduplex", "calls_seq_16B");
+    let own = |scenario: &str| throughput(rows, "wsduplex", scenario) / throughput(rows, "wsduplex", "calls_seq_16B");
     format!(
         "summary: calls_seq_16B={:.2} calls_inflight64_16B={:.2} calls_64conn_16B={:.2} calls_seq_16KiB={:.2} \
-         callbacks_vs_calls={:.2} stream_16B={:.2} broadcast_1000={:.2} broadcast_4000={:.2} idle_mem={:.2}",
+         middleware_vs_calls={:.2} callbacks_vs_calls={:.2} stream_16B={:.2} broadcast_1000={:.2} broadcast_4000={:.2} \
+         idle_mem={:.2}",
         ratio("calls_seq_16B"),
         ratio("calls_inflight64_16B"),
         ratio("calls_64conn_16B"),
         ratio("calls_seq_16KiB"),
-        callbacks,
+        own("calls_seq_16B_middleware"),
+        own("callbacks_vs_calls"),
         ratio("stream_16B"),
         ratio("broadcast_1000"),
         ratio("broadcast_4000"),
@@ -204,6 +206,17 @@ fn main() {
     let mut rows = runtime.block_on(async {
         let mut rows = Vec::new();
         call_scenarios(&plan, &mut rows).await;
+        if plan.runs("calls_seq_16B_middleware") {
+            let server = wsduplex_side::serve_with("127.0.0.1:0", false, true).await;
+            let client = wsduplex_side::connect(&server.url, &Arc::new(Deliveries::default())).await;
+            let measurement = calls::run(&[client], 1, SMALL, plan.window).await;
+            rows.push(Row {
+                contender: "wsduplex",
+                scenario: "calls_seq_16B_middleware",
+                unit: "calls/s",
+                measurement,
+            });
+        }
         if plan.runs("callbacks_vs_calls") {
             let measurement: Measurement = wsduplex_side::callbacks(SMALL, plan.window).await;
             rows.push(Row { contender: "wsduplex", scenario: "callbacks_vs_calls", unit: "callbacks/s", measurement });

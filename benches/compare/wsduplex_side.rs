@@ -80,8 +80,18 @@ impl Drop for Running {
 /// handle to the bench (the callback scenario needs one; the idle-memory
 /// server must not hold them).
 pub async fn serve(addr: &str, keep_connections: bool) -> Running {
+    serve_with(addr, keep_connections, false).await
+}
+
+/// Like [`serve`]; `with_middleware` adds two: a filter that looks at each
+/// call's method and lets it through, and one that times each call.
+pub async fn serve_with(addr: &str, keep_connections: bool, with_middleware: bool) -> Running {
     let hub = Hub::<BenchEventsClient>::new();
-    let server = Server::builder().hub(&hub).build(addr).await.expect("bind");
+    let mut builder = Server::builder().hub(&hub);
+    if with_middleware {
+        builder = builder.middleware(filter()).middleware(timer());
+    }
+    let server = builder.build(addr).await.expect("bind");
     let url = format!("ws://{}/", server.local_addr().expect("address"));
     let (tx, connections) = mpsc::unbounded_channel();
     let task = tokio::spawn(server.serve(move |conn: Connection<BenchEventsClient>| {
@@ -189,4 +199,29 @@ pub async fn paused_stream_main(payload: &str) {
     assert_eq!(client.echo(payload.to_owned()).await.expect("echo"), payload);
     let grown = (crate::streams::resident_bytes() - before).max(0.0);
     println!("grown {grown}");
+}
+
+/// A filter as an authorization check would be: it looks, and lets the call through.
+fn filter() -> impl wsduplex::middleware::Middleware {
+    wsduplex::middleware::from_fn(|call, next| {
+        if call.method().starts_with("admin.") {
+            return Err(wsduplex::ErrorObjectOwned::owned(-32050, "refused", None::<()>));
+        }
+        Ok(next.run())
+    })
+}
+
+/// Times every call into a shared total, as a metrics recorder would.
+fn timer() -> impl wsduplex::middleware::Middleware {
+    let total = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    wsduplex::middleware::from_fn(move |_call, next| {
+        let started = Instant::now();
+        let running = next.run();
+        let total = total.clone();
+        Ok(wsduplex::middleware::Running::new(async move {
+            let answered = running.await;
+            total.fetch_add(started.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+            answered
+        }))
+    })
 }

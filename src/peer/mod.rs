@@ -67,6 +67,8 @@ pub(crate) struct PeerConfig {
     pub max_batch_len: usize,
     /// The most streams this side sends on the connection at once.
     pub max_open_streams: usize,
+    /// What every incoming call goes through before its handler.
+    pub middleware: crate::middleware::Chain,
 }
 
 impl Default for PeerConfig {
@@ -82,6 +84,7 @@ impl Default for PeerConfig {
             idle_timeout: None,
             max_batch_len: wire::MAX_BATCH_LEN,
             max_open_streams: crate::stream::MAX_OPEN_STREAMS,
+            middleware: crate::middleware::Chain::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ use crate::connection::{Connection, Handshake};
 use crate::contract::{Contract, Serve, ServiceFactory};
 use crate::hub::Topic;
 use crate::interop::WithRpcModule;
+use crate::middleware::ConnectionInfo;
 use crate::peer::{CloseReason, Driver, Peer, Transport};
 use crate::socket::Socket;
 use crate::transport::ServerTlsStream;
@@ -379,7 +380,8 @@ fn start_connection<T: Transport, S: Serve>(
         inner: Discovery { inner: WithRpcModule::new(service, config.methods.clone(), id), document: document.clone() },
         hook: config.hooks.on_handler_error.clone().map(|hook| (hook, untyped.clone())),
     };
-    let driver = Driver::new(socket, peer, handler, &config.peer);
+    let info = ConnectionInfo { user: identity_user.clone(), remote_addr: untyped.remote_addr() };
+    let driver = Driver::new(socket, peer, handler, &config.peer).connection_info(info);
     // Holds the connection only when someone is to hear of its end (boxed:
     // every connection's task carries the field).
     let on_disconnect = config.hooks.on_disconnect.clone().map(|hook| Box::new((hook, untyped)));

@@ -59,6 +59,7 @@ use routing::{PARKED_BYTES, Parked};
 use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
 use super::{CloseReason, Control, Peer, PeerConfig, Shared};
 use crate::dispatch::{Answer, Handler, HandlerFuture};
+use crate::middleware::{Chain, ConnectionInfo};
 use crate::socket::{Activity, Socket};
 use crate::stream::scope::Scope;
 use crate::wire::{self, RequestId};
@@ -172,6 +173,9 @@ pub(crate) struct Driver<T, H> {
     draining: Option<Pin<Box<Sleep>>>,
     /// Set once a close was asked for (boxed: every idle connection carries the field).
     closing: Option<Box<Closing>>,
+    /// The middleware every incoming call goes through, and what they are
+    /// told of the connection; `None` without middleware (boxed, as `closing`).
+    middleware: Option<Box<(Chain, ConnectionInfo)>>,
 }
 
 impl<T: Transport, H: Handler> Driver<T, H> {
@@ -192,7 +196,17 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             idle: config.idle_timeout.map(IdleTimeout::new),
             draining: None,
             closing: None,
+            middleware: (!config.middleware.is_empty())
+                .then(|| Box::new((config.middleware.clone(), ConnectionInfo::default()))),
         }
+    }
+
+    /// Tells the middleware who is at the other end.
+    pub(crate) fn connection_info(mut self, info: ConnectionInfo) -> Self {
+        if let Some(middleware) = &mut self.middleware {
+            middleware.1 = info;
+        }
+        self
     }
 
     /// Runs the connection to its end. `on_end` runs after the loop stops and

@@ -357,21 +357,21 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         let dispatched = {
             let _entered = span.enter();
             let call = IncomingCall { id, params };
-            match &self.handler {
-                Some(handler) => handler.dispatch(method, call),
-                None => Err(call),
+            match (&self.handler, &self.middleware) {
+                (Some(handler), None) => handler.dispatch(method, call),
+                (Some(handler), Some(chain)) => {
+                    let (chain, info) = &**chain;
+                    Ok(chain.dispatch(handler, self.shared.id, info, method, call))
+                }
+                (None, _) => Err(call),
             }
         };
         match dispatched {
             Ok(future) => Action::Run(Running { key, weight: 1, span, future: Some(future), waker: None }),
             Err(call) => {
-                tracing::debug!(conn = %self.shared.id, method = echo(method), "method not found");
+                tracing::debug!(conn = %self.shared.id, method = wire::echo(method), "method not found");
                 match call.id {
-                    Some(id) => {
-                        let error =
-                            ErrorObjectOwned::owned(codes::METHOD_NOT_FOUND, "Method not found", Some(echo(method)));
-                        Action::Reply(wire::failure(&id, &error))
-                    }
+                    Some(id) => Action::Reply(wire::failure(&id, &wire::method_not_found(method))),
                     None => Action::Nothing,
                 }
             }
@@ -469,7 +469,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 answers.extend(call.answer.frame);
                 failures.extend(call.answer.failures);
             }
-            Answer { frame: (!answers.is_empty()).then(|| wire::batch(&answers)), failures }
+            Answer { frame: (!answers.is_empty()).then(|| wire::batch(&answers)), failures, error: None }
         });
         self.launch(Running { key: None, weight, span: Span::none(), future: Some(future), waker: None });
     }
@@ -489,19 +489,6 @@ pub(super) fn slice_of(text: &Utf8Bytes, part: &str) -> Bytes {
         Some(end) if end <= frame.len() => frame.slice(start..end),
         _ => Bytes::copy_from_slice(part.as_bytes()),
     }
-}
-
-/// The most of an unknown method's name echoed back in -32601's `data`.
-pub(super) const ECHOED_NAME: usize = 256;
-
-/// `name`, cut to [`ECHOED_NAME`] bytes on a character boundary (a peer's
-/// megabyte-long method name is not worth sending back).
-pub(super) fn echo(name: &str) -> &str {
-    let mut end = name.len().min(ECHOED_NAME);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
 }
 
 impl Parked {
