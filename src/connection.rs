@@ -187,6 +187,7 @@ struct Inner {
     peer: Peer,
     handshake: Handshake,
     user: Option<Arc<str>>,
+    roles: Roles,
     data: Mutex<HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>>,
     hub: Arc<HubCore>,
 }
@@ -218,9 +219,9 @@ impl<CB> fmt::Debug for Connection<CB> {
 
 impl<CB> Connection<CB> {
     pub(crate) fn new(peer: Peer, handshake: Handshake, identity: Identity, hub: Arc<HubCore>, callback: CB) -> Self {
-        let Identity { user, values } = identity;
+        let Identity { user, roles, values } = identity;
         let data = Mutex::new(values.into_iter().collect());
-        let inner = Inner { peer, handshake, user, data, hub };
+        let inner = Inner { peer, handshake, user, roles, data, hub };
         Connection { inner: Arc::new(inner), callback }
     }
 
@@ -228,6 +229,12 @@ impl<CB> Connection<CB> {
     /// ([`Identity::user`]).
     pub fn user(&self) -> Option<&str> {
         self.inner.user.as_deref()
+    }
+
+    /// The roles the authentication hook gave the connection
+    /// ([`Identity::with_role`]).
+    pub fn roles(&self) -> &[Arc<str>] {
+        self.inner.roles.as_slice()
     }
 
     /// The HTTP upgrade request this connection was opened with.
@@ -327,12 +334,30 @@ impl<CB> Connection<CB> {
 #[derive(Default)]
 pub struct Identity {
     pub(crate) user: Option<Arc<str>>,
+    pub(crate) roles: Roles,
     pub(crate) values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
+}
+
+/// A connection's roles: shared by its handle and its engine, which checks
+/// them against what each method requires.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Roles(Option<Arc<[Arc<str>]>>);
+
+impl Roles {
+    pub(crate) fn as_slice(&self) -> &[Arc<str>] {
+        self.0.as_deref().unwrap_or_default()
+    }
+
+    fn add(&mut self, role: Arc<str>) {
+        let mut roles = self.as_slice().to_vec();
+        roles.push(role);
+        self.0 = Some(roles.into());
+    }
 }
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity").field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("Identity").field("user", &self.user).field("roles", &self.roles).finish_non_exhaustive()
     }
 }
 
@@ -344,7 +369,14 @@ impl Identity {
 
     /// The connection belongs to user `id`.
     pub fn user(id: impl Into<Arc<str>>) -> Self {
-        Identity { user: Some(id.into()), values: Vec::new() }
+        Identity { user: Some(id.into()), ..Identity::default() }
+    }
+
+    /// Gives the connection `role`: methods declared
+    /// `#[authorize(role = "...")]` with it let the connection call them.
+    pub fn with_role(mut self, role: impl Into<Arc<str>>) -> Self {
+        self.roles.add(role.into());
+        self
     }
 
     /// Attaches `value` (claims, roles, a session) to the connection, for

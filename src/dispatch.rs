@@ -78,6 +78,8 @@ impl HandlerError {
 pub struct IncomingCall<'a> {
     pub(crate) id: Option<RequestId>,
     pub(crate) params: Option<&'a RawValue>,
+    /// The roles of the connection it came in on.
+    pub(crate) roles: &'a [std::sync::Arc<str>],
 }
 
 /// Decodes a method's parameters into a tuple of owned values.
@@ -330,16 +332,19 @@ pub trait ReturnTypeIsAResultAlias<Marker> {
 impl<T: ?Sized> ReturnTypeIsAResultAlias<()> for T {}
 impl<T, E> ReturnTypeIsAResultAlias<u8> for Result<T, E> {}
 
-/// Builds the future that runs one call: decodes the parameters, calls the
-/// user's method through `f`, and writes the response.
+/// Builds the future that runs one call: checks the connection has one of
+/// the `roles` the method requires (if any), decodes the parameters, calls
+/// the user's method through `f`, and writes the response.
 ///
-/// A decoding failure answers -32602 without calling the method; a panic in
+/// A missing role answers -32030 before the parameters are decoded; a
+/// decoding failure answers -32602 without calling the method; a panic in
 /// the method answers -32603 and leaves the connection up.
 #[doc(hidden)]
 pub fn handle<S, A, F, Fut>(
     service: &Arc<S>,
     method: &'static str,
     call: IncomingCall<'_>,
+    roles: &'static [&'static str],
     names: &'static [&'static str],
     f: F,
 ) -> HandlerFuture
@@ -350,7 +355,11 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: IntoReply,
 {
-    let IncomingCall { id, params } = call;
+    let IncomingCall { id, params, roles: held } = call;
+    if !roles.is_empty() && !held.iter().any(|role| roles.contains(&&**role)) {
+        tracing::debug!(method, "refused: the connection has none of the roles the method requires");
+        return Box::pin(std::future::ready(Answer::refused(id.as_ref(), &not_authorized(roles))));
+    }
     let decoded = {
         // A stream in the params pulls from the connection being served.
         let _decoding = crate::stream::scope::Scope::serving_message();
@@ -387,6 +396,19 @@ where
             Answer { frame, error: Some(error.code()), failures: vec![HandlerError { method, error, panicked: true }] }
         })
     })
+}
+
+/// The answer to a call whose connection lacks the roles its method requires.
+fn not_authorized(roles: &[&str]) -> ErrorObjectOwned {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        roles: &'a [&'a str],
+    }
+    let message = match roles {
+        [role] => format!("Not authorized: the method requires the role `{role}`"),
+        _ => format!("Not authorized: the method requires one of the roles {}", roles.join(", ")),
+    };
+    ErrorObjectOwned::owned(codes::NOT_AUTHORIZED, message, Some(Data { roles }))
 }
 
 /// Answers calls arriving on one connection; the engine is generic over it.
@@ -494,14 +516,14 @@ mod tests {
     async fn handle_answers_success_errors_and_panics() {
         let svc = Arc::new(Echo);
         let params = raw(r#"["hi"]"#);
-        let call = IncomingCall { id: Some(RequestId::Number(1)), params: Some(&params) };
-        let fut = handle(&svc, "m", call, &["text"], |_s: Arc<Echo>, (text,): (String,)| async move {
+        let call = IncomingCall { id: Some(RequestId::Number(1)), params: Some(&params), roles: &[] };
+        let fut = handle(&svc, "m", call, &[], &["text"], |_s: Arc<Echo>, (text,): (String,)| async move {
             Ok::<_, std::convert::Infallible>(text)
         });
         assert_eq!(run(fut).await, json!({"jsonrpc":"2.0","id":1,"result":"hi"}));
 
-        let call = IncomingCall { id: Some(RequestId::Number(2)), params: None };
-        let fut = handle(&svc, "m", call, &[], |_s: Arc<Echo>, (): ()| async move {
+        let call = IncomingCall { id: Some(RequestId::Number(2)), params: None, roles: &[] };
+        let fut = handle(&svc, "m", call, &[], &[], |_s: Arc<Echo>, (): ()| async move {
             Err::<(), _>(ErrorObjectOwned::owned(1002, "not in a room", None::<()>))
         });
         let answer = fut.await;
@@ -510,8 +532,8 @@ mod tests {
         let frame: serde_json::Value = serde_json::from_str(&answer.frame.unwrap()).unwrap();
         assert_eq!(frame, json!({"jsonrpc":"2.0","id":2,"error":{"code":1002,"message":"not in a room"}}));
 
-        let call = IncomingCall { id: Some(RequestId::Number(3)), params: None };
-        let fut = handle(&svc, "m", call, &[], |_s: Arc<Echo>, (): ()| async move {
+        let call = IncomingCall { id: Some(RequestId::Number(3)), params: None, roles: &[] };
+        let fut = handle(&svc, "m", call, &[], &[], |_s: Arc<Echo>, (): ()| async move {
             if true {
                 panic!("boom");
             }
@@ -523,9 +545,16 @@ mod tests {
         assert_eq!(frame["error"]["code"], json!(codes::INTERNAL_ERROR));
 
         // A notification runs the method and produces no frame.
-        let call = IncomingCall { id: None, params: None };
+        let call = IncomingCall { id: None, params: None, roles: &[] };
         let fut =
-            handle(&svc, "m", call, &[], |_s: Arc<Echo>, (): ()| async move { Ok::<(), std::convert::Infallible>(()) });
+            handle(
+                &svc,
+                "m",
+                call,
+                &[],
+                &[],
+                |_s: Arc<Echo>, (): ()| async move { Ok::<(), std::convert::Infallible>(()) },
+            );
         assert_eq!(fut.await, Answer::default());
     }
 
@@ -533,8 +562,8 @@ mod tests {
     async fn handle_rejects_bad_params_without_calling_the_method() {
         let svc = Arc::new(Echo);
         let params = raw(r#"{"text":5}"#);
-        let call = IncomingCall { id: Some(RequestId::Number(1)), params: Some(&params) };
-        let fut = handle(&svc, "m", call, &["text"], |_s: Arc<Echo>, (_t,): (String,)| async move {
+        let call = IncomingCall { id: Some(RequestId::Number(1)), params: Some(&params), roles: &[] };
+        let fut = handle(&svc, "m", call, &[], &["text"], |_s: Arc<Echo>, (_t,): (String,)| async move {
             unreachable!("must not run");
             #[allow(unreachable_code)]
             Ok::<(), std::convert::Infallible>(())

@@ -250,6 +250,10 @@ pub mod codes {
     /// `$/enumerator/next` named a stream token this side does not have (never
     /// issued, finished, or disposed of): StreamJsonRpc's code.
     pub const NO_SUCH_STREAM: i32 = -32001;
+    /// The connection's identity has none of the roles the method requires
+    /// (`#[authorize(role = "...")]`); `data` is `{"roles": [...]}`. The
+    /// handler never ran, and the params were not read.
+    pub const NOT_AUTHORIZED: i32 = -32030;
     /// A call the handler made to another peer timed out.
     pub const TIMED_OUT: i32 = -32020;
     /// A call the handler made went to a connection that closed.

@@ -209,7 +209,7 @@ impl<H: Handler> Handler for WithRpcModule<H> {
         let Some(callback) = self.methods.as_ref().and_then(|methods| methods.method(method)) else {
             return Err(call);
         };
-        let IncomingCall { id, params } = call;
+        let IncomingCall { id, params, .. } = call;
         // jsonrpsee's Id has no negative or fractional numbers: such ids are put back below.
         let jsonrpsee_id = id.as_ref().and_then(RequestId::to_jsonrpsee).unwrap_or(jsonrpsee_types::Id::Null);
         let params = Params::new(params.map(RawValue::get)).into_owned();

@@ -68,7 +68,7 @@ use std::task::{Context, Poll};
 use jsonrpsee_types::ErrorObjectOwned;
 use serde_json::value::RawValue;
 
-use crate::connection::ConnectionId;
+use crate::connection::{ConnectionId, Roles};
 use crate::dispatch::{Answer, Handler, HandlerFuture, IncomingCall};
 use crate::wire::{self, RequestId};
 
@@ -111,6 +111,7 @@ where
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ConnectionInfo {
     pub(crate) user: Option<Arc<str>>,
+    pub(crate) roles: Roles,
     pub(crate) remote_addr: Option<SocketAddr>,
 }
 
@@ -134,6 +135,11 @@ impl<'a> Call<'a> {
     /// a client, and for anonymous connections.
     pub fn user(&self) -> Option<&'a str> {
         self.info.user.as_deref()
+    }
+
+    /// The roles the server's authentication gave the connection.
+    pub fn roles(&self) -> &'a [Arc<str>] {
+        self.info.roles.as_slice()
     }
 
     /// The peer's address, where known (a server's clients).
@@ -188,7 +194,8 @@ impl Next<'_> {
                 Err(error) => Running::answered(call.id, error),
             },
             None => {
-                let incoming = IncomingCall { id: call.id.cloned(), params: call.params };
+                let incoming =
+                    IncomingCall { id: call.id.cloned(), params: call.params, roles: call.info.roles.as_slice() };
                 match handler.dispatch(call.method, incoming) {
                     Ok(future) => Running(future),
                     Err(_) => Running::answered(call.id, wire::method_not_found(call.method)),

@@ -160,6 +160,9 @@ pub trait Odd {
     async fn names(&self, peer: Peer, record: Record, size: Größe, greeting: Grüße) -> Vec<Peer>;
     /// Two Rust names that are one in camelCase.
     async fn twins(&self, room_id: u32, roomId: u32) -> Labels;
+    /// Only for some (an extension the meta-schema must accept).
+    #[authorize(roles = "admin, owner")]
+    async fn reset(&self) -> bool;
 }
 
 struct CanvasSession {
@@ -596,6 +599,8 @@ async fn openrpc_documents_validate_against_the_meta_schema() {
     }
     let dir = Scratch::new("openrpc");
     let mut files = vec![repo().join("tests/snapshots/chat.openrpc.json")];
+    let odd = wsduplex::codegen::openrpc::document(OddClient::contract());
+    assert_eq!(odd["methods"][3]["x-wsduplex-authorize"], json!({"roles": ["admin", "owner"]}));
     for (name, contract) in [
         ("canvas", CanvasClient::contract()),
         ("plain", PlainClient::contract()),

@@ -73,7 +73,7 @@ pub fn contract(contract: &Contract, errors: &mut Errors) {
 
     let mut seen: HashMap<&str, &Method> = HashMap::new();
     for method in &contract.methods {
-        self::method(method, errors);
+        self::method(method, contract.kind, errors);
         if let Some(first) = seen.insert(&method.wire_name, method) {
             errors.error(
                 method.wire_span,
@@ -88,7 +88,7 @@ pub fn contract(contract: &Contract, errors: &mut Errors) {
     }
 }
 
-fn method(method: &Method, errors: &mut Errors) {
+fn method(method: &Method, kind: Kind, errors: &mut Errors) {
     let sig = &method.item.sig;
     if sig.asyncness.is_none() {
         errors.error(sig.fn_token.span, "contract methods must be `async fn`");
@@ -152,6 +152,14 @@ fn method(method: &Method, errors: &mut Errors) {
         errors.spanned(
             &documented.attr,
             "#[errors(..)] names variants of the method's error enum: write the return type as `Result<T, E>`",
+        );
+    }
+
+    if let (Some((_, span)), Kind::Callback) = (&method.authorize, kind) {
+        errors.error(
+            *span,
+            "#[authorize] is for service methods: a client's callbacks are called by the server, \
+             which has no roles of its own to check",
         );
     }
 

@@ -49,6 +49,9 @@ pub struct Method {
     pub returns: Returns,
     /// The `#[oneway]` attribute's span, when present.
     pub oneway: Option<Span>,
+    /// `#[authorize(role = "..")]` / `#[authorize(roles = "a, b")]`: the
+    /// roles of which the caller needs one, and the attribute's span.
+    pub authorize: Option<(Vec<String>, Span)>,
     /// The variants of the error enum named by `#[errors(..)]`: the only
     /// errors the method documents. `None` documents every one.
     pub errors: Option<DocumentedVariants>,
@@ -249,7 +252,34 @@ impl Method {
         let mut oneway = None;
         let mut documented = None;
         let mut rename: Option<LitStr> = None;
+        let mut authorize: Option<(Vec<String>, Span)> = None;
         method.attrs.retain(|attr| {
+            if attr.path().is_ident("authorize") {
+                if authorize.is_some() {
+                    errors
+                        .error(attr.span(), "one `#[authorize(..)]` per method: list the roles in `roles = \"a, b\"`");
+                    return false;
+                }
+                let mut roles = Vec::new();
+                match &attr.meta {
+                    syn::Meta::List(list) => {
+                        for arg in attrs::parse_args(list.tokens.clone(), &["role", "roles"], errors) {
+                            if let Some(value) = attrs::lit_str(&arg, errors) {
+                                roles.extend(value.value().split(',').map(str::trim).map(str::to_owned));
+                            }
+                        }
+                    }
+                    _ => errors.error(
+                        attr.span(),
+                        "expected `#[authorize(role = \"...\")]` or `#[authorize(roles = \"a, b\")]`",
+                    ),
+                }
+                if roles.iter().any(String::is_empty) {
+                    errors.error(attr.span(), "a role name may not be empty");
+                }
+                authorize = Some((roles, attr.span()));
+                return false;
+            }
             if attr.path().is_ident("oneway") {
                 if !matches!(attr.meta, syn::Meta::Path(_)) {
                     errors.error(attr.span(), "`#[oneway]` takes no arguments");
@@ -315,6 +345,7 @@ impl Method {
             params,
             returns: Returns::of(&method.sig.output),
             oneway,
+            authorize,
             errors: documented,
             docs: docs(&method.attrs),
             item: method.clone(),

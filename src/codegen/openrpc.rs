@@ -22,6 +22,9 @@
 //! - `x-error-data` (extension, on a method): the schema of each documented
 //!   error's `data`, keyed by the error code, since an OpenRPC error object
 //!   has no place for one;
+//! - `x-wsduplex-authorize` (extension, on a method declared
+//!   `#[authorize(..)]`): `{"roles": [...]}`, the roles of which a caller
+//!   needs one; others get -32030 (`codes::NOT_AUTHORIZED`);
 //! - `x-wsduplex-stream` (extension, `true` on a parameter's or result's
 //!   content descriptor, and in its schema): the value is a stream
 //!   ([`Stream`](crate::Stream) or [`Incoming`](crate::Incoming)), sent as
@@ -120,6 +123,9 @@ fn method(schemas: &mut Schemas, method: &MethodInfo, kind: ContractKind) -> Val
     insert_text(&mut object, "description", method.docs);
     object.insert("params".into(), params.into());
     object.insert("paramStructure".into(), "either".into());
+    if !method.roles.is_empty() {
+        object.insert("x-wsduplex-authorize".into(), json!({ "roles": method.roles }));
+    }
     if method.oneway {
         // A notification: no result, and no error reaches the caller.
         return Value::Object(object);

@@ -62,6 +62,9 @@ pub struct MethodInfo {
     pub errors: fn() -> Vec<ErrorInfo>,
     /// Sent as a notification, without a reply.
     pub oneway: bool,
+    /// The roles of which a caller needs one (`#[authorize(..)]`); empty when
+    /// anyone may call it.
+    pub roles: &'static [&'static str],
     /// The method's doc comment.
     pub docs: &'static str,
 }
@@ -197,7 +200,7 @@ impl MethodInfo {
         result: SchemaFn,
         errors: fn() -> Vec<ErrorInfo>,
     ) -> Self {
-        MethodInfo { name, wire_name, params: &[], returns: "", result, errors, oneway: false, docs: "" }
+        MethodInfo { name, wire_name, params: &[], returns: "", result, errors, oneway: false, roles: &[], docs: "" }
     }
 
     /// With its parameters, in order.
@@ -215,6 +218,12 @@ impl MethodInfo {
     /// Sent as a notification (`#[oneway]`).
     pub const fn oneway(mut self) -> Self {
         self.oneway = true;
+        self
+    }
+
+    /// Callable only by a connection with one of `roles` (`#[authorize(..)]`).
+    pub const fn with_roles(mut self, roles: &'static [&'static str]) -> Self {
+        self.roles = roles;
         self
     }
 

@@ -92,20 +92,14 @@ impl Handler for TestHandler {
     fn dispatch<'a>(&self, method: &str, call: IncomingCall<'a>) -> Result<HandlerFuture, IncomingCall<'a>> {
         let signals = Arc::new(self.0.clone());
         Ok(match method {
-            "echo" => {
-                handle(
-                    &signals,
-                    "echo",
-                    call,
-                    &["text"],
-                    |_, (text,): (String,)| async move { Ok::<_, Infallible>(text) },
-                )
-            }
-            "sleep" => handle(&signals, "sleep", call, &["millis"], |_, (millis,): (u64,)| async move {
+            "echo" => handle(&signals, "echo", call, &[], &["text"], |_, (text,): (String,)| async move {
+                Ok::<_, Infallible>(text)
+            }),
+            "sleep" => handle(&signals, "sleep", call, &[], &["millis"], |_, (millis,): (u64,)| async move {
                 tokio::time::sleep(Duration::from_millis(millis)).await;
                 Ok::<_, Infallible>(millis)
             }),
-            "hang" => handle(&signals, "hang", call, &[], |signals: Arc<Arc<Signals>>, (): ()| async move {
+            "hang" => handle(&signals, "hang", call, &[], &[], |signals: Arc<Arc<Signals>>, (): ()| async move {
                 let _guard = OnDrop((*signals).clone());
                 signals.hang_started.notify_one();
                 std::future::pending::<Result<(), Infallible>>().await
@@ -113,9 +107,16 @@ impl Handler for TestHandler {
             "bounce" | "nested" => {
                 let Some(peer) = self.1.clone() else { return Err(call) };
                 let asks = if method == "bounce" { "nested" } else { "echo" };
-                handle(&Arc::new(peer), asks, call, &["text"], move |peer: Arc<Peer>, (text,): (String,)| async move {
-                    peer.call::<_, String>(asks, Text { text: &text }, None).await
-                })
+                handle(
+                    &Arc::new(peer),
+                    asks,
+                    call,
+                    &[],
+                    &["text"],
+                    move |peer: Arc<Peer>, (text,): (String,)| async move {
+                        peer.call::<_, String>(asks, Text { text: &text }, None).await
+                    },
+                )
             }
             _ => return Err(call),
         })

@@ -66,14 +66,14 @@ mod tests {
             if !answers {
                 return Err(call);
             }
-            Ok(handle(&Arc::new(()), "mine", call, &[], |_, (): ()| async {
+            Ok(handle(&Arc::new(()), "mine", call, &[], &[], |_, (): ()| async {
                 Ok::<_, std::convert::Infallible>("inner")
             }))
         }
     }
 
     async fn answer(handler: &impl Handler, method: &str) -> Option<String> {
-        let call = IncomingCall { id: Some(RequestId::Number(1)), params: None };
+        let call = IncomingCall { id: Some(RequestId::Number(1)), params: None, roles: &[] };
         let running = handler.dispatch(method, call).ok()?;
         let Answer { frame, .. } = running.await;
         frame

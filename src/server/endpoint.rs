@@ -354,7 +354,7 @@ fn start_connection<T: Transport, S: Serve>(
     slot.attach(&peer);
     let hub = config.hub.clone();
     hub.register(peer.clone(), identity.user.clone());
-    let (identity_user, hub_for_user) = (identity.user.clone(), hub.clone());
+    let (identity_user, identity_roles, hub_for_user) = (identity.user.clone(), identity.roles.clone(), hub.clone());
     let callback = <S::Callback as Contract>::from_caller(peer.clone());
     let connection = Connection::new(peer.clone(), handshake, identity, hub.clone(), callback);
     let untyped = connection.untyped();
@@ -380,7 +380,8 @@ fn start_connection<T: Transport, S: Serve>(
         inner: Discovery { inner: WithRpcModule::new(service, config.methods.clone(), id), document: document.clone() },
         hook: config.hooks.on_handler_error.clone().map(|hook| (hook, untyped.clone())),
     };
-    let info = ConnectionInfo { user: identity_user.clone(), remote_addr: untyped.remote_addr() };
+    let info =
+        ConnectionInfo { user: identity_user.clone(), roles: identity_roles, remote_addr: untyped.remote_addr() };
     let driver = Driver::new(socket, peer, handler, &config.peer).connection_info(info);
     // Holds the connection only when someone is to hear of its end (boxed:
     // every connection's task carries the field).

@@ -120,12 +120,14 @@ fn method_info(krate: &syn::Path, method: &Method) -> TokenStream {
         syn::ReturnType::Type(_, ty) => type_text(ty.to_token_stream()),
     };
     let oneway = method.oneway.map(|_| quote!(.oneway()));
+    let roles = method.authorize.as_ref().map(|(roles, _)| quote!(.with_roles(&[#(#roles),*])));
     let docs = &method.docs;
     quote! {
         #krate::contract::MethodInfo::new(#name, #wire, #result, || #documented)
         .with_params(&[#(#params),*])
         .with_returns(#returns)
         #oneway
+        #roles
         .with_docs(#docs)
     }
 }

@@ -113,11 +113,13 @@ fn arm(contract: &Contract, method: &Method) -> TokenStream {
             })
         }
     };
+    let roles = method.authorize.iter().flat_map(|(roles, _)| roles);
     quote! {
         #wire => ::core::result::Result::Ok(#krate::__private::handle(
             #service,
             #wire,
             #call,
+            &[#(#roles),*],
             &[#(#names),*],
             |#service: ::std::sync::Arc<__S>, (#(#idents,)*): (#(#types,)*)| async move { #reply },
         )),

@@ -457,6 +457,13 @@ fn typescript_type(schema: &Value, side: Side) -> String {
 /// A method's doc comment, with its documented errors as `@throws`.
 fn method_docs(method: &MethodInfo, schemas: &mut Schemas) -> String {
     let mut docs = method.docs.to_owned();
+    if !method.roles.is_empty() {
+        let roles: Vec<String> = method.roles.iter().map(|role| format!("`{role}`")).collect();
+        if !docs.is_empty() {
+            docs.push_str("\n\n");
+        }
+        write!(docs, "Requires the role {} (else -32030).", roles.join(" or ")).unwrap();
+    }
     // A one-way call gets no reply, so no error either.
     let errors = if method.oneway { Vec::new() } else { method.documented_errors() };
     if !errors.is_empty() && !docs.is_empty() {
@@ -610,6 +617,7 @@ mod tests {
             result: crate::contract::info::schema_of::<()>,
             errors: Vec::new,
             oneway: false,
+            roles: &[],
             docs: "",
         }
     }

@@ -58,6 +58,7 @@ use routing::{PARKED_BYTES, Parked};
 
 use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
 use super::{CloseReason, Control, Peer, PeerConfig, Shared};
+use crate::connection::Roles;
 use crate::dispatch::{Answer, Handler, HandlerFuture};
 use crate::middleware::{Chain, ConnectionInfo};
 use crate::socket::{Activity, Socket};
@@ -176,6 +177,8 @@ pub(crate) struct Driver<T, H> {
     /// The middleware every incoming call goes through, and what they are
     /// told of the connection; `None` without middleware (boxed, as `closing`).
     middleware: Option<Box<(Chain, ConnectionInfo)>>,
+    /// The connection's roles, for the methods that require one.
+    roles: Roles,
 }
 
 impl<T: Transport, H: Handler> Driver<T, H> {
@@ -198,11 +201,14 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             closing: None,
             middleware: (!config.middleware.is_empty())
                 .then(|| Box::new((config.middleware.clone(), ConnectionInfo::default()))),
+            roles: Roles::default(),
         }
     }
 
-    /// Tells the middleware who is at the other end.
+    /// Says who is at the other end: to the middleware, and for the
+    /// methods that require a role.
     pub(crate) fn connection_info(mut self, info: ConnectionInfo) -> Self {
+        self.roles = info.roles.clone();
         if let Some(middleware) = &mut self.middleware {
             middleware.1 = info;
         }

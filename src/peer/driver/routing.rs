@@ -356,7 +356,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         let key = id.clone();
         let dispatched = {
             let _entered = span.enter();
-            let call = IncomingCall { id, params };
+            let call = IncomingCall { id, params, roles: self.roles.as_slice() };
             match (&self.handler, &self.middleware) {
                 (Some(handler), None) => handler.dispatch(method, call),
                 (Some(handler), Some(chain)) => {
