@@ -192,12 +192,11 @@ impl<T: Serialize + Send + 'static> Serialize for Stream<T> {
             Err(NotHere::Refused(refusal)) => return Err(S::Error::custom(refusal.message())),
         };
         let mut map = serializer.serialize_map(None)?;
-        match &token {
-            Some(token) => map.serialize_entry("token", token)?,
-            // No token: the values are all of it, even none.
-            None => map.serialize_entry("values", &prefetched)?,
+        if let Some(token) = &token {
+            map.serialize_entry("token", token)?;
         }
-        if token.is_some() && !prefetched.is_empty() {
+        // Without a token the values are all of it, even none.
+        if token.is_none() || !prefetched.is_empty() {
             map.serialize_entry("values", &prefetched)?;
         }
         map.end()
