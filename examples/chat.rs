@@ -14,6 +14,8 @@
 //! 10000) and `--handshake-timeout-ms N` (default 10000, how long a client may
 //! take over each HTTP request head), the server's limits; `--token SECRET` (then a client must send
 //! `Authorization: Bearer SECRET` or `?token=SECRET`, or gets 401);
+//! `--admin-token SECRET` (a client sending that token instead gets the
+//! role `admin`, which `chat.kick` requires);
 //! `--allow-origin ORIGIN`, repeatable (a browser page from any other origin
 //! gets 403); `--tls-cert FILE --tls-key FILE` (PEM), to serve `https://` and
 //! `wss://`. The first line printed is `listening on http://ADDR` (or
@@ -73,6 +75,9 @@ struct Options {
     /// A token clients must send (`Authorization: Bearer` or `?token=`).
     #[arg(long)]
     token: Option<String>,
+    /// A token that makes its client an admin, who may kick others.
+    #[arg(long)]
+    admin_token: Option<String>,
     /// A page origin allowed to connect (repeatable); others get 403.
     #[arg(long = "allow-origin")]
     allow_origins: Vec<String>,
@@ -114,13 +119,18 @@ impl Options {
         for origin in &self.allow_origins {
             server = server.allow_origin(origin);
         }
-        if let Some(token) = self.token.clone() {
+        if self.token.is_some() || self.admin_token.is_some() {
+            let (token, admin_token) = (self.token.clone(), self.admin_token.clone());
             server = server.authenticate(move |handshake: &Handshake| {
                 // Browsers cannot set headers on a WebSocket: they send the token in the query.
                 let offered = handshake.bearer_token().map(str::to_owned).or_else(|| handshake.query("token"));
+                let matches = |secret: &Option<String>, offered: &str| secret.as_deref().is_some_and(|s| same_secret(offered, s));
                 match offered {
-                    Some(offered) if same_secret(&offered, &token) => Ok(Identity::anonymous()),
+                    Some(offered) if matches(&admin_token, &offered) => Ok(Identity::anonymous().with_role("admin")),
+                    Some(offered) if matches(&token, &offered) => Ok(Identity::anonymous()),
                     Some(_) => Err(Refusal::unauthorized("wrong token")),
+                    // Without --token, anyone may chat; the admin token only adds a role.
+                    None if token.is_none() => Ok(Identity::anonymous()),
                     None => {
                         Err(Refusal::unauthorized("a token is required: Authorization: Bearer TOKEN or ?token=TOKEN"))
                     }
@@ -223,7 +233,19 @@ impl Chat for ChatSession {
         self.hub.group(&room).left(room.clone(), nick).await?;
         Ok(())
     }
+
+    async fn kick(&self, nick: String) -> Result<(), ChatError> {
+        let holder = self.rooms.holder(&nick).await?.ok_or_else(|| ChatError::NoSuchUser(nick.clone()))?;
+        // Its session's drop frees the nick and tells the room, as for any disconnect.
+        if !self.hub.close(holder, POLICY_VIOLATION, "kicked by an admin").await {
+            return Err(ChatError::NoSuchUser(nick));
+        }
+        Ok(())
+    }
 }
+
+/// The close code of a kicked connection (RFC 6455: policy violation).
+const POLICY_VIOLATION: u16 = 1008;
 
 /// The connection closed: free the nick and tell the room.
 impl Drop for ChatSession {

@@ -158,6 +158,13 @@ pub trait Backplane: Send + Sync + 'static {
         let _ = (id, group, join);
         Box::pin(std::future::ready(Ok(false)))
     }
+
+    /// Closes connection `id`, held by another node, with `code` and
+    /// `reason`; true when a node held it and was told.
+    fn close(&self, id: ConnectionId, code: u16, reason: &str) -> BoxFuture<'static, Result<bool, Error>> {
+        let _ = (id, code, reason);
+        Box::pin(std::future::ready(Ok(false)))
+    }
 }
 
 /// The backplane of a hub that lives in one process.
@@ -232,6 +239,14 @@ impl LocalConnections {
     ) -> Result<Box<RawValue>, Error> {
         let peer = self.0.upgrade().and_then(|core| core.peer(id)).ok_or(Error::Closed)?;
         peer.call(method, params, Some(timeout)).await
+    }
+
+    /// Closes local connection `id` with `code` and `reason` for another
+    /// node; false when it is not here.
+    pub fn close(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
+        let Some(peer) = self.0.upgrade().and_then(|core| core.peer(id)) else { return false };
+        peer.close(code, reason);
+        true
     }
 
     /// Adds local connection `id` to `group` (or removes it) for another
@@ -383,6 +398,24 @@ impl HubCore {
             Ok(changed) => changed,
             Err(e) => {
                 tracing::warn!(conn = %id, group, join, error = %e, "could not change the group of a connection on another node");
+                false
+            }
+        }
+    }
+
+    /// Closes connection `id`, here or on another node.
+    pub(crate) async fn close(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
+        if let Some(peer) = self.peer(id) {
+            peer.close(code, reason);
+            return true;
+        }
+        if !self.backplane.reaches(id) {
+            return false;
+        }
+        match self.backplane.close(id, code, reason).await {
+            Ok(closed) => closed,
+            Err(e) => {
+                tracing::warn!(conn = %id, code, error = %e, "could not close a connection on another node");
                 false
             }
         }
@@ -570,6 +603,13 @@ impl<M: Contract> Hub<M> {
     /// false if it was not a member.
     pub async fn remove_from_group(&self, id: ConnectionId, group: &str) -> bool {
         self.core.change_group(id, group, false).await
+    }
+
+    /// Closes connection `id` with `code` (a WebSocket close code, 1008 for
+    /// a policy violation say) and `reason`, on whichever node holds it;
+    /// false if no node does. The connection leaves its groups as it ends.
+    pub async fn close(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
+        self.core.close(id, code, reason).await
     }
 
     /// This hub's node id: the node part of the ids of its connections.

@@ -26,7 +26,11 @@ struct User {
 
 impl User {
     async fn connect(chat: &ExampleProcess) -> User {
-        User { raw: Raw::connect(&format!("ws://{}/ws", chat.addr)).await, next_id: 1 }
+        User::connect_to(chat, "/ws").await
+    }
+
+    async fn connect_to(chat: &ExampleProcess, path: &str) -> User {
+        User { raw: Raw::connect(&format!("ws://{}{path}", chat.addr)).await, next_id: 1 }
     }
 
     /// Sends a request and returns its id.
@@ -238,8 +242,8 @@ async fn an_unanswered_invite_fails_with_an_implementation_error() {
 async fn two_servers_on_one_redis_behave_as_one() {
     let Some(redis) = RedisServer::start().await else { return };
     let url = redis.url();
-    let one = start_chat(&["--redis", &url]);
-    let two = start_chat(&["--redis", &url]);
+    let one = start_chat(&["--redis", &url, "--admin-token", "adm1n"]);
+    let two = start_chat(&["--redis", &url, "--admin-token", "adm1n"]);
     let mut alice = User::connect(&one).await;
     let mut bob = User::connect(&two).await;
     let mut carol = User::connect(&one).await;
@@ -288,6 +292,14 @@ async fn two_servers_on_one_redis_behave_as_one() {
     // Alice, in the lobby, heard none of the kitchen.
     alice.notify("chat.say", json!({"text":"still here"})).await;
     alice.expect(message("lobby", "alice", "still here")).await;
+
+    // An admin on server two kicks alice, held by server one.
+    let mut admin = User::connect_to(&two, "/ws?token=adm1n").await;
+    assert_ok(admin.join("lobby", "admin").await, json!(["admin", "alice"]));
+    alice.expect(joined("lobby", "admin")).await;
+    assert_ok(admin.call("chat.kick", json!({"nick":"alice"})).await, Value::Null);
+    assert_eq!(alice.raw.close_code().await, 1008);
+    admin.expect(left("lobby", "alice")).await;
 }
 
 #[tokio::test]
@@ -420,6 +432,39 @@ async fn the_token_and_origin_flags_guard_the_handshake() {
     // The token in the query, as a browser page sends it: it chats.
     let mut alice = User { raw: Raw::connect(&format!("ws://{}/ws?token=s3cret", chat.addr)).await, next_id: 1 };
     assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+}
+
+#[tokio::test]
+async fn an_admin_kicks_and_no_one_else_may() {
+    let chat = start_chat(&["--admin-token", "adm1n"]);
+    let addr: std::net::SocketAddr = chat.addr.parse().unwrap();
+    // Without --token anyone may chat, but a wrong token is still refused.
+    let status = within(common::upgrade_response(addr, "/ws?token=wrong", &[])).await;
+    assert!(status.starts_with("http/1.1 401"), "{status}");
+
+    let mut alice = User::connect(&chat).await;
+    let mut bob = User::connect(&chat).await;
+    let mut admin = User::connect_to(&chat, "/ws?token=adm1n").await;
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    assert_ok(bob.join("lobby", "bob").await, json!(["alice", "bob"]));
+    alice.expect(joined("lobby", "bob")).await;
+
+    // Bob is no admin: refused, and nothing happens to alice.
+    let refused = bob.call("chat.kick", json!({"nick":"alice"})).await;
+    assert_eq!(error_code(&refused), -32030, "{refused}");
+    assert_eq!(refused["error"]["data"], json!({"roles":["admin"]}));
+    alice.notify("chat.say", json!({"text":"still here"})).await;
+    alice.expect(message("lobby", "alice", "still here")).await;
+    bob.expect(message("lobby", "alice", "still here")).await;
+
+    // The admin (in no room) kicks bob: closed with 1008, and the room hears it.
+    assert_eq!(error_code(&admin.call("chat.kick", json!({"nick":"nobody"})).await), 1003);
+    assert_ok(admin.call("chat.kick", json!({"nick":"bob"})).await, Value::Null);
+    assert_eq!(bob.raw.close_code().await, 1008);
+    alice.expect(left("lobby", "bob")).await;
+    // The nick is free again.
+    let mut bob_again = User::connect(&chat).await;
+    assert_ok(bob_again.join("lobby", "bob").await, json!(["alice", "bob"]));
 }
 
 #[tokio::test]

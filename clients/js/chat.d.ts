@@ -53,6 +53,21 @@ export declare class ChatClient {
    * @throws {RpcError} -32024 BadReply: A peer this call depends on answered with a value of the wrong type.
    */
   leave(options?: wsduplex.CallOptions): Promise<void>;
+
+  /**
+   * Disconnects `nick` (close code 1008); their room hears `chat.left`.
+   * Only for an admin: anyone else is refused with -32030.
+   *
+   * Requires the role `admin` (else -32030).
+   *
+   * @throws {RpcError} 1003 NoSuchUser: Nobody holds the nick; `data` is the nick. (`data`: `string`)
+   * @throws {RpcError} -32025 PeerError: A peer this call depends on answered with an error; `data` is its error object. (`data`: `ErrorObject`)
+   * @throws {RpcError} -32021 PeerClosed: A peer this call depends on closed its connection.
+   * @throws {RpcError} -32020 TimedOut: A peer this call depends on did not answer in time.
+   * @throws {RpcError} -32023 Transport: A connection failed.
+   * @throws {RpcError} -32024 BadReply: A peer this call depends on answered with a value of the wrong type.
+   */
+  kick(nick: string, options?: wsduplex.CallOptions): Promise<void>;
 }
 
 /** What the chat server tells a client. */

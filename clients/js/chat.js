@@ -27,6 +27,10 @@ export class ChatClient {
   leave(options) {
     return this.peer.call("chat.leave", {}, options);
   }
+
+  kick(nick, options) {
+    return this.peer.call("chat.kick", { nick }, options);
+  }
 }
 
 /** `connect`'s handlers, answering the `ChatEvents` methods with `events` (parameters by name or by position). */

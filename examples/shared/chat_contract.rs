@@ -22,6 +22,12 @@ pub trait Chat {
     /// Leaves the current room (the nick stays held).
     #[errors(NotInRoom, Callback)]
     async fn leave(&self) -> Result<(), ChatError>;
+
+    /// Disconnects `nick` (close code 1008); their room hears `chat.left`.
+    /// Only for an admin: anyone else is refused with -32030.
+    #[authorize(role = "admin")]
+    #[errors(NoSuchUser, Callback)]
+    async fn kick(&self, nick: String) -> Result<(), ChatError>;
 }
 
 /// What the chat server tells a client.

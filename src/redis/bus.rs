@@ -78,8 +78,10 @@ pub(crate) enum Message {
     Group { origin: u64, call: u64, target: ConnectionId, join: bool, group: String },
     /// The answer to call `call`.
     Reply { origin: u64, call: u64, outcome: Outcome },
-    /// The answer to group change `call`: whether membership changed.
-    GroupReply { origin: u64, call: u64, changed: bool },
+    /// Close connection `target` with `code` and `reason`; answer `origin` with `call`.
+    Close { origin: u64, call: u64, target: ConnectionId, code: u16, reason: String },
+    /// The answer to group change or close `call`: whether it changed anything.
+    Done { origin: u64, call: u64, changed: bool },
 }
 
 impl Message {
@@ -129,7 +131,11 @@ impl Message {
                 write!(header, "R {origin:x} {call} {status}").unwrap();
                 body.push(text.as_bytes());
             }
-            Message::GroupReply { origin, call, changed } => {
+            Message::Close { origin, call, target, code, reason } => {
+                write!(header, "X {origin:x} {call} {target} {code} {}", reason.len()).unwrap();
+                body.push(reason.as_bytes());
+            }
+            Message::Done { origin, call, changed } => {
                 write!(header, "J {origin:x} {call} {}", u8::from(*changed)).unwrap();
             }
         }
@@ -158,7 +164,8 @@ impl Message {
             | Message::Call { origin, .. }
             | Message::Group { origin, .. }
             | Message::Reply { origin, .. }
-            | Message::GroupReply { origin, .. } => *origin,
+            | Message::Close { origin, .. }
+            | Message::Done { origin, .. } => *origin,
         }
     }
 
@@ -212,6 +219,13 @@ impl Message {
                 let group = take(&mut body, fields.next()?.parse().ok()?)?;
                 Message::Group { origin, call, target, join, group }
             }
+            "X" => {
+                let call = fields.next()?.parse().ok()?;
+                let target = fields.next()?.parse().ok()?;
+                let code = fields.next()?.parse().ok()?;
+                let reason = take(&mut body, fields.next()?.parse().ok()?)?;
+                Message::Close { origin, call, target, code, reason }
+            }
             "R" => {
                 let call = fields.next()?.parse().ok()?;
                 let status = fields.next()?;
@@ -228,7 +242,7 @@ impl Message {
             "J" => {
                 let call = fields.next()?.parse().ok()?;
                 let changed = fields.next()? == "1";
-                Message::GroupReply { origin, call, changed }
+                Message::Done { origin, call, changed }
             }
             _ => return None,
         };
@@ -291,12 +305,13 @@ mod tests {
         {
             round_trip(Message::Reply { origin: 2, call: 42, outcome });
         }
-        round_trip(Message::GroupReply { origin: 2, call: 43, changed: true });
+        round_trip(Message::Done { origin: 2, call: 43, changed: true });
+        round_trip(Message::Close { origin: 3, call: 45, target: id("2-7"), code: 1008, reason: "kicked é".into() });
     }
 
     #[test]
     fn the_origin_is_read_from_the_header_alone() {
-        let message = Message::GroupReply { origin: 0xabc, call: 1, changed: true };
+        let message = Message::Done { origin: 0xabc, call: 1, changed: true };
         assert_eq!(Message::origin_of(&message.encode()), Some(0xabc));
         // However long the header (here, many excluded ids).
         let except: Vec<ConnectionId> = (10..40).map(|n| id(&format!("fedcba9876543210-{n}"))).collect();

@@ -198,7 +198,8 @@ struct Shared {
 /// The answer to a call or a group change made on another node.
 enum Answer {
     Call(Outcome),
-    Group(bool),
+    /// A group change or close: whether it changed anything.
+    Done(bool),
 }
 
 impl fmt::Debug for RedisBackplane {
@@ -478,7 +479,7 @@ impl Backplane for RedisBackplane {
                     Ok(object) => Err(Error::Rpc(object)),
                     Err(e) => Err(Error::Decode(e)),
                 },
-                Answer::Call(Outcome::Closed) | Answer::Group(_) => Err(Error::Closed),
+                Answer::Call(Outcome::Closed) | Answer::Done(_) => Err(Error::Closed),
                 Answer::Call(Outcome::Timeout) => Err(Error::Timeout(timeout)),
             }
         })
@@ -492,7 +493,22 @@ impl Backplane for RedisBackplane {
             let origin = this.shared.node;
             let message = |call| Message::Group { origin, call, target: id, join, group };
             match this.ask(id.node(), message, timeout).await {
-                Ok(Answer::Group(changed)) => Ok(changed),
+                Ok(Answer::Done(changed)) => Ok(changed),
+                Ok(Answer::Call(_)) | Err(Error::Closed) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn close(&self, id: ConnectionId, code: u16, reason: &str) -> BoxFuture<'static, Result<bool, Error>> {
+        let this = self.share();
+        let reason = reason.to_owned();
+        let timeout = self.shared.options.call_timeout;
+        Box::pin(async move {
+            let origin = this.shared.node;
+            let message = |call| Message::Close { origin, call, target: id, code, reason };
+            match this.ask(id.node(), message, timeout).await {
+                Ok(Answer::Done(closed)) => Ok(closed),
                 Ok(Answer::Call(_)) | Err(Error::Closed) => Ok(false),
                 Err(e) => Err(e),
             }
@@ -571,12 +587,20 @@ impl Receiver {
                 tokio::spawn(async move {
                     let changed = local.change_group(target, &group, join).await;
                     drop(place);
-                    let reply = Message::GroupReply { origin: shared.node, call, changed };
+                    let reply = Message::Done { origin: shared.node, call, changed };
                     publish_sealed(&shared, &publish, shared.channels.node(origin), &reply);
                 });
             }
+            Message::Close { origin, call, target, code, reason } => {
+                // Asking to close never waits: answered at once, in this task.
+                let closed = local.close(target, code, &reason);
+                if let Some(publish) = self.publish.upgrade() {
+                    let reply = Message::Done { origin: shared.node, call, changed: closed };
+                    publish_sealed(&shared, &publish, shared.channels.node(origin), &reply);
+                }
+            }
             Message::Reply { origin, call, outcome } => shared.answer(call, origin, Answer::Call(outcome)),
-            Message::GroupReply { origin, call, changed } => shared.answer(call, origin, Answer::Group(changed)),
+            Message::Done { origin, call, changed } => shared.answer(call, origin, Answer::Done(changed)),
         }
     }
 }
