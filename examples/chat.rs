@@ -12,7 +12,9 @@
 //! (default 10000), how long an invite waits for the invitee's answer;
 //! `--max-message-bytes N` (default 10 MiB), `--max-connections N` (default
 //! 10000) and `--handshake-timeout-ms N` (default 10000, how long a client may
-//! take over each HTTP request head), the server's limits; `--token SECRET` (then a client must send
+//! take over each HTTP request head), the server's limits; `--rate-limit N`
+//! (messages a second per connection, in bursts of N: past it, calls get
+//! -32029 and `chat.say` is dropped); `--token SECRET` (then a client must send
 //! `Authorization: Bearer SECRET` or `?token=SECRET`, or gets 401);
 //! `--admin-token SECRET` (a client sending that token instead gets the
 //! role `admin`, which `chat.kick` requires);
@@ -50,8 +52,8 @@ use axum::serve::ListenerExt;
 use chat_contract::{Chat, ChatClient, ChatError, ChatEventsClient};
 use chat_rooms::{RedisRooms, Rooms};
 use wsduplex::{
-    Connection, ConnectionId, Hub, Server, redis::RedisBackplane, redis::RedisOptions, server::Handshake,
-    server::Identity, server::Refusal, server::ServerBuilder, tls::Tls, tls::TlsListener,
+    Connection, ConnectionId, Hub, Server, rate_limit::RateLimit, redis::RedisBackplane, redis::RedisOptions,
+    server::Handshake, server::Identity, server::Refusal, server::ServerBuilder, tls::Tls, tls::TlsListener,
 };
 
 /// The chat server: rooms, nicks, invites, over wsduplex, with its page at `/`.
@@ -69,6 +71,9 @@ struct Options {
     /// The most connections at once.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Messages a second each connection may send (in bursts of as many); past it, -32029.
+    #[arg(long)]
+    rate_limit: Option<u32>,
     /// How long a client may take to send its upgrade request, in milliseconds.
     #[arg(long)]
     handshake_timeout_ms: Option<u64>,
@@ -113,6 +118,9 @@ impl Options {
         if let Some(limit) = self.max_connections {
             server = server.max_connections(limit);
         }
+        if let Some(messages) = self.rate_limit {
+            server = server.rate_limit(RateLimit::messages_per_second(messages));
+        }
         if let Some(millis) = self.handshake_timeout_ms {
             server = server.handshake_timeout(Duration::from_millis(millis));
         }
@@ -124,7 +132,8 @@ impl Options {
             server = server.authenticate(move |handshake: &Handshake| {
                 // Browsers cannot set headers on a WebSocket: they send the token in the query.
                 let offered = handshake.bearer_token().map(str::to_owned).or_else(|| handshake.query("token"));
-                let matches = |secret: &Option<String>, offered: &str| secret.as_deref().is_some_and(|s| same_secret(offered, s));
+                let matches =
+                    |secret: &Option<String>, offered: &str| secret.as_deref().is_some_and(|s| same_secret(offered, s));
                 match offered {
                     Some(offered) if matches(&admin_token, &offered) => Ok(Identity::anonymous().with_role("admin")),
                     Some(offered) if matches(&token, &offered) => Ok(Identity::anonymous()),

@@ -254,6 +254,9 @@ pub mod codes {
     /// (`#[authorize(role = "...")]`); `data` is `{"roles": [...]}`. The
     /// handler never ran, and the params were not read.
     pub const NOT_AUTHORIZED: i32 = -32030;
+    /// The peer sends faster than the connection's rate limit allows
+    /// ([`RateLimit`](crate::rate_limit::RateLimit)); the handler did not run.
+    pub const RATE_LIMITED: i32 = -32029;
     /// A call the handler made to another peer timed out.
     pub const TIMED_OUT: i32 = -32020;
     /// A call the handler made went to a connection that closed.
@@ -266,6 +269,11 @@ pub mod codes {
     pub const BAD_REPLY: i32 = -32024;
     /// A call the handler made was answered with an error object, which is in `data`.
     pub const PEER_ERROR: i32 = -32025;
+}
+
+/// The error object for a request refused by the connection's rate limit.
+pub(crate) fn rate_limited() -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(codes::RATE_LIMITED, "Rate limit exceeded", None::<()>)
 }
 
 /// The error object for a request refused because the peer is at its limit

@@ -202,6 +202,15 @@ macro_rules! peer_settings {
             self
         }
 
+        #[doc = concat!("Limits how fast the ", $other, " may send on each connection (default: no")]
+        /// limit): past it, requests are refused with -32029 and notifications
+        /// dropped, and a peer that keeps at it is closed with 1008 (see
+        /// [`rate_limit`](crate::rate_limit)).
+        pub fn rate_limit(mut self, limit: crate::rate_limit::RateLimit) -> Self {
+            self.$($peer).+.rate_limit = Some(limit);
+            self
+        }
+
         #[doc = concat!("Runs `middleware` around every call and notification from the ", $other, ":")]
         /// before its handler, after the middleware already given (see
         /// [`middleware`](crate::middleware)).
@@ -228,6 +237,7 @@ pub mod interop;
 pub mod middleware;
 mod peer;
 mod probe;
+pub mod rate_limit;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod rpc_error;

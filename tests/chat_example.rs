@@ -435,6 +435,24 @@ async fn the_token_and_origin_flags_guard_the_handshake() {
 }
 
 #[tokio::test]
+async fn the_rate_limit_flag_refuses_a_flood() {
+    let chat = start_chat(&["--rate-limit", "5"]);
+    let mut alice = User::connect(&chat).await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(alice.request("chat.join", json!({"room":"lobby","nick":format!("alice{n}")})).await);
+    }
+    let mut refused = 0;
+    for id in ids {
+        let reply = alice.raw.recv().await;
+        assert_eq!(reply["id"], json!(id));
+        refused += usize::from(reply.get("error").is_some_and(|e| e["code"] == json!(-32029)));
+    }
+    // Five in the burst, and one more for each 200 ms the 20 took to arrive.
+    assert!((10..=15).contains(&refused), "{refused} of 20 refused");
+}
+
+#[tokio::test]
 async fn an_admin_kicks_and_no_one_else_may() {
     let chat = start_chat(&["--admin-token", "adm1n"]);
     let addr: std::net::SocketAddr = chat.addr.parse().unwrap();

@@ -69,6 +69,8 @@ pub(crate) struct PeerConfig {
     pub max_open_streams: usize,
     /// What every incoming call goes through before its handler.
     pub middleware: crate::middleware::Chain,
+    /// How fast the peer may send; `None` for no limit.
+    pub rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl Default for PeerConfig {
@@ -85,6 +87,7 @@ impl Default for PeerConfig {
             max_batch_len: wire::MAX_BATCH_LEN,
             max_open_streams: crate::stream::MAX_OPEN_STREAMS,
             middleware: crate::middleware::Chain::default(),
+            rate_limit: None,
         }
     }
 }

@@ -55,6 +55,9 @@ pub(super) const GOING_AWAY: (u16, &str) = (1001, "server shutting down");
 /// Close code and reason text for a connection idle too long.
 pub(super) const IDLE: (u16, &str) = (1000, "idle timeout");
 
+/// Closes a peer that kept sending over its rate limit.
+pub(super) const RATE_LIMITED: (u16, &str) = (1008, "rate limit exceeded");
+
 pub(super) fn close_frame((code, reason): (u16, &'static str)) -> CloseFrame {
     CloseFrame { code: code.into(), reason: reason.into() }
 }

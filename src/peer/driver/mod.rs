@@ -53,7 +53,7 @@ use tracing::Span;
 mod closing;
 mod routing;
 
-use closing::{CloseHandshake, Closing, Ended, GOING_AWAY, IDLE, Teardown, close_code_for, close_frame};
+use closing::{CloseHandshake, Closing, Ended, GOING_AWAY, IDLE, RATE_LIMITED, Teardown, close_code_for, close_frame};
 use routing::{PARKED_BYTES, Parked};
 
 use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
@@ -61,6 +61,7 @@ use super::{CloseReason, Control, Peer, PeerConfig, Shared};
 use crate::connection::Roles;
 use crate::dispatch::{Answer, Handler, HandlerFuture};
 use crate::middleware::{Chain, ConnectionInfo};
+use crate::rate_limit::Limiter;
 use crate::socket::{Activity, Socket};
 use crate::stream::scope::Scope;
 use crate::wire::{self, RequestId};
@@ -179,6 +180,8 @@ pub(crate) struct Driver<T, H> {
     middleware: Option<Box<(Chain, ConnectionInfo)>>,
     /// The connection's roles, for the methods that require one.
     roles: Roles,
+    /// The peer's rate limit; `None` without one (boxed, as `closing`).
+    limiter: Option<Box<Limiter>>,
 }
 
 impl<T: Transport, H: Handler> Driver<T, H> {
@@ -202,6 +205,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             middleware: (!config.middleware.is_empty())
                 .then(|| Box::new((config.middleware.clone(), ConnectionInfo::default()))),
             roles: Roles::default(),
+            limiter: config.rate_limit.as_ref().map(|limit| Box::new(Limiter::new(limit))),
         }
     }
 

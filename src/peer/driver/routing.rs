@@ -9,10 +9,11 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::Span;
 
-use super::{Driver, Ended, Running, ShowId, Transport};
+use super::{CloseReason, Driver, Ended, RATE_LIMITED, Running, ShowId, Transport, close_frame};
 use crate::dispatch::{Answer, Handler, IncomingCall};
 use crate::error::codes;
 use crate::peer::Reply;
+use crate::rate_limit::Verdict;
 use crate::stream;
 use crate::wire::{self, RequestId};
 
@@ -71,6 +72,19 @@ impl<'a> Classified<'a> {
         }
     }
 
+    /// The requests and notifications in it (what a rate limit counts);
+    /// a frame that is not JSON counts as one.
+    fn messages(&self) -> usize {
+        let counted = |message: &wire::Message<'_>| {
+            !matches!(message, wire::Message::Response { .. } | wire::Message::BadResponse { .. })
+        };
+        match self {
+            Classified::Single(message, _) => usize::from(counted(message)),
+            Classified::Batch(entries) => entries.iter().filter(|(message, _)| counted(message)).count(),
+            Classified::ParseError | Classified::BatchTooLarge => 1,
+        }
+    }
+
     /// True for frames that take no call slot: responses (a running handler
     /// may be waiting for one) and cancellations (which free slots), alone or
     /// in a batch.
@@ -88,6 +102,35 @@ impl<'a> Classified<'a> {
             Classified::Single(message, _) => slot_free(message),
             Classified::Batch(entries) => entries.iter().all(|(message, _)| slot_free(message)),
             Classified::ParseError | Classified::BatchTooLarge => false,
+        }
+    }
+}
+
+/// Why a frame's requests are refused.
+#[derive(Clone, Copy, Debug)]
+enum Refused {
+    /// The connection runs all the calls it may, and its parking is full.
+    Busy,
+    /// The peer is over its rate limit.
+    RateLimited,
+}
+
+impl Refused {
+    /// Messages handled all the same: at the call limit those that take no
+    /// slot; over the rate limit those that end work rather than start it.
+    fn spares(self, method: &str) -> bool {
+        match self {
+            Refused::Busy => takes_no_slot(method),
+            Refused::RateLimited => {
+                method == wire::CANCEL_METHOD || (stream::is_control(method) && method != stream::NEXT_METHOD)
+            }
+        }
+    }
+
+    fn error(self) -> ErrorObjectOwned {
+        match self {
+            Refused::Busy => crate::error::server_busy(),
+            Refused::RateLimited => crate::error::rate_limited(),
         }
     }
 }
@@ -197,7 +240,8 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     }
 
     /// Handles a frame now, parks it while the connection is at its call
-    /// limit, or refuses it when even the parking is full.
+    /// limit, or refuses it when even the parking is full or the peer is
+    /// over its rate limit.
     fn on_text(&mut self, text: Utf8Bytes) {
         // A response in the usual form goes to its caller without being parsed here.
         if let Some(id) = wire::response_prefix_id(&text) {
@@ -207,10 +251,27 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             }
             return;
         }
-        if self.in_flight < self.max_in_flight && self.parked.is_empty() {
+        let free = self.in_flight < self.max_in_flight && self.parked.is_empty();
+        if free && self.limiter.is_none() {
             return self.on_json(&text);
         }
         let frame = Classified::of(wire::parse_frame(&text, self.max_batch_len), text.as_str());
+        if let Some(limiter) = &mut self.limiter {
+            let messages = frame.messages();
+            let verdict = if messages == 0 { Verdict::Admit } else { limiter.admit(messages, text.len()) };
+            match verdict {
+                Verdict::Admit => {}
+                Verdict::Refuse => return self.refuse_frame(frame, &text, Refused::RateLimited),
+                Verdict::Close => {
+                    tracing::info!(conn = %self.shared.id, "closing a connection that kept sending over its rate limit");
+                    let code = RATE_LIMITED.0;
+                    return self.start_closing(close_frame(RATE_LIMITED), CloseReason::ClosedLocally { code }, false);
+                }
+            }
+        }
+        if free {
+            return self.on_frame(frame, &text);
+        }
         if frame.needs_no_slot() {
             return self.on_frame(frame, &text);
         }
@@ -220,36 +281,48 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         if self.parked_bytes < bound {
             return self.park(frame, text.len(), &text);
         }
+        self.refuse_frame(frame, &text, Refused::Busy);
+    }
+
+    /// Answers a frame's requests with the refusal `why` names, and drops
+    /// its notifications; what needs no slot (responses, cancellations) is
+    /// still handled, as is what frees work when rate limited.
+    fn refuse_frame(&mut self, frame: Classified<'_>, text: &Utf8Bytes, why: Refused) {
         match frame {
             Classified::Single(message, raw) => {
-                if let Some(refusal) = self.refuse(message, raw, &text) {
+                if let Some(refusal) = self.refuse(message, raw, text, why) {
                     self.reply(refusal);
                 }
             }
             Classified::Batch(entries) => {
                 let refusals: Vec<String> =
-                    entries.into_iter().filter_map(|(message, raw)| self.refuse(message, raw, &text)).collect();
+                    entries.into_iter().filter_map(|(message, raw)| self.refuse(message, raw, text, why)).collect();
                 if !refusals.is_empty() {
                     self.reply(wire::batch(&refusals));
                 }
             }
-            other => self.on_frame(other, &text),
+            other => self.on_frame(other, text),
         }
     }
 
     /// Answers a message that arrived while the connection could take no more
-    /// calls: requests get -32009, responses are still routed.
-    fn refuse(&mut self, message: wire::Message<'_>, raw: &str, text: &Utf8Bytes) -> Option<String> {
+    /// calls, or over the rate limit: requests get -32009 or -32029.
+    fn refuse(&mut self, message: wire::Message<'_>, raw: &str, text: &Utf8Bytes, why: Refused) -> Option<String> {
         match message {
-            wire::Message::Request { id, method, .. } if !takes_no_slot(&method) => {
-                tracing::debug!(conn = %self.shared.id, %method, "busy: refusing a request");
-                Some(wire::failure(&id, &crate::error::server_busy()))
+            wire::Message::Request { id, method, .. } if !why.spares(&method) => {
+                tracing::debug!(conn = %self.shared.id, %method, ?why, "refusing a request");
+                Some(wire::failure(&id, &why.error()))
             }
-            wire::Message::Notification { method, .. } if !takes_no_slot(&method) => {
-                tracing::warn!(conn = %self.shared.id, %method, "busy: dropping a notification");
+            wire::Message::Notification { method, .. } if !why.spares(&method) => {
+                match why {
+                    Refused::Busy => tracing::warn!(conn = %self.shared.id, %method, "busy: dropping a notification"),
+                    Refused::RateLimited => {
+                        tracing::debug!(conn = %self.shared.id, %method, "rate limited: dropping a notification")
+                    }
+                }
                 None
             }
-            // Responses and cancellations need no slot.
+            // Responses, and the messages `why` spares.
             other => match self.on_single(other, raw, text) {
                 Action::Reply(frame) => Some(frame),
                 Action::Nothing | Action::Run(_) => None,
