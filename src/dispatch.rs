@@ -33,16 +33,32 @@ pub struct Answer {
     pub(crate) failures: Vec<HandlerError>,
     /// The code of the error object answered, if one was (for middleware).
     pub(crate) error: Option<i32>,
+    /// How far the call got (for metrics).
+    pub(crate) reached: Reached,
+}
+
+/// How far an incoming call got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Reached {
+    /// Its method, which answered (or failed to decode its params).
+    #[default]
+    Method,
+    /// A middleware or `#[authorize]` refused it before its method ran.
+    Refused,
+    /// No method has its name (-32601).
+    NoSuchMethod,
 }
 
 impl Answer {
     pub(crate) fn frame(frame: Option<String>) -> Answer {
-        Answer { frame, failures: Vec::new(), error: None }
+        Answer { frame, failures: Vec::new(), error: None, reached: Reached::Method }
     }
 
-    /// The answer to a call refused with `error` before it ran.
-    pub(crate) fn refused(id: Option<&RequestId>, error: &ErrorObjectOwned) -> Answer {
-        Answer { frame: id.map(|id| wire::failure(id, error)), failures: Vec::new(), error: Some(error.code()) }
+    /// The answer to a call answered with `error` before it ran: `reached`
+    /// says why.
+    pub(crate) fn early(id: Option<&RequestId>, error: &ErrorObjectOwned, reached: Reached) -> Answer {
+        let frame = id.map(|id| wire::failure(id, error));
+        Answer { frame, failures: Vec::new(), error: Some(error.code()), reached }
     }
 }
 
@@ -358,7 +374,8 @@ where
     let IncomingCall { id, params, roles: held } = call;
     if !roles.is_empty() && !held.iter().any(|role| roles.contains(&&**role)) {
         tracing::debug!(method, "refused: the connection has none of the roles the method requires");
-        return Box::pin(std::future::ready(Answer::refused(id.as_ref(), &not_authorized(roles))));
+        let answer = Answer::early(id.as_ref(), &not_authorized(roles), Reached::Refused);
+        return Box::pin(std::future::ready(answer));
     }
     let decoded = {
         // A stream in the params pulls from the connection being served.
@@ -369,7 +386,7 @@ where
         Ok(args) => args,
         Err(e) => {
             tracing::debug!(reason = %e.reason, param = e.param, "invalid params");
-            return Box::pin(std::future::ready(Answer::refused(id.as_ref(), &e.to_error_object())));
+            return Box::pin(std::future::ready(Answer::early(id.as_ref(), &e.to_error_object(), Reached::Method)));
         }
     };
     let running = f(service.clone(), args);
@@ -383,6 +400,7 @@ where
                     frame: id.as_ref().map(|id| wire::failure(id, &error)),
                     error: Some(error.code()),
                     failures: vec![HandlerError { method, error, panicked: false }],
+                    reached: Reached::Method,
                 },
             }
         })
@@ -393,7 +411,9 @@ where
             let error =
                 ErrorObjectOwned::owned(codes::INTERNAL_ERROR, "Internal error: the handler panicked", None::<()>);
             let frame = id.map(|id| wire::failure(&id, &error));
-            Answer { frame, error: Some(error.code()), failures: vec![HandlerError { method, error, panicked: true }] }
+            let code = Some(error.code());
+            let failures = vec![HandlerError { method, error, panicked: true }];
+            Answer { frame, error: code, failures, reached: Reached::Method }
         })
     })
 }

@@ -22,6 +22,7 @@ use crate::caller::{Call, OneWay};
 use crate::connection::{ConnectionId, random_node};
 use crate::contract::Contract;
 use crate::error::Error;
+use crate::metrics::{self, Dropped};
 use crate::peer::{Offer, Peer};
 use crate::wire;
 
@@ -443,11 +444,16 @@ impl HubCore {
                 Offer::Queued => delivered += 1,
                 Offer::QueuedDroppingOldest(dropped) => {
                     delivered += 1;
+                    metrics::dropped(Dropped::SlowConsumer, dropped as u64);
                     tracing::debug!(conn = %peer.id(), dropped, "dropped the oldest broadcasts for a slow client");
                 }
-                Offer::Skipped => tracing::debug!(conn = %peer.id(), "skipped a broadcast for a slow client"),
+                Offer::Skipped => {
+                    metrics::dropped(Dropped::SlowConsumer, 1);
+                    tracing::debug!(conn = %peer.id(), "skipped a broadcast for a slow client")
+                }
                 // The queue asked for the close (1013) itself, once.
                 Offer::Full => {
+                    metrics::dropped(Dropped::SlowConsumer, 1);
                     tracing::warn!(conn = %peer.id(), "dropping a client that does not keep up with broadcasts")
                 }
                 // Closing already; it leaves the hub in a moment.

@@ -234,6 +234,7 @@ mod dispatch;
 mod error;
 pub mod hub;
 pub mod interop;
+pub mod metrics;
 pub mod middleware;
 mod peer;
 mod probe;

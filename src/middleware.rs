@@ -69,7 +69,7 @@ use jsonrpsee_types::ErrorObjectOwned;
 use serde_json::value::RawValue;
 
 use crate::connection::{ConnectionId, Roles};
-use crate::dispatch::{Answer, Handler, HandlerFuture, IncomingCall};
+use crate::dispatch::{Answer, Handler, HandlerFuture, IncomingCall, Reached};
 use crate::wire::{self, RequestId};
 
 /// Runs around incoming calls (see the [module docs](self)).
@@ -191,14 +191,14 @@ impl Next<'_> {
         match rest.split_first() {
             Some((first, rest)) => match first.call(call, Next { rest, handler, call }) {
                 Ok(running) => running,
-                Err(error) => Running::answered(call.id, error),
+                Err(error) => Running::answered(call.id, error, Reached::Refused),
             },
             None => {
                 let incoming =
                     IncomingCall { id: call.id.cloned(), params: call.params, roles: call.info.roles.as_slice() };
                 match handler.dispatch(call.method, incoming) {
                     Ok(future) => Running(future),
-                    Err(_) => Running::answered(call.id, wire::method_not_found(call.method)),
+                    Err(_) => Running::answered(call.id, wire::method_not_found(call.method), Reached::NoSuchMethod),
                 }
             }
         }
@@ -217,9 +217,9 @@ impl Running {
         Running(Box::pin(running.map(|answered| answered.0)))
     }
 
-    /// A call answered at once with `error`.
-    fn answered(id: Option<&RequestId>, error: ErrorObjectOwned) -> Running {
-        Running(Box::pin(std::future::ready(Answer::refused(id, &error))))
+    /// A call answered at once with `error`, having `reached` that far.
+    fn answered(id: Option<&RequestId>, error: ErrorObjectOwned, reached: Reached) -> Running {
+        Running(Box::pin(std::future::ready(Answer::early(id, &error, reached))))
     }
 }
 

@@ -324,7 +324,8 @@ impl ClientBuilder {
     ///
     /// The handshake runs over hyper; the connection then uses the same
     /// WebSocket codec as the server.
-    pub async fn connect(self, url: &str, callbacks: impl Serve) -> Result<Client, Error> {
+    pub async fn connect<S: Serve>(self, url: &str, callbacks: S) -> Result<Client, Error> {
+        self.peer.meters.seed(<S::Contract as crate::contract::Contract>::info());
         let socket = self.dial(url).await?;
         let peer = Peer::new(ConnectionId::next(), &self.peer);
         let driver = Driver::new(socket, peer.clone(), callbacks.clone(), &self.peer);

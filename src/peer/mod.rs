@@ -71,6 +71,8 @@ pub(crate) struct PeerConfig {
     pub middleware: crate::middleware::Chain,
     /// How fast the peer may send; `None` for no limit.
     pub rate_limit: Option<crate::rate_limit::RateLimit>,
+    /// The builder's metric handles, shared by its connections.
+    pub meters: crate::metrics::Meters,
 }
 
 impl Default for PeerConfig {
@@ -88,6 +90,7 @@ impl Default for PeerConfig {
             max_open_streams: crate::stream::MAX_OPEN_STREAMS,
             middleware: crate::middleware::Chain::default(),
             rate_limit: None,
+            meters: crate::metrics::Meters::default(),
         }
     }
 }
@@ -140,6 +143,7 @@ pub(crate) struct Shared {
     pending: Pending,
     /// The streams this side sends on the connection.
     pub(crate) streams: Arc<Producers>,
+    pub(crate) meters: crate::metrics::Meters,
     /// Turns for this side's calls (see `max_outgoing_calls`).
     call_turns: Semaphore,
     max_outgoing_calls: usize,
@@ -178,6 +182,7 @@ impl Peer {
             }),
             pending: Pending::default(),
             streams: Arc::new(Producers::new(config.max_open_streams)),
+            meters: config.meters.clone(),
             call_turns: Semaphore::new(max_outgoing_calls),
             max_outgoing_calls,
             next_id: AtomicU64::new(1),
@@ -217,7 +222,8 @@ impl Peer {
         let deadline = deadline_in(timeout);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("rpc.out", conn = %self.shared.id, method, id);
-        async {
+        let meter = self.shared.meters.outgoing(method);
+        let result = async {
             // Serialized once it has its turn: a call that waits holds no frame.
             let turn = self.turn(1, deadline, timeout).await?;
             let encoding = Scope::message(&self.shared);
@@ -231,7 +237,9 @@ impl Peer {
             reply.decode()
         }
         .instrument(span)
-        .await
+        .await;
+        meter.finished(&result);
+        result
     }
 
     /// Waits until this side may have `calls` more calls awaiting replies

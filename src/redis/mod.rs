@@ -383,6 +383,9 @@ impl Drop for Forget<'_> {
 /// full or closed.
 fn enqueue(shared: &Shared, publish: &mpsc::Sender<Outgoing>, outgoing: Outgoing) -> bool {
     let queued = publish.try_send(outgoing).is_ok();
+    if !queued {
+        crate::metrics::backplane(0, 1);
+    }
     if burst_begins(&shared.overflowing, !queued) {
         tracing::warn!("the Redis publish queue is full; messages to other nodes are dropped");
     }

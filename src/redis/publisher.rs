@@ -33,6 +33,11 @@ pub(crate) async fn run(mut connection: ConnectionManager, mut queue: mpsc::Rece
             pipe.cmd("PUBLISH").arg(&outgoing.channel).arg(&outgoing.message);
         }
         let published: redis::RedisResult<Vec<usize>> = pipe.query_async(&mut connection).await;
+        let sent = batch.len() as u64;
+        match &published {
+            Ok(_) => crate::metrics::backplane(sent, 0),
+            Err(_) => crate::metrics::backplane(0, sent),
+        }
         match &published {
             Ok(_) if failing => {
                 failing = false;

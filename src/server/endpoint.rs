@@ -37,6 +37,7 @@ use crate::connection::{Connection, Handshake};
 use crate::contract::{Contract, Serve, ServiceFactory};
 use crate::hub::Topic;
 use crate::interop::WithRpcModule;
+use crate::metrics;
 use crate::middleware::ConnectionInfo;
 use crate::peer::{CloseReason, Driver, Peer, Transport};
 use crate::socket::Socket;
@@ -228,7 +229,7 @@ impl Endpoint {
         // Everything that needs the request happens now; the future holds none of it.
         let admitted = self.admit(&mut request);
         let inner = self.inner.clone();
-        async move {
+        let answering = async move {
             let Admitted { slot, handshake, upgrading, accept } = match admitted {
                 Ok(admitted) => admitted,
                 Err(rejection) => return rejection.response(),
@@ -280,6 +281,13 @@ impl Endpoint {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
             headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+            response
+        };
+        async move {
+            let response = answering.await;
+            if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                metrics::handshake_refused(response.status());
+            }
             response
         }
     }
@@ -352,6 +360,7 @@ fn start_connection<T: Transport, S: Serve>(
     let _entered = span.enter();
     let peer = Peer::new(id, &config.peer);
     slot.attach(&peer);
+    metrics::connections(1);
     let hub = config.hub.clone();
     hub.register(peer.clone(), identity.user.clone());
     let (identity_user, identity_roles, hub_for_user) = (identity.user.clone(), identity.roles.clone(), hub.clone());
@@ -388,6 +397,7 @@ fn start_connection<T: Transport, S: Serve>(
     let on_disconnect = config.hooks.on_disconnect.clone().map(|hook| Box::new((hook, untyped)));
     drop(_entered);
     let on_end = move |reason: &CloseReason| {
+        metrics::connections(-1);
         hub.unregister(id);
         if let Some(hooked) = on_disconnect {
             let (on_disconnect, connection) = *hooked;

@@ -399,6 +399,7 @@ impl<H> ServerBuilder<H> {
         H: HubFor<S::Callback>,
     {
         let builder = self.with_hub_type::<AnyCallbacks>();
+        builder.settings.peer.meters.seed(<S::Contract as Contract>::info());
         #[cfg(feature = "codegen")]
         let document = {
             // A merged module's own `rpc.discover` wins (it is tried first):

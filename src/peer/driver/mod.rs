@@ -60,6 +60,7 @@ use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
 use super::{CloseReason, Control, Peer, PeerConfig, Shared};
 use crate::connection::Roles;
 use crate::dispatch::{Answer, Handler, HandlerFuture};
+use crate::metrics::CallMeter;
 use crate::middleware::{Chain, ConnectionInfo};
 use crate::rate_limit::Limiter;
 use crate::socket::{Activity, Socket};
@@ -101,6 +102,8 @@ struct Running {
     span: Span,
     /// `None` once cancelled: the handler is dropped at once.
     future: Option<HandlerFuture>,
+    /// Times a call (not a stream's ask, nor a batch as a whole) for the metrics.
+    meter: Option<CallMeter>,
     /// The last waker, so a cancellation can get this entry polled (and removed).
     waker: Option<Waker>,
 }
@@ -130,7 +133,12 @@ impl Future for Running {
                 _ => this.waker = Some(cx.waker().clone()),
             }
         }
-        polled.map(|answer| Finished { weight, answer })
+        polled.map(|answer| {
+            if let Some(meter) = this.meter.take() {
+                meter.answered(&answer);
+            }
+            Finished { weight, answer }
+        })
     }
 }
 
@@ -399,6 +407,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// Writes what is waiting while the socket takes it; `Ok(true)` if anything was written.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, WsError>> {
         let mut wrote = false;
+        let queued = self.shared.outbox.bytes();
         loop {
             match Pin::new(&mut self.transport).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
@@ -414,8 +423,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             wrote = true;
             self.unflushed = true;
         }
-        if wrote && let Some(idle) = &mut self.idle {
-            idle.active();
+        if wrote {
+            self.shared.meters.send_queue(queued);
+            if let Some(idle) = &mut self.idle {
+                idle.active();
+            }
         }
         if self.unflushed {
             match Pin::new(&mut self.transport).poll_flush(cx) {

@@ -10,8 +10,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::Span;
 
 use super::{CloseReason, Driver, Ended, RATE_LIMITED, Running, ShowId, Transport, close_frame};
-use crate::dispatch::{Answer, Handler, IncomingCall};
+use crate::dispatch::{Answer, Handler, IncomingCall, Reached};
 use crate::error::codes;
+use crate::metrics;
 use crate::peer::Reply;
 use crate::rate_limit::Verdict;
 use crate::stream;
@@ -124,6 +125,13 @@ impl Refused {
             Refused::RateLimited => {
                 method == wire::CANCEL_METHOD || (stream::is_control(method) && method != stream::NEXT_METHOD)
             }
+        }
+    }
+
+    fn dropped(self) -> metrics::Dropped {
+        match self {
+            Refused::Busy => metrics::Dropped::Busy,
+            Refused::RateLimited => metrics::Dropped::RateLimit,
         }
     }
 
@@ -311,6 +319,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         match message {
             wire::Message::Request { id, method, .. } if !why.spares(&method) => {
                 tracing::debug!(conn = %self.shared.id, %method, ?why, "refusing a request");
+                self.shared.meters.refused(&method);
                 Some(wire::failure(&id, &why.error()))
             }
             wire::Message::Notification { method, .. } if !why.spares(&method) => {
@@ -320,6 +329,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                         tracing::debug!(conn = %self.shared.id, %method, "rate limited: dropping a notification")
                     }
                 }
+                metrics::dropped(why.dropped(), 1);
                 None
             }
             // Responses, and the messages `why` spares.
@@ -421,12 +431,15 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     fn start(&mut self, id: Option<RequestId>, method: &str, params: Option<&RawValue>) -> Action {
         if self.draining.is_some() {
             tracing::debug!(conn = %self.shared.id, method, "shutting down: refusing a call");
+            self.shared.meters.refused(method);
             let Some(id) = id else { return Action::Nothing };
             let error = ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is shutting down", None::<()>);
             return Action::Reply(wire::failure(&id, &error));
         }
         let span = tracing::debug_span!("rpc.in", conn = %self.shared.id, method, id = %ShowId(&id));
         let key = id.clone();
+        // Without middleware, dispatching tells whether the method exists.
+        let found = |dispatched: bool| self.middleware.is_none().then_some(dispatched);
         let dispatched = {
             let _entered = span.enter();
             let call = IncomingCall { id, params, roles: self.roles.as_slice() };
@@ -440,13 +453,16 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             }
         };
         match dispatched {
-            Ok(future) => Action::Run(Running { key, weight: 1, span, future: Some(future), waker: None }),
+            Ok(future) => {
+                let meter = Some(self.shared.meters.incoming(method, found(true)));
+                Action::Run(Running { key, weight: 1, span, future: Some(future), waker: None, meter })
+            }
             Err(call) => {
                 tracing::debug!(conn = %self.shared.id, method = wire::echo(method), "method not found");
-                match call.id {
-                    Some(id) => Action::Reply(wire::failure(&id, &wire::method_not_found(method))),
-                    None => Action::Nothing,
-                }
+                let error = wire::method_not_found(method);
+                let answer = Answer::early(call.id.as_ref(), &error, Reached::NoSuchMethod);
+                self.shared.meters.incoming(method, found(false)).answered(&answer);
+                answer.frame.map_or(Action::Nothing, Action::Reply)
             }
         }
     }
@@ -481,7 +497,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         match asked {
             Ok(future) => {
                 let span = tracing::trace_span!("stream.next", conn = %self.shared.id);
-                Action::Run(Running { key: Some(id), weight: 0, span, future: Some(future), waker: None })
+                Action::Run(Running { key: Some(id), weight: 0, span, future: Some(future), waker: None, meter: None })
             }
             Err(error) => Action::Reply(wire::failure(&id, &error)),
         }
@@ -501,6 +517,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         let found = self.running.iter_mut().find(|r| r.future.is_some() && r.key.as_ref() == Some(&target));
         if let Some(running) = found {
             running.future = None;
+            if let Some(meter) = running.meter.take() {
+                meter.cancelled();
+            }
             if let Some(waker) = running.waker.take() {
                 waker.wake();
             }
@@ -542,9 +561,9 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 answers.extend(call.answer.frame);
                 failures.extend(call.answer.failures);
             }
-            Answer { frame: (!answers.is_empty()).then(|| wire::batch(&answers)), failures, error: None }
+            Answer { failures, ..Answer::frame((!answers.is_empty()).then(|| wire::batch(&answers))) }
         });
-        self.launch(Running { key: None, weight, span: Span::none(), future: Some(future), waker: None });
+        self.launch(Running { key: None, weight, span: Span::none(), future: Some(future), waker: None, meter: None });
     }
 }
 

@@ -1,0 +1,50 @@
+//! Without the `metrics` feature: the same calls, doing nothing.
+
+use super::Dropped;
+use crate::contract::ContractInfo;
+use crate::dispatch::Answer;
+use crate::error::Error;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Meters;
+
+impl Meters {
+    pub(crate) fn seed(&self, _: &ContractInfo) {}
+
+    pub(crate) fn incoming(&self, _: &str, _: Option<bool>) -> CallMeter {
+        CallMeter
+    }
+
+    pub(crate) fn refused(&self, _: &str) {}
+
+    pub(crate) fn outgoing(&self, _: &str) -> CallbackMeter {
+        CallbackMeter
+    }
+
+    pub(crate) fn send_queue(&self, _: usize) {}
+}
+
+#[derive(Debug)]
+pub(crate) struct CallMeter;
+
+impl CallMeter {
+    pub(crate) fn answered(self, _: &Answer) {}
+
+    pub(crate) fn cancelled(self) {}
+}
+
+#[derive(Debug)]
+pub(crate) struct CallbackMeter;
+
+impl CallbackMeter {
+    pub(crate) fn finished<T>(self, _: &Result<T, Error>) {}
+}
+
+pub(crate) fn dropped(_: Dropped, _: u64) {}
+
+pub(crate) fn connections(_: i8) {}
+
+pub(crate) fn handshake_refused(_: http::StatusCode) {}
+
+#[cfg(feature = "redis")]
+pub(crate) fn backplane(_: u64, _: u64) {}
