@@ -24,6 +24,10 @@
 //! `https://`), with the bound address. Ctrl-C shuts down
 //! gracefully: every client gets close code 1001.
 //!
+//! `--metrics ADDR` serves the server's metrics (wsduplex's, listed in the
+//! README) in the Prometheus text format at `http://ADDR/metrics`, and prints
+//! `metrics on http://ADDR/metrics` as the second line.
+//!
 //! `--redis URL` (`redis://host:port/`) makes this server one of several:
 //! rooms and nicks live in Redis, and the hub's fan-out, invites (callbacks
 //! with replies) and room changes reach clients on every chat server on that
@@ -51,6 +55,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use chat_contract::{Chat, ChatClient, ChatError, ChatEventsClient};
 use chat_rooms::{RedisRooms, Rooms};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use wsduplex::{
     Connection, ConnectionId, Hub, Server, rate_limit::RateLimit, redis::RedisBackplane, redis::RedisOptions,
     server::Handshake, server::Identity, server::Refusal, server::ServerBuilder, tls::Tls, tls::TlsListener,
@@ -95,6 +100,9 @@ struct Options {
     /// Writes the chat's TypeScript client into this directory, and exits.
     #[arg(long)]
     emit_ts: Option<String>,
+    /// Serves Prometheus metrics at `http://ADDR/metrics`.
+    #[arg(long)]
+    metrics: Option<String>,
     /// Makes this server one of several sharing rooms and nicks in Redis.
     #[arg(long)]
     redis: Option<String>,
@@ -288,6 +296,29 @@ fn javascript(source: &'static str) -> impl axum::response::IntoResponse {
     ([(http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], source)
 }
 
+/// Call durations, in seconds: from a quick local call to a slow callback.
+const DURATION_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0];
+
+/// Serves `metrics` at `/metrics` on `listener`, and prints where.
+fn serve_metrics(listener: tokio::net::TcpListener, metrics: PrometheusHandle) -> std::io::Result<()> {
+    println!("metrics on http://{}/metrics", listener.local_addr()?);
+    // The exporter's histograms and idle series need a periodic upkeep.
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let render = || async move {
+        ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+    };
+    let app = Router::new().route("/metrics", get(render));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = <Options as clap::Parser>::parse();
@@ -300,6 +331,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
+    // Before the server is built: its metrics register with this recorder.
+    let metrics = match options.metrics {
+        // Buckets, so that durations aggregate across servers (a summary's quantiles do not).
+        Some(_) => Some(
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)?
+                .install_recorder()?,
+        ),
+        None => None,
+    };
 
     // With --redis, rooms, nicks and the hub's fan-out span every chat server
     // on that Redis; without it, this process is the whole chat.
@@ -327,6 +368,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&options.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{}", listener.local_addr()?);
+    if let (Some(addr), Some(metrics)) = (&options.metrics, metrics) {
+        serve_metrics(tokio::net::TcpListener::bind(addr).await?, metrics)?;
+    }
     std::io::stdout().flush()?;
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

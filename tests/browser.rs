@@ -129,7 +129,7 @@ fn chat() -> (Process, String) {
     let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("chat");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "chat", "--features", "axum,tls,redis,codegen"])
+        .args(["build", "--quiet", "--example", "chat", "--features", "axum,tls,redis,codegen,metrics"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .unwrap();

@@ -12,7 +12,7 @@ use common::{Raw, within};
 use serde_json::{Value, json};
 
 /// The features the chat example is built with.
-const CHAT_FEATURES: &str = "axum,tls,redis,codegen";
+const CHAT_FEATURES: &str = "axum,tls,redis,codegen,metrics";
 
 fn start_chat(args: &[&str]) -> ExampleProcess {
     example::start("chat", CHAT_FEATURES, args)
@@ -450,6 +450,54 @@ async fn the_rate_limit_flag_refuses_a_flood() {
     }
     // Five in the burst, and one more for each 200 ms the 20 took to arrive.
     assert!((10..=15).contains(&refused), "{refused} of 20 refused");
+}
+
+/// GETs `http://{addr}{path}` with hyper's HTTP/1 client: the status and body.
+async fn scrape(addr: &str, path: &str) -> (http::StatusCode, String) {
+    use http_body_util::BodyExt;
+    let stream = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    let (mut sender, connection) =
+        within(hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(path).header(http::header::HOST, addr).body(String::new()).unwrap();
+    let response = within(sender.send_request(request)).await.unwrap();
+    let status = response.status();
+    let body = within(response.into_body().collect()).await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The value of the Prometheus sample `series` (`name{labels}`) in `text`; 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    let line = text.lines().find(|line| line.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')));
+    line.map_or(0.0, |line| line[series.len()..].trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_metrics_flag_serves_prometheus_text_that_moves() {
+    let mut chat = start_chat(&["--metrics", "127.0.0.1:0"]);
+    let line = chat.next_line();
+    let metrics = line.strip_prefix("metrics on http://").and_then(|url| url.strip_suffix("/metrics"));
+    let metrics = metrics.unwrap_or_else(|| panic!("unexpected second line {line:?}")).to_owned();
+    let joined_ok = r#"wsduplex_calls_total{method="chat.join",outcome="ok"}"#;
+    let joined_error = r#"wsduplex_calls_total{method="chat.join",outcome="error"}"#;
+
+    let (status, before) = scrape(&metrics, "/metrics").await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(sample(&before, joined_ok), 0.0, "{before}");
+
+    let mut alice = User::connect(&chat).await;
+    let mut bob = User::connect(&chat).await;
+    assert_ok(alice.join("lobby", "alice").await, json!(["alice"]));
+    assert_eq!(error_code(&bob.join("lobby", "alice").await), 1001);
+    assert_eq!(error_code(&bob.call("chat.nonsense", json!([])).await), -32601);
+    let (_, after) = scrape(&metrics, "/metrics").await;
+    assert_eq!(sample(&after, joined_ok), 1.0, "{after}");
+    assert_eq!(sample(&after, joined_error), 1.0, "{after}");
+    assert_eq!(sample(&after, r#"wsduplex_calls_total{method="_unknown",outcome="error"}"#), 1.0, "{after}");
+    assert_eq!(sample(&after, "wsduplex_connections"), 2.0, "{after}");
+    assert!(after.contains("# TYPE wsduplex_call_duration_seconds histogram"), "{after}");
+    assert_eq!(sample(&after, r#"wsduplex_call_duration_seconds_count{method="chat.join"}"#), 2.0, "{after}");
+    assert!(!after.contains("chat.nonsense"), "{after}");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// An example running as a child process; killed on drop.
 pub struct ExampleProcess {
@@ -11,6 +11,17 @@ pub struct ExampleProcess {
     pub scheme: String,
     /// The bound address, from the first line.
     pub addr: String,
+    /// The rest of what it prints.
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ExampleProcess {
+    /// The next line it prints, without its line break.
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    }
 }
 
 impl Drop for ExampleProcess {
@@ -54,12 +65,13 @@ pub fn start(name: &str, features: &str, args: &[&str]) -> ExampleProcess {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
     let (scheme, addr) = first
         .trim_end()
         .strip_prefix("listening on ")
         .and_then(|url| url.split_once("://"))
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
-    ExampleProcess { child: Some(child), scheme: scheme.to_owned(), addr: addr.to_owned() }
+    ExampleProcess { child: Some(child), scheme: scheme.to_owned(), addr: addr.to_owned(), stdout }
 }
