@@ -475,6 +475,6 @@ pub mod __private {
 
 /// The README's example, compiled and run as a doc test so the README stays
 /// true (it shows every feature).
-#[cfg(all(doctest, feature = "axum", feature = "tls", feature = "redis", feature = "codegen"))]
+#[cfg(all(doctest, feature = "axum", feature = "tls", feature = "redis", feature = "codegen", feature = "metrics"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

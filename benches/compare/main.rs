@@ -1,4 +1,4 @@
-//! `cargo bench --bench compare [-- --quick]`: wsduplex side by side with
+//! `cargo bench --bench compare --features redis,metrics [-- --quick]`: wsduplex side by side with
 //! jsonrpsee 0.26 and a raw tokio-tungstenite floor, same machine, same run,
 //! same payloads. Prints a Markdown table and a summary line of ratios
 //! (wsduplex / jsonrpsee), and a line for the Redis backplane (which needs
@@ -22,6 +22,7 @@ use std::time::Duration;
 use broadcast::Deliveries;
 use calls::Window;
 use stats::{Measurement, Row};
+use wsduplex_side::Around;
 
 /// How long and how big each scenario is.
 struct Plan {
@@ -177,13 +178,14 @@ fn summary(rows: &[Row]) -> String {
     let own = |scenario: &str| throughput(rows, "wsduplex", scenario) / throughput(rows, "wsduplex", "calls_seq_16B");
     format!(
         "summary: calls_seq_16B={:.2} calls_inflight64_16B={:.2} calls_64conn_16B={:.2} calls_seq_16KiB={:.2} \
-         middleware_vs_calls={:.2} callbacks_vs_calls={:.2} stream_16B={:.2} broadcast_1000={:.2} broadcast_4000={:.2} \
+         middleware_vs_calls={:.2} observed_vs_calls={:.2} callbacks_vs_calls={:.2} stream_16B={:.2} broadcast_1000={:.2} broadcast_4000={:.2} \
          idle_mem={:.2}",
         ratio("calls_seq_16B"),
         ratio("calls_inflight64_16B"),
         ratio("calls_64conn_16B"),
         ratio("calls_seq_16KiB"),
         own("calls_seq_16B_middleware"),
+        own("calls_seq_16B_observed"),
         own("callbacks_vs_calls"),
         ratio("stream_16B"),
         ratio("broadcast_1000"),
@@ -207,7 +209,7 @@ fn main() {
         let mut rows = Vec::new();
         call_scenarios(&plan, &mut rows).await;
         if plan.runs("calls_seq_16B_middleware") {
-            let server = wsduplex_side::serve_with("127.0.0.1:0", false, true).await;
+            let server = wsduplex_side::serve_with("127.0.0.1:0", false, Around::FilterAndTimer).await;
             let client = wsduplex_side::connect(&server.url, &Arc::new(Deliveries::default())).await;
             let measurement = calls::run(&[client], 1, SMALL, plan.window).await;
             rows.push(Row {
@@ -237,6 +239,16 @@ fn main() {
             let process_name = if contender == "raw floor" { "raw" } else { contender };
             let measurement = idle::measure(process_name, plan.idle_connections, plan.settle).await;
             rows.push(Row { contender, scenario: "idle_mem", unit: "", measurement });
+        }
+        // Last: the recorder it installs is the process's for good.
+        if plan.runs("calls_seq_16B_observed") {
+            let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("recorder");
+            let server = wsduplex_side::serve_with("127.0.0.1:0", false, Around::Filter).await;
+            let client = wsduplex_side::connect(&server.url, &Arc::new(Deliveries::default())).await;
+            let measurement = calls::run(&[client], 1, SMALL, plan.window).await;
+            let scraped = prometheus.render();
+            assert!(scraped.contains("wsduplex_calls_total{method=\"bench.echo\",outcome=\"ok\"}"), "{scraped}");
+            rows.push(Row { contender: "wsduplex", scenario: "calls_seq_16B_observed", unit: "calls/s", measurement });
         }
         rows
     });

@@ -80,16 +80,28 @@ impl Drop for Running {
 /// handle to the bench (the callback scenario needs one; the idle-memory
 /// server must not hold them).
 pub async fn serve(addr: &str, keep_connections: bool) -> Running {
-    serve_with(addr, keep_connections, false).await
+    serve_with(addr, keep_connections, Around::Nothing).await
 }
 
-/// Like [`serve`]; `with_middleware` adds two: a filter that looks at each
-/// call's method and lets it through, and one that times each call.
-pub async fn serve_with(addr: &str, keep_connections: bool, with_middleware: bool) -> Running {
+/// What a bench server runs each call through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Around {
+    Nothing,
+    /// A filter that looks at each call's method and lets it through, and
+    /// one that times each call.
+    FilterAndTimer,
+    /// The filter alone (with the metrics recorded around it).
+    Filter,
+}
+
+/// Like [`serve`], with `around` each call.
+pub async fn serve_with(addr: &str, keep_connections: bool, around: Around) -> Running {
     let hub = Hub::<BenchEventsClient>::new();
     let mut builder = Server::builder().hub(&hub);
-    if with_middleware {
-        builder = builder.middleware(filter()).middleware(timer());
+    match around {
+        Around::Nothing => {}
+        Around::FilterAndTimer => builder = builder.middleware(filter()).middleware(timer()),
+        Around::Filter => builder = builder.middleware(filter()),
     }
     let server = builder.build(addr).await.expect("bind");
     let url = format!("ws://{}/", server.local_addr().expect("address"));
