@@ -18,15 +18,17 @@ use wsduplex::rate_limit::RateLimit;
 use wsduplex::server::{Handshake, Identity, Refusal};
 use wsduplex::{CloseReason, ErrorObjectOwned, Server};
 
-/// What a snapshot holds: (name, sorted labels) to value.
-struct Recorded(Vec<(String, Vec<(String, String)>, DebugValue)>);
+/// A metric's labels, sorted.
+type Labels = Vec<(String, String)>;
+
+/// What a snapshot holds: (name, labels) to value.
+struct Recorded(Vec<(String, Labels, DebugValue)>);
 
 impl Recorded {
     fn take(snapshotter: &Snapshotter) -> Recorded {
         let all = snapshotter.snapshot().into_vec().into_iter().map(|(key, _, _, value)| {
             let key = key.key();
-            let mut labels: Vec<(String, String)> =
-                key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
+            let mut labels: Labels = key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
             labels.sort();
             (key.name().to_owned(), labels, value)
         });

@@ -242,7 +242,8 @@ fn main() {
         }
         // Last: the recorder it installs is the process's for good.
         if plan.runs("calls_seq_16B_observed") {
-            let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("recorder");
+            let prometheus =
+                metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("recorder");
             let server = wsduplex_side::serve_with("127.0.0.1:0", false, Around::Filter).await;
             let client = wsduplex_side::connect(&server.url, &Arc::new(Deliveries::default())).await;
             let measurement = calls::run(&[client], 1, SMALL, plan.window).await;
