@@ -12,7 +12,7 @@ pub(crate) struct Meters(());
 impl Meters {
     pub(crate) fn seed(&self, _: &ContractInfo) {}
 
-    pub(crate) fn incoming(&self, _: &str, _: Option<bool>) -> CallMeter {
+    pub(crate) fn incoming(&self, _: &mut Local, _: &str, _: Option<bool>) -> CallMeter {
         CallMeter
     }
 
@@ -24,6 +24,9 @@ impl Meters {
 
     pub(crate) fn send_queue(&self, _: usize) {}
 }
+
+#[derive(Debug, Default)]
+pub(crate) struct Local;
 
 #[derive(Debug)]
 pub(crate) struct CallMeter;

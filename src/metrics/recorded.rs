@@ -39,7 +39,7 @@ struct Tables {
     send_queue: OnceLock<Histogram>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct MethodMeters {
     ok: Counter,
     error: Counter,
@@ -105,16 +105,22 @@ impl Meters {
         incoming.entry(method.into()).or_insert_with(|| MethodMeters::register(method)).clone()
     }
 
-    /// Starts timing an incoming call to `method`: `found` says whether the
-    /// handler has it, `None` when only its answer will tell (middleware run first).
-    pub(crate) fn incoming(&self, method: &str, found: Option<bool>) -> CallMeter {
-        let method = match (found, self.known(method)) {
-            (_, Some(meters)) => Label::Known(meters),
-            (Some(true), None) => Label::Known(self.found(method)),
-            (Some(false), None) => Label::Known(self.unknown()),
-            (None, None) => Label::Pending(method.into()),
+    /// Starts timing an incoming call to `method` on the connection whose
+    /// handles `local` holds: `found` says whether the handler has it,
+    /// `None` when only its answer will tell (middleware run first).
+    pub(crate) fn incoming(&self, local: &mut Local, method: &str, found: Option<bool>) -> CallMeter {
+        let label = match local.get(method) {
+            Some(meters) => Label::Known(meters),
+            None if found == Some(false) => {
+                Label::Known(local.unknown.get_or_insert_with(|| own(&self.unknown())).clone())
+            }
+            None => match (found, self.known(method)) {
+                (_, Some(meters)) => Label::Known(local.insert(method, &meters)),
+                (Some(true), None) => Label::Known(local.insert(method, &self.found(method))),
+                (_, None) => Label::Pending(method.into(), self.clone()),
+            },
         };
-        CallMeter { meters: self.clone(), method, started: Instant::now() }
+        CallMeter { method: label, started: Instant::now() }
     }
 
     /// Counts a call refused before it was dispatched (by the rate limit).
@@ -149,18 +155,43 @@ impl Meters {
     }
 }
 
+/// A connection's own copies of the handles of the methods it was called
+/// on: a call takes no lock, hash or count shared with other connections.
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    /// At most one per method the handler has, so a short list.
+    methods: Vec<(Box<str>, Arc<MethodMeters>)>,
+    unknown: Option<Arc<MethodMeters>>,
+}
+
+impl Local {
+    fn get(&self, method: &str) -> Option<Arc<MethodMeters>> {
+        self.methods.iter().find(|(name, _)| **name == *method).map(|(_, meters)| meters.clone())
+    }
+
+    fn insert(&mut self, method: &str, shared: &MethodMeters) -> Arc<MethodMeters> {
+        let meters = own(shared);
+        self.methods.push((method.into(), meters.clone()));
+        meters
+    }
+}
+
+/// A copy of `shared` for one connection (the handles it holds are shared).
+fn own(shared: &MethodMeters) -> Arc<MethodMeters> {
+    Arc::new(shared.clone())
+}
+
 /// Which handles an incoming call counts under.
 #[derive(Debug)]
 enum Label {
     Known(Arc<MethodMeters>),
     /// A name not seen yet: known or not once the call is answered.
-    Pending(Box<str>),
+    Pending(Box<str>, Meters),
 }
 
 /// Times one incoming call.
 #[derive(Debug)]
 pub(crate) struct CallMeter {
-    meters: Meters,
     method: Label,
     started: Instant,
 }
@@ -184,8 +215,8 @@ impl CallMeter {
     fn finish(self, outcome: Outcome, no_such_method: bool) {
         let meters = match self.method {
             Label::Known(meters) => meters,
-            Label::Pending(_) if no_such_method => self.meters.unknown(),
-            Label::Pending(method) => self.meters.found(&method),
+            Label::Pending(_, shared) if no_such_method => shared.unknown(),
+            Label::Pending(method, shared) => shared.found(&method),
         };
         meters.count(outcome);
         meters.duration.record(self.started.elapsed().as_secs_f64());
@@ -237,5 +268,86 @@ pub(crate) fn backplane(published: u64, failed: u64) {
     }
     if failed > 0 {
         counter!("wsduplex_backplane_publish_errors_total").increment(failed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    /// Every counter of `name` that moved: its labels' values, and its count.
+    fn counts(recorder: &DebuggingRecorder, name: &str) -> Vec<(Vec<String>, u64)> {
+        let mut counts: Vec<_> = (recorder.snapshotter().snapshot().into_vec().into_iter())
+            .filter(|(key, ..)| key.key().name() == name)
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) if n > 0 => {
+                    Some((key.key().labels().map(|l| l.value().to_owned()).collect(), n))
+                }
+                _ => None,
+            })
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    fn labels(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn outcomes_and_bounded_labels() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            let meters = Meters::default();
+            let mut local = Local::default();
+            let answered = |reached, error| Answer { reached, error, ..Answer::default() };
+            meters.incoming(&mut local, "a.ok", Some(true)).answered(&answered(Reached::Method, None));
+            meters.incoming(&mut local, "a.ok", Some(true)).answered(&answered(Reached::Method, Some(5)));
+            meters.incoming(&mut local, "a.ok", Some(true)).answered(&answered(Reached::Refused, Some(-32030)));
+            meters.incoming(&mut local, "a.ok", Some(true)).cancelled();
+            meters.incoming(&mut local, "zz1", Some(false)).answered(&answered(Reached::NoSuchMethod, Some(-32601)));
+            // Through middleware: decided by the answer.
+            meters.incoming(&mut local, "zz2", None).answered(&answered(Reached::NoSuchMethod, Some(-32601)));
+            meters.incoming(&mut local, "b.late", None).answered(&answered(Reached::Method, None));
+            meters.refused("zz3");
+            assert_eq!(local.methods.len(), 1, "one method cached, unknown names never");
+            assert_eq!(
+                counts(&recorder, "wsduplex_calls_total"),
+                vec![
+                    (labels(&["_unknown", "error"]), 2),
+                    (labels(&["_unknown", "refused"]), 1),
+                    (labels(&["a.ok", "cancelled"]), 1),
+                    (labels(&["a.ok", "error"]), 1),
+                    (labels(&["a.ok", "ok"]), 1),
+                    (labels(&["a.ok", "refused"]), 1),
+                    (labels(&["b.late", "ok"]), 1),
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn callbacks_by_how_they_ended() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            let meters = Meters::default();
+            meters.outgoing("c.x").finished(&Ok(()));
+            meters.outgoing("c.x").finished::<()>(&Err(Error::Timeout(std::time::Duration::from_secs(1))));
+            meters.outgoing("c.x").finished::<()>(&Err(Error::Closed));
+            meters
+                .outgoing("c.y")
+                .finished::<()>(&Err(Error::Rpc(jsonrpsee_types::ErrorObjectOwned::owned(1, "no", None::<()>))));
+            assert_eq!(
+                counts(&recorder, "wsduplex_callbacks_total"),
+                vec![
+                    (labels(&["c.x", "closed"]), 1),
+                    (labels(&["c.x", "ok"]), 1),
+                    (labels(&["c.x", "timeout"]), 1),
+                    (labels(&["c.y", "error"]), 1),
+                ]
+            );
+        });
     }
 }

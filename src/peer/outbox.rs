@@ -88,6 +88,15 @@ pub(crate) struct Bounds {
     pub slow_consumer: SlowConsumer,
 }
 
+/// A frame taken off the queue for the socket.
+pub(crate) struct Popped {
+    pub(crate) message: Message,
+    /// The call slots its writing frees.
+    pub(crate) slots: usize,
+    /// The bytes queued with it (it included), for the metrics.
+    pub(crate) queued: usize,
+}
+
 pub(crate) struct Outbox {
     state: Mutex<State>,
     bounds: Bounds,
@@ -277,9 +286,16 @@ impl Outbox {
 
     /// The next frame, if any (the driver registers its waker first), and
     /// the call slots its writing frees.
+    #[cfg(test)]
     pub(crate) fn pop(&self) -> Option<(Message, usize)> {
-        let (entry, room_wanted) = {
+        self.pop_with_bytes().map(|popped| (popped.message, popped.slots))
+    }
+
+    /// Like [`pop`](Self::pop), and the bytes that were queued with it.
+    fn pop_with_bytes(&self) -> Option<Popped> {
+        let (entry, queued, room_wanted) = {
             let mut state = self.lock();
+            let queued = state.bytes;
             let entry = state.frames.pop_front();
             if let Some(entry) = &entry {
                 state.bytes -= size_of(&entry.message);
@@ -287,7 +303,7 @@ impl Outbox {
             if state.frames.is_empty() && state.frames.capacity() > KEEP_CAPACITY {
                 state.frames = VecDeque::new();
             }
-            (entry, std::mem::take(&mut state.room_wanted))
+            (entry, queued, std::mem::take(&mut state.room_wanted))
         };
         if room_wanted {
             // Every waiter retries (and asks again if it still does not fit):
@@ -295,13 +311,13 @@ impl Outbox {
             // freed frame would strand the rest.
             self.room.notify_waiters();
         }
-        entry.map(|entry| (entry.message, entry.slots))
+        entry.map(|entry| Popped { message: entry.message, slots: entry.slots, queued })
     }
 
     /// Like [`pop`](Self::pop), registering the driver's waker when empty.
-    pub(crate) fn poll_pop(&self, cx: &Context<'_>) -> Poll<(Message, usize)> {
+    pub(crate) fn poll_pop(&self, cx: &Context<'_>) -> Poll<Popped> {
         self.register(cx);
-        match self.pop() {
+        match self.pop_with_bytes() {
             Some(frame) => Poll::Ready(frame),
             None => Poll::Pending,
         }

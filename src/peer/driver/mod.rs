@@ -57,10 +57,11 @@ use closing::{CloseHandshake, Closing, Ended, GOING_AWAY, IDLE, RATE_LIMITED, Te
 use routing::{PARKED_BYTES, Parked};
 
 use super::liveness::{IdleTimeout, KeepAlive, KeepAliveDue};
+use super::outbox::Popped;
 use super::{CloseReason, Control, Peer, PeerConfig, Shared};
 use crate::connection::Roles;
 use crate::dispatch::{Answer, Handler, HandlerFuture};
-use crate::metrics::CallMeter;
+use crate::metrics::{self, CallMeter};
 use crate::middleware::{Chain, ConnectionInfo};
 use crate::rate_limit::Limiter;
 use crate::socket::{Activity, Socket};
@@ -190,6 +191,8 @@ pub(crate) struct Driver<T, H> {
     roles: Roles,
     /// The peer's rate limit; `None` without one (boxed, as `closing`).
     limiter: Option<Box<Limiter>>,
+    /// The metric handles of the methods called on this connection.
+    meters: metrics::Local,
 }
 
 impl<T: Transport, H: Handler> Driver<T, H> {
@@ -214,6 +217,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 .then(|| Box::new((config.middleware.clone(), ConnectionInfo::default()))),
             roles: Roles::default(),
             limiter: config.rate_limit.as_ref().map(|limit| Box::new(Limiter::new(limit))),
+            meters: metrics::Local::default(),
         }
     }
 
@@ -407,27 +411,26 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     /// Writes what is waiting while the socket takes it; `Ok(true)` if anything was written.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, WsError>> {
         let mut wrote = false;
-        let queued = self.shared.outbox.bytes();
         loop {
             match Pin::new(&mut self.transport).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break,
             }
-            let (message, slots) = match self.shared.outbox.poll_pop(cx) {
+            let Popped { message, slots, queued } = match self.shared.outbox.poll_pop(cx) {
                 Poll::Ready(popped) => popped,
                 Poll::Pending => break,
             };
+            if !wrote {
+                self.shared.meters.send_queue(queued);
+            }
             self.in_flight -= slots;
             Pin::new(&mut self.transport).start_send(message)?;
             wrote = true;
             self.unflushed = true;
         }
-        if wrote {
-            self.shared.meters.send_queue(queued);
-            if let Some(idle) = &mut self.idle {
-                idle.active();
-            }
+        if wrote && let Some(idle) = &mut self.idle {
+            idle.active();
         }
         if self.unflushed {
             match Pin::new(&mut self.transport).poll_flush(cx) {

@@ -454,14 +454,14 @@ impl<T: Transport, H: Handler> Driver<T, H> {
         };
         match dispatched {
             Ok(future) => {
-                let meter = Some(self.shared.meters.incoming(method, found(true)));
+                let meter = Some(self.shared.meters.incoming(&mut self.meters, method, found(true)));
                 Action::Run(Running { key, weight: 1, span, future: Some(future), waker: None, meter })
             }
             Err(call) => {
                 tracing::debug!(conn = %self.shared.id, method = wire::echo(method), "method not found");
                 let error = wire::method_not_found(method);
                 let answer = Answer::early(call.id.as_ref(), &error, Reached::NoSuchMethod);
-                self.shared.meters.incoming(method, found(false)).answered(&answer);
+                self.shared.meters.incoming(&mut self.meters, method, found(false)).answered(&answer);
                 answer.frame.map_or(Action::Nothing, Action::Reply)
             }
         }
