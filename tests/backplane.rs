@@ -506,3 +506,49 @@ async fn a_shared_secret_keeps_unsigned_and_foreign_messages_out() {
     let answer = within(nodes[0].hub.connection(b.id).ask("signed?".into())).await.unwrap();
     assert_eq!(answer, "b says signed?");
 }
+
+/// The backplane's metrics, from a recorder installed for this test's
+/// thread (the nodes' tasks run on it too).
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn publishes_and_failures_are_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    /// Counters `published` and `failed` since the last call (a snapshot takes what it reads).
+    fn taken(snapshotter: &Snapshotter) -> (u64, u64) {
+        let mut counts = (0, 0);
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let DebugValue::Counter(n) = value else { continue };
+            match key.key().name() {
+                "wsduplex_backplane_published_total" => counts.0 += n,
+                "wsduplex_backplane_publish_errors_total" => counts.1 += n,
+                _ => {}
+            }
+        }
+        counts
+    }
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let mut redis = redis_or_skip!();
+    let nodes = [Node::start(&redis).await, Node::start(&redis).await];
+    let mut b = Viewing::connect(&nodes[1], "b", None).await;
+    nodes[0].hub.all().show("one".into()).await.unwrap();
+    b.sees("one").await;
+    assert_eq!(taken(&snapshotter), (1, 0));
+
+    redis.kill().await;
+    nodes[0].hub.all().show("lost".into()).await.unwrap();
+    // The publisher finds out when it tries; wait for that.
+    let failed = within(async {
+        loop {
+            match taken(&snapshotter) {
+                (0, 0) => tokio::time::sleep(Duration::from_millis(10)).await,
+                counts => return counts,
+            }
+        }
+    })
+    .await;
+    assert_eq!(failed, (0, 1));
+}
