@@ -720,7 +720,7 @@ impl Call for ConnectionTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::PeerConfig;
+    use crate::peer::{Control, PeerConfig};
 
     fn peer(capacity: usize) -> Peer {
         let config = PeerConfig { outbound_capacity: capacity, ..PeerConfig::default() };
@@ -729,6 +729,23 @@ mod tests {
 
     fn payload(text: &str) -> Payload {
         Payload::from(text.to_owned())
+    }
+
+    #[tokio::test]
+    async fn close_reaches_a_held_connection_and_no_other() {
+        let hub = Hub::<crate::contract::NoCallbacks>::new();
+        let held = peer(4);
+        hub.core().register(held.clone(), None);
+        assert!(hub.close(held.id(), 1008, "kicked").await);
+        match held.queued_controls().as_slice() {
+            [Control::Close { frame, graceful: true }] => {
+                assert_eq!((u16::from(frame.code), frame.reason.as_str()), (1008, "kicked"));
+            }
+            other => panic!("expected one close, got {other:?}"),
+        }
+        // Not held here, and no bus reaches another node.
+        assert!(!hub.close(ConnectionId::next(), 1008, "kicked").await);
+        assert!(!LocalConnections(Arc::downgrade(hub.core())).close(ConnectionId::next(), 1008, "kicked"));
     }
 
     #[tokio::test]
