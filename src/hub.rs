@@ -389,37 +389,39 @@ impl HubCore {
 
     /// Changes the membership of connection `id`, here or on another node.
     pub(crate) async fn change_group(&self, id: ConnectionId, group: &str, join: bool) -> bool {
-        if let Some(changed) = self.change_group_here(id, group, join).await {
-            return changed;
-        }
-        if !self.backplane.reaches(id) {
-            return false;
-        }
-        match self.backplane.change_group(id, group, join).await {
-            Ok(changed) => changed,
-            Err(e) => {
-                tracing::warn!(conn = %id, group, join, error = %e, "could not change the group of a connection on another node");
-                false
-            }
+        match self.change_group_here(id, group, join).await {
+            Some(changed) => changed,
+            None => self.elsewhere(id, "change the group of", || self.backplane.change_group(id, group, join)).await,
         }
     }
 
     /// Closes connection `id`, here or on another node.
     pub(crate) async fn close(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
-        if let Some(peer) = self.peer(id) {
-            peer.close(code, reason);
-            return true;
+        match self.peer(id) {
+            Some(peer) => {
+                peer.close(code, reason);
+                true
+            }
+            None => self.elsewhere(id, "close", || self.backplane.close(id, code, reason)).await,
         }
+    }
+
+    /// What `ask` gets from the backplane about connection `id`, not held
+    /// here; false when no other node can hold it, or the bus failed
+    /// (`doing` says what, for the log).
+    async fn elsewhere(
+        &self,
+        id: ConnectionId,
+        doing: &str,
+        ask: impl FnOnce() -> BoxFuture<'static, Result<bool, Error>>,
+    ) -> bool {
         if !self.backplane.reaches(id) {
             return false;
         }
-        match self.backplane.close(id, code, reason).await {
-            Ok(closed) => closed,
-            Err(e) => {
-                tracing::warn!(conn = %id, code, error = %e, "could not close a connection on another node");
-                false
-            }
-        }
+        ask().await.unwrap_or_else(|e| {
+            tracing::warn!(conn = %id, error = %e, "could not {doing} a connection on another node");
+            false
+        })
     }
 
     pub(crate) fn groups_of(&self, id: ConnectionId) -> Vec<String> {

@@ -262,6 +262,25 @@ impl RedisBackplane {
         Ok(backplane)
     }
 
+    /// Asks the node holding connection `id` to do what `message` says (a
+    /// group change, a close): whether it changed anything; `false` when no
+    /// node holds it.
+    fn ask_done(
+        &self,
+        id: ConnectionId,
+        message: impl FnOnce(u64) -> Message + Send + 'static,
+    ) -> BoxFuture<'static, Result<bool, Error>> {
+        let this = self.share();
+        let timeout = self.shared.options.call_timeout;
+        Box::pin(async move {
+            match this.ask(id.node(), message, timeout).await {
+                Ok(Answer::Done(changed)) => Ok(changed),
+                Ok(Answer::Call(_)) | Err(Error::Closed) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// Another handle, for the backplane's own futures.
     fn share(&self) -> RedisBackplane {
         RedisBackplane {
@@ -489,33 +508,13 @@ impl Backplane for RedisBackplane {
     }
 
     fn change_group(&self, id: ConnectionId, group: &str, join: bool) -> BoxFuture<'static, Result<bool, Error>> {
-        let this = self.share();
-        let group = group.to_owned();
-        let timeout = self.shared.options.call_timeout;
-        Box::pin(async move {
-            let origin = this.shared.node;
-            let message = |call| Message::Group { origin, call, target: id, join, group };
-            match this.ask(id.node(), message, timeout).await {
-                Ok(Answer::Done(changed)) => Ok(changed),
-                Ok(Answer::Call(_)) | Err(Error::Closed) => Ok(false),
-                Err(e) => Err(e),
-            }
-        })
+        let (origin, group) = (self.shared.node, group.to_owned());
+        self.ask_done(id, move |call| Message::Group { origin, call, target: id, join, group })
     }
 
     fn close(&self, id: ConnectionId, code: u16, reason: &str) -> BoxFuture<'static, Result<bool, Error>> {
-        let this = self.share();
-        let reason = reason.to_owned();
-        let timeout = self.shared.options.call_timeout;
-        Box::pin(async move {
-            let origin = this.shared.node;
-            let message = |call| Message::Close { origin, call, target: id, code, reason };
-            match this.ask(id.node(), message, timeout).await {
-                Ok(Answer::Done(closed)) => Ok(closed),
-                Ok(Answer::Call(_)) | Err(Error::Closed) => Ok(false),
-                Err(e) => Err(e),
-            }
-        })
+        let (origin, reason) = (self.shared.node, reason.to_owned());
+        self.ask_done(id, move |call| Message::Close { origin, call, target: id, code, reason })
     }
 }
 
