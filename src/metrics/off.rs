@@ -18,6 +18,8 @@ impl Meters {
 
     pub(crate) fn refused(&self, _: &str) {}
 
+    pub(crate) fn cancelled(&self, _: &str) {}
+
     pub(crate) fn outgoing(&self, _: &str) -> CallbackMeter {
         CallbackMeter
     }

@@ -123,9 +123,15 @@ impl Meters {
         CallMeter { method: label, started: Instant::now() }
     }
 
-    /// Counts a call refused before it was dispatched (by the rate limit).
+    /// Counts a call refused before it was dispatched (by the rate limit,
+    /// a full server, a shutdown).
     pub(crate) fn refused(&self, method: &str) {
         self.known(method).unwrap_or_else(|| self.unknown()).count(Outcome::Refused);
+    }
+
+    /// Counts a call cancelled before it was dispatched (while parked).
+    pub(crate) fn cancelled(&self, method: &str) {
+        self.known(method).unwrap_or_else(|| self.unknown()).count(Outcome::Cancelled);
     }
 
     /// Starts counting a call this side makes to `method`.
@@ -204,19 +210,22 @@ impl CallMeter {
             (_, Some(_)) => Outcome::Error,
             (_, None) => Outcome::Ok,
         };
-        self.finish(outcome, answer.reached == Reached::NoSuchMethod);
+        self.finish(outcome, answer.reached != Reached::NoSuchMethod);
     }
 
-    /// Counts the call as cancelled.
+    /// Counts the call as cancelled. Cancelled before its answer, a name
+    /// not seen yet counts as unknown: nothing says a method has it (else a
+    /// peer could add a label per name by cancelling calls to made-up ones).
     pub(crate) fn cancelled(self) {
         self.finish(Outcome::Cancelled, false);
     }
 
-    fn finish(self, outcome: Outcome, no_such_method: bool) {
+    /// Counts the call; `method_found` says whether a pending name is a method's.
+    fn finish(self, outcome: Outcome, method_found: bool) {
         let meters = match self.method {
             Label::Known(meters) => meters,
-            Label::Pending(_, shared) if no_such_method => shared.unknown(),
-            Label::Pending(method, shared) => shared.found(&method),
+            Label::Pending(method, shared) if method_found => shared.found(&method),
+            Label::Pending(_, shared) => shared.unknown(),
         };
         meters.count(outcome);
         meters.duration.record(self.started.elapsed().as_secs_f64());
@@ -312,10 +321,13 @@ mod tests {
             meters.incoming(&mut local, "zz2", None).answered(&answered(Reached::NoSuchMethod, Some(-32601)));
             meters.incoming(&mut local, "b.late", None).answered(&answered(Reached::Method, None));
             meters.refused("zz3");
+            // Cancelled before anything said the method exists.
+            meters.incoming(&mut local, "zz4", None).cancelled();
             assert_eq!(local.methods.len(), 1, "one method cached, unknown names never");
             assert_eq!(
                 counts(&recorder, "wsduplex_calls_total"),
                 vec![
+                    (labels(&["_unknown", "cancelled"]), 1),
                     (labels(&["_unknown", "error"]), 2),
                     (labels(&["_unknown", "refused"]), 1),
                     (labels(&["a.ok", "cancelled"]), 1),

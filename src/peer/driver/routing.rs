@@ -525,8 +525,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
             }
         } else if let Some(at) = self.parked.iter().position(|parked| parked.request() == Some(&target)) {
             // Not started yet: it never will be.
-            if let Some(Parked { cost, .. }) = self.parked.remove(at) {
+            if let Some(Parked { cost, frame }) = self.parked.remove(at) {
                 self.parked_bytes -= cost;
+                if let ParkedFrame::Single(ParkedEntry::Call { method, .. }) = frame {
+                    self.shared.meters.cancelled(&method);
+                }
             }
         } else {
             return;
