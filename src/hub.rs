@@ -22,7 +22,7 @@ use crate::caller::{Call, OneWay};
 use crate::connection::{ConnectionId, random_node};
 use crate::contract::Contract;
 use crate::error::Error;
-use crate::metrics::{self, Dropped};
+use crate::metrics::Dropped;
 use crate::peer::{Offer, Peer};
 use crate::wire;
 
@@ -446,16 +446,16 @@ impl HubCore {
                 Offer::Queued => delivered += 1,
                 Offer::QueuedDroppingOldest(dropped) => {
                     delivered += 1;
-                    metrics::dropped(Dropped::SlowConsumer, dropped as u64);
+                    peer.meters().dropped(Dropped::SlowConsumer, dropped as u64);
                     tracing::debug!(conn = %peer.id(), dropped, "dropped the oldest broadcasts for a slow client");
                 }
                 Offer::Skipped => {
-                    metrics::dropped(Dropped::SlowConsumer, 1);
+                    peer.meters().dropped(Dropped::SlowConsumer, 1);
                     tracing::debug!(conn = %peer.id(), "skipped a broadcast for a slow client")
                 }
                 // The queue asked for the close (1013) itself, once.
                 Offer::Full => {
-                    metrics::dropped(Dropped::SlowConsumer, 1);
+                    peer.meters().dropped(Dropped::SlowConsumer, 1);
                     tracing::warn!(conn = %peer.id(), "dropping a client that does not keep up with broadcasts")
                 }
                 // Closing already; it leaves the hub in a moment.
@@ -614,8 +614,9 @@ impl<M: Contract> Hub<M> {
     }
 
     /// Closes connection `id` with `code` (a WebSocket close code, 1008 for
-    /// a policy violation say) and `reason`, on whichever node holds it;
-    /// false if no node does. The connection leaves its groups as it ends.
+    /// a policy violation say) and `reason`, on whichever node holds it, as
+    /// [`Peer::close`] does; false if no node does. The connection leaves
+    /// its groups as it ends.
     pub async fn close(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
         self.core.close(id, code, reason).await
     }

@@ -1,9 +1,12 @@
 //! Per-connection rate limits on what the peer sends.
 //!
 //! Each connection gets a token bucket for messages and, if asked for, one
-//! for bytes (GCRA, from `governor`, on tokio's clock). A frame takes a token
-//! per request or notification in it, and its length in bytes; responses to
-//! this side's calls take nothing (this side asked for them). Over the limit:
+//! for bytes (GCRA, from `governor`, on tokio's clock). A frame with
+//! requests or notifications in it takes a token for each (a batch of more
+//! than the burst is refused whole) and its length in bytes (a frame longer
+//! than the byte burst needs the whole of it); frames of responses to this
+//! side's calls take nothing (this side asked for them, and they cannot be
+//! refused). Over the limit:
 //!
 //! - a request is answered with [`codes::RATE_LIMITED`](crate::codes::RATE_LIMITED)
 //!   (-32029), and its handler does not run;
@@ -58,7 +61,8 @@ impl RateLimit {
         RateLimit { messages, burst: messages, bytes: None, close_after: Duration::from_secs(10) }
     }
 
-    /// Lets the peer send up to `messages` at once after a quiet spell (at least 1).
+    /// Lets the peer send up to `messages` at once after a quiet spell (at
+    /// least 1); also the largest batch it may send.
     pub fn burst(mut self, messages: u32) -> Self {
         self.burst = at_least_one(messages);
         self
@@ -109,10 +113,10 @@ pub(crate) struct Limiter {
 
 impl Limiter {
     pub(crate) fn new(limit: &RateLimit) -> Self {
-        let messages = Bucket::new(Quota::per_second(limit.messages).allow_burst(limit.burst));
+        let messages = Bucket::new(Quota::per_second(limit.messages).allow_burst(limit.burst), Past::Refused);
         Limiter {
             messages,
-            bytes: limit.bytes.map(|bytes| Bucket::new(Quota::per_second(bytes))),
+            bytes: limit.bytes.map(|bytes| Bucket::new(Quota::per_second(bytes), Past::WholeBurst)),
             close_after: limit.close_after,
             over: None,
         }
@@ -120,6 +124,8 @@ impl Limiter {
 
     /// Takes `messages` tokens (and `bytes`, if bytes are limited) for a frame.
     pub(crate) fn admit(&mut self, messages: usize, bytes: usize) -> Verdict {
+        // A frame refused for its bytes has spent its message tokens: a peer
+        // over one limit is held to the other more tightly, never less.
         if self.messages.take(messages) && self.bytes.as_ref().is_none_or(|bucket| bucket.take(bytes)) {
             return Verdict::Admit;
         }
@@ -137,23 +143,37 @@ impl Limiter {
     }
 }
 
+/// What a bucket does with a cost larger than its burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Past {
+    /// Refuses it: a batch larger than the burst of messages.
+    Refused,
+    /// Takes the whole burst: a frame longer than the burst of bytes.
+    WholeBurst,
+}
+
 /// A token bucket.
 #[derive(Debug)]
 struct Bucket {
     limiter: RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>,
     burst: NonZeroU32,
+    past: Past,
 }
 
 impl Bucket {
-    fn new(quota: Quota) -> Self {
+    fn new(quota: Quota, past: Past) -> Self {
         let clock = TokioClock { origin: Instant::now() };
-        Bucket { burst: quota.burst_size(), limiter: RateLimiter::direct_with_clock(quota, clock) }
+        Bucket { burst: quota.burst_size(), limiter: RateLimiter::direct_with_clock(quota, clock), past }
     }
 
-    /// Takes `n` tokens if there are as many; a cost past the burst takes
-    /// the whole burst (else it could never pass).
+    /// Takes `n` tokens if there are as many.
     fn take(&self, n: usize) -> bool {
-        let n = u32::try_from(n).unwrap_or(u32::MAX).clamp(1, self.burst.get());
+        let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        let n = match self.past {
+            Past::WholeBurst => n.min(self.burst.get()),
+            Past::Refused if n > self.burst.get() => return false,
+            Past::Refused => n,
+        };
         matches!(self.limiter.check_n(at_least_one(n)), Ok(Ok(())))
     }
 }
@@ -221,6 +241,15 @@ mod tests {
         }
         tokio::time::advance(Duration::from_millis(600)).await;
         assert_eq!(until_refused(&mut limiter), (6, Verdict::Close));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_larger_than_the_burst_never_passes() {
+        let mut limiter = Limiter::new(&RateLimit::messages_per_second(10));
+        assert_eq!(limiter.admit(11, 100), Verdict::Refuse);
+        assert_eq!(limiter.admit(10, 100), Verdict::Admit);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(limiter.admit(1000, 100), Verdict::Refuse);
     }
 
     #[tokio::test(start_paused = true)]

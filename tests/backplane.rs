@@ -514,9 +514,9 @@ async fn a_shared_secret_keeps_unsigned_and_foreign_messages_out() {
 async fn publishes_and_failures_are_counted() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
-    /// Counters `published` and `failed` since the last call (a snapshot takes what it reads).
-    fn taken(snapshotter: &Snapshotter) -> (u64, u64) {
-        let mut counts = (0, 0);
+    /// Adds to `counts` (published, failed) what was counted since the
+    /// last snapshot (a snapshot takes what it reads).
+    fn add_taken(snapshotter: &Snapshotter, counts: &mut (u64, u64)) {
         for (key, _, _, value) in snapshotter.snapshot().into_vec() {
             let DebugValue::Counter(n) = value else { continue };
             match key.key().name() {
@@ -525,7 +525,22 @@ async fn publishes_and_failures_are_counted() {
                 _ => {}
             }
         }
-        counts
+    }
+
+    /// Waits until the counts are `expected`. The publisher counts once
+    /// Redis answers, and nothing signals that: this checks every
+    /// millisecond until it holds.
+    async fn counted(snapshotter: &Snapshotter, counts: &mut (u64, u64), expected: (u64, u64)) {
+        within(async {
+            loop {
+                add_taken(snapshotter, counts);
+                if *counts == expected {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
     }
 
     let recorder = DebuggingRecorder::new();
@@ -534,21 +549,16 @@ async fn publishes_and_failures_are_counted() {
     let mut redis = redis_or_skip!();
     let nodes = [Node::start(&redis).await, Node::start(&redis).await];
     let mut b = Viewing::connect(&nodes[1], "b", None).await;
+    let mut counts = (0, 0);
     nodes[0].hub.all().show("one".into()).await.unwrap();
     b.sees("one").await;
-    assert_eq!(taken(&snapshotter), (1, 0));
+    counted(&snapshotter, &mut counts, (1, 0)).await;
 
     redis.kill().await;
     nodes[0].hub.all().show("lost".into()).await.unwrap();
-    // The publisher finds out when it tries; wait for that.
-    let failed = within(async {
-        loop {
-            match taken(&snapshotter) {
-                (0, 0) => tokio::time::sleep(Duration::from_millis(10)).await,
-                counts => return counts,
-            }
-        }
-    })
-    .await;
-    assert_eq!(failed, (0, 1));
+    counted(&snapshotter, &mut counts, (1, 1)).await;
+    // And nothing more.
+    within(b.client.me()).await.unwrap();
+    add_taken(&snapshotter, &mut counts);
+    assert_eq!(counts, (1, 1));
 }

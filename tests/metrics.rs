@@ -192,9 +192,19 @@ async fn the_rate_limit_s_refusals_and_drops_are_counted() {
     assert!(server.observed.notes.lock().unwrap().is_empty());
 }
 
-/// Sends 10,000 calls to random method names, in batches, and checks each is
-/// answered -32601.
-async fn call_random_names(url: &str) {
+/// Refuses every method under `admin.`, as a read-only filter would.
+fn read_only() -> impl middleware::Middleware {
+    middleware::from_fn(|call: &Call<'_>, next: Next<'_>| {
+        if call.method().starts_with("admin.") {
+            return Err(ErrorObjectOwned::owned(-32050, "read-only", None::<()>));
+        }
+        Ok(next.run())
+    })
+}
+
+/// Sends 10,000 calls to random method names starting with `prefix`, in
+/// batches, and checks each is answered with `code`.
+async fn call_random_names(url: &str, prefix: &str, code: i32) {
     let mut raw = Raw::connect(url).await;
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for batch in 0..10 {
@@ -204,13 +214,13 @@ async fn call_random_names(url: &str) {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                json!({"jsonrpc":"2.0","id":batch * 1000 + n,"method":format!("m{seed:x}")})
+                json!({"jsonrpc":"2.0","id":batch * 1000 + n,"method":format!("{prefix}{seed:x}")})
             })
             .collect();
         let replies = raw.exchange(&Value::Array(calls).to_string()).await;
         let replies = replies.as_array().unwrap();
         assert_eq!(replies.len(), 1000);
-        assert!(replies.iter().all(|reply| reply["error"]["code"] == -32601));
+        assert!(replies.iter().all(|reply| reply["error"]["code"] == code));
     }
     within(raw.socket.close(None)).await.unwrap();
     while within(raw.socket.next()).await.is_some() {}
@@ -222,15 +232,16 @@ async fn ten_thousand_unknown_methods_add_one_label_value() {
     let snapshotter = recorder.snapshotter();
     let _recording = metrics::set_default_local_recorder(&recorder);
     // With middleware, a name is checked once the call is answered; without,
-    // when it is dispatched: both ways.
+    // when it is dispatched: both ways, and names a middleware refuses.
     let plain = start_server().await;
-    let filtered = start_server_with(Server::builder().middleware(no_adding())).await;
+    let filtered = start_server_with(Server::builder().middleware(read_only())).await;
     let client = within(ServiceClient::connect(&plain.url, Listener::default())).await.unwrap();
     assert_eq!(within(client.echo("x".into())).await.unwrap(), "x");
     let before = Recorded::take(&snapshotter).label_values("wsduplex_calls_total", "method");
 
-    call_random_names(&plain.url).await;
-    call_random_names(&filtered.url).await;
+    call_random_names(&plain.url, "m", -32601).await;
+    call_random_names(&filtered.url, "m", -32601).await;
+    call_random_names(&filtered.url, "admin.", -32050).await;
 
     let recorded = Recorded::take(&snapshotter);
     let mut expected = before.clone();
@@ -238,4 +249,5 @@ async fn ten_thousand_unknown_methods_add_one_label_value() {
     assert_eq!(recorded.label_values("wsduplex_calls_total", "method"), expected);
     assert_eq!(recorded.label_values("wsduplex_call_duration_seconds", "method"), expected);
     assert_eq!(calls(&recorded, "_unknown", "error"), 20_000);
+    assert_eq!(calls(&recorded, "_unknown", "refused"), 10_000);
 }

@@ -152,15 +152,23 @@ async fn a_client_s_limit_holds_back_the_server_s_callbacks() {
     assert_eq!((answered, refused), (5, 15), "{answers:?}");
 }
 
+/// What a flood got.
+struct Flooded {
+    sent: usize,
+    refused: usize,
+    /// From its first message to its last reply.
+    took: Duration,
+}
+
 /// Floods `url` with five times `limit` for a second, from a thread of its
-/// own, in bursts every 2 ms, reading the replies as they come; returns how
-/// many were refused.
-fn flood_for_a_second(url: String, limit: u32) -> std::thread::JoinHandle<usize> {
+/// own, in bursts every 2 ms, reading the replies as they come.
+fn flood_for_a_second(url: String, limit: u32) -> std::thread::JoinHandle<Flooded> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
             let (mut sink, mut stream) = Raw::connect(&url).await.socket.split();
             let total = u64::from(limit) * 5;
+            let started = std::time::Instant::now();
             let per_burst = total / 500;
             let writer = async move {
                 let mut ticks = tokio::time::interval(Duration::from_millis(2));
@@ -181,7 +189,8 @@ fn flood_for_a_second(url: String, limit: u32) -> std::thread::JoinHandle<usize>
                 }
                 refused
             };
-            tokio::join!(writer, reader).1
+            let refused = tokio::join!(writer, reader).1;
+            Flooded { sent: total as usize, refused, took: started.elapsed() }
         })
     })
 }
@@ -189,7 +198,7 @@ fn flood_for_a_second(url: String, limit: u32) -> std::thread::JoinHandle<usize>
 /// The 99th percentile of the round trips of echo calls made every 2 ms
 /// (half the limit) until `flood` ends, at least 200 of them; and what
 /// `flood` returned.
-async fn p99_during(client: &ServiceClient, flood: std::thread::JoinHandle<usize>) -> (Duration, usize) {
+async fn p99_during(client: &ServiceClient, flood: std::thread::JoinHandle<Flooded>) -> (Duration, Flooded) {
     let mut times = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(2));
     while !flood.is_finished() || times.len() < 200 {
@@ -211,8 +220,15 @@ async fn a_flooding_connection_does_not_slow_the_others() {
     // The baseline: this server idle, the same flood (and the machine's
     // load from making it) going to another.
     let (idle, _) = p99_during(&client, flood_for_a_second(elsewhere.url.clone(), LIMIT)).await;
-    let (flooded, refused) = p99_during(&client, flood_for_a_second(server.url.clone(), LIMIT)).await;
-    // 5000 in a second against 1000 a second (in bursts of as many): most are refused.
-    assert!(refused >= 2500, "only {refused} of 5000 refused");
-    assert!(flooded <= 2 * idle, "p99 {flooded:?} while flooded, {idle:?} while another server was");
+    let (flooded, flood) = p99_during(&client, flood_for_a_second(server.url.clone(), LIMIT)).await;
+    // The burst, and a token each millisecond the flood lasted (more than
+    // the second it aims at, on a busy machine), at most were admitted.
+    let admitted = flood.sent - flood.refused;
+    let allowed = LIMIT as usize + (flood.took.as_secs_f64() * f64::from(LIMIT)).ceil() as usize;
+    assert!(admitted <= allowed, "{admitted} admitted in {:?}", flood.took);
+    assert!(flood.refused > 0, "nothing refused in {:?}", flood.took);
+    // A floor under the baseline: below a millisecond, a busy two-core
+    // machine's scheduler decides a p99, not the flood.
+    let bound = 2 * idle.max(Duration::from_millis(1));
+    assert!(flooded <= bound, "p99 {flooded:?} while flooded, {idle:?} while another server was");
 }

@@ -20,12 +20,17 @@ impl Meters {
 
     pub(crate) fn cancelled(&self, _: &str) {}
 
-    pub(crate) fn outgoing(&self, _: &str) -> CallbackMeter {
+    pub(crate) fn outgoing(&self, _: &Callbacks, _: &str) -> CallbackMeter {
         CallbackMeter
     }
 
     pub(crate) fn send_queue(&self, _: usize) {}
+
+    pub(crate) fn dropped(&self, _: Dropped, _: u64) {}
 }
+
+#[derive(Debug, Default)]
+pub(crate) struct Callbacks;
 
 #[derive(Debug, Default)]
 pub(crate) struct Local;
@@ -45,8 +50,6 @@ pub(crate) struct CallbackMeter;
 impl CallbackMeter {
     pub(crate) fn finished<T>(self, _: &Result<T, Error>) {}
 }
-
-pub(crate) fn dropped(_: Dropped, _: u64) {}
 
 pub(crate) fn connections(_: i8) {}
 

@@ -1,7 +1,7 @@
 //! The metrics, recorded through the `metrics` facade.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use tokio::time::Instant;
@@ -37,6 +37,8 @@ struct Tables {
     /// This side's calls, by method (names this side's code chose).
     outgoing: RwLock<HashMap<Box<str>, Arc<CallbackMeters>>>,
     send_queue: OnceLock<Histogram>,
+    /// By [`Dropped`] reason.
+    dropped: OnceLock<[Counter; 4]>,
 }
 
 #[derive(Clone, Debug)]
@@ -71,12 +73,26 @@ impl MethodMeters {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct CallbackMeters {
     ok: Counter,
     error: Counter,
     timeout: Counter,
     closed: Counter,
+    cancelled: Counter,
+}
+
+impl CallbackMeters {
+    fn register(method: &str) -> Arc<Self> {
+        let calls = |outcome: &'static str| counter!("wsduplex_callbacks_total", "method" => method.to_owned(), "outcome" => outcome);
+        Arc::new(CallbackMeters {
+            ok: calls("ok"),
+            error: calls("error"),
+            timeout: calls("timeout"),
+            closed: calls("closed"),
+            cancelled: calls("cancelled"),
+        })
+    }
 }
 
 impl Meters {
@@ -120,7 +136,7 @@ impl Meters {
                 (_, None) => Label::Pending(method.into(), self.clone()),
             },
         };
-        CallMeter { method: label, started: Instant::now() }
+        CallMeter { method: Some(label), started: Instant::now() }
     }
 
     /// Counts a call refused before it was dispatched (by the rate limit,
@@ -134,35 +150,47 @@ impl Meters {
         self.known(method).unwrap_or_else(|| self.unknown()).count(Outcome::Cancelled);
     }
 
-    /// Starts counting a call this side makes to `method`.
-    pub(crate) fn outgoing(&self, method: &str) -> CallbackMeter {
-        let known = crate::sync::read(&self.0.outgoing).get(method).cloned();
-        let meters = known.unwrap_or_else(|| {
+    /// Starts counting a call this side makes to `method` on the
+    /// connection whose handles `local` holds.
+    pub(crate) fn outgoing(&self, local: &Callbacks, method: &str) -> CallbackMeter {
+        let mut cached = local.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, meters)) = cached.iter().find(|(name, _)| **name == *method) {
+            return CallbackMeter(Some(meters.clone()));
+        }
+        let shared = crate::sync::read(&self.0.outgoing).get(method).cloned();
+        let shared = shared.unwrap_or_else(|| {
             let mut outgoing = crate::sync::write(&self.0.outgoing);
-            let register = || {
-                let calls = |outcome: &'static str| {
-                    counter!("wsduplex_callbacks_total", "method" => method.to_owned(), "outcome" => outcome)
-                };
-                Arc::new(CallbackMeters {
-                    ok: calls("ok"),
-                    error: calls("error"),
-                    timeout: calls("timeout"),
-                    closed: calls("closed"),
-                })
-            };
-            outgoing.entry(method.into()).or_insert_with(register).clone()
+            outgoing.entry(method.into()).or_insert_with(|| CallbackMeters::register(method)).clone()
         });
-        CallbackMeter(meters)
+        let meters = Arc::new(CallbackMeters::clone(&shared));
+        cached.push((method.into(), meters.clone()));
+        CallbackMeter(Some(meters))
     }
 
     /// Records the bytes queued for a connection's socket.
     pub(crate) fn send_queue(&self, bytes: usize) {
         self.0.send_queue.get_or_init(|| histogram!("wsduplex_send_queue_bytes")).record(bytes as f64);
     }
+
+    /// Counts `count` messages dropped for `reason`.
+    pub(crate) fn dropped(&self, reason: Dropped, count: u64) {
+        let counters = self.0.dropped.get_or_init(|| {
+            ["slow_consumer", "rate_limit", "busy", "shutdown"]
+                .map(|reason| counter!("wsduplex_notifications_dropped_total", "reason" => reason))
+        });
+        let at = match reason {
+            Dropped::SlowConsumer => 0,
+            Dropped::RateLimit => 1,
+            Dropped::Busy => 2,
+            Dropped::Shutdown => 3,
+        };
+        counters[at].increment(count);
+    }
 }
 
 /// A connection's own copies of the handles of the methods it was called
-/// on: a call takes no lock, hash or count shared with other connections.
+/// on: a call takes no lock, hash or reference count shared with other
+/// connections (the counters they point to are shared, as they must be).
 #[derive(Debug, Default)]
 pub(crate) struct Local {
     /// At most one per method the handler has, so a short list.
@@ -187,58 +215,74 @@ fn own(shared: &MethodMeters) -> Arc<MethodMeters> {
     Arc::new(shared.clone())
 }
 
+/// Like [`Local`], for the calls this side makes on one connection (from
+/// any task, hence the lock; one per connection, so rarely contended).
+#[derive(Debug, Default)]
+pub(crate) struct Callbacks(Mutex<Vec<(Box<str>, Arc<CallbackMeters>)>>);
+
 /// Which handles an incoming call counts under.
 #[derive(Debug)]
 enum Label {
     Known(Arc<MethodMeters>),
-    /// A name not seen yet: known or not once the call is answered.
+    /// A name not seen yet: a method's once its method answers it, else unknown.
     Pending(Box<str>, Meters),
 }
 
-/// Times one incoming call.
+/// Times one incoming call. Dropped before it was answered (its connection
+/// ended while it ran), it counts as cancelled.
 #[derive(Debug)]
 pub(crate) struct CallMeter {
-    method: Label,
+    /// `None` once counted.
+    method: Option<Label>,
     started: Instant,
 }
 
 impl CallMeter {
     /// Counts the call as `answer` tells.
-    pub(crate) fn answered(self, answer: &Answer) {
+    pub(crate) fn answered(mut self, answer: &Answer) {
         let outcome = match (answer.reached, answer.error) {
             (Reached::Refused, _) => Outcome::Refused,
             (_, Some(_)) => Outcome::Error,
             (_, None) => Outcome::Ok,
         };
-        self.finish(outcome, answer.reached != Reached::NoSuchMethod);
+        // Only a method's own answer proves it exists: a middleware's
+        // refusal says nothing of the name (else a peer could add a label
+        // per made-up name).
+        self.finish(outcome, answer.reached == Reached::Method);
     }
 
-    /// Counts the call as cancelled. Cancelled before its answer, a name
-    /// not seen yet counts as unknown: nothing says a method has it (else a
-    /// peer could add a label per name by cancelling calls to made-up ones).
-    pub(crate) fn cancelled(self) {
+    /// Counts the call as cancelled.
+    pub(crate) fn cancelled(mut self) {
         self.finish(Outcome::Cancelled, false);
     }
 
     /// Counts the call; `method_found` says whether a pending name is a method's.
-    fn finish(self, outcome: Outcome, method_found: bool) {
-        let meters = match self.method {
-            Label::Known(meters) => meters,
-            Label::Pending(method, shared) if method_found => shared.found(&method),
-            Label::Pending(_, shared) => shared.unknown(),
+    fn finish(&mut self, outcome: Outcome, method_found: bool) {
+        let meters = match self.method.take() {
+            None => return,
+            Some(Label::Known(meters)) => meters,
+            Some(Label::Pending(method, shared)) if method_found => shared.found(&method),
+            Some(Label::Pending(_, shared)) => shared.unknown(),
         };
         meters.count(outcome);
         meters.duration.record(self.started.elapsed().as_secs_f64());
     }
 }
 
-/// Counts one call this side makes.
+impl Drop for CallMeter {
+    fn drop(&mut self) {
+        self.finish(Outcome::Cancelled, false);
+    }
+}
+
+/// Counts one call this side makes. Dropped before it finished (its caller
+/// gave up on it), it counts as cancelled.
 #[derive(Debug)]
-pub(crate) struct CallbackMeter(Arc<CallbackMeters>);
+pub(crate) struct CallbackMeter(Option<Arc<CallbackMeters>>);
 
 impl CallbackMeter {
-    pub(crate) fn finished<T>(self, result: &Result<T, Error>) {
-        let meters = &self.0;
+    pub(crate) fn finished<T>(mut self, result: &Result<T, Error>) {
+        let Some(meters) = self.0.take() else { return };
         match result {
             Ok(_) => &meters.ok,
             Err(Error::Timeout(_)) => &meters.timeout,
@@ -249,14 +293,12 @@ impl CallbackMeter {
     }
 }
 
-/// Counts `count` messages dropped for `reason`.
-pub(crate) fn dropped(reason: Dropped, count: u64) {
-    let reason = match reason {
-        Dropped::SlowConsumer => "slow_consumer",
-        Dropped::RateLimit => "rate_limit",
-        Dropped::Busy => "busy",
-    };
-    counter!("wsduplex_notifications_dropped_total", "reason" => reason).increment(count);
+impl Drop for CallbackMeter {
+    fn drop(&mut self) {
+        if let Some(meters) = self.0.take() {
+            meters.cancelled.increment(1);
+        }
+    }
 }
 
 /// A server's connection opened (`+1`) or ended (`-1`).
@@ -321,16 +363,19 @@ mod tests {
             meters.incoming(&mut local, "zz2", None).answered(&answered(Reached::NoSuchMethod, Some(-32601)));
             meters.incoming(&mut local, "b.late", None).answered(&answered(Reached::Method, None));
             meters.refused("zz3");
-            // Cancelled before anything said the method exists.
+            // Cancelled before anything said the method exists; refused by a
+            // middleware; dropped with its connection.
             meters.incoming(&mut local, "zz4", None).cancelled();
+            meters.incoming(&mut local, "zz5", None).answered(&answered(Reached::Refused, Some(-32050)));
+            drop(meters.incoming(&mut local, "a.ok", Some(true)));
             assert_eq!(local.methods.len(), 1, "one method cached, unknown names never");
             assert_eq!(
                 counts(&recorder, "wsduplex_calls_total"),
                 vec![
                     (labels(&["_unknown", "cancelled"]), 1),
                     (labels(&["_unknown", "error"]), 2),
-                    (labels(&["_unknown", "refused"]), 1),
-                    (labels(&["a.ok", "cancelled"]), 1),
+                    (labels(&["_unknown", "refused"]), 2),
+                    (labels(&["a.ok", "cancelled"]), 2),
                     (labels(&["a.ok", "error"]), 1),
                     (labels(&["a.ok", "ok"]), 1),
                     (labels(&["a.ok", "refused"]), 1),
@@ -345,15 +390,19 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
             let meters = Meters::default();
-            meters.outgoing("c.x").finished(&Ok(()));
-            meters.outgoing("c.x").finished::<()>(&Err(Error::Timeout(std::time::Duration::from_secs(1))));
-            meters.outgoing("c.x").finished::<()>(&Err(Error::Closed));
+            let local = Callbacks::default();
+            meters.outgoing(&local, "c.x").finished(&Ok(()));
+            meters.outgoing(&local, "c.x").finished::<()>(&Err(Error::Timeout(std::time::Duration::from_secs(1))));
+            meters.outgoing(&local, "c.x").finished::<()>(&Err(Error::Closed));
+            // The caller gave up on it.
+            drop(meters.outgoing(&local, "c.x"));
             meters
-                .outgoing("c.y")
+                .outgoing(&local, "c.y")
                 .finished::<()>(&Err(Error::Rpc(jsonrpsee_types::ErrorObjectOwned::owned(1, "no", None::<()>))));
             assert_eq!(
                 counts(&recorder, "wsduplex_callbacks_total"),
                 vec![
+                    (labels(&["c.x", "cancelled"]), 1),
                     (labels(&["c.x", "closed"]), 1),
                     (labels(&["c.x", "ok"]), 1),
                     (labels(&["c.x", "timeout"]), 1),

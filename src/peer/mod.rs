@@ -144,6 +144,8 @@ pub(crate) struct Shared {
     /// The streams this side sends on the connection.
     pub(crate) streams: Arc<Producers>,
     pub(crate) meters: crate::metrics::Meters,
+    /// The metric handles of the calls this side made on the connection.
+    callback_meters: crate::metrics::Callbacks,
     /// Turns for this side's calls (see `max_outgoing_calls`).
     call_turns: Semaphore,
     max_outgoing_calls: usize,
@@ -183,6 +185,7 @@ impl Peer {
             pending: Pending::default(),
             streams: Arc::new(Producers::new(config.max_open_streams)),
             meters: config.meters.clone(),
+            callback_meters: crate::metrics::Callbacks::default(),
             call_turns: Semaphore::new(max_outgoing_calls),
             max_outgoing_calls,
             next_id: AtomicU64::new(1),
@@ -222,7 +225,7 @@ impl Peer {
         let deadline = deadline_in(timeout);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("rpc.out", conn = %self.shared.id, method, id);
-        let meter = self.shared.meters.outgoing(method);
+        let meter = self.shared.meters.outgoing(&self.shared.callback_meters, method);
         let result = async {
             // Serialized once it has its turn: a call that waits holds no frame.
             let turn = self.turn(1, deadline, timeout).await?;
@@ -378,6 +381,11 @@ impl Peer {
     /// Asks the connection to shut down: see [`Control::Shutdown`].
     pub(crate) fn shutdown(&self, deadline: Instant) {
         self.shared.outbox.push_control(Control::Shutdown(deadline));
+    }
+
+    /// The metric handles of the connection's builder.
+    pub(crate) fn meters(&self) -> &crate::metrics::Meters {
+        &self.shared.meters
     }
 
     /// Bytes of messages queued for this connection and not yet handed to

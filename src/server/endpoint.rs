@@ -360,7 +360,6 @@ fn start_connection<T: Transport, S: Serve>(
     let _entered = span.enter();
     let peer = Peer::new(id, &config.peer);
     slot.attach(&peer);
-    metrics::connections(1);
     let hub = config.hub.clone();
     hub.register(peer.clone(), identity.user.clone());
     let (identity_user, identity_roles, hub_for_user) = (identity.user.clone(), identity.roles.clone(), hub.clone());
@@ -380,6 +379,7 @@ fn start_connection<T: Transport, S: Serve>(
         }
     };
     tracing::debug!("connection opened");
+    metrics::connections(1);
     if let Some(on_connect) = &config.hooks.on_connect {
         run_hook("on_connect", || on_connect(&untyped));
     }

@@ -329,7 +329,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                         tracing::debug!(conn = %self.shared.id, %method, "rate limited: dropping a notification")
                     }
                 }
-                metrics::dropped(why.dropped(), 1);
+                self.shared.meters.dropped(why.dropped(), 1);
                 None
             }
             // Responses, and the messages `why` spares.
@@ -431,8 +431,11 @@ impl<T: Transport, H: Handler> Driver<T, H> {
     fn start(&mut self, id: Option<RequestId>, method: &str, params: Option<&RawValue>) -> Action {
         if self.draining.is_some() {
             tracing::debug!(conn = %self.shared.id, method, "shutting down: refusing a call");
+            let Some(id) = id else {
+                self.shared.meters.dropped(metrics::Dropped::Shutdown, 1);
+                return Action::Nothing;
+            };
             self.shared.meters.refused(method);
-            let Some(id) = id else { return Action::Nothing };
             let error = ErrorObjectOwned::owned(codes::SERVER_BUSY, "Server is shutting down", None::<()>);
             return Action::Reply(wire::failure(&id, &error));
         }
