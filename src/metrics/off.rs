@@ -5,7 +5,8 @@ use crate::contract::ContractInfo;
 use crate::dispatch::Answer;
 use crate::error::Error;
 
-/// Not a unit struct, so that it is built with `default()` as the real one is.
+// Not unit structs, so that they are built with `default()` as the real ones are.
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Meters(());
 
@@ -30,10 +31,10 @@ impl Meters {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Callbacks;
+pub(crate) struct Callbacks(());
 
 #[derive(Debug, Default)]
-pub(crate) struct Local;
+pub(crate) struct Local(());
 
 #[derive(Debug)]
 pub(crate) struct CallMeter;
