@@ -11,7 +11,7 @@ use crate::contract::ContractInfo;
 use crate::dispatch::{Answer, Reached};
 use crate::error::Error;
 
-/// How an incoming call ended.
+/// How an incoming call ended (in the order of [`MethodMeters::calls`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
     Ok,
@@ -41,57 +41,54 @@ struct Tables {
     dropped: OnceLock<[Counter; 4]>,
 }
 
+/// One counter per outcome of `name`, for calls to `method`: `outcomes`
+/// are the label values, in the order the caller indexes them.
+fn per_outcome<const N: usize>(name: &'static str, method: &str, outcomes: [&'static str; N]) -> [Counter; N] {
+    outcomes.map(|outcome| counter!(name, "method" => method.to_owned(), "outcome" => outcome))
+}
+
 #[derive(Clone, Debug)]
 struct MethodMeters {
-    ok: Counter,
-    error: Counter,
-    refused: Counter,
-    cancelled: Counter,
+    /// By [`Outcome`].
+    calls: [Counter; 4],
     duration: Histogram,
 }
 
 impl MethodMeters {
     fn register(method: &str) -> Arc<Self> {
-        let calls = |outcome: &'static str| counter!("wsduplex_calls_total", "method" => method.to_owned(), "outcome" => outcome);
         Arc::new(MethodMeters {
-            ok: calls("ok"),
-            error: calls("error"),
-            refused: calls("refused"),
-            cancelled: calls("cancelled"),
+            calls: per_outcome("wsduplex_calls_total", method, ["ok", "error", "refused", "cancelled"]),
             duration: histogram!("wsduplex_call_duration_seconds", "method" => method.to_owned()),
         })
     }
 
     fn count(&self, outcome: Outcome) {
-        match outcome {
-            Outcome::Ok => &self.ok,
-            Outcome::Error => &self.error,
-            Outcome::Refused => &self.refused,
-            Outcome::Cancelled => &self.cancelled,
-        }
-        .increment(1);
+        self.calls[outcome as usize].increment(1);
     }
 }
 
-#[derive(Clone, Debug)]
-struct CallbackMeters {
-    ok: Counter,
-    error: Counter,
-    timeout: Counter,
-    closed: Counter,
-    cancelled: Counter,
+/// How a call this side made ended.
+#[derive(Clone, Copy, Debug)]
+enum Ended {
+    Ok,
+    Error,
+    Timeout,
+    Closed,
+    Cancelled,
 }
+
+/// By [`Ended`].
+#[derive(Clone, Debug)]
+struct CallbackMeters([Counter; 5]);
 
 impl CallbackMeters {
     fn register(method: &str) -> Arc<Self> {
-        let calls = |outcome: &'static str| counter!("wsduplex_callbacks_total", "method" => method.to_owned(), "outcome" => outcome);
-        Arc::new(CallbackMeters {
-            ok: calls("ok"),
-            error: calls("error"),
-            timeout: calls("timeout"),
-            closed: calls("closed"),
-            cancelled: calls("cancelled"),
-        })
+        let outcomes = ["ok", "error", "timeout", "closed", "cancelled"];
+        Arc::new(CallbackMeters(per_outcome("wsduplex_callbacks_total", method, outcomes)))
+    }
+
+    fn count(&self, ended: Ended) {
+        self.0[ended as usize].increment(1);
     }
 }
 
@@ -283,20 +280,19 @@ pub(crate) struct CallbackMeter(Option<Arc<CallbackMeters>>);
 impl CallbackMeter {
     pub(crate) fn finished<T>(mut self, result: &Result<T, Error>) {
         let Some(meters) = self.0.take() else { return };
-        match result {
-            Ok(_) => &meters.ok,
-            Err(Error::Timeout(_)) => &meters.timeout,
-            Err(Error::Closed | Error::Transport(_)) => &meters.closed,
-            Err(_) => &meters.error,
-        }
-        .increment(1);
+        meters.count(match result {
+            Ok(_) => Ended::Ok,
+            Err(Error::Timeout(_)) => Ended::Timeout,
+            Err(Error::Closed | Error::Transport(_)) => Ended::Closed,
+            Err(_) => Ended::Error,
+        });
     }
 }
 
 impl Drop for CallbackMeter {
     fn drop(&mut self) {
         if let Some(meters) = self.0.take() {
-            meters.cancelled.increment(1);
+            meters.count(Ended::Cancelled);
         }
     }
 }
