@@ -125,6 +125,11 @@ async fn join(page: &Client, nick: &str, room: &str) {
 
 /// The chat example on a free port, with its page at `/`.
 fn chat() -> (Process, String) {
+    chat_at("127.0.0.1:0")
+}
+
+/// The chat example listening on `addr`, with its page at `/`.
+fn chat_at(addr: &str) -> (Process, String) {
     let exe = std::env::current_exe().unwrap();
     let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("chat");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -135,7 +140,7 @@ fn chat() -> (Process, String) {
         .unwrap();
     assert!(built.success());
     let mut child = Command::new(binary)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", addr])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -218,6 +223,66 @@ async fn two_pages_chat_invite_and_see_each_other_leave() {
     bob.close().await.unwrap();
     log_shows(&alice, "bob left.").await;
     alice.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(alice_profile);
+    let _ = std::fs::remove_dir_all(bob_profile);
+}
+
+/// Two pages in a room; the server is killed and started again on the same
+/// port: both pages reconnect by themselves, rejoin the room under their
+/// nicks, and chat on. Closing one for good shows Disconnected.
+#[tokio::test]
+async fn pages_ride_through_a_server_restart() {
+    if !browser_available() {
+        return;
+    }
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (server, url) = chat_at(&addr);
+    let (_driver, webdriver) = chromedriver().await;
+    let (alice_profile, bob_profile) = (profile("alice-restart"), profile("bob-restart"));
+    let alice = page(&webdriver, &alice_profile).await;
+    let bob = page(&webdriver, &bob_profile).await;
+    for page in [&alice, &bob] {
+        page.goto(&url).await.unwrap();
+        eventually("the page to connect", || async { text_of(page, "status").await == "Connected" }).await;
+    }
+    join(&alice, "alice", "lobby").await;
+    join(&bob, "bob", "lobby").await;
+    log_shows(&alice, "bob joined.").await;
+
+    drop(server);
+    for page in [&alice, &bob] {
+        eventually("the page to say it is reconnecting", || async {
+            text_of(page, "status").await.starts_with("Reconnecting (attempt ")
+        })
+        .await;
+    }
+    let (_server, _) = chat_at(&addr);
+    for (page, nick) in [(&alice, "alice"), (&bob, "bob")] {
+        eventually("the page to connect again", || async { text_of(page, "status").await == "Connected" }).await;
+        log_shows(page, &format!("Reconnected: back in lobby as {nick}.")).await;
+    }
+    type_into(&alice, "text", "still here after the restart").await;
+    click(&alice, "say").await;
+    log_shows(&bob, "alice: still here after the restart").await;
+
+    // With "always accept" ticked, bob's page answers an invite by itself.
+    join(&bob, "bob", "den").await;
+    click(&bob, "always-accept").await;
+    type_into(&alice, "invitee", "bob").await;
+    click(&alice, "invite").await;
+    log_shows(&alice, "bob accepted your invite.").await;
+    log_shows(&bob, "You accepted alice's invite to lobby.").await;
+
+    // Closed for good from the page: no more attempts, and it says so.
+    alice.execute("window.chat.close()", vec![]).await.unwrap();
+    eventually("the page to show it is disconnected", || async {
+        text_of(&alice, "status").await.starts_with("Disconnected (1000")
+    })
+    .await;
+    log_shows(&bob, "alice left.").await;
+    for page in [alice, bob] {
+        page.close().await.unwrap();
+    }
     let _ = std::fs::remove_dir_all(alice_profile);
     let _ = std::fs::remove_dir_all(bob_profile);
 }

@@ -41,16 +41,68 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-export interface ConnectOptions {
+/**
+ * How to reconnect: `delays` (ms before each attempt, the last repeated;
+ * no jitter unless given), or `initial` doubling up to `max` (250 and
+ * 30000 ms, jitter 0.5). `jitter` is the fraction a delay may be shortened
+ * by, at random; `maxAttempts` (no end by default) the attempts after each
+ * drop before the peer closes for good.
+ */
+export interface ReconnectOptions {
+  delays?: readonly number[];
+  initial?: number;
+  max?: number;
+  jitter?: number;
+  maxAttempts?: number;
+}
+
+export interface PeerOptions {
   /** Wire method names to handlers. */
   handlers?: Record<string, Handler>;
   /** Default call timeout in milliseconds (30000). */
   timeout?: number;
   /** Streams this side sends at once (1000); past it, -32009. */
   maxOpenStreams?: number;
+  /** Reconnect after a connection drops (off by default; `true` for the defaults). */
+  reconnect?: boolean | ReconnectOptions;
+  /** Runs on each new connection after a drop, before the calls that waited go out (to re-join rooms). */
+  onReconnect?: ((peer: Peer) => unknown) | null;
+  /** Where "online" is heard (the global scope by default). */
+  window?: EventTarget | null;
+  /** Where "visibilitychange" is heard (the global document by default). */
+  document?: (EventTarget & { visibilityState?: string }) | null;
+  /** Random numbers in [0, 1) for the jitter (Math.random). */
+  random?: () => number;
+}
+
+export interface ConnectOptions extends PeerOptions {
   /** A WebSocket implementation (the global one by default). */
   WebSocket?: new (url: string) => WebSocketLike;
 }
+
+/** Where a peer is: the property `state`, and an event of each name. */
+export type PeerState = "connecting" | "connected" | "reconnecting" | "closed";
+
+export interface ReconnectingDetail {
+  /** 1 for the first attempt after a drop. */
+  attempt: number;
+  /** How the last connection (or attempt) ended. */
+  error: CloseDetail;
+}
+
+export interface ResolvedReconnect {
+  delays: number[] | null;
+  initial: number;
+  max: number;
+  jitter: number;
+  maxAttempts: number;
+}
+
+/** The policy `reconnect` stands for; null when off. */
+export declare function reconnectPolicy(option: boolean | ReconnectOptions | undefined): ResolvedReconnect | null;
+
+/** The wait before attempt `attempt` (from 1), for `random` in [0, 1). */
+export declare function reconnectDelay(policy: ResolvedReconnect, attempt: number, random: number): number;
 
 /** The part of a WebSocket the module uses. */
 export interface WebSocketLike {
@@ -72,24 +124,42 @@ export interface Outgoing<T> {
   readonly iterable: Iterable<T> | AsyncIterable<T>;
 }
 
-/** One connection. Events: "open", "close" (CustomEvent<CloseDetail>), "error". */
+/**
+ * A connection, or with `reconnect` one after another. Events: each state's
+ * name ("reconnecting" with a ReconnectingDetail, "closed" with a
+ * CloseDetail), "open" for each connection that opens, "close" once with
+ * "closed", and "error".
+ */
 export declare class Peer extends EventTarget {
-  constructor(
-    socket: WebSocketLike,
-    options?: { handlers?: Record<string, Handler>; timeout?: number; maxOpenStreams?: number },
-  );
-  /** Resolves when the connection is open; rejects if it closes first. */
+  /** `socket` is a WebSocket, or a function that makes one (what reconnecting needs). */
+  constructor(socket: WebSocketLike | (() => WebSocketLike), options?: PeerOptions);
+  /** Resolves when the first connection is open; rejects if it closes first. */
   readonly ready: Promise<Peer>;
-  /** True once the connection has closed. */
+  readonly state: PeerState;
+  /** True once the peer has closed for good. */
   readonly closed: boolean;
   addEventListener(
-    type: "close",
+    type: "close" | "closed",
     listener: (event: CustomEvent<CloseDetail>) => void,
     options?: boolean | AddEventListenerOptions,
   ): void;
-  addEventListener(type: "open" | "error", listener: (event: Event) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(
+    type: "reconnecting",
+    listener: (event: CustomEvent<ReconnectingDetail>) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: "open" | "error" | "connecting" | "connected",
+    listener: (event: Event) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
-  /** Rejects with an RpcError: the peer's error object, -32020 on timeout, -32021 once closed, -32022 when aborted. */
+  /**
+   * Rejects with an RpcError: the peer's error object, -32020 on timeout,
+   * -32021 once closed (or when the connection that carried it dropped:
+   * a call is never sent twice), -32022 when aborted. Made while
+   * reconnecting, it waits for the next connection, within its timeout.
+   */
   call<T = unknown>(method: string, params?: Params, options?: CallOptions): Promise<T>;
   /** Throws an RpcError -32602 if `params` holds a stream: notifications carry none. */
   notify(method: string, params?: Params): void;
@@ -106,6 +176,7 @@ export declare class Peer extends EventTarget {
   incoming<T = unknown>(carried: unknown): AsyncIterable<T>;
   /** Streams this side sends that are still open. */
   readonly openStreams: number;
+  /** Closes for good (code 1000 by default), reconnecting or not. */
   close(code?: number, reason?: string): void;
 }
 

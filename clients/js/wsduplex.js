@@ -8,6 +8,10 @@
 //   await peer.ready;
 //   const members = await peer.call("chat.join", { room: "lobby", nick: "ada" });
 //
+// Reconnecting, as the Rust client does (off by default):
+//   const peer = connect(url, { reconnect: true, onReconnect: (peer) => peer.call("chat.join", me) });
+//   peer.addEventListener("reconnecting", (e) => show(`Reconnecting (attempt ${e.detail.attempt})`));
+//
 // Streams (StreamJsonRpc's IAsyncEnumerable protocol, as the Rust side):
 //   for await (const tick of peer.incoming(await peer.call("ticker.history", ["ACME", 10]))) show(tick);
 //   const sum = await peer.call("ticker.total", { values: peer.outgoing([1, 2, 3]) });
@@ -56,6 +60,35 @@ function newToken() {
   }
   const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * A reconnect policy from `connect`'s `reconnect` option: `true` for the
+ * Rust client's default (250 ms doubling up to 30 s, jitter 0.5, no end),
+ * or `{ delays }` (the wait before each attempt, the last one repeated;
+ * no jitter unless asked) or `{ initial, max }`, each with `jitter` (the
+ * fraction a delay may be shortened by, at random) and `maxAttempts`.
+ */
+export function reconnectPolicy(option) {
+  if (!option) return null;
+  const given = option === true ? {} : option;
+  const delays = Array.isArray(given.delays) && given.delays.length > 0 ? given.delays.map(Number) : null;
+  const initial = Number(given.initial ?? 250);
+  return {
+    delays,
+    initial,
+    max: Math.max(Number(given.max ?? 30000), initial),
+    jitter: Math.min(Math.max(Number(given.jitter ?? (delays ? 0 : 0.5)), 0), 1),
+    maxAttempts: Number(given.maxAttempts ?? Infinity),
+  };
+}
+
+/** The wait before reconnect attempt `attempt` (from 1), `random` in [0, 1). */
+export function reconnectDelay(policy, attempt, random) {
+  const base = policy.delays
+    ? policy.delays[Math.min(attempt, policy.delays.length) - 1]
+    : Math.min(policy.initial * 2 ** Math.min(attempt - 1, 30), policy.max);
+  return base * (1 - policy.jitter * random);
 }
 
 /** Resolves with `SOON` once the current task and its microtasks are done. */
@@ -114,53 +147,164 @@ export function argumentsOf(params, names, optional = []) {
 const isId = (id) => typeof id === "string" || (typeof id === "number" && Number.isFinite(id)) || id === null;
 
 /**
- * One connection: calls and notifications out, handlers for what comes in.
- * Events: "open", "close" (detail: { code, reason }), "error".
+ * A connection (or, reconnecting, one connection after another): calls and
+ * notifications out, handlers for what comes in.
+ *
+ * `state` is "connecting", "connected", "reconnecting" or "closed", and
+ * each change is an event of that name: "reconnecting" with detail
+ * `{ attempt, error: { code, reason } }`, "closed" with `{ code, reason }`.
+ * "open" comes with each connection that opens (after `onReconnect`),
+ * "close" (detail `{ code, reason }`) once, with "closed"; and "error".
  */
 export class Peer extends EventTarget {
   #socket;
   #handlers;
   #timeout;
   #nextId = 1;
-  #pending = new Map(); // our id -> { resolve, reject, cleanup }
+  #pending = new Map(); // our id -> { resolve, reject, cleanup, sent }
   #running = new Map(); // their id (as JSON text) -> AbortController
   #closed = null;
-  #queued = []; // frames made before the socket opened
+  #queued = []; // { frame, id } made while no connection was open
   #streams = new Map(); // token -> the stream we send under it
   #maxOpenStreams;
+  #state = "connecting";
+  /** Counts the connections: what belongs to an older one is ignored. */
+  #generation = 0;
+  /** Makes the next socket; null for a peer made on one socket. */
+  #dial = null;
+  #reconnect = null;
+  #onReconnect = null;
+  #random;
+  #attempt = 0;
+  #retry = null; // the timer of the next attempt
+  #opened = false; // any connection has opened
+  #closing = false; // close() was called
+  #inHook = false; // onReconnect runs: its frames go out at once
+  #forget = () => {}; // removes the browser listeners
 
-  /** Resolves when the connection is open; rejects if it closes first. */
+  /** Resolves when the (first) connection is open; rejects if it closes first. */
   ready;
 
-  constructor(socket, { handlers = {}, timeout = 30000, maxOpenStreams = MAX_OPEN_STREAMS } = {}) {
+  /**
+   * `socket` is a WebSocket (one connection), or a function that makes one
+   * (what reconnecting needs).
+   */
+  constructor(
+    socket,
+    {
+      handlers = {},
+      timeout = 30000,
+      maxOpenStreams = MAX_OPEN_STREAMS,
+      reconnect = false,
+      onReconnect = null,
+      random = Math.random,
+      window = globalThis.addEventListener ? globalThis : null,
+      document = globalThis.document ?? null,
+    } = {},
+  ) {
     super();
-    this.#socket = socket;
     this.#handlers = handlers;
     this.#timeout = timeout;
     this.#maxOpenStreams = maxOpenStreams;
+    this.#random = random;
     this.ready = new Promise((resolve, reject) => {
       this.addEventListener("open", () => resolve(this), { once: true });
       this.addEventListener("close", (e) => reject(new RpcError(codes.PEER_CLOSED, `closed (${e.detail.code})`)), { once: true });
     });
     this.ready.catch(() => {});
+    if (typeof socket === "function") {
+      this.#dial = socket;
+      this.#reconnect = reconnectPolicy(reconnect);
+      this.#onReconnect = onReconnect;
+      if (this.#reconnect) this.#forget = this.#listen(window, document);
+      socket = socket();
+    }
+    this.#attach(socket);
+  }
+
+  /** "connecting", "connected", "reconnecting" or "closed". */
+  get state() {
+    return this.#state;
+  }
+
+  /** True once the connection has closed for good. */
+  get closed() {
+    return this.#closed !== null;
+  }
+
+  #setState(state, detail) {
+    this.#state = state;
+    this.dispatchEvent(new CustomEvent(state, { detail }));
+  }
+
+  /** Makes `socket` the connection; events of an older one are ignored from now on. */
+  #attach(socket) {
+    this.#socket = socket;
+    const generation = ++this.#generation;
+    const current = () => generation === this.#generation;
     if ("binaryType" in socket) socket.binaryType = "arraybuffer";
-    socket.onopen = () => {
-      for (const frame of this.#queued.splice(0)) this.#write(frame);
-      this.dispatchEvent(new Event("open"));
-    };
-    socket.onerror = () => this.dispatchEvent(new Event("error"));
-    socket.onclose = (e) => this.#onClose(e.code ?? 1006, e.reason ?? "");
+    socket.onopen = () => current() && this.#onOpen();
+    socket.onerror = () => current() && this.dispatchEvent(new Event("error"));
+    socket.onclose = (e) => current() && this.#onClose(e.code ?? 1006, e.reason ?? "");
     // Binary frames holding UTF-8 JSON are accepted too.
     socket.onmessage = (e) => {
+      if (!current()) return;
       const text = typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data);
       // Nothing in handling a frame should throw; if it does, say so rather than lose it quietly.
-      this.#onText(text).catch(() => this.dispatchEvent(new Event("error")));
+      this.#onText(text, generation).catch(() => this.dispatchEvent(new Event("error")));
     };
   }
 
-  /** True once the connection has closed. */
-  get closed() {
-    return this.#closed !== null;
+  async #onOpen() {
+    const reconnected = this.#opened;
+    this.#opened = true;
+    this.#attempt = 0;
+    if (reconnected && this.#onReconnect) {
+      // On the new connection, before the calls that waited for it.
+      const generation = this.#generation;
+      this.#inHook = true;
+      try {
+        await this.#onReconnect(this);
+      } catch {
+        this.dispatchEvent(new Event("error"));
+      } finally {
+        this.#inHook = false;
+      }
+      if (generation !== this.#generation || this.#closed) return;
+    }
+    for (const { frame, id } of this.#queued.splice(0)) this.#write(frame, id);
+    this.#setState("connected");
+    this.dispatchEvent(new Event("open"));
+  }
+
+  /** Tries again at once when the browser says the network is back. */
+  #listen(window, document) {
+    const now = () => this.#wake();
+    const visible = () => document?.visibilityState === "visible" && this.#wake();
+    window?.addEventListener("online", now);
+    document?.addEventListener("visibilitychange", visible);
+    return () => {
+      window?.removeEventListener("online", now);
+      document?.removeEventListener("visibilitychange", visible);
+    };
+  }
+
+  /** Cuts the wait before the next attempt short. */
+  #wake() {
+    if (this.#retry === null) return;
+    clearTimeout(this.#retry);
+    this.#retry = null;
+    this.#redial();
+  }
+
+  #redial() {
+    let socket;
+    try {
+      socket = this.#dial();
+    } catch (error) {
+      return this.#onClose(1006, String(error?.message ?? error));
+    }
+    this.#attach(socket);
   }
 
   /**
@@ -186,8 +330,10 @@ export class Peer extends EventTarget {
     return new Promise((resolve, reject) => {
       const giveUp = (error) => {
         if (!this.#pending.has(id)) return;
-        this.#settle(id);
-        this.#send({ jsonrpc: "2.0", method: CANCEL, params: { id } });
+        const { sent } = this.#settle(id);
+        // Still waiting for a connection, it never went out: nothing to cancel.
+        if (sent) this.#send({ jsonrpc: "2.0", method: CANCEL, params: { id } });
+        else this.#queued = this.#queued.filter((queued) => queued.id !== id);
         reject(error);
       };
       const onAbort = () => giveUp(cancelled());
@@ -200,10 +346,10 @@ export class Peer extends EventTarget {
         signal?.removeEventListener("abort", onAbort);
         for (const token of tokens) this.#dispose(token);
       };
-      this.#pending.set(id, { resolve, reject, cleanup });
+      this.#pending.set(id, { resolve, reject, cleanup, sent: false });
       const message = { jsonrpc: "2.0", id, method };
       if (params !== undefined) message.params = params;
-      this.#send(message);
+      this.#send(message, id);
     });
   }
 
@@ -248,6 +394,9 @@ export class Peer extends EventTarget {
     }
     token ??= undefined;
     const generator = this.#consume(token, values);
+    // A stream lives on the connection it came on.
+    const connection = this.#generation;
+    const live = () => token !== undefined && !this.#closed && connection === this.#generation;
     let started = false;
     // An async generator never started skips its `finally` on `return()`:
     // dispose of the stream here then, so a loop left at once still tells.
@@ -260,7 +409,7 @@ export class Peer extends EventTarget {
         return generator.next(value);
       },
       return: (value) => {
-        if (!started && token !== undefined && !this.#closed) this.notify(DISPOSE, { token });
+        if (!started && live()) this.notify(DISPOSE, { token });
         started = true;
         return generator.return(value);
       },
@@ -269,6 +418,7 @@ export class Peer extends EventTarget {
   }
 
   async *#consume(token, values) {
+    const connection = this.#generation;
     let finished = token === undefined;
     try {
       yield* values;
@@ -281,7 +431,7 @@ export class Peer extends EventTarget {
         yield* got;
       }
     } finally {
-      if (token !== undefined && !this.#closed) this.notify(DISPOSE, { token });
+      if (token !== undefined && !this.#closed && connection === this.#generation) this.notify(DISPOSE, { token });
     }
   }
 
@@ -290,8 +440,17 @@ export class Peer extends EventTarget {
     return this.#streams.size;
   }
 
-  /** Closes the connection (code 1000 by default). */
+  /** Closes the connection (code 1000 by default), for good. */
   close(code = 1000, reason = "") {
+    this.#closing = true;
+    if (this.#retry !== null || this.#state === "reconnecting") {
+      // Between attempts there is no connection to close: done now.
+      clearTimeout(this.#retry);
+      this.#retry = null;
+      this.#generation++;
+      this.#socket.close?.(code, reason);
+      return this.#finish(code, reason);
+    }
     this.#socket.close(code, reason);
   }
 
@@ -422,15 +581,19 @@ export class Peer extends EventTarget {
     return { values, finished: false };
   }
 
-  #send(message) {
+  /** Sends `message` (call `id`'s request, if it is one), or queues it until a connection opens. */
+  #send(message, id) {
     if (this.#closed) return;
     const frame = JSON.stringify(message);
-    // Still connecting (readyState 0): the frame goes out on open.
-    if (this.#socket.readyState === 0) this.#queued.push(frame);
-    else this.#write(frame);
+    // Still connecting (readyState 0), or reconnecting: the frame goes out on open.
+    const waiting = this.#socket.readyState === 0 || this.#state === "reconnecting";
+    if (waiting && !this.#inHook) this.#queued.push({ frame, id });
+    else this.#write(frame, id);
   }
 
-  #write(frame) {
+  #write(frame, id) {
+    const pending = this.#pending.get(id);
+    if (pending) pending.sent = true;
     // A socket that is closing drops what is sent; the close event follows.
     try {
       this.#socket.send(frame);
@@ -446,33 +609,66 @@ export class Peer extends EventTarget {
     return pending;
   }
 
+  /**
+   * A connection ended. Reconnecting, the calls it carried fail with -32021
+   * (they are never sent again) and those waiting for a connection wait on;
+   * otherwise everything ends. A first connection that closes before it
+   * opens ends it too: a browser cannot tell a refused handshake (401, 403)
+   * from a server that is not there, and either would fail again.
+   */
   #onClose(code, reason) {
     if (this.#closed) return;
-    this.#closed = { code, reason };
-    for (const id of [...this.#pending.keys()]) {
-      this.#settle(id)?.reject(new RpcError(codes.PEER_CLOSED, `the connection closed (${code})`));
+    // The first attempt after a connection drops, or the one after a failed attempt.
+    const attempt = this.#state === "reconnecting" ? this.#attempt + 1 : 1;
+    const retrying = this.#reconnect && !this.#closing && this.#opened && attempt <= this.#reconnect.maxAttempts;
+    if (!retrying) return this.#finish(code, reason);
+    this.#attempt = attempt;
+    this.#dropConnection(code);
+    this.#setState("reconnecting", { attempt, error: { code, reason } });
+    this.#retry = setTimeout(() => {
+      this.#retry = null;
+      this.#redial();
+    }, reconnectDelay(this.#reconnect, attempt, this.#random()));
+  }
+
+  /** What one connection carried ends with it. */
+  #dropConnection(code, waiting = false) {
+    for (const [id, pending] of [...this.#pending]) {
+      if (pending.sent || waiting) this.#settle(id).reject(new RpcError(codes.PEER_CLOSED, `the connection closed (${code})`));
     }
     for (const controller of this.#running.values()) controller.abort();
     this.#running.clear();
     for (const token of [...this.#streams.keys()]) this.#dispose(token);
+  }
+
+  /** Closed for good. */
+  #finish(code, reason) {
+    if (this.#closed) return;
+    this.#closed = { code, reason };
+    this.#dropConnection(code, true);
+    this.#queued = [];
+    this.#forget();
+    this.#setState("closed", { code, reason });
     this.dispatchEvent(new CustomEvent("close", { detail: { code, reason } }));
   }
 
-  async #onText(text) {
+  async #onText(text, generation) {
     let message;
     try {
       message = JSON.parse(text);
     } catch {
       return this.#send({ jsonrpc: "2.0", id: null, error: { code: codes.PARSE_ERROR, message: "Parse error" } });
     }
+    // An answer goes back on the connection its question came on, or not at all.
+    const answer = (reply) => generation === this.#generation && this.#send(reply);
     if (Array.isArray(message)) {
-      if (message.length === 0) return this.#send(this.#invalid(null, "empty batch"));
+      if (message.length === 0) return answer(this.#invalid(null, "empty batch"));
       const replies = (await Promise.all(message.map((item) => this.#onMessage(item)))).filter(Boolean);
-      if (replies.length > 0) this.#send(replies);
+      if (replies.length > 0) answer(replies);
       return;
     }
     const reply = await this.#onMessage(message);
-    if (reply) this.#send(reply);
+    if (reply) answer(reply);
   }
 
   #invalid(id, reason) {
@@ -561,11 +757,8 @@ export class Peer extends EventTarget {
  * they return (or resolve to) is the reply, what they throw is the error
  * (with its `code`, `message` and `data`, if it has them).
  */
-export function connect(
-  url,
-  { handlers = {}, timeout = 30000, maxOpenStreams = MAX_OPEN_STREAMS, WebSocket: Socket = globalThis.WebSocket } = {},
-) {
-  return new Peer(new Socket(url), { handlers, timeout, maxOpenStreams });
+export function connect(url, { WebSocket: Socket = globalThis.WebSocket, ...options } = {}) {
+  return new Peer(() => new Socket(url), options);
 }
 
 /**

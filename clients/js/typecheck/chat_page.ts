@@ -11,7 +11,15 @@ const events: ChatEvents = {
 };
 
 export async function chat(url: string): Promise<void> {
-  const chat = ChatClient.connect(url, events, { timeout: 5000 });
+  const chat = ChatClient.connect(url, events, {
+    timeout: 5000,
+    reconnect: { delays: [0, 2000, 10000, 30000], maxAttempts: 10 },
+    onReconnect: (peer) => peer.call("chat.join", { room: "lobby", nick: "ada" }),
+  });
+  chat.peer.addEventListener("reconnecting", (event) => console.log(`attempt ${event.detail.attempt}: ${event.detail.error.code}`));
+  chat.peer.addEventListener("closed", (event) => console.log(`closed (${event.detail.code})`));
+  const state: "connecting" | "connected" | "reconnecting" | "closed" = chat.peer.state;
+  console.log(state);
   await chat.peer.ready;
   const members: string[] = await chat.join("lobby", "ada");
   chat.say(`hello, ${members.join(" and ")}`);
