@@ -139,12 +139,8 @@ fn chat_at(addr: &str) -> (Process, String) {
         .status()
         .unwrap();
     assert!(built.success());
-    let mut child = Command::new(binary)
-        .args(["--listen", addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(binary).args(["--listen", addr]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     // The first line, read on a thread so that a server that never prints fails the test in time.
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

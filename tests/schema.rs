@@ -749,6 +749,24 @@ async fn a_wrong_parameter_type_fails_to_type_check() {
     assert_eq!(text.matches("error TS").count(), 1, "exactly the one expected error: {text}");
 }
 
+#[tokio::test]
+async fn a_documented_error_s_data_is_typed_by_its_code() {
+    if node_tools().is_none() {
+        return;
+    }
+    let dir = Scratch::new("wrong-error");
+    let wrong = repo().join("clients/js/typecheck/wrong_error_data.ts");
+    let output = tsc(&dir, &[wrong.to_str().unwrap()]).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        text.contains("wrong_error_data.ts(")
+            && text.contains("error TS2322: Type 'unknown' is not assignable to type 'string'."),
+        "{text}"
+    );
+    assert_eq!(text.matches("error TS").count(), 1, "exactly the one expected error: {text}");
+}
+
 /// Drives the generated canvas client from Node against a live server and
 /// prints what it saw as JSON.
 const CANVAS_LIVE: &str = r#"

@@ -70,6 +70,43 @@ export declare class ChatClient {
   kick(nick: string, options?: wsduplex.CallOptions): Promise<void>;
 }
 
+/** The error codes `Chat`'s methods document, by name. */
+export declare const ChatErrors: {
+  readonly NickTaken: 1001;
+  readonly PeerError: -32025;
+  readonly PeerClosed: -32021;
+  readonly TimedOut: -32020;
+  readonly Transport: -32023;
+  readonly BadReply: -32024;
+  readonly NotInRoom: 1002;
+  readonly NoSuchUser: 1003;
+  readonly NotAuthorized: -32030;
+};
+
+/** An error `Chat`'s methods document, told apart by `code`. */
+export type ChatError =
+  /** NickTaken: Another connection holds the nick; `data` is the nick. */
+  | (wsduplex.RpcError & { readonly code: 1001; readonly data: string })
+  /** PeerError: A peer this call depends on answered with an error; `data` is its error object. */
+  | (wsduplex.RpcError & { readonly code: -32025; readonly data: ErrorObject })
+  /** PeerClosed: A peer this call depends on closed its connection. */
+  | (wsduplex.RpcError & { readonly code: -32021 })
+  /** TimedOut: A peer this call depends on did not answer in time. */
+  | (wsduplex.RpcError & { readonly code: -32020 })
+  /** Transport: A connection failed. */
+  | (wsduplex.RpcError & { readonly code: -32023 })
+  /** BadReply: A peer this call depends on answered with a value of the wrong type. */
+  | (wsduplex.RpcError & { readonly code: -32024 })
+  /** NotInRoom: The caller is in no room. */
+  | (wsduplex.RpcError & { readonly code: 1002 })
+  /** NoSuchUser: Nobody holds the nick; `data` is the nick. */
+  | (wsduplex.RpcError & { readonly code: 1003; readonly data: string })
+  /** NotAuthorized: The connection has none of the roles the method requires; `data` is `{"roles": [...]}`. */
+  | (wsduplex.RpcError & { readonly code: -32030 });
+
+/** True for an `RpcError` with a code `Chat` documents: then its `code` tells which, and types its `data`. */
+export declare function isChatError(error: unknown): error is ChatError;
+
 /** What the chat server tells a client. */
 export interface ChatEvents {
   /** `nick` joined `room`. */

@@ -3,7 +3,8 @@
 // implementation answers the server's callbacks, by name or by position.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ChatClient, chatEventsHandlers } from "./chat.js";
+import { ChatClient, ChatErrors, chatEventsHandlers, isChatError } from "./chat.js";
+import { RpcError } from "./wsduplex.js";
 import { FakeSocket } from "./fake-socket.mjs";
 
 function connected(events = {}) {
@@ -53,4 +54,19 @@ test("callbacks reach the page's implementation, by name or by position", async 
 
 test("the handlers cover every callback of the contract", () => {
   assert.deepEqual(Object.keys(chatEventsHandlers({})).sort(), ["chat.invited", "chat.joined", "chat.left", "chat.message"]);
+});
+
+test("the contract's documented errors have named codes and a guard", async () => {
+  const { chat, socket } = connected();
+  const invite = chat.invite("bob");
+  const [request] = await socket.sentAtLeast(1);
+  socket.deliver({ jsonrpc: "2.0", id: request.id, error: { code: 1003, message: "no such user: bob", data: "bob" } });
+  const error = await invite.catch((e) => e);
+  assert.ok(isChatError(error));
+  assert.equal(error.code, ChatErrors.NoSuchUser);
+  assert.equal(error.data, "bob");
+  assert.equal(ChatErrors.NotAuthorized, -32030, "chat.kick requires a role");
+  assert.equal(isChatError(new RpcError(4242, "not one of chat's")), false);
+  assert.equal(isChatError({ code: 1003 }), false, "an RpcError only");
+  assert.ok(Object.isFrozen(ChatErrors));
 });

@@ -1,7 +1,6 @@
 // What the chat page does, in TypeScript: the generated client and callback
 // interface type-check under --strict.
-import { ChatClient, type ChatEvents } from "../chat.js";
-import { RpcError } from "../wsduplex.js";
+import { ChatClient, ChatErrors, type ChatEvents, isChatError } from "../chat.js";
 
 const events: ChatEvents = {
   message: (room, from, text) => console.log(`[${room}] ${from}: ${text}`),
@@ -27,7 +26,11 @@ export async function chat(url: string): Promise<void> {
     const accepted: boolean = await chat.invite("bob", { timeout: 15000 });
     console.log(accepted ? "bob is coming" : "bob said no");
   } catch (error) {
-    if (error instanceof RpcError && error.code === 1003) console.log("no bob here");
+    // The documented errors narrow by code, with their data typed.
+    if (isChatError(error) && error.code === ChatErrors.NoSuchUser) {
+      const nick: string = error.data;
+      console.log(`no ${nick} here`);
+    }
   }
   await chat.leave();
   chat.peer.close();

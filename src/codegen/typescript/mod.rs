@@ -11,7 +11,12 @@
 //!   `void`, others a `Promise` and take an optional `CallOptions`; doc
 //!   comments carry over, with each documented error as `@throws`;
 //!   `XClient.connect(url, events, options)` opens a connection whose
-//!   callbacks `events` answers.
+//!   callbacks `events` answers;
+//! - for the errors its methods document (and -32030 for a method that
+//!   requires a role): `XErrors`, their codes by name; `type XError`, a
+//!   union of `RpcError`s told apart by `code`, each with its `data` type;
+//!   and the guard `isXError(error)`, so that
+//!   `if (isChatError(e) && e.code === ChatErrors.NickTaken)` types `e.data`.
 //!
 //! For each callback contract `Y` (a listed service's, or listed itself):
 //!
@@ -96,6 +101,7 @@ pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
     let mut reserved: Vec<String> = GLOBALS.iter().map(|g| (*g).to_owned()).collect();
     for service in &services {
         reserved.push(format!("{}Client", service.name));
+        reserved.extend(error_names(service));
     }
     for callback in &callbacks {
         reserved.push(callback.name.to_owned());
@@ -108,6 +114,7 @@ pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
         let mut dts = Output::default();
         for service in &services {
             service_class(service, schemas, &mut js, &mut dts);
+            service_errors(service, schemas, &mut js, &mut dts);
         }
         for callback in &callbacks {
             callback_interface(callback, schemas, &mut js, &mut dts);
@@ -354,6 +361,104 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
     }
     dts.text.push_str("}\n\n");
     js.text.push_str("}\n\n");
+}
+
+/// The errors `service`'s methods document (those that answer), each code once.
+fn errors_of(service: &ContractInfo) -> Vec<crate::contract::ErrorInfo> {
+    let mut errors: Vec<crate::contract::ErrorInfo> = Vec::new();
+    for method in service.methods.iter().filter(|m| !m.oneway) {
+        let refused = (!method.roles.is_empty()).then(|| {
+            crate::contract::ErrorInfo::new(crate::codes::NOT_AUTHORIZED, "NotAuthorized")
+                .with_docs("The connection has none of the roles the method requires; `data` is `{\"roles\": [...]}`.")
+        });
+        for error in method.documented_errors().into_iter().chain(refused) {
+            if !errors.iter().any(|e| e.code == error.code || e.name == error.name) {
+                errors.push(error);
+            }
+        }
+    }
+    errors
+}
+
+/// `ChatError`, `ChatErrors` and `isChatError` for `Chat`.
+fn error_names(service: &ContractInfo) -> [String; 3] {
+    let name = service.name;
+    [format!("{name}Error"), format!("{name}Errors"), format!("is{name}Error")]
+}
+
+/// The errors a service documents, for `catch`: their codes by name
+/// (`ChatErrors.NickTaken`), a union of them told apart by `code` (with
+/// each one's `data` type), and a type guard.
+fn service_errors(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output, dts: &mut Output) {
+    let errors = errors_of(service);
+    if errors.is_empty() {
+        return;
+    }
+    let [union, codes, guard] = error_names(service);
+    let name = service.name;
+    js.uses(&["RpcError"]);
+    let entries: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.name, e.code)).collect();
+    let docs = format!("The error codes `{name}`'s methods document, by name.");
+    js.text.push_str(&doc_comment(&docs, 0));
+    writeln!(
+        js.text,
+        "export const {codes} = Object.freeze({{ {} }});
+",
+        entries.join(", ")
+    )
+    .unwrap();
+    let guard_docs = format!(
+        "True for an `RpcError` with a code `{name}` documents: then its `code` tells which, and types its `data`."
+    );
+    js.text.push_str(&doc_comment(&guard_docs, 0));
+    writeln!(
+        js.text,
+        "export function {guard}(error) {{
+  return error instanceof RpcError && Object.values({codes}).includes(error.code);
+}}
+"
+    )
+    .unwrap();
+
+    dts.text.push_str(&doc_comment(&docs, 0));
+    writeln!(dts.text, "export declare const {codes}: {{").unwrap();
+    for error in &errors {
+        writeln!(dts.text, "  readonly {}: {};", error.name, error.code).unwrap();
+    }
+    dts.text.push_str(
+        "};
+
+",
+    );
+    let union_docs = format!("An error `{name}`'s methods document, told apart by `code`.");
+    dts.text.push_str(&doc_comment(&union_docs, 0));
+    writeln!(dts.text, "export type {union} =").unwrap();
+    for error in &errors {
+        // Error data is written by the service.
+        let data = match error.data {
+            Some(data) => {
+                let ty =
+                    type_of(&schemas.schema(data, Side::Written), 0).split_whitespace().collect::<Vec<_>>().join(" ");
+                format!("; readonly data: {ty}")
+            }
+            None => String::new(),
+        };
+        writeln!(dts.text, "  /** {}: {} */", error.name, error.summary()).unwrap();
+        writeln!(dts.text, "  | ({MODULE}.RpcError & {{ readonly code: {}{data} }})", error.code).unwrap();
+    }
+    dts.text.truncate(dts.text.trim_end().len());
+    dts.text.push_str(
+        ";
+
+",
+    );
+    dts.text.push_str(&doc_comment(&guard_docs, 0));
+    writeln!(
+        dts.text,
+        "export declare function {guard}(error: unknown): error is {union};
+"
+    )
+    .unwrap();
 }
 
 fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut Output, dts: &mut Output) {
@@ -642,5 +747,43 @@ mod tests {
             callback: None,
         };
         assert_eq!(member_names(&contract), ["getPrice", "getPrice_"]);
+    }
+
+    #[test]
+    fn a_service_s_errors_are_listed_once_with_a_role_s_refusal() {
+        use crate::contract::ErrorInfo;
+        fn full() -> Vec<ErrorInfo> {
+            vec![ErrorInfo::new(1001, "Full"), ErrorInfo::new(1002, "Closed")]
+        }
+        fn closed() -> Vec<ErrorInfo> {
+            vec![ErrorInfo::new(1002, "Closed")]
+        }
+        static METHODS: [MethodInfo; 4] = [
+            MethodInfo { errors: full, ..unit_method("r.enter") },
+            MethodInfo { errors: closed, roles: &["admin"], ..unit_method("r.shut") },
+            // One-way: nothing answers, so it throws nothing.
+            MethodInfo { errors: || vec![ErrorInfo::new(7, "Never")], oneway: true, ..unit_method("r.note") },
+            unit_method("r.plain"),
+        ];
+        let contract = ContractInfo {
+            name: "Rooms",
+            namespace: Some("r"),
+            kind: ContractKind::Service,
+            docs: "",
+            version: "0",
+            methods: &METHODS,
+            callback: None,
+        };
+        let listed: Vec<(i32, &str)> = errors_of(&contract).iter().map(|e| (e.code, e.name)).collect();
+        assert_eq!(listed, [(1001, "Full"), (1002, "Closed"), (-32030, "NotAuthorized")]);
+        let ts = render(&[&contract]);
+        assert!(ts.javascript.contains(
+            "export const RoomsErrors = Object.freeze({ Full: 1001, Closed: 1002, NotAuthorized: -32030 });"
+        ));
+        assert!(ts.declarations.contains("export declare function isRoomsError(error: unknown): error is RoomsError;"));
+        assert!(ts.declarations.contains("  | (wsduplex.RpcError & { readonly code: 1001 })"));
+        // A contract that documents none gets none of it.
+        let quiet = ContractInfo { name: "Quiet", methods: &METHODS[3..], ..contract };
+        assert!(!render(&[&quiet]).javascript.contains("Errors"));
     }
 }
