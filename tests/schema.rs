@@ -569,12 +569,18 @@ impl Scratch {
     }
 
     fn new_in(base: &Path, name: &str) -> Scratch {
+        let scratch = Scratch::empty(base, name);
+        for file in ["wsduplex.js", "wsduplex.d.ts"] {
+            std::fs::copy(repo().join("clients/js").join(file), scratch.join(file)).unwrap();
+        }
+        scratch
+    }
+
+    /// A fresh directory with nothing in it.
+    fn empty(base: &Path, name: &str) -> Scratch {
         let dir = base.join(format!(".wsduplex-schema-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        for file in ["wsduplex.js", "wsduplex.d.ts"] {
-            std::fs::copy(repo().join("clients/js").join(file), dir.join(file)).unwrap();
-        }
         Scratch(dir)
     }
 }
@@ -765,6 +771,100 @@ async fn a_documented_error_s_data_is_typed_by_its_code() {
         "{text}"
     );
     assert_eq!(text.matches("error TS").count(), 1, "exactly the one expected error: {text}");
+}
+
+#[test]
+fn the_npm_package_is_versioned_with_the_crate() {
+    let package: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("clients/js/package.json")).unwrap()).unwrap();
+    assert_eq!(package["name"], "wsduplex");
+    assert_eq!(package["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(package["exports"]["."], json!({"types": "./wsduplex.d.ts", "default": "./wsduplex.js"}));
+}
+
+/// What a project that installed the package does from Node: import it by
+/// name, connect (with `ws` before Node 22), ask the server for its contract.
+const PACKAGE_USE: &str = r#"
+import { connect, codes } from "wsduplex";
+import { createRequire } from "node:module";
+
+const WebSocket = globalThis.WebSocket ?? createRequire(process.argv[3])("ws");
+const peer = connect(process.argv[2], { WebSocket, reconnect: true });
+await peer.ready;
+const document = await peer.call("rpc.discover");
+console.log(JSON.stringify({ title: document.info.title, state: peer.state, peerClosed: codes.PEER_CLOSED }));
+peer.close();
+"#;
+
+/// What a TypeScript project that installed the package writes, under --strict.
+const PACKAGE_TYPES: &str = r#"
+import { connect, type Peer, type ReconnectingDetail } from "wsduplex";
+
+export function open(url: string): Peer {
+  const peer = connect(url, { reconnect: { delays: [0, 2000, 10000, 30000] }, onReconnect: (p) => p.call("rooms.rejoin") });
+  peer.addEventListener("reconnecting", (event) => {
+    const detail: ReconnectingDetail = event.detail;
+    console.log(detail.attempt, detail.error.code);
+  });
+  return peer;
+}
+"#;
+
+#[tokio::test]
+async fn the_npm_package_packs_installs_and_works_from_node_and_typescript() {
+    if node_tools().is_none() {
+        return;
+    }
+    // Outside the repository, so only the installed package can be found.
+    let project = Scratch::empty(&std::env::temp_dir(), "npm-project");
+    let packed = run(tokio::process::Command::new("npm")
+        .args(["pack", "--json", "--pack-destination"])
+        .arg(&*project)
+        .current_dir(repo().join("clients/js")))
+    .await;
+    assert!(packed.status.success());
+    let packed: Value = serde_json::from_slice(&packed.stdout).unwrap();
+    let files: Vec<&str> = packed[0]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(files, ["README.md", "package.json", "wsduplex.d.ts", "wsduplex.js"]);
+    let tarball = project.join(packed[0]["filename"].as_str().unwrap());
+
+    std::fs::write(project.join("package.json"), r#"{"name": "uses-wsduplex", "private": true, "type": "module"}"#)
+        .unwrap();
+    let installed = run(tokio::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--offline"])
+        .arg(&tarball)
+        .current_dir(&*project))
+    .await;
+    assert!(installed.status.success());
+    // The package brings nothing but itself.
+    let modules: Vec<String> = std::fs::read_dir(project.join("node_modules"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert_eq!(modules, ["wsduplex"]);
+
+    let (url, _) = serve_canvas(Server::builder()).await;
+    std::fs::write(project.join("use.mjs"), PACKAGE_USE).unwrap();
+    // `ws` is found next to the repository's tools, for Node before 22.
+    let tools = repo().join("clients/js/package.json");
+    let output = run(tokio::process::Command::new("node").arg(project.join("use.mjs")).arg(&url).arg(&tools)).await;
+    assert!(output.status.success());
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen, json!({"title": "Canvas", "state": "connected", "peerClosed": -32021}));
+
+    std::fs::write(project.join("use.ts"), PACKAGE_TYPES).unwrap();
+    let config = json!({
+        "compilerOptions": {
+            "strict": true, "noEmit": true, "target": "ES2022", "module": "ES2022",
+            "moduleResolution": "bundler", "lib": ["ES2022", "DOM"]
+        },
+        "files": ["use.ts"],
+    });
+    std::fs::write(project.join("tsconfig.json"), config.to_string()).unwrap();
+    let tsc = repo().join("clients/js/node_modules/typescript/bin/tsc");
+    let checked = run(tokio::process::Command::new("node").arg(tsc).arg("-p").arg(&*project)).await;
+    assert!(checked.status.success(), "tsc --strict against the installed package failed");
 }
 
 /// Drives the generated canvas client from Node against a live server and
