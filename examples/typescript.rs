@@ -1,8 +1,8 @@
 //! Run with: cargo run --example typescript -- --out target/ts
 //!
 //! A contract's metadata makes its OpenRPC document (what servers answer
-//! `rpc.discover` with) and a typed TypeScript client for the browser module
-//! `clients/js/wsduplex.js`: `calc.js` and `calc.d.ts`, written to `--out`
+//! `rpc.discover` with) and a typed TypeScript client over the npm package
+//! `wsduplex` (`clients/js`): `calc.js` and `calc.d.ts`, written to `--out`
 //! (printed when left out).
 
 use clap::Parser;

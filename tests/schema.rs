@@ -689,15 +689,16 @@ async fn generated_typescript_type_checks_strictly() {
     let chat = tsc(&repo().join("clients/js"), &[]).await;
     assert!(chat.status.success(), "tsc --strict -p clients/js failed");
 
-    // Every other shape.
+    // Every other shape, next to a copy of the module: imported by its path.
     let dir = Scratch::new("tsc");
     let contracts = [CanvasClient::contract(), PlainClient::contract(), OddClient::contract()];
-    wsduplex::codegen::typescript::render(&contracts).write(&dir, "canvas").unwrap();
+    wsduplex::codegen::typescript::render_importing(&contracts, "./wsduplex.js").write(&dir, "canvas").unwrap();
     std::fs::write(dir.join("usage.ts"), CANVAS_USAGE).unwrap();
     assert!(tsc(&dir, &["usage.ts"]).await.status.success(), "the canvas client does not type-check");
 
     // Streams both ways.
-    wsduplex::codegen::typescript::render(&[QuotesClient::contract()]).write(&dir, "quotes").unwrap();
+    let quotes = wsduplex::codegen::typescript::render_importing(&[QuotesClient::contract()], "./wsduplex.js");
+    quotes.write(&dir, "quotes").unwrap();
     std::fs::write(dir.join("quotes_usage.ts"), QUOTES_USAGE).unwrap();
     assert!(tsc(&dir, &["quotes_usage.ts"]).await.status.success(), "the quotes client does not type-check");
 }

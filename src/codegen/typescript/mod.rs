@@ -1,8 +1,11 @@
 //! Typed TypeScript clients for contracts, over `clients/js/wsduplex.js`.
 //!
-//! [`render`] writes one ES module (`.js`) and its declarations (`.d.ts`),
-//! to be placed next to `wsduplex.js` and `wsduplex.d.ts`. Browsers load the
-//! module as it is; TypeScript projects get the types. For each service `X`:
+//! [`render`] writes one ES module (`.js`) and its declarations (`.d.ts`)
+//! that import the npm package `wsduplex` (`clients/js`) by name: a bundler
+//! or Node finds it in `node_modules`, a plain page maps the name with an
+//! import map (`{"imports": {"wsduplex": "/wsduplex.js"}}`, as the chat
+//! page does). [`render_importing`] names another specifier (a path such
+//! as `./wsduplex.js`). TypeScript projects get the types. For each service `X`:
 //!
 //! - `class XClient`: one method per wire method (named after the wire name
 //!   without its namespace, in camelCase: `chat.join` is `join`, a method
@@ -80,9 +83,19 @@ impl TypeScript {
     }
 }
 
+/// The module specifier generated clients import `wsduplex.js` by: the npm package's name.
+pub const PACKAGE: &str = "wsduplex";
+
 /// Renders clients for `contracts`: a class per service, an interface and a
-/// handlers function per callback contract (each service's included).
+/// handlers function per callback contract (each service's included),
+/// importing the package by its name, [`PACKAGE`].
 pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
+    render_importing(contracts, PACKAGE)
+}
+
+/// Like [`render`], importing `wsduplex.js` as `module` (a path such as
+/// `./wsduplex.js`, or another package name).
+pub fn render_importing(contracts: &[&ContractInfo], module: &str) -> TypeScript {
     let mut services: Vec<&ContractInfo> = Vec::new();
     let mut callbacks: Vec<&ContractInfo> = Vec::new();
     for &contract in contracts {
@@ -139,10 +152,10 @@ pub fn render(contracts: &[&ContractInfo]) -> TypeScript {
     );
     let js_import = match js.imports().as_slice() {
         [] => String::new(),
-        names => format!("import {{ {} }} from \"./wsduplex.js\";\n\n", names.join(", ")),
+        names => format!("import {{ {} }} from {};\n\n", names.join(", "), Value::from(module)),
     };
     // One namespace for the module's types, so no definition can shadow them.
-    let dts_import = format!("import type * as {MODULE} from \"./wsduplex.js\";\n\n");
+    let dts_import = format!("import type * as {MODULE} from {};\n\n", Value::from(module));
     TypeScript {
         javascript: format!("{header}{js_import}{}", js.text.trim_end()) + "\n",
         declarations: format!("{header}{dts_import}{}", dts.text.trim_end()) + "\n",
