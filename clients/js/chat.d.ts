@@ -101,10 +101,10 @@ export type ChatError =
   | (wsduplex.RpcError & { readonly code: 1002 })
   /** NoSuchUser: Nobody holds the nick; `data` is the nick. */
   | (wsduplex.RpcError & { readonly code: 1003; readonly data: string })
-  /** NotAuthorized: The connection has none of the roles the method requires; `data` is `{"roles": [...]}`. */
-  | (wsduplex.RpcError & { readonly code: -32030 });
+  /** NotAuthorized: The connection has none of the roles the method requires. */
+  | (wsduplex.RpcError & { readonly code: -32030; readonly data: { roles: string[] } });
 
-/** True for an `RpcError` with a code `Chat` documents: then its `code` tells which, and types its `data`. */
+/** True for an `RpcError` with a code `Chat` documents: then its `code` tells which, and types its `data`. (-32020 and -32021 also come from this side: a call's own timeout, a connection that closed.) */
 export declare function isChatError(error: unknown): error is ChatError;
 
 /** What the chat server tells a client. */

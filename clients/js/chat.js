@@ -36,7 +36,7 @@ export class ChatClient {
 /** The error codes `Chat`'s methods document, by name. */
 export const ChatErrors = Object.freeze({ NickTaken: 1001, PeerError: -32025, PeerClosed: -32021, TimedOut: -32020, Transport: -32023, BadReply: -32024, NotInRoom: 1002, NoSuchUser: 1003, NotAuthorized: -32030 });
 
-/** True for an `RpcError` with a code `Chat` documents: then its `code` tells which, and types its `data`. */
+/** True for an `RpcError` with a code `Chat` documents: then its `code` tells which, and types its `data`. (-32020 and -32021 also come from this side: a call's own timeout, a connection that closed.) */
 export function isChatError(error) {
   return error instanceof RpcError && Object.values(ChatErrors).includes(error.code);
 }

@@ -207,3 +207,128 @@ test("connect() dials the url again, and reconnect is off unless asked for", asy
   await settle();
   assert.equal(again.state, "connected");
 });
+
+test("close() from a reconnecting listener stops it there", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { sockets, dial } = dialer();
+  const peer = new Peer(dial, { reconnect: { delays: [0] } });
+  peer.addEventListener("reconnecting", () => peer.close(4000, "enough"));
+  const seen = states(peer);
+  open(sockets[0]);
+  drop(sockets[0]);
+  t.mock.timers.tick(1000);
+  assert.equal(sockets.length, 1, "no attempt after the close");
+  assert.deepEqual(seen.filter(([state]) => state === "closed"), [["closed", { code: 4000, reason: "enough" }]]);
+  assert.equal(peer.state, "closed");
+});
+
+test("a connection that opens and closes at once still counts toward maxAttempts", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { sockets, dial } = dialer();
+  const peer = new Peer(dial, { reconnect: { delays: [100], maxAttempts: 3 } });
+  open(sockets[0]);
+  drop(sockets[0], 1013);
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    t.mock.timers.tick(100);
+    open(sockets[attempt]);
+    drop(sockets[attempt], 1013);
+  }
+  assert.equal(peer.state, "closed");
+  assert.equal(sockets.length, 4);
+  // One that lasts ten seconds starts the count over.
+  const { sockets: more, dial: dialMore } = dialer();
+  const lasting = new Peer(dialMore, { reconnect: { delays: [100], maxAttempts: 1 } });
+  open(more[0]);
+  drop(more[0]);
+  t.mock.timers.tick(100);
+  open(more[1]);
+  t.mock.timers.tick(10000);
+  drop(more[1]);
+  assert.equal(lasting.state, "reconnecting");
+});
+
+test("a drop while onReconnect runs: its calls fail, and the next hook's go out first", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { sockets, dial } = dialer();
+  const hooks = [];
+  const onReconnect = (peer) => {
+    const rejoin = peer.call("room.rejoin");
+    hooks.push(rejoin);
+    return rejoin;
+  };
+  const peer = new Peer(dial, { reconnect: { delays: [0] }, onReconnect });
+  open(sockets[0]);
+  drop(sockets[0]);
+  const waiting = peer.call("later");
+  t.mock.timers.tick(0);
+  open(sockets[1]);
+  assert.deepEqual(sockets[1].sent.map((m) => m.method), ["room.rejoin"]);
+  drop(sockets[1]);
+  await assert.rejects(hooks[0], (e) => e.code === codes.PEER_CLOSED);
+  t.mock.timers.tick(0);
+  open(sockets[2]);
+  assert.deepEqual(sockets[2].sent.map((m) => m.method), ["room.rejoin"], "the new hook's call, at once");
+  sockets[2].deliver({ jsonrpc: "2.0", id: sockets[2].sent[0].id, result: null });
+  await settle();
+  assert.deepEqual(sockets[2].sent.map((m) => m.method), ["room.rejoin", "later"]);
+  sockets[2].deliver({ jsonrpc: "2.0", id: sockets[2].sent[1].id, result: 1 });
+  assert.equal(await waiting, 1);
+  // Nothing of the first hook's call leaked: no cancel of an id the new connection never saw.
+  assert.ok(!sockets[2].sent.some((m) => m.method === "$/cancelRequest"));
+  assert.equal(peer.state, "connected");
+});
+
+test("streams do not cross connections", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { sockets, dial } = dialer();
+  const peer = new Peer(dial, { reconnect: { delays: [0, 100] } });
+  open(sockets[0]);
+  // A stream the server sent on the first connection, read after the drop.
+  const reading = peer.incoming({ token: "T1", values: [1] })[Symbol.asyncIterator]();
+  assert.deepEqual(await reading.next(), { value: 1, done: false });
+  drop(sockets[0]);
+  await assert.rejects(reading.next(), (e) => e.code === codes.PEER_CLOSED);
+  // A stream parameter of a call made while reconnecting outlives a failed attempt.
+  const sum = peer.call("sum", { values: peer.outgoing([1, 2, 3]) });
+  assert.equal(peer.openStreams, 1);
+  t.mock.timers.tick(0);
+  drop(sockets[1]);
+  assert.equal(peer.openStreams, 1, "still waiting to go out with its call");
+  t.mock.timers.tick(100);
+  open(sockets[2]);
+  const [request] = sockets[2].sent;
+  assert.equal(request.method, "sum");
+  // Nothing about T1 on the new connection.
+  assert.ok(!sockets[2].sent.some((m) => JSON.stringify(m).includes("T1")));
+  sockets[2].deliver({ jsonrpc: "2.0", id: 9, method: "$/enumerator/next", params: { token: request.params.values.token } });
+  await settle();
+  const answer = sockets[2].sent.find((m) => m.id === 9);
+  assert.deepEqual(answer.result, { values: [1, 2, 3], finished: true });
+  sockets[2].deliver({ jsonrpc: "2.0", id: request.id, result: 6 });
+  assert.equal(await sum, 6);
+});
+
+test("the browser listeners go when the peer closes, and are never left by a failed dial", () => {
+  /** A window that keeps count of its listeners. */
+  const counting = () => {
+    const listeners = new Set();
+    return {
+      listeners,
+      addEventListener: (type, listener) => listeners.add(listener),
+      removeEventListener: (type, listener) => listeners.delete(listener),
+    };
+  };
+  const window = counting();
+  const document = { ...counting(), visibilityState: "visible" };
+  const failing = () => {
+    throw new SyntaxError("bad url");
+  };
+  assert.throws(() => new Peer(failing, { reconnect: true, window, document }), SyntaxError);
+  assert.equal(window.listeners.size + document.listeners.size, 0);
+  const { sockets, dial } = dialer();
+  const peer = new Peer(dial, { reconnect: true, window, document });
+  assert.equal(window.listeners.size + document.listeners.size, 2);
+  open(sockets[0]);
+  peer.close();
+  assert.equal(window.listeners.size + document.listeners.size, 0);
+});

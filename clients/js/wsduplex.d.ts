@@ -65,7 +65,12 @@ export interface PeerOptions {
   maxOpenStreams?: number;
   /** Reconnect after a connection drops (off by default; `true` for the defaults). */
   reconnect?: boolean | ReconnectOptions;
-  /** Runs on each new connection after a drop, before the calls that waited go out (to re-join rooms). */
+  /**
+   * Runs on each new connection after a drop, before the calls that waited
+   * go out (to re-join rooms); calls made while it runs go out at once. If
+   * it throws, "error" carries `{ error }` and the waiting calls go out all
+   * the same; nothing times it out but its own calls' timeouts.
+   */
   onReconnect?: ((peer: Peer) => unknown) | null;
   /** Where "online" is heard (the global scope by default). */
   window?: EventTarget | null;
@@ -80,7 +85,7 @@ export interface ConnectOptions extends PeerOptions {
   WebSocket?: new (url: string) => WebSocketLike;
 }
 
-/** Where a peer is: the property `state`, and an event of each name. */
+/** Where a peer is: the property `state`, and an event of each name but "connecting" (where it starts). */
 export type PeerState = "connecting" | "connected" | "reconnecting" | "closed";
 
 export interface ReconnectingDetail {
@@ -125,9 +130,9 @@ export interface Outgoing<T> {
 }
 
 /**
- * A connection, or with `reconnect` one after another. Events: each state's
- * name ("reconnecting" with a ReconnectingDetail, "closed" with a
- * CloseDetail), "open" for each connection that opens, "close" once with
+ * A connection, or with `reconnect` one after another. Events: "connected",
+ * "reconnecting" (a ReconnectingDetail) and "closed" (a CloseDetail) as the
+ * state changes, "open" for each connection that opens, "close" once with
  * "closed", and "error".
  */
 export declare class Peer extends EventTarget {
@@ -149,11 +154,27 @@ export declare class Peer extends EventTarget {
     options?: boolean | AddEventListenerOptions,
   ): void;
   addEventListener(
-    type: "open" | "error" | "connecting" | "connected",
+    type: "open" | "error" | "connected",
     listener: (event: Event) => void,
     options?: boolean | AddEventListenerOptions,
   ): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener(
+    type: "close" | "closed",
+    listener: (event: CustomEvent<CloseDetail>) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(
+    type: "reconnecting",
+    listener: (event: CustomEvent<ReconnectingDetail>) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(
+    type: "open" | "error" | "connected",
+    listener: (event: Event) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
   /**
    * Rejects with an RpcError: the peer's error object, -32020 on timeout,
    * -32021 once closed (or when the connection that carried it dropped:

@@ -39,6 +39,8 @@ const ABORT = "$/enumerator/abort";
 const MAX_BATCH_BYTES = 64 * 1024;
 /** Streams one connection sends at once by default. */
 const MAX_OPEN_STREAMS = 1000;
+/** A connection that lasts this long (ms) starts the reconnect attempts over. */
+const STABLE = 10000;
 
 /** An iterable to be sent as a stream: what `Peer.outgoing` returns. */
 class Outgoing {
@@ -150,11 +152,13 @@ const isId = (id) => typeof id === "string" || (typeof id === "number" && Number
  * A connection (or, reconnecting, one connection after another): calls and
  * notifications out, handlers for what comes in.
  *
- * `state` is "connecting", "connected", "reconnecting" or "closed", and
- * each change is an event of that name: "reconnecting" with detail
- * `{ attempt, error: { code, reason } }`, "closed" with `{ code, reason }`.
- * "open" comes with each connection that opens (after `onReconnect`),
- * "close" (detail `{ code, reason }`) once, with "closed"; and "error".
+ * `state` is "connecting" (the first connection), "connected",
+ * "reconnecting" or "closed", and each change after the first is an event
+ * of that name: "reconnecting" with detail `{ attempt, error: { code,
+ * reason } }`, "closed" with `{ code, reason }`. "open" comes with each
+ * connection that opens (after `onReconnect`), "close" (detail `{ code,
+ * reason }`) once, with "closed"; and "error" (an `onReconnect` that threw
+ * with detail `{ error }`).
  */
 export class Peer extends EventTarget {
   #socket;
@@ -179,7 +183,8 @@ export class Peer extends EventTarget {
   #retry = null; // the timer of the next attempt
   #opened = false; // any connection has opened
   #closing = false; // close() was called
-  #inHook = false; // onReconnect runs: its frames go out at once
+  #hook = null; // the connection whose onReconnect runs: frames go out on it at once
+  #stable = null; // the timer after which an open connection counts as stable
   #forget = () => {}; // removes the browser listeners
 
   /** Resolves when the (first) connection is open; rejects if it closes first. */
@@ -216,13 +221,13 @@ export class Peer extends EventTarget {
       this.#dial = socket;
       this.#reconnect = reconnectPolicy(reconnect);
       this.#onReconnect = onReconnect;
-      if (this.#reconnect) this.#forget = this.#listen(window, document);
       socket = socket();
+      if (this.#reconnect) this.#forget = this.#listen(window, document);
     }
     this.#attach(socket);
   }
 
-  /** "connecting", "connected", "reconnecting" or "closed". */
+  /** "connecting" (the first connection), "connected", "reconnecting" or "closed". */
   get state() {
     return this.#state;
   }
@@ -258,17 +263,20 @@ export class Peer extends EventTarget {
   async #onOpen() {
     const reconnected = this.#opened;
     this.#opened = true;
-    this.#attempt = 0;
+    const generation = this.#generation;
+    // Attempts start over only once a connection has lasted: a server that
+    // accepts and closes at once is still subject to maxAttempts.
+    clearTimeout(this.#stable);
+    this.#stable = setTimeout(() => (this.#attempt = 0), STABLE);
     if (reconnected && this.#onReconnect) {
       // On the new connection, before the calls that waited for it.
-      const generation = this.#generation;
-      this.#inHook = true;
+      this.#hook = generation;
       try {
         await this.#onReconnect(this);
-      } catch {
-        this.dispatchEvent(new Event("error"));
+      } catch (error) {
+        this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
       } finally {
-        this.#inHook = false;
+        if (this.#hook === generation) this.#hook = null;
       }
       if (generation !== this.#generation || this.#closed) return;
     }
@@ -298,6 +306,7 @@ export class Peer extends EventTarget {
   }
 
   #redial() {
+    if (this.#closed || this.#closing) return;
     let socket;
     try {
       socket = this.#dial();
@@ -320,13 +329,13 @@ export class Peer extends EventTarget {
     if (this.#closed) return Promise.reject(new RpcError(codes.PEER_CLOSED, "the connection is closed"));
     const cancelled = () => new RpcError(codes.REQUEST_CANCELLED, "Request cancelled", signal?.reason);
     if (signal?.aborted) return Promise.reject(cancelled());
+    const id = this.#nextId++;
     let tokens;
     try {
-      [params, tokens] = this.#carryStreams(params);
+      [params, tokens] = this.#carryStreams(params, id);
     } catch (error) {
       return Promise.reject(error);
     }
-    const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const giveUp = (error) => {
         if (!this.#pending.has(id)) return;
@@ -423,6 +432,9 @@ export class Peer extends EventTarget {
     try {
       yield* values;
       while (!finished) {
+        if (connection !== this.#generation) {
+          throw new RpcError(codes.PEER_CLOSED, "the connection that carried the stream closed");
+        }
         // A stream may wait for its next value as long as it likes: no timeout.
         const batch = await this.call(NEXT, { token }, { timeout: Infinity });
         const got = Array.isArray(batch?.values) ? batch.values : [];
@@ -442,20 +454,28 @@ export class Peer extends EventTarget {
 
   /** Closes the connection (code 1000 by default), for good. */
   close(code = 1000, reason = "") {
+    if (this.#closed) return;
     this.#closing = true;
-    if (this.#retry !== null || this.#state === "reconnecting") {
-      // Between attempts there is no connection to close: done now.
-      clearTimeout(this.#retry);
-      this.#retry = null;
-      this.#generation++;
+    // An open connection closes with a handshake; its close event finishes.
+    if (this.#state === "connected") return this.#socket.close(code, reason);
+    // Still connecting, or between attempts: done now, and what the socket
+    // says later is ignored.
+    clearTimeout(this.#retry);
+    this.#retry = null;
+    this.#generation++;
+    this.#finish(code, reason);
+    try {
       this.#socket.close?.(code, reason);
-      return this.#finish(code, reason);
+    } catch {
+      // A code a socket refuses: it is dropped all the same.
     }
-    this.#socket.close(code, reason);
   }
 
-  /** Registers `stream` under a new token; what travels in its place. */
-  #open(stream) {
+  /**
+   * Registers `stream` under a new token; what travels in its place.
+   * `call` is the id of the call whose parameter it is, if it is one.
+   */
+  #open(stream, call) {
     if (this.#streams.size >= this.#maxOpenStreams) {
       throw new RpcError(codes.SERVER_BUSY, `Too many open streams: at most ${this.#maxOpenStreams} per connection`);
     }
@@ -466,17 +486,17 @@ export class Peer extends EventTarget {
     let cut;
     // Settles when the stream is disposed of, so an ask waiting for a value stops waiting.
     const cutShort = new Promise((resolve) => (cut = () => resolve(CUT)));
-    this.#streams.set(token, { iterator, sync, pending: null, failure: null, busy: false, cutShort, cut });
+    this.#streams.set(token, { iterator, sync, pending: null, failure: null, busy: false, cutShort, cut, call });
     return { token };
   }
 
-  /** `params` with each stream in it registered; and their tokens. */
-  #carryStreams(params) {
+  /** `params` of call `id` with each stream in it registered; and their tokens. */
+  #carryStreams(params, id) {
     if (params === null || typeof params !== "object") return [params, []];
     const tokens = [];
     const carry = (value) => {
       if (!isStream(value)) return value;
-      const carried = this.#open(value);
+      const carried = this.#open(value, id);
       tokens.push(carried.token);
       return carried;
     };
@@ -587,7 +607,9 @@ export class Peer extends EventTarget {
     const frame = JSON.stringify(message);
     // Still connecting (readyState 0), or reconnecting: the frame goes out on open.
     const waiting = this.#socket.readyState === 0 || this.#state === "reconnecting";
-    if (waiting && !this.#inHook) this.#queued.push({ frame, id });
+    // onReconnect's calls go out on its connection, ahead of what waited.
+    const hooked = this.#hook !== null && this.#hook === this.#generation;
+    if (waiting && !hooked) this.#queued.push({ frame, id });
     else this.#write(frame, id);
   }
 
@@ -618,13 +640,20 @@ export class Peer extends EventTarget {
    */
   #onClose(code, reason) {
     if (this.#closed) return;
-    // The first attempt after a connection drops, or the one after a failed attempt.
-    const attempt = this.#state === "reconnecting" ? this.#attempt + 1 : 1;
+    clearTimeout(this.#stable);
+    this.#stable = null;
+    // Counting on from the last attempt, unless the connection had lasted (then 0).
+    const attempt = this.#attempt + 1;
     const retrying = this.#reconnect && !this.#closing && this.#opened && attempt <= this.#reconnect.maxAttempts;
     if (!retrying) return this.#finish(code, reason);
     this.#attempt = attempt;
+    // What belonged to the dropped connection is stale from now on: its
+    // hook's continuation, its streams, answers to its calls.
+    this.#generation++;
     this.#dropConnection(code);
     this.#setState("reconnecting", { attempt, error: { code, reason } });
+    // A listener may have closed it.
+    if (this.#closed) return;
     this.#retry = setTimeout(() => {
       this.#retry = null;
       this.#redial();
@@ -638,7 +667,11 @@ export class Peer extends EventTarget {
     }
     for (const controller of this.#running.values()) controller.abort();
     this.#running.clear();
-    for (const token of [...this.#streams.keys()]) this.#dispose(token);
+    // Streams went with what carried them: a handler's result, or a call
+    // that went out. A waiting call's go out with it.
+    for (const [token, stream] of [...this.#streams]) {
+      if (waiting || stream.call === undefined || !this.#pending.has(stream.call)) this.#dispose(token);
+    }
   }
 
   /** Closed for good. */
@@ -647,6 +680,7 @@ export class Peer extends EventTarget {
     this.#closed = { code, reason };
     this.#dropConnection(code, true);
     this.#queued = [];
+    clearTimeout(this.#stable);
     this.#forget();
     this.#setState("closed", { code, reason });
     this.dispatchEvent(new CustomEvent("close", { detail: { code, reason } }));

@@ -114,7 +114,9 @@ pub fn render_importing(contracts: &[&ContractInfo], module: &str) -> TypeScript
     let mut reserved: Vec<String> = GLOBALS.iter().map(|g| (*g).to_owned()).collect();
     for service in &services {
         reserved.push(format!("{}Client", service.name));
-        reserved.extend(error_names(service));
+        if !errors_of(service).is_empty() {
+            reserved.extend(error_names(service));
+        }
     }
     for callback in &callbacks {
         reserved.push(callback.name.to_owned());
@@ -376,18 +378,31 @@ fn service_class(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output,
     js.text.push_str("}\n\n");
 }
 
-/// The errors `service`'s methods document (those that answer), each code once.
-fn errors_of(service: &ContractInfo) -> Vec<crate::contract::ErrorInfo> {
-    let mut errors: Vec<crate::contract::ErrorInfo> = Vec::new();
+/// A documented error as the generated module names it.
+struct ServiceError {
+    info: crate::contract::ErrorInfo,
+    /// Its name, with its code added when another error has the name.
+    name: String,
+}
+
+/// The errors `service`'s methods document (those that answer), each code
+/// once (the first documentation of a code wins).
+fn errors_of(service: &ContractInfo) -> Vec<ServiceError> {
+    let mut errors: Vec<ServiceError> = Vec::new();
     for method in service.methods.iter().filter(|m| !m.oneway) {
         let refused = (!method.roles.is_empty()).then(|| {
             crate::contract::ErrorInfo::new(crate::codes::NOT_AUTHORIZED, "NotAuthorized")
-                .with_docs("The connection has none of the roles the method requires; `data` is `{\"roles\": [...]}`.")
+                .with_docs("The connection has none of the roles the method requires.")
         });
-        for error in method.documented_errors().into_iter().chain(refused) {
-            if !errors.iter().any(|e| e.code == error.code || e.name == error.name) {
-                errors.push(error);
+        for info in method.documented_errors().into_iter().chain(refused) {
+            if errors.iter().any(|e| e.info.code == info.code) {
+                continue;
             }
+            let name = match errors.iter().any(|e| e.info.name == info.name) {
+                true => format!("{}{}", info.name, info.code.unsigned_abs()),
+                false => info.name.to_owned(),
+            };
+            errors.push(ServiceError { info, name });
         }
     }
     errors
@@ -410,68 +425,44 @@ fn service_errors(service: &ContractInfo, schemas: &mut Schemas, js: &mut Output
     let [union, codes, guard] = error_names(service);
     let name = service.name;
     js.uses(&["RpcError"]);
-    let entries: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.name, e.code)).collect();
+    let entries: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.name, e.info.code)).collect();
     let docs = format!("The error codes `{name}`'s methods document, by name.");
-    js.text.push_str(&doc_comment(&docs, 0));
-    writeln!(
-        js.text,
-        "export const {codes} = Object.freeze({{ {} }});
-",
-        entries.join(", ")
-    )
-    .unwrap();
     let guard_docs = format!(
-        "True for an `RpcError` with a code `{name}` documents: then its `code` tells which, and types its `data`."
+        "True for an `RpcError` with a code `{name}` documents: then its `code` tells which, and types its `data`. \
+         (-32020 and -32021 also come from this side: a call's own timeout, a connection that closed.)"
     );
+
+    js.text.push_str(&doc_comment(&docs, 0));
+    writeln!(js.text, "export const {codes} = Object.freeze({{ {} }});\n", entries.join(", ")).unwrap();
     js.text.push_str(&doc_comment(&guard_docs, 0));
-    writeln!(
-        js.text,
-        "export function {guard}(error) {{
-  return error instanceof RpcError && Object.values({codes}).includes(error.code);
-}}
-"
-    )
-    .unwrap();
+    writeln!(js.text, "export function {guard}(error) {{").unwrap();
+    writeln!(js.text, "  return error instanceof RpcError && Object.values({codes}).includes(error.code);\n}}\n")
+        .unwrap();
 
     dts.text.push_str(&doc_comment(&docs, 0));
     writeln!(dts.text, "export declare const {codes}: {{").unwrap();
     for error in &errors {
-        writeln!(dts.text, "  readonly {}: {};", error.name, error.code).unwrap();
+        writeln!(dts.text, "  readonly {}: {};", error.name, error.info.code).unwrap();
     }
-    dts.text.push_str(
-        "};
-
-",
-    );
+    dts.text.push_str("};\n\n");
     let union_docs = format!("An error `{name}`'s methods document, told apart by `code`.");
     dts.text.push_str(&doc_comment(&union_docs, 0));
     writeln!(dts.text, "export type {union} =").unwrap();
     for error in &errors {
-        // Error data is written by the service.
-        let data = match error.data {
-            Some(data) => {
-                let ty =
-                    type_of(&schemas.schema(data, Side::Written), 0).split_whitespace().collect::<Vec<_>>().join(" ");
-                format!("; readonly data: {ty}")
-            }
-            None => String::new(),
+        // Error data is written by the service; a missing role's is the roles.
+        let data = match (error.info.data, error.info.code) {
+            (Some(data), _) => format!("; readonly data: {}", type_of(&schemas.schema(data, Side::Written), 1)),
+            (None, crate::codes::NOT_AUTHORIZED) => "; readonly data: { roles: string[] }".to_owned(),
+            (None, _) => String::new(),
         };
-        writeln!(dts.text, "  /** {}: {} */", error.name, error.summary()).unwrap();
-        writeln!(dts.text, "  | ({MODULE}.RpcError & {{ readonly code: {}{data} }})", error.code).unwrap();
+        let summary = format!("{}: {}", error.name, error.info.summary());
+        dts.text.push_str(&doc_comment(&summary, 1));
+        writeln!(dts.text, "  | ({MODULE}.RpcError & {{ readonly code: {}{data} }})", error.info.code).unwrap();
     }
     dts.text.truncate(dts.text.trim_end().len());
-    dts.text.push_str(
-        ";
-
-",
-    );
+    dts.text.push_str(";\n\n");
     dts.text.push_str(&doc_comment(&guard_docs, 0));
-    writeln!(
-        dts.text,
-        "export declare function {guard}(error: unknown): error is {union};
-"
-    )
-    .unwrap();
+    writeln!(dts.text, "export declare function {guard}(error: unknown): error is {union};\n").unwrap();
 }
 
 fn callback_interface(callback: &ContractInfo, schemas: &mut Schemas, js: &mut Output, dts: &mut Output) {
@@ -769,7 +760,8 @@ mod tests {
             vec![ErrorInfo::new(1001, "Full"), ErrorInfo::new(1002, "Closed")]
         }
         fn closed() -> Vec<ErrorInfo> {
-            vec![ErrorInfo::new(1002, "Closed")]
+            // The same code again (listed once), and the same name for another code.
+            vec![ErrorInfo::new(1002, "Closed").with_docs("Shut */ already."), ErrorInfo::new(1003, "Closed")]
         }
         static METHODS: [MethodInfo; 4] = [
             MethodInfo { errors: full, ..unit_method("r.enter") },
@@ -787,12 +779,15 @@ mod tests {
             methods: &METHODS,
             callback: None,
         };
-        let listed: Vec<(i32, &str)> = errors_of(&contract).iter().map(|e| (e.code, e.name)).collect();
-        assert_eq!(listed, [(1001, "Full"), (1002, "Closed"), (-32030, "NotAuthorized")]);
+        let listed: Vec<(i32, String)> = errors_of(&contract).into_iter().map(|e| (e.info.code, e.name)).collect();
+        let expected = [(1001, "Full"), (1002, "Closed"), (1003, "Closed1003"), (-32030, "NotAuthorized")];
+        assert_eq!(listed, expected.map(|(code, name)| (code, name.to_owned())));
         let ts = render(&[&contract]);
         assert!(ts.javascript.contains(
-            "export const RoomsErrors = Object.freeze({ Full: 1001, Closed: 1002, NotAuthorized: -32030 });"
+            "export const RoomsErrors = Object.freeze({ Full: 1001, Closed: 1002, Closed1003: 1003, NotAuthorized: -32030 });"
         ));
+        assert!(ts.declarations.contains("readonly code: -32030; readonly data: { roles: string[] }"));
+        assert!(!ts.declarations.contains("Shut */"), "a comment's end in docs is escaped");
         assert!(ts.declarations.contains("export declare function isRoomsError(error: unknown): error is RoomsError;"));
         assert!(ts.declarations.contains("  | (wsduplex.RpcError & { readonly code: 1001 })"));
         // A contract that documents none gets none of it.
