@@ -162,6 +162,19 @@ fn profile(name: &str) -> PathBuf {
     dir
 }
 
+/// Alice's and bob's pages (profiles named with `tag`), both showing Connected at `url`.
+async fn connected_pages(webdriver: &str, url: &str, tag: &str) -> [(Client, PathBuf); 2] {
+    let mut pages = Vec::new();
+    for name in ["alice", "bob"] {
+        let dir = profile(&format!("{name}{tag}"));
+        let page = page(webdriver, &dir).await;
+        page.goto(url).await.unwrap();
+        eventually("the page to connect", || async { text_of(&page, "status").await == "Connected" }).await;
+        pages.push((page, dir));
+    }
+    pages.try_into().unwrap_or_else(|_| unreachable!("two names, two pages"))
+}
+
 #[tokio::test]
 async fn two_pages_chat_invite_and_see_each_other_leave() {
     if !browser_available() {
@@ -169,13 +182,7 @@ async fn two_pages_chat_invite_and_see_each_other_leave() {
     }
     let (_chat, url) = chat();
     let (_driver, webdriver) = chromedriver().await;
-    let (alice_profile, bob_profile) = (profile("alice"), profile("bob"));
-    let alice = page(&webdriver, &alice_profile).await;
-    let bob = page(&webdriver, &bob_profile).await;
-    for page in [&alice, &bob] {
-        page.goto(&url).await.unwrap();
-        eventually("the page to connect", || async { text_of(page, "status").await == "Connected" }).await;
-    }
+    let [(alice, alice_profile), (bob, bob_profile)] = connected_pages(&webdriver, &url, "").await;
 
     join(&alice, "alice", "lobby").await;
     join(&bob, "bob", "den").await;
@@ -234,13 +241,7 @@ async fn pages_ride_through_a_server_restart() {
     let addr = format!("127.0.0.1:{}", free_port());
     let (server, url) = chat_at(&addr);
     let (_driver, webdriver) = chromedriver().await;
-    let (alice_profile, bob_profile) = (profile("alice-restart"), profile("bob-restart"));
-    let alice = page(&webdriver, &alice_profile).await;
-    let bob = page(&webdriver, &bob_profile).await;
-    for page in [&alice, &bob] {
-        page.goto(&url).await.unwrap();
-        eventually("the page to connect", || async { text_of(page, "status").await == "Connected" }).await;
-    }
+    let [(alice, alice_profile), (bob, bob_profile)] = connected_pages(&webdriver, &url, "-restart").await;
     join(&alice, "alice", "lobby").await;
     join(&bob, "bob", "lobby").await;
     log_shows(&alice, "bob joined.").await;
