@@ -8,8 +8,21 @@
 //! handles are registered with the recorder of the moment, the first time
 //! the method is seen.
 //!
-//! The README's *Metrics* section lists every metric with its kind and
-//! labels; the chat example serves them at `/metrics` (`--metrics ADDR`).
+//! The README's *In production* section lists every metric with its kind
+//! and labels; the chat example serves them at `/metrics` (`--metrics ADDR`).
+//! With `metrics-exporter-prometheus`, for example:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Before any server or client is built.
+//! let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+//! // ... build and start the server; then serve this at /metrics, and call
+//! // `prometheus.run_upkeep()` every few seconds.
+//! let text: String = prometheus.render();
+//! # drop(text);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Method labels are bounded: a method this side does not have counts
 //! under `_unknown`, never under the name the peer sent. (So does a call
