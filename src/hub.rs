@@ -245,9 +245,7 @@ impl LocalConnections {
     /// Closes local connection `id` with `code` and `reason` for another
     /// node; false when it is not here.
     pub fn close(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
-        let Some(peer) = self.0.upgrade().and_then(|core| core.peer(id)) else { return false };
-        peer.close(code, reason);
-        true
+        self.0.upgrade().is_some_and(|core| core.close_here(id, code, reason))
     }
 
     /// Adds local connection `id` to `group` (or removes it) for another
@@ -397,13 +395,15 @@ impl HubCore {
 
     /// Closes connection `id`, here or on another node.
     pub(crate) async fn close(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
-        match self.peer(id) {
-            Some(peer) => {
-                peer.close(code, reason);
-                true
-            }
-            None => self.elsewhere(id, "close", || self.backplane.close(id, code, reason)).await,
-        }
+        self.close_here(id, code, reason)
+            || self.elsewhere(id, "close", || self.backplane.close(id, code, reason)).await
+    }
+
+    /// Closes local connection `id`; false when it is not here.
+    fn close_here(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
+        let Some(peer) = self.peer(id) else { return false };
+        peer.close(code, reason);
+        true
     }
 
     /// What `ask` gets from the backplane about connection `id`, not held

@@ -277,10 +277,7 @@ impl<T: Transport, H: Handler> Driver<T, H> {
                 }
             }
         }
-        if free {
-            return self.on_frame(frame, &text);
-        }
-        if frame.needs_no_slot() {
+        if free || frame.needs_no_slot() {
             return self.on_frame(frame, &text);
         }
         // Soft by one frame, like `pause`: whatever it reads while not full,
