@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use wsduplex::{
-    CallError, Client, Connection, Hub, Incoming, Server, Stream, client::ReconnectPolicy, server::ServerHandle,
+    CallError, Client, Connection, Hub, Incoming, Outgoing, Server, client::ReconnectPolicy, server::ServerHandle,
 };
 
 /// Live prices by subscription.
@@ -35,7 +35,7 @@ pub trait Ticker {
     async fn unsubscribe(&self, symbols: Vec<String>) -> Vec<String>;
     /// The first `count` ticks of `symbol`, oldest first, as a stream: the
     /// ticker makes them as the caller reads them.
-    async fn history(&self, symbol: String, count: u64) -> Result<Stream<Tick>, TickerError>;
+    async fn history(&self, symbol: String, count: u64) -> Result<Outgoing<Tick>, TickerError>;
     /// The sum of the numbers the caller streams in.
     async fn total(&self, values: Incoming<f64>) -> Result<f64, wsduplex::Error>;
 }
@@ -99,12 +99,12 @@ impl Ticker for TickerSession {
         self.subscriptions()
     }
 
-    async fn history(&self, symbol: String, count: u64) -> Result<Stream<Tick>, TickerError> {
+    async fn history(&self, symbol: String, count: u64) -> Result<Outgoing<Tick>, TickerError> {
         if !SYMBOLS.contains(&symbol.as_str()) {
             return Err(TickerError::UnknownSymbol(symbol));
         }
         let mut walk = PriceWalk::new();
-        Ok(Stream::iter((0..count).map(move |seq| Tick { symbol: symbol.clone(), seq, price: walk.step() })))
+        Ok(Outgoing::iter((0..count).map(move |seq| Tick { symbol: symbol.clone(), seq, price: walk.step() })))
     }
 
     async fn total(&self, mut values: Incoming<f64>) -> Result<f64, wsduplex::Error> {

@@ -261,7 +261,7 @@ pub use hub::Hub;
 pub use jsonrpsee_types::ErrorObjectOwned;
 pub use peer::{CloseReason, Peer};
 pub use server::Server;
-pub use stream::{Incoming, Stream};
+pub use stream::{Incoming, Outgoing};
 
 /// Declares a service contract: the methods clients call on the server.
 ///

@@ -224,7 +224,7 @@ pub struct Quote {
 #[wsduplex::service(namespace = "quotes", callback = Desk)]
 pub trait Quotes {
     /// `count` quotes of `symbol`.
-    async fn history(&self, symbol: String, count: u64) -> wsduplex::Stream<Quote>;
+    async fn history(&self, symbol: String, count: u64) -> wsduplex::Outgoing<Quote>;
     /// The sum of the values sent.
     async fn total(&self, values: wsduplex::Incoming<f64>) -> Result<f64, wsduplex::Error>;
     /// The sum of the caller's `series(count)`.
@@ -238,7 +238,7 @@ pub trait Quotes {
 /// The page's side of `Quotes`.
 #[wsduplex::callback(namespace = "desk")]
 pub trait Desk {
-    async fn series(&self, count: u64) -> wsduplex::Stream<u64>;
+    async fn series(&self, count: u64) -> wsduplex::Outgoing<u64>;
     async fn count(&self, values: wsduplex::Incoming<u64>) -> u64;
 }
 
@@ -247,8 +247,8 @@ struct QuotesSession {
 }
 
 impl Quotes for QuotesSession {
-    async fn history(&self, symbol: String, count: u64) -> wsduplex::Stream<Quote> {
-        wsduplex::Stream::iter((0..count).map(move |seq| Quote { symbol: symbol.clone(), seq }))
+    async fn history(&self, symbol: String, count: u64) -> wsduplex::Outgoing<Quote> {
+        wsduplex::Outgoing::iter((0..count).map(move |seq| Quote { symbol: symbol.clone(), seq }))
     }
 
     async fn total(&self, values: wsduplex::Incoming<f64>) -> Result<f64, wsduplex::Error> {

@@ -14,7 +14,7 @@ use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Notify as Signal;
-use wsduplex::{CallError, Client, Connection, Error, Incoming, Peer, Server, Stream, codes};
+use wsduplex::{CallError, Client, Connection, Error, Incoming, Outgoing, Peer, Server, codes};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Tick {
@@ -35,25 +35,25 @@ pub enum TickerError {
 #[wsduplex::service(namespace = "ticker", callback = Feed)]
 pub trait Ticker {
     /// `count` ticks of `symbol`, `seq` 0..count-1.
-    async fn history(&self, symbol: String, count: u64) -> Result<Stream<Tick>, TickerError>;
+    async fn history(&self, symbol: String, count: u64) -> Result<Outgoing<Tick>, TickerError>;
     /// The sum of the values sent.
     async fn total(&self, values: Incoming<f64>) -> Result<f64, Error>;
     /// 0..count, counted as produced.
-    async fn numbers(&self, count: u64) -> Stream<u64>;
+    async fn numbers(&self, count: u64) -> Outgoing<u64>;
     /// 0..count, then the error 2002.
-    async fn failing(&self, count: u64) -> Stream<u64>;
+    async fn failing(&self, count: u64) -> Outgoing<u64>;
     /// Never ends; says when it is dropped.
-    async fn endless(&self) -> Stream<u64>;
+    async fn endless(&self) -> Outgoing<u64>;
     /// Never yields a value; says when it is dropped.
-    async fn silent(&self) -> Stream<u64>;
+    async fn silent(&self) -> Outgoing<u64>;
     /// Never ends, produced ahead of the asks in a task of its own.
-    async fn ahead(&self) -> Stream<u64>;
+    async fn ahead(&self) -> Outgoing<u64>;
     /// Keeps the stream sent, unread, past the call.
     async fn keep(&self, values: Incoming<u64>);
     /// Reads the stream kept by `keep`.
     async fn read_kept(&self) -> Vec<i64>;
     /// The first values prefetched with the token.
-    async fn prefetched(&self, count: u64, prefetch: u64) -> Stream<u64>;
+    async fn prefetched(&self, count: u64, prefetch: u64) -> Outgoing<u64>;
     /// The sum of `series(count)` read from the caller's callback.
     async fn pull_from_caller(&self, count: u64) -> Result<u64, Error>;
     /// How many values `count(values)` on the caller's callback counted, sent 0..count.
@@ -63,7 +63,7 @@ pub trait Ticker {
 
 #[wsduplex::callback(namespace = "feed")]
 pub trait Feed {
-    async fn series(&self, count: u64) -> Stream<u64>;
+    async fn series(&self, count: u64) -> Outgoing<u64>;
     async fn count(&self, values: Incoming<u64>) -> u64;
 }
 
@@ -126,11 +126,11 @@ impl Desk {
 }
 
 impl Ticker for Desk {
-    async fn history(&self, symbol: String, count: u64) -> Result<Stream<Tick>, TickerError> {
+    async fn history(&self, symbol: String, count: u64) -> Result<Outgoing<Tick>, TickerError> {
         if symbol != "ACME" {
             return Err(TickerError::UnknownSymbol(symbol));
         }
-        Ok(Stream::iter((0..count).map(move |seq| Tick { symbol: symbol.clone(), seq, price: 100.0 + seq as f64 })))
+        Ok(Outgoing::iter((0..count).map(move |seq| Tick { symbol: symbol.clone(), seq, price: 100.0 + seq as f64 })))
     }
 
     async fn total(&self, mut values: Incoming<f64>) -> Result<f64, Error> {
@@ -141,30 +141,30 @@ impl Ticker for Desk {
         Ok(sum)
     }
 
-    async fn numbers(&self, count: u64) -> Stream<u64> {
-        Stream::new(self.counted(0..count))
+    async fn numbers(&self, count: u64) -> Outgoing<u64> {
+        Outgoing::new(self.counted(0..count))
     }
 
-    async fn failing(&self, count: u64) -> Stream<u64> {
+    async fn failing(&self, count: u64) -> Outgoing<u64> {
         let values = stream::iter((0..count).map(Ok));
         let error = stream::once(async { Err(wsduplex::ErrorObjectOwned::owned(2002, "feed lost", None::<()>)) });
-        Stream::from_results(values.chain(error))
+        Outgoing::from_results(values.chain(error))
     }
 
-    async fn endless(&self) -> Stream<u64> {
-        Stream::new(self.counted(0..u64::MAX))
+    async fn endless(&self) -> Outgoing<u64> {
+        Outgoing::new(self.counted(0..u64::MAX))
     }
 
-    async fn silent(&self) -> Stream<u64> {
+    async fn silent(&self) -> Outgoing<u64> {
         let guard = OnDrop(self.probe.clone());
-        Stream::new(stream::pending::<u64>().map(move |n| {
+        Outgoing::new(stream::pending::<u64>().map(move |n| {
             let _alive = &guard;
             n
         }))
     }
 
-    async fn ahead(&self) -> Stream<u64> {
-        Stream::new(self.counted(0..u64::MAX)).max_read_ahead(16).min_batch_size(4)
+    async fn ahead(&self) -> Outgoing<u64> {
+        Outgoing::new(self.counted(0..u64::MAX)).max_read_ahead(16).min_batch_size(4)
     }
 
     async fn keep(&self, values: Incoming<u64>) {
@@ -183,8 +183,8 @@ impl Ticker for Desk {
         read
     }
 
-    async fn prefetched(&self, count: u64, prefetch: u64) -> Stream<u64> {
-        Stream::iter(0..count).prefetch(prefetch as usize).await
+    async fn prefetched(&self, count: u64, prefetch: u64) -> Outgoing<u64> {
+        Outgoing::iter(0..count).prefetch(prefetch as usize).await
     }
 
     async fn pull_from_caller(&self, count: u64) -> Result<u64, Error> {
@@ -209,8 +209,8 @@ impl Ticker for Desk {
 struct Screen;
 
 impl Feed for Screen {
-    async fn series(&self, count: u64) -> Stream<u64> {
-        Stream::iter(0..count)
+    async fn series(&self, count: u64) -> Outgoing<u64> {
+        Outgoing::iter(0..count)
     }
 
     async fn count(&self, values: Incoming<u64>) -> u64 {
@@ -270,8 +270,8 @@ async fn a_stream_parameter_is_read_by_the_handler() {
     let (client, _probe) = setup().await;
     let values = stream::iter([1.5, 2.5, 3.0]);
     assert_eq!(within(client.total(values)).await.unwrap(), 7.0);
-    // A `Stream` with settings of its own goes in as it is.
-    let values = Stream::iter((1..=1000).map(f64::from)).min_batch_size(100);
+    // An `Outgoing` with settings of its own goes in as it is.
+    let values = Outgoing::iter((1..=1000).map(f64::from)).min_batch_size(100);
     assert_eq!(within(client.total(values)).await.unwrap(), 500_500.0);
     assert_eq!(client_peer(&client).open_streams(), 0, "the parameters' streams are released");
 }
@@ -379,7 +379,7 @@ async fn a_consumer_on_the_server_sees_the_client_go() {
     // The client sends a stream that never ends, and the server keeps it.
     let (tx, rx) = tokio::sync::mpsc::channel::<u64>(4);
     tx.send(7).await.unwrap();
-    within(client.keep(Stream::from(rx))).await.unwrap();
+    within(client.keep(Outgoing::from(rx))).await.unwrap();
     drop(tx);
     client.caller().close();
     within(probe.server_peer().closed()).await;

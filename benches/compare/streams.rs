@@ -4,7 +4,7 @@
 //!
 //! Both contenders get their values the same way, from a task that sends
 //! them into a bounded channel (a live feed, not a ready-made collection),
-//! and send them with their defaults: wsduplex a `Stream<T>` the consumer
+//! and send them with their defaults: wsduplex an `Outgoing<T>` the consumer
 //! pulls from, jsonrpsee a subscription whose sink it feeds as fast as the
 //! sink accepts.
 

@@ -17,9 +17,9 @@ use crate::stats::{Latencies, Measurement};
 pub trait Bench {
     async fn echo(&self, text: String) -> String;
     /// `count` copies of `text`, as a stream.
-    async fn items(&self, text: String, count: u64) -> wsduplex::Stream<String>;
+    async fn items(&self, text: String, count: u64) -> wsduplex::Outgoing<String>;
     /// Copies of `text` from a live feed, as a stream.
-    async fn feed(&self, text: String) -> wsduplex::Stream<String>;
+    async fn feed(&self, text: String) -> wsduplex::Outgoing<String>;
 }
 
 /// What the server calls on clients.
@@ -37,11 +37,11 @@ impl Bench for Session {
         text
     }
 
-    async fn items(&self, text: String, count: u64) -> wsduplex::Stream<String> {
-        wsduplex::Stream::iter(std::iter::repeat_n(text, count as usize))
+    async fn items(&self, text: String, count: u64) -> wsduplex::Outgoing<String> {
+        wsduplex::Outgoing::iter(std::iter::repeat_n(text, count as usize))
     }
 
-    async fn feed(&self, text: String) -> wsduplex::Stream<String> {
+    async fn feed(&self, text: String) -> wsduplex::Outgoing<String> {
         crate::streams::feed(&text).into()
     }
 }

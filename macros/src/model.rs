@@ -162,7 +162,7 @@ impl Returns {
 }
 
 /// `T` in `Name<T>`, recognised by the last path segment: `Incoming<T>` in a
-/// parameter, `Stream<T>` in a result.
+/// parameter, `Outgoing<T>` in a result.
 pub fn stream_item<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last().filter(|s| path.qself.is_none() && s.ident == name)?;

@@ -27,7 +27,7 @@
 //!   needs one; others get -32030 (`codes::NOT_AUTHORIZED`);
 //! - `x-wsduplex-stream` (extension, `true` on a parameter's or result's
 //!   content descriptor, and in its schema): the value is a stream
-//!   ([`Stream`](crate::Stream) or [`Incoming`](crate::Incoming)), sent as
+//!   ([`Outgoing`](crate::Outgoing) or [`Incoming`](crate::Incoming)), sent as
 //!   `{"token", "values"}` and pulled with `$/enumerator/next`; the schema's
 //!   `properties.values.items` is the schema of one value.
 //!

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 pub use consumer::Incoming;
 pub(crate) use producer::Producers;
-pub use producer::{IntoStream, Stream};
+pub use producer::{IntoOutgoing, Outgoing};
 
 /// The consumer asks for the next values.
 pub(crate) const NEXT_METHOD: &str = "$/enumerator/next";
@@ -122,7 +122,7 @@ macro_rules! stream_json_schema {
     )*};
 }
 
-stream_json_schema!(Stream, Incoming);
+stream_json_schema!(Outgoing, Incoming);
 
 #[cfg(test)]
 mod tests;

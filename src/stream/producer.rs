@@ -1,4 +1,4 @@
-//! The producing side: [`Stream`], what a method returns (or a caller
+//! The producing side: [`Outgoing`], what a method returns (or a caller
 //! passes) to send a sequence, and the per-connection registry that answers
 //! the consumer's `$/enumerator/next` and `$/enumerator/dispose`.
 
@@ -29,29 +29,29 @@ pub(crate) const MAX_BATCH_BYTES: usize = 64 << 10;
 /// method returns for a stream result, or what a caller passes for a stream
 /// parameter (the peer receives an [`Incoming`](super::Incoming)).
 ///
-/// Made from any [`futures::Stream`](futures_util::Stream) with [`Stream::new`]
-/// (or one of `Result`s with [`Stream::from_results`], whose first error ends
+/// Made from any [`futures::Stream`](futures_util::Stream) with [`Outgoing::new`]
+/// (or one of `Result`s with [`Outgoing::from_results`], whose first error ends
 /// the sequence with that error object), from a channel's receiver with
-/// `From`, or from an iterator with [`Stream::iter`]. An `async_stream`-style
+/// `From`, or from an iterator with [`Outgoing::iter`]. An `async_stream`-style
 /// generator is a `futures::Stream` too.
 ///
 /// It travels as a token (StreamJsonRpc's `IAsyncEnumerable` protocol, see the
 /// [wire guide](crate::codes)). Nothing is produced until the peer asks, and
-/// at most [`max_read_ahead`](Stream::max_read_ahead) values wait unasked, so
+/// at most [`max_read_ahead`](Outgoing::max_read_ahead) values wait unasked, so
 /// a consumer that stops asking stops the producer. The stream is dropped
 /// when the peer disposes of it or reads it to the end, when the call that
 /// carried it as a parameter completes, or when the connection closes.
 ///
 /// ```
 /// # async fn demo() {
-/// let numbers = wsduplex::Stream::iter(0..1_000_000u64).min_batch_size(64);
+/// let numbers = wsduplex::Outgoing::iter(0..1_000_000u64).min_batch_size(64);
 /// # let _ = numbers;
 /// let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
-/// let lines: wsduplex::Stream<String> = rx.into();
+/// let lines: wsduplex::Outgoing<String> = rx.into();
 /// # drop((tx, lines));
 /// # }
 /// ```
-pub struct Stream<T> {
+pub struct Outgoing<T> {
     /// Taken when serialized: a stream is sent once.
     unsent: Mutex<Option<Unsent<T>>>,
 }
@@ -59,16 +59,16 @@ pub struct Stream<T> {
 struct Unsent<T> {
     items: BoxStream<'static, Result<T, ErrorObjectOwned>>,
     settings: Settings,
-    /// Values read by [`Stream::prefetch`], sent with the token.
+    /// Values read by [`Outgoing::prefetch`], sent with the token.
     prefetched: Vec<T>,
-    /// Set by [`Stream::prefetch`] when it saw the end (or an error).
+    /// Set by [`Outgoing::prefetch`] when it saw the end (or an error).
     ended: Option<Option<ErrorObjectOwned>>,
 }
 
-impl<T: Send + 'static> Stream<T> {
+impl<T: Send + 'static> Outgoing<T> {
     /// Sends the items of `stream`.
     pub fn new(stream: impl futures_util::Stream<Item = T> + Send + 'static) -> Self {
-        Stream::from_boxed(stream.map(Ok).boxed())
+        Outgoing::from_boxed(stream.map(Ok).boxed())
     }
 
     /// Sends the `Ok` items of `stream`; the first `Err` ends the sequence,
@@ -76,7 +76,7 @@ impl<T: Send + 'static> Stream<T> {
     pub fn from_results<E: Into<ErrorObjectOwned>>(
         stream: impl futures_util::Stream<Item = Result<T, E>> + Send + 'static,
     ) -> Self {
-        Stream::from_boxed(stream.map(|item| item.map_err(Into::into)).boxed())
+        Outgoing::from_boxed(stream.map(|item| item.map_err(Into::into)).boxed())
     }
 
     /// Sends the items of `iter`, produced as the consumer asks.
@@ -85,12 +85,12 @@ impl<T: Send + 'static> Stream<T> {
         I: IntoIterator<Item = T>,
         I::IntoIter: Send + 'static,
     {
-        Stream::new(futures_util::stream::iter(iter))
+        Outgoing::new(futures_util::stream::iter(iter))
     }
 
     fn from_boxed(items: BoxStream<'static, Result<T, ErrorObjectOwned>>) -> Self {
         let unsent = Unsent { items, settings: Settings::default(), prefetched: Vec::new(), ended: None };
-        Stream { unsent: Mutex::new(Some(unsent)) }
+        Outgoing { unsent: Mutex::new(Some(unsent)) }
     }
 
     fn settings(self, f: impl FnOnce(&mut Settings)) -> Self {
@@ -134,35 +134,35 @@ impl<T: Send + 'static> Stream<T> {
     }
 }
 
-impl<T: Send + 'static> From<tokio::sync::mpsc::Receiver<T>> for Stream<T> {
+impl<T: Send + 'static> From<tokio::sync::mpsc::Receiver<T>> for Outgoing<T> {
     /// Sends what the channel receives, until every sender is dropped.
     fn from(mut receiver: tokio::sync::mpsc::Receiver<T>) -> Self {
-        Stream::new(futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx)))
+        Outgoing::new(futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx)))
     }
 }
 
-impl<T> fmt::Debug for Stream<T> {
+impl<T> fmt::Debug for Outgoing<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sent = lock(&self.unsent).is_none();
-        f.debug_struct("Stream").field("sent", &sent).finish_non_exhaustive()
+        f.debug_struct("Outgoing").field("sent", &sent).finish_non_exhaustive()
     }
 }
 
 /// What a caller passes for a stream parameter: any `futures::Stream`, or a
-/// [`Stream`] made with settings of its own.
-pub trait IntoStream<T> {
+/// [`Outgoing`] made with settings of its own.
+pub trait IntoOutgoing<T> {
     /// The stream to send.
-    fn into_stream(self) -> Stream<T>;
+    fn into_outgoing(self) -> Outgoing<T>;
 }
 
-impl<T: Send + 'static, S: futures_util::Stream<Item = T> + Send + 'static> IntoStream<T> for S {
-    fn into_stream(self) -> Stream<T> {
-        Stream::new(self)
+impl<T: Send + 'static, S: futures_util::Stream<Item = T> + Send + 'static> IntoOutgoing<T> for S {
+    fn into_outgoing(self) -> Outgoing<T> {
+        Outgoing::new(self)
     }
 }
 
-impl<T> IntoStream<T> for Stream<T> {
-    fn into_stream(self) -> Stream<T> {
+impl<T> IntoOutgoing<T> for Outgoing<T> {
+    fn into_outgoing(self) -> Outgoing<T> {
         self
     }
 }
@@ -170,10 +170,10 @@ impl<T> IntoStream<T> for Stream<T> {
 /// On the wire: `{"token": …, "values": [prefetched…]}`, `values` left out
 /// when none were prefetched; a sequence that ended in its prefetched values
 /// (or with none) has no token. The token is registered on the connection the message goes to.
-impl<T: Serialize + Send + 'static> Serialize for Stream<T> {
+impl<T: Serialize + Send + 'static> Serialize for Outgoing<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let Some(unsent) = lock(&self.unsent).take() else {
-            return Err(S::Error::custom("a wsduplex::Stream is sent once; this one was sent already"));
+            return Err(S::Error::custom("a wsduplex::Outgoing is sent once; this one was sent already"));
         };
         let Unsent { items, settings, prefetched, ended } = unsent;
         let token = match ended {
@@ -185,7 +185,7 @@ impl<T: Serialize + Send + 'static> Serialize for Stream<T> {
             Ok(token) => token,
             Err(NotHere::NoConnection) => {
                 return Err(S::Error::custom(
-                    "a wsduplex::Stream travels only in a call or its result on a wsduplex connection \
+                    "a wsduplex::Outgoing travels only in a call or its result on a wsduplex connection \
                      (never in a notification, a hub's fan-out, or another transport)",
                 ));
             }

@@ -1,6 +1,6 @@
 //! Which connection a stream being encoded or decoded belongs to.
 //!
-//! `Stream<T>` registers its producer on a connection when it is serialized,
+//! `Outgoing<T>` registers its producer on a connection when it is serialized,
 //! and `Incoming<T>` needs a connection to pull from when it is deserialized;
 //! serde gives neither a way to be told. So the engine marks the thread while
 //! it encodes or decodes a message of one connection (a call's params or its

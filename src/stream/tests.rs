@@ -205,7 +205,7 @@ async fn the_open_stream_limit_and_closing() {
 
 #[test]
 fn a_stream_refuses_to_serialize_outside_a_connection() {
-    let stream = Stream::iter([1, 2, 3]);
+    let stream = Outgoing::iter([1, 2, 3]);
     let error = serde_json::to_string(&stream).unwrap_err().to_string();
     assert!(error.contains("never in a notification"), "{error}");
     let again = serde_json::to_string(&stream).unwrap_err().to_string();
@@ -214,11 +214,11 @@ fn a_stream_refuses_to_serialize_outside_a_connection() {
 
 #[tokio::test]
 async fn a_prefetched_sequence_that_ends_needs_no_token() {
-    let stream = Stream::iter([1, 2]).prefetch(5).await;
+    let stream = Outgoing::iter([1, 2]).prefetch(5).await;
     // No token to register, so no connection needed.
     assert_eq!(serde_json::to_value(&stream).unwrap(), json!({"values":[1,2]}));
     // An empty one says so too: no token and no values would read as a token.
-    let empty = Stream::iter(Vec::<u8>::new()).prefetch(5).await;
+    let empty = Outgoing::iter(Vec::<u8>::new()).prefetch(5).await;
     assert_eq!(serde_json::to_value(&empty).unwrap(), json!({"values":[]}));
 }
 

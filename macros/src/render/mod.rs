@@ -64,9 +64,9 @@ fn local(name: &str) -> Ident {
 }
 
 /// The success type a caller gets back: a stream the method returns
-/// (`Stream<T>`) comes back as `Incoming<T>`.
+/// (`Outgoing<T>`) comes back as `Incoming<T>`.
 fn ok_type(krate: &syn::Path, method: &Method) -> TokenStream {
-    let written = |ty: &syn::Type| match stream_item(ty, "Stream") {
+    let written = |ty: &syn::Type| match stream_item(ty, "Outgoing") {
         Some(item) => quote!(#krate::Incoming<#item>),
         None => quote!(#ty),
     };

@@ -117,9 +117,9 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
     let wire = &method.wire_name;
     let names = method.params.iter().map(|p| p.wire_name());
     let idents: Vec<_> = method.params.iter().map(|p| &p.ident).collect();
-    // A stream parameter takes any stream, sent as a `Stream`.
+    // A stream parameter takes any stream, sent as an `Outgoing`.
     let types = method.params.iter().map(|p| match p.stream_item() {
-        Some(item) => quote!(impl #krate::stream::IntoStream<#item>),
+        Some(item) => quote!(impl #krate::stream::IntoOutgoing<#item>),
         None => {
             let ty = &p.ty;
             quote!(#ty)
@@ -127,7 +127,7 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
     });
     let streams = method.params.iter().filter(|p| p.stream_item().is_some()).map(|p| {
         let ident = &p.ident;
-        quote!(let #ident = #krate::stream::IntoStream::into_stream(#ident);)
+        quote!(let #ident = #krate::stream::IntoOutgoing::into_outgoing(#ident);)
     });
     let params = quote!(#krate::__private::ByName(&[#(#names),*], (#(&#idents,)*)));
     let call = quote!(#krate::contract::Call::call(&self.caller, #wire, #params, self.timeout).await);

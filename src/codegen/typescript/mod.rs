@@ -29,7 +29,7 @@
 //! - `yHandlers(events)`: `connect`'s `handlers` for an implementation, taking
 //!   parameters by name or by position as the wire allows.
 //!
-//! Streams ([`Stream`](crate::Stream), [`Incoming`](crate::Incoming)) are
+//! Streams ([`Outgoing`](crate::Outgoing), [`Incoming`](crate::Incoming)) are
 //! `AsyncIterable<T>` where the page reads them (a service's stream result,
 //! as `Promise<AsyncIterable<T>>`, read with `for await`, leaving early
 //! disposes of it; a callback's stream parameter) and any
