@@ -1,7 +1,7 @@
-//! What a typed stub sends through: [`OneWay`] for one-way messages, [`Call`]
+//! What a typed stub sends through: [`OneWay`] for one-way messages, [`TwoWay`]
 //! for calls that await a reply.
 //!
-//! A stub's one-way methods need `C: OneWay`, its other methods `C: Call`, so
+//! A stub's one-way methods need `C: OneWay`, its other methods `C: TwoWay`, so
 //! `hub.group(..)` (one-way only) offers just the one-way callbacks, checked
 //! at compile time. [`Peer`] and [`Client`](crate::Client) implement both, as
 //! does any jsonrpsee client through
@@ -35,7 +35,7 @@ pub trait OneWay: Send + Sync {
     note = "a hub's fan-out (`hub.all()`, `hub.group(..)`, `hub.user(..)`, ...) sends #[oneway] methods only; \
             use `hub.connection(id)` to call one connection and await its reply"
 )]
-pub trait Call: OneWay {
+pub trait TwoWay: OneWay {
     /// Calls `method` and decodes the reply's result as `R`.
     ///
     /// `timeout` overrides the caller's default deadline. Dropping the future
@@ -58,7 +58,7 @@ impl OneWay for Peer {
     }
 }
 
-impl Call for Peer {
+impl TwoWay for Peer {
     async fn call<P, R>(&self, method: &str, params: P, timeout: Option<Duration>) -> Result<R, Error>
     where
         P: Serialize + Send + Sync,

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::caller::{Call, OneWay};
+use crate::caller::{OneWay, TwoWay};
 use crate::connection::{ConnectionId, random_node};
 use crate::contract::Contract;
 use crate::error::Error;
@@ -699,7 +699,7 @@ impl OneWay for ConnectionTarget {
     }
 }
 
-impl Call for ConnectionTarget {
+impl TwoWay for ConnectionTarget {
     /// Fails with [`Error::Closed`] when no node holds the connection or it
     /// closes before answering, and with [`Error::Timeout`] past the deadline,
     /// wherever the connection is.

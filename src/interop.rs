@@ -26,7 +26,7 @@ use futures_util::FutureExt;
 use jsonrpsee_core::server::{MethodCallback, MethodResponse, Methods};
 use jsonrpsee_types::{ErrorObjectOwned, Extensions, Params};
 
-use crate::caller::{Call, OneWay};
+use crate::caller::{OneWay, TwoWay};
 use crate::client::Client;
 use crate::connection::ConnectionId;
 use crate::dispatch::{Answer, Handler, HandlerFuture, IncomingCall};
@@ -133,7 +133,7 @@ impl<C: ClientT + Send + Sync> OneWay for Jsonrpsee<C> {
     }
 }
 
-impl<C: ClientT + Send + Sync> Call for Jsonrpsee<C> {
+impl<C: ClientT + Send + Sync> TwoWay for Jsonrpsee<C> {
     async fn call<P, R>(&self, method: &str, params: P, timeout: Option<Duration>) -> Result<R, Error>
     where
         P: Serialize + Send + Sync,

@@ -264,10 +264,8 @@ pub use server::Server;
 pub use stream::{Incoming, Outgoing};
 
 /// Declares a service contract: the methods clients call on the server.
-///
-/// ```text
-/// #[wsduplex::service(namespace = "chat", callback = ChatEvents)]
-/// ```
+/// Written `#[wsduplex::service(namespace = "chat", callback = ChatEvents)]`
+/// on a trait, with these arguments:
 ///
 /// - `namespace = "..."`: wire names become `namespace.method`; without it, the method name alone.
 /// - `callback = Trait`: the callback contract (declared with [`macro@callback`])
@@ -355,10 +353,7 @@ pub use stream::{Incoming, Outgoing};
 pub use wsduplex_macros::service;
 
 /// Declares a callback contract: the methods the server calls on a client.
-///
-/// ```text
-/// #[wsduplex::callback(namespace = "chat")]
-/// ```
+/// Written `#[wsduplex::callback(namespace = "chat")]` on a trait.
 ///
 /// The rules are those of [`macro@service`] (`namespace`, `#[oneway]`,
 /// `#[method(name = "...")]`), without `callback`. For a trait `ChatEvents`

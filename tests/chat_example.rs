@@ -539,7 +539,7 @@ async fn an_admin_kicks_and_no_one_else_may() {
 
 #[tokio::test]
 async fn with_the_tls_flags_it_serves_wss() {
-    use wsduplex::contract::Call;
+    use wsduplex::contract::TwoWay;
     let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     let dir = std::env::temp_dir().join(format!("wsduplex-chat-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

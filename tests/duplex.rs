@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::*;
-use wsduplex::{CallError, Client, CloseReason, Connection, Error, Server, contract::Call};
+use wsduplex::{CallError, Client, CloseReason, Connection, Error, Server, contract::TwoWay};
 
 /// Connects a typed client, and waits until the server has registered the
 /// connection (the client's handshake completes before that).

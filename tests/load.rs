@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use wsduplex::{
-    Client, CloseReason, Connection, Error, Server, client::ClientBuilder, contract::Call, server::ServerBuilder,
+    Client, CloseReason, Connection, Error, Server, client::ClientBuilder, contract::TwoWay, server::ServerBuilder,
     server::ServerHandle,
 };
 

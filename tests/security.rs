@@ -193,7 +193,7 @@ async fn failing_handlers_reach_the_handler_error_hook() {
     assert_eq!(within(failed.recv()).await.unwrap(), (id, "t.panic".to_owned(), -32603, true));
     // Invalid params are the caller's fault, not the handler's: no report; then a real failure.
     let untyped: Result<u8, _> =
-        within(wsduplex::contract::Call::call(client.caller(), "t.refuse", [1, 2, 3], None)).await;
+        within(wsduplex::contract::TwoWay::call(client.caller(), "t.refuse", [1, 2, 3], None)).await;
     assert!(untyped.is_err());
     assert!(within(client.refuse("again".into())).await.is_err());
     assert_eq!(within(failed.recv()).await.unwrap(), (id, "t.refuse".to_owned(), 4001, false));

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::caller::{Call, OneWay};
+use crate::caller::{OneWay, TwoWay};
 use crate::connection::ConnectionId;
 use crate::contract::Serve;
 use crate::deadline::deadline_in;
@@ -105,7 +105,8 @@ impl Link {
 /// The last client handle is gone: close the connection, stop reconnecting.
 impl Drop for Link {
     fn drop(&mut self) {
-        if let Some(peer) = self.current.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        let current = crate::sync::lock(&self.current).take();
+        if let Some(peer) = current
             && self.owns_connection
         {
             peer.close(1000, "");
@@ -588,7 +589,7 @@ impl OneWay for Client {
     }
 }
 
-impl Call for Client {
+impl TwoWay for Client {
     /// Waits for a connection while reconnecting, within the call's deadline.
     async fn call<P, R>(&self, method: &str, params: P, timeout: Option<Duration>) -> Result<R, Error>
     where

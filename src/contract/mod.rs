@@ -20,7 +20,7 @@ use crate::peer::Peer;
 
 pub(crate) mod info;
 
-pub use crate::caller::{Call, OneWay};
+pub use crate::caller::{OneWay, TwoWay};
 pub use crate::rpc_error::FromErrorObject;
 pub use info::{
     ContractInfo, ContractKind, ContractType, DocumentedErrors, ErrorInfo, MethodInfo, ParamInfo, SchemaFn,

@@ -150,7 +150,7 @@ impl Meters {
     /// Starts counting a call this side makes to `method` on the
     /// connection whose handles `local` holds.
     pub(crate) fn outgoing(&self, local: &Callbacks, method: &str) -> CallbackMeter {
-        let mut cached = local.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cached = crate::sync::lock(&local.0);
         if let Some((_, meters)) = cached.iter().find(|(name, _)| **name == *method) {
             return CallbackMeter(Some(meters.clone()));
         }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::*;
-use crate::caller::Call;
+use crate::caller::TwoWay;
 use crate::dispatch::{Handler, HandlerFuture, IncomingCall, handle};
 use crate::socket::Activity;
 

@@ -20,7 +20,7 @@ pub fn stub_struct(contract: &Contract) -> TokenStream {
         ),
     };
     let doc = format!(
-        "Typed stub of the [`{ident}`] contract: each method sends one JSON-RPC message to the peer that implements `{ident}`.\n\n{role} `C` is what it sends through; one-way methods need `C: Notify`, the others `C: Call`."
+        "Typed stub of the [`{ident}`] contract: each method sends one JSON-RPC message to the peer that implements `{ident}`.\n\n{role} `C` is what it sends through; one-way methods need `C: OneWay`, the others `C: TwoWay`."
     );
     quote! {
         #[doc = #doc]
@@ -40,7 +40,7 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
     let stub = contract.stub_ident();
     let ident = contract.ident();
     let contract_doc = format!(
-        "The `{ident}` contract's metadata: methods, parameters, schemas and docs (for `wsduplex::openrpc` and `wsduplex::typescript`)."
+        "The `{ident}` contract's metadata: methods, parameters, schemas and docs (for `wsduplex::codegen`: OpenRPC and TypeScript)."
     );
     let unless_taken = |name: &str, tokens: TokenStream| (!contract.has_method(name)).then_some(tokens);
     let info = unless_taken(
@@ -99,8 +99,8 @@ pub fn stub_basics(contract: &Contract) -> TokenStream {
 
 /// The contract's methods on the stub, each bound by what its caller must
 /// support. The bound sits on the method, not on the impl block, so a call
-/// through a caller without replies (a hub's fan-out) is an unmet `Call`
-/// bound, which `Call`'s diagnostic explains, not a missing method.
+/// through a caller without replies (a hub's fan-out) is an unmet `TwoWay`
+/// bound, which `TwoWay`'s diagnostic explains, not a missing method.
 pub fn stub_methods(contract: &Contract) -> TokenStream {
     let stub = contract.stub_ident();
     let methods = contract.methods.iter().map(|m| stub_method(&contract.krate, m));
@@ -130,7 +130,7 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
         quote!(let #ident = #krate::stream::IntoOutgoing::into_outgoing(#ident);)
     });
     let params = quote!(#krate::__private::ByName(&[#(#names),*], (#(&#idents,)*)));
-    let call = quote!(#krate::contract::Call::call(&self.caller, #wire, #params, self.timeout).await);
+    let call = quote!(#krate::contract::TwoWay::call(&self.caller, #wire, #params, self.timeout).await);
     let ok = ok_type(krate, method);
     let (note, send, returns, bound) = match (method.oneway, &method.returns) {
         (Some(_), _) => (
@@ -157,14 +157,14 @@ fn stub_method(krate: &syn::Path, method: &Method) -> TokenStream {
                     }
                 },
                 quote!(::core::result::Result<#ok, #krate::CallError<#error>>),
-                quote!(#krate::contract::Call),
+                quote!(#krate::contract::TwoWay),
             )
         }
         (None, _) => (
             format!("Calls `{wire}` and awaits the reply."),
             call,
             quote!(::core::result::Result<#ok, #krate::Error>),
-            quote!(#krate::contract::Call),
+            quote!(#krate::contract::TwoWay),
         ),
     };
     quote! {
