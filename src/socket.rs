@@ -4,7 +4,7 @@
 //! tokio-tungstenite allocates its read buffer up front, so every idle
 //! connection carries it. Here small reads go through a buffer on the stack
 //! and only what arrives is kept; a large frame is read straight into a
-//! buffer of its own size. Outgoing frames go out with vectored writes: a
+//! buffer of its own size. PendingWrite frames go out with vectored writes: a
 //! payload over 4 KiB is written from the message's own bytes (a broadcast's
 //! payload is shared by every recipient, never copied per socket; only a
 //! client's frames, which must be masked, are copied), and smaller frames are
@@ -110,7 +110,7 @@ enum Kind {
 /// write, for many of them), or one frame whose header is `head` and whose
 /// large payload is shared with the message's other holders (a broadcast's
 /// other recipients), never copied.
-struct Outgoing {
+struct PendingWrite {
     head: Vec<u8>,
     payload: Bytes,
     /// Bytes of `head` and `payload` already written.
@@ -118,7 +118,7 @@ struct Outgoing {
     kind: Kind,
 }
 
-impl Outgoing {
+impl PendingWrite {
     fn len(&self) -> usize {
         self.head.len() + self.payload.len()
     }
@@ -143,7 +143,7 @@ pub(crate) struct Socket<Io> {
     awaiting: usize,
     fragments: Option<Fragments>,
     /// Frames not yet written, in order; unallocated when empty.
-    write: VecDeque<Outgoing>,
+    write: VecDeque<PendingWrite>,
     /// Unwritten bytes in `write`.
     write_bytes: usize,
     /// The pong owed for the latest ping, written at the next frame boundary.
@@ -358,18 +358,18 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
                 None => payload,
             };
             self.write_bytes += head.len() + payload.len();
-            self.write.push_back(Outgoing { head, payload, written: 0, kind });
+            self.write.push_back(PendingWrite { head, payload, written: 0, kind });
             return;
         }
         // Into the last buffer while it has room: buffers never grow, so
         // never hold twice what they carry.
         let size = MAX_HEADER + payload.len();
-        let fits = |last: &Outgoing| last.head.capacity() - last.head.len() >= size;
+        let fits = |last: &PendingWrite| last.head.capacity() - last.head.len() >= size;
         let joins = kind == Kind::Data
             && self.write.back().is_some_and(|last| last.kind == Kind::Data && last.payload.is_empty() && fits(last));
         if !joins {
             let head = Vec::with_capacity(if kind == Kind::Data { size.max(SMALL_FRAMES) } else { size });
-            self.write.push_back(Outgoing { head, payload: Bytes::new(), written: 0, kind });
+            self.write.push_back(PendingWrite { head, payload: Bytes::new(), written: 0, kind });
         }
         let mask = (self.role == Role::Client).then(mask);
         if let Some(last) = self.write.back_mut() {
@@ -401,7 +401,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             let Some(payload) = payload else { continue };
             let mut head = Vec::with_capacity(MAX_HEADER + payload.len());
             write_frame(&mut head, OpCode::Control(control), &payload, (self.role == Role::Client).then(mask));
-            let frame = Outgoing { head, payload: Bytes::new(), written: 0, kind };
+            let frame = PendingWrite { head, payload: Bytes::new(), written: 0, kind };
             self.write_bytes += frame.len();
             let waiting = self.write.iter().take(2).position(|queued| queued.kind == kind);
             match waiting.and_then(|at| self.write.get_mut(at)) {
@@ -420,7 +420,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Socket<Io> {
             }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let mut count = 0;
-            for part in self.write.iter().flat_map(Outgoing::unwritten) {
+            for part in self.write.iter().flat_map(PendingWrite::unwritten) {
                 if count == MAX_SLICES {
                     break;
                 }

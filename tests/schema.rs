@@ -340,7 +340,7 @@ fn assert_snapshot(path: &Path, actual: &str) {
     let expected = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         expected == actual,
-        "{} is out of date with the Rust contracts; regenerate it (see the README's \"Contract schema\"). Now:\n{actual}",
+        "{} is out of date with the Rust contracts; regenerate it (run with WSDUPLEX_UPDATE_SNAPSHOTS=1). Now:\n{actual}",
         path.display()
     );
 }

@@ -49,7 +49,7 @@ use crate::deadline::deadline_in;
 use crate::error::{Error, server_busy};
 use crate::hub::{Audience, Backplane, LocalConnections, Payload, Topic};
 use bus::{Channels, Message, Outcome};
-use publisher::Outgoing;
+use publisher::Publication;
 use subscriber::{Change, Subscriptions};
 
 /// Settings for a [`RedisBackplane`].
@@ -175,7 +175,7 @@ impl RedisOptions {
 /// ```
 pub struct RedisBackplane {
     shared: Arc<Shared>,
-    publish: mpsc::Sender<Outgoing>,
+    publish: mpsc::Sender<Publication>,
     subscriptions: mpsc::UnboundedSender<Change>,
 }
 
@@ -305,7 +305,7 @@ impl RedisBackplane {
     /// it (it died, or never was), a transport error when Redis cannot be reached.
     async fn publish_to_node(&self, node: u64, message: &Message) -> Result<(), Error> {
         let (heard, count) = oneshot::channel();
-        let outgoing = Outgoing {
+        let outgoing = Publication {
             channel: self.shared.channels.node(node),
             message: self.shared.seal(message),
             heard: Some(heard),
@@ -400,7 +400,7 @@ impl Drop for Forget<'_> {
 
 /// Queues `outgoing`; false (and a log line per burst) when the queue is
 /// full or closed.
-fn enqueue(shared: &Shared, publish: &mpsc::Sender<Outgoing>, outgoing: Outgoing) -> bool {
+fn enqueue(shared: &Shared, publish: &mpsc::Sender<Publication>, outgoing: Publication) -> bool {
     let queued = publish.try_send(outgoing).is_ok();
     if !queued {
         crate::metrics::backplane(0, 1);
@@ -412,8 +412,8 @@ fn enqueue(shared: &Shared, publish: &mpsc::Sender<Outgoing>, outgoing: Outgoing
 }
 
 /// Queues `message`, sealed, for `channel`, answering nobody back.
-fn publish_sealed(shared: &Shared, publish: &mpsc::Sender<Outgoing>, channel: String, message: &Message) -> bool {
-    enqueue(shared, publish, Outgoing { channel, message: shared.seal(message), heard: None })
+fn publish_sealed(shared: &Shared, publish: &mpsc::Sender<Publication>, channel: String, message: &Message) -> bool {
+    enqueue(shared, publish, Publication { channel, message: shared.seal(message), heard: None })
 }
 
 /// Records whether something is failing now; true when a run of failures
@@ -522,7 +522,7 @@ impl Backplane for RedisBackplane {
 /// last hub.
 struct Receiver {
     shared: std::sync::Weak<Shared>,
-    publish: mpsc::WeakSender<Outgoing>,
+    publish: mpsc::WeakSender<Publication>,
 }
 
 impl Receiver {

@@ -5,7 +5,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 /// One message for a channel.
-pub(crate) struct Outgoing {
+pub(crate) struct Publication {
     pub(crate) channel: String,
     pub(crate) message: Vec<u8>,
     /// Told how many nodes received it (Redis's count of subscribers), or
@@ -19,7 +19,7 @@ const BATCH: usize = 256;
 /// Publishes what `queue` holds until it closes. While Redis is unreachable
 /// messages are dropped (at most once), with one log line when that starts
 /// and one when it ends.
-pub(crate) async fn run(mut connection: ConnectionManager, mut queue: mpsc::Receiver<Outgoing>) {
+pub(crate) async fn run(mut connection: ConnectionManager, mut queue: mpsc::Receiver<Publication>) {
     let mut failing = false;
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
