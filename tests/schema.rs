@@ -826,7 +826,7 @@ async fn the_npm_package_packs_installs_and_works_from_node_and_typescript() {
     assert!(packed.status.success());
     let packed: Value = serde_json::from_slice(&packed.stdout).unwrap();
     let files: Vec<&str> = packed[0]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert_eq!(files, ["README.md", "package.json", "wsduplex.d.ts", "wsduplex.js"]);
+    assert_eq!(files, ["LICENSE-APACHE", "LICENSE-MIT", "README.md", "package.json", "wsduplex.d.ts", "wsduplex.js"]);
     let tarball = project.join(packed[0]["filename"].as_str().unwrap());
 
     std::fs::write(project.join("package.json"), r#"{"name": "uses-wsduplex", "private": true, "type": "module"}"#)
