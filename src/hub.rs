@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::caller::{OneWay, TwoWay};
-use crate::connection::{ConnectionId, random_node};
+use crate::connection_id::{ConnectionId, random_node};
 use crate::contract::Contract;
 use crate::error::Error;
 use crate::metrics::Dropped;

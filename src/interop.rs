@@ -28,7 +28,7 @@ use jsonrpsee_types::{ErrorObjectOwned, Extensions, Params};
 
 use crate::caller::{OneWay, TwoWay};
 use crate::client::Client;
-use crate::connection::ConnectionId;
+use crate::connection_id::ConnectionId;
 use crate::dispatch::{Answer, Handler, HandlerFuture, IncomingCall};
 use crate::error::Error;
 use crate::error::codes;

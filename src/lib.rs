@@ -228,11 +228,13 @@ pub mod client;
 #[cfg(feature = "codegen")]
 pub mod codegen;
 mod connection;
+mod connection_id;
 pub mod contract;
 mod deadline;
 mod dispatch;
 mod error;
 pub mod hub;
+mod identity;
 pub mod interop;
 pub mod metrics;
 pub mod middleware;
@@ -255,7 +257,8 @@ mod wire;
 mod arbitrary;
 
 pub use client::Client;
-pub use connection::{Connection, ConnectionId};
+pub use connection::Connection;
+pub use connection_id::ConnectionId;
 pub use error::{CallError, Error, codes};
 pub use hub::Hub;
 pub use jsonrpsee_types::ErrorObjectOwned;

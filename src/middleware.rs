@@ -68,8 +68,9 @@ use std::task::{Context, Poll};
 use jsonrpsee_types::ErrorObjectOwned;
 use serde_json::value::RawValue;
 
-use crate::connection::{ConnectionId, Roles};
+use crate::connection_id::ConnectionId;
 use crate::dispatch::{Answer, Handler, HandlerFuture, IncomingCall, Reached};
+use crate::identity::Roles;
 use crate::wire::{self, RequestId};
 
 /// Runs around incoming calls (see the [module docs](self)).

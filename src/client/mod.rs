@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::caller::{OneWay, TwoWay};
-use crate::connection::ConnectionId;
+use crate::connection_id::ConnectionId;
 use crate::contract::Serve;
 use crate::deadline::deadline_in;
 use crate::error::Error;

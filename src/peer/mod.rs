@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::Instrument;
 
-use crate::connection::ConnectionId;
+use crate::connection_id::ConnectionId;
 use crate::deadline::deadline_in;
 use crate::error::Error;
 use crate::wire;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::connection::ConnectionId;
+use crate::connection_id::ConnectionId;
 use crate::hub::{Audience, Payload, Topic};
 
 /// The channels of one hub, under a prefix.

@@ -44,7 +44,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::backoff::ReconnectPolicy;
-use crate::connection::{ConnectionId, random_node};
+use crate::connection_id::{ConnectionId, random_node};
 use crate::deadline::deadline_in;
 use crate::error::{Error, server_busy};
 use crate::hub::{Audience, Backplane, LocalConnections, Payload, Topic};

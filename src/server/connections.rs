@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::upgrade::Rejection;
-use crate::connection::ConnectionId;
+use crate::connection_id::ConnectionId;
 use crate::deadline::deadline_in;
 use crate::peer::Peer;
 

@@ -22,8 +22,9 @@ use jsonrpsee_core::server::Methods;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::connection::Connection;
-pub use crate::connection::{Handshake, Identity, ParseConnectionIdError};
+pub use crate::connection_id::ParseConnectionIdError;
 pub use crate::dispatch::HandlerError;
+pub use crate::identity::{Handshake, Identity};
 pub use crate::peer::SlowConsumer;
 pub use endpoint::Endpoint;
 pub use policy::{Authenticate, Refusal};

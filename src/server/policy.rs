@@ -9,7 +9,7 @@ use http::header::{ORIGIN, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::upgrade::plain;
-use crate::connection::{Handshake, Identity};
+use crate::identity::{Handshake, Identity};
 
 /// Why a handshake is refused: `401 Unauthorized` or `403 Forbidden`, with a
 /// short body.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use jsonrpsee_types::ErrorObjectOwned;
 
-use crate::connection::ConnectionId;
+use crate::connection_id::ConnectionId;
 use crate::peer::Shared;
 
 thread_local! {
