@@ -178,6 +178,58 @@ async fn a_call_error_propagates_into_a_handler_error_object_as_a_peer_error() {
     assert_eq!(inner["code"], json!(FULL));
 }
 
+/// The other way: a callback declared with typed errors gives the server
+/// back the client's error to match on.
+#[wsduplex::service(namespace = "board", callback = Pen)]
+pub trait Board {
+    /// What the server saw when it asked the client's pen to draw at (x, y).
+    async fn try_pen(&self, x: i32, y: i32) -> Result<String, ErrorObjectOwned>;
+}
+
+#[wsduplex::callback(namespace = "pen")]
+pub trait Pen {
+    async fn draw(&self, x: i32, y: i32) -> Result<u8, DrawError>;
+}
+
+struct Boarding(Connection<PenClient>);
+
+impl Board for Boarding {
+    async fn try_pen(&self, x: i32, y: i32) -> Result<String, ErrorObjectOwned> {
+        Ok(match self.0.callback().draw(x, y).await {
+            Ok(drawn) => format!("drew {drawn}"),
+            Err(CallError::Method(DrawError::Outside(Point { x, y }))) => format!("outside at {x},{y}"),
+            Err(CallError::Method(DrawError::TooMany { limit, asked, note })) => {
+                format!("too many: {asked} > {limit} ({note:?})")
+            }
+            Err(CallError::Method(other)) => format!("another error: {other}"),
+            Err(CallError::Call(error)) => format!("no answer: {error}"),
+        })
+    }
+}
+
+struct Drawing;
+
+impl Pen for Drawing {
+    async fn draw(&self, x: i32, y: i32) -> Result<u8, DrawError> {
+        match (x, y) {
+            (x, y) if x < 0 || y < 0 => Err(DrawError::Outside(Point { x, y })),
+            (x, _) if x > 100 => Err(DrawError::TooMany { limit: 100, asked: x as u32, note: None }),
+            _ => Ok(1),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_callback_with_typed_errors_gives_the_server_the_clients_error() {
+    let server = within(Server::builder().build("127.0.0.1:0")).await.unwrap();
+    let url = format!("ws://{}", server.local_addr().unwrap());
+    tokio::spawn(server.serve(|conn| Boarding(conn).into_service()));
+    let board = within(BoardClient::connect(&url, Drawing)).await.unwrap();
+    assert_eq!(within(board.try_pen(3, 4)).await.unwrap(), "drew 1");
+    assert_eq!(within(board.try_pen(-1, 2)).await.unwrap(), "outside at -1,2");
+    assert_eq!(within(board.try_pen(101, 0)).await.unwrap(), "too many: 101 > 100 (None)");
+}
+
 /// A method's `#[errors(..)]` documents only the variants it names: its own
 /// codes, and a pass-through variant's codes only where it is listed.
 #[wsduplex::service(namespace = "doc")]
